@@ -1,0 +1,1 @@
+"""Fault model: link rules, the fault router process, partition shapes."""

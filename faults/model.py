@@ -1,0 +1,189 @@
+"""The fault vocabulary: one definition of every fault, shared by CLI, scenarios and dashboard.
+
+A fault arrives as a plain mapping (from CLI flags, a scenario step or a dashboard action),
+is validated here into a `Fault`, and is carried out by the supervisor. Targets are names
+(r0, c1, broker) or roles resolved when the fault fires (see `ROLES`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from protocols.base.durations import DurationError, parse_duration
+
+# kind -> (parameters it accepts, what heals it)
+KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "partition": (frozenset({"from", "to", "oneway", "shape", "node"}), "heal"),
+    "isolate": (frozenset({"node"}), "heal"),
+    "delay": (frozenset({"from", "to", "ms", "jitter", "oneway"}), "heal"),
+    "loss": (frozenset({"from", "to", "p", "oneway"}), "heal"),
+    "duplicate": (frozenset({"from", "to", "p", "oneway"}), "heal"),
+    "pause": (frozenset({"node", "for"}), "resume, or the end of `for`"),
+    "resume": (frozenset({"node"}), ""),
+    "kill": (frozenset({"node"}), "restart"),
+    "restart": (frozenset({"node"}), ""),
+    "clock": (frozenset({"node", "offset", "drift"}), "clock NODE --offset 0 --drift 0"),
+    "disk": (frozenset({"node", "fsync", "stall"}), "disk NODE --fsync 0"),
+    "byzantine": (frozenset({"node", "mode"}), "byzantine NODE --mode honest"),
+    "heal": (frozenset({"from", "to"}), ""),
+}
+LINK_KINDS = frozenset({"partition", "isolate", "delay", "loss", "duplicate"})
+NODE_KINDS = frozenset({"pause", "resume", "kill", "restart", "clock", "disk", "byzantine"})
+ROLES = frozenset({"leader", "followers", "primary", "random", "minority", "majority", "all"})
+
+
+class FaultError(ValueError):
+    """A fault that does not validate; the message names the parameter."""
+
+
+class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
+    kind: str
+    src: tuple[str, ...] = ()  # link faults: the sending side (targets, unresolved)
+    dst: tuple[str, ...] = ()  # link faults: the receiving side
+    oneway: bool = False
+    node: str = ""  # node faults: the target (a name or a role)
+    duration: float | None = None  # pause: seconds before the automatic resume
+    delay: float = 0.0  # seconds
+    jitter: float = 0.0  # seconds
+    p: float = 0.0
+    offset: float | None = None  # clock: seconds (may be negative)
+    drift: float | None = None
+    fsync: float | None = None  # disk: added fsync latency, seconds
+    stall: float | None = None  # disk: block fsyncs for this long, seconds
+    mode: str = ""
+
+    def describe(self) -> str:
+        """One line a human reads in `fault list`, the dashboard and stderr."""
+        arrow = "->" if self.oneway or self.kind in ("delay", "loss", "duplicate") else "<->"
+        link = f"{','.join(self.src)} {arrow} {','.join(self.dst)}"
+        if self.kind == "partition":
+            return f"partition {link}"
+        if self.kind == "isolate":
+            return f"isolate {self.node}"
+        if self.kind == "delay":
+            j = f" +-{self.jitter * 1000:g}ms" if self.jitter else ""
+            return f"delay {link} {self.delay * 1000:g}ms{j}"
+        if self.kind in ("loss", "duplicate"):
+            return f"{self.kind} {link} p={self.p:g}"
+        if self.kind == "pause":
+            return f"pause {self.node}" + (f" for {self.duration:g}s" if self.duration else "")
+        if self.kind == "clock":
+            return f"clock {self.node} offset={self.offset or 0:+g}s drift={self.drift or 0:+g}"
+        if self.kind == "disk":
+            return (
+                f"disk {self.node} fsync=+{(self.fsync or 0) * 1000:g}ms stall={self.stall or 0:g}s"
+            )
+        return f"{self.kind} {self.node}".strip()
+
+    @property
+    def heals_with(self) -> str:
+        return KINDS[self.kind][1]
+
+
+def _targets(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        raise FaultError(f"{key!r} must be a node name, a role or a list of them")
+    items = [i for i in items if i]
+    if not items:
+        raise FaultError(f"{key!r} names no node")
+    return tuple(items)
+
+
+def _seconds(value: Any, key: str, *, signed: bool = False) -> float:
+    try:
+        if signed and isinstance(value, str) and value.strip().startswith("-"):
+            return -parse_duration(value.strip()[1:])
+        if signed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return parse_duration(value)
+    except DurationError as e:
+        raise FaultError(f"{key!r}: {e}") from None
+
+
+def _probability(value: Any, key: str) -> float:
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise FaultError(f"{key!r} must be a probability between 0 and 1, got {value!r}") from None
+    if not 0.0 <= p <= 1.0:
+        raise FaultError(f"{key!r} must be between 0 and 1, got {value!r}")
+    return p
+
+
+def parse_fault(spec: dict[str, Any]) -> Fault:
+    """Validate a fault given as a mapping ("fault" or "kind" names it); raise FaultError."""
+    spec = dict(spec)
+    kind = spec.pop("fault", None) or spec.pop("kind", None)
+    if kind not in KINDS:
+        raise FaultError(f"unknown fault {kind!r} (known: {', '.join(sorted(KINDS))})")
+    allowed = KINDS[kind][0]
+    for key in spec:
+        if key not in allowed:
+            raise FaultError(f"fault {kind!r} has no parameter {key!r}")
+    f: dict[str, Any] = {"kind": kind}
+    if "from" in spec:
+        f["src"] = _targets(spec["from"], "from")
+    if "to" in spec:
+        f["dst"] = _targets(spec["to"], "to")
+    if "oneway" in spec:
+        if not isinstance(spec["oneway"], bool):
+            raise FaultError("'oneway' must be true or false")
+        f["oneway"] = spec["oneway"]
+    if "node" in spec:
+        f["node"] = _targets(spec["node"], "node")[0]
+    if kind in ("partition", "delay", "loss", "duplicate") and ("src" not in f or "dst" not in f):
+        raise FaultError(f"fault {kind!r} needs both 'from' and 'to'")
+    if kind in NODE_KINDS | {"isolate"} and not f.get("node"):
+        raise FaultError(f"fault {kind!r} needs 'node'")
+    if kind == "delay":
+        if "ms" not in spec:
+            raise FaultError("fault 'delay' needs 'ms'")
+        f["delay"] = _ms(spec["ms"], "ms")
+        if "jitter" in spec:
+            f["jitter"] = _ms(spec["jitter"], "jitter")
+    if kind in ("loss", "duplicate"):
+        if "p" not in spec:
+            raise FaultError(f"fault {kind!r} needs 'p'")
+        f["p"] = _probability(spec["p"], "p")
+    if kind == "pause" and spec.get("for") is not None:
+        f["duration"] = _seconds(spec["for"], "for")
+    if kind == "clock":
+        if spec.get("offset") is None and spec.get("drift") is None:
+            raise FaultError("fault 'clock' needs 'offset' and/or 'drift'")
+        if spec.get("offset") is not None:
+            f["offset"] = _seconds(spec["offset"], "offset", signed=True)
+        if spec.get("drift") is not None:
+            try:
+                drift = float(spec["drift"])
+            except (TypeError, ValueError):
+                raise FaultError(f"'drift' must be a number, got {spec['drift']!r}") from None
+            if drift <= -1.0:
+                raise FaultError("'drift' must be greater than -1")
+            f["drift"] = drift
+    if kind == "disk":
+        if spec.get("fsync") is None and spec.get("stall") is None:
+            raise FaultError("fault 'disk' needs 'fsync' and/or 'stall'")
+        if spec.get("fsync") is not None:
+            f["fsync"] = _seconds(spec["fsync"], "fsync")
+        if spec.get("stall") is not None:
+            f["stall"] = _seconds(spec["stall"], "stall")
+    if kind == "byzantine":
+        f["mode"] = str(spec.get("mode") or "")
+    return Fault(**f)
+
+
+def _ms(value: Any, key: str) -> float:
+    """Milliseconds given as a number, or a duration with its own unit ("50ms", "0.05s")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise FaultError(f"{key!r} must not be negative")
+        return float(value) / 1000.0
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        return float(value) / 1000.0
+    return _seconds(value, key)

@@ -1,0 +1,431 @@
+"""The fault router: one process that every data-plane message of the lab crosses.
+
+    python -m faults.router --telemetry TCP_ENDPOINT --parent-pid PID [--seed N] [--host H]
+
+Endpoints (replicas r0.., clients c0.. or cli-<pid>, "broker") connect a DEALER whose
+IDENTITY is their name and send [dst, payload]; the router's data ROUTER socket receives
+[src, dst, payload], applies the rule of the directed link (src, dst) from its LinkTable
+(pass, drop, loss, duplicate, delay with jitter) and forwards [dst, src, payload], so the
+receiver sees [src, payload]. Payloads are never decoded.
+
+A second ROUTER socket takes control requests (msgpack maps, nodes.process.serve_control):
+  {"cmd": "ping"}
+  {"cmd": "set_links", "links": [{"src", "dst", "rule": {...}}]}   replaces the whole table
+  {"cmd": "get_links"}                                            the table in force
+  {"cmd": "stats"}                                                counters, per link and total
+
+Telemetry (PUSH to the supervisor): "router.ready" once, with the two endpoints and the pid;
+"router.links" every 250 ms when a counter moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import random
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from faults.links import LinkRule, LinkTable
+from nodes.process import (
+    Telemetry,
+    die_with_parent,
+    error,
+    ok,
+    parent_alive,
+    serve_control,
+)
+
+# Deep enough that a burst (an election storm, a client blast) never meets the HWM; a full
+# pipe means a paused or wedged receiver, and then dropping is the honest network behaviour.
+HWM = 100_000
+# How many data messages to forward before looking at the delay queue and control socket
+# again: large enough to amortise the poll, small enough that a flood cannot starve them.
+DRAIN_BATCH = 512
+# The longest the loop sleeps: bounds how late telemetry, parent checks and SIGTERM are seen.
+MAX_POLL_MS = 100
+TICK = 0.25
+# Messages held in the delay queue at most; past it new held messages are dropped (counted),
+# so a long delay on a busy link cannot eat the laptop's memory.
+MAX_QUEUED = 500_000
+# Distinct links with their own counters at most. Garbage destinations (a fuzzer, a buggy
+# node) would otherwise grow the table and the telemetry without bound; the rest share one.
+MAX_LINKS = 4096
+
+_NOBLOCK = zmq.NOBLOCK
+_MORE = zmq.NOBLOCK | zmq.SNDMORE
+
+
+class _Link:
+    """One directed link's rule and counters. `fast` caches "no rule and nothing queued"."""
+
+    __slots__ = (
+        "delayed",
+        "delivered",
+        "dropped",
+        "dst",
+        "duplicated",
+        "fast",
+        "last_release",
+        "pending",
+        "rule",
+        "sent",
+        "src",
+    )
+
+    def __init__(self, src: str, dst: str, rule: LinkRule | None) -> None:
+        self.src = src
+        self.dst = dst
+        self.rule = rule
+        self.pending = 0  # messages of this link in the delay queue
+        self.last_release = 0.0  # release time of its last queued message (FIFO floor)
+        self.fast = rule is None
+        self.sent = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.delayed = 0
+        self.duplicated = 0
+
+    def counters(self) -> list[Any]:
+        return [self.src, self.dst, self.sent, self.delivered, self.dropped, self.delayed,
+                self.duplicated]  # fmt: skip
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class _Stop(Exception):
+    """Raised from the signal handler so a blocking poll returns at once."""
+
+
+class Router:
+    """The router's state and loop. Build, `bind()`, then `run()`; `close()` always."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        telemetry: Telemetry,
+        host: str = "127.0.0.1",
+        seed: int | None = None,
+        parent_pid: int | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.telemetry = telemetry
+        self.host = host
+        self.parent_pid = parent_pid
+        self.rng = random.Random(seed)
+        self.table = LinkTable()
+        self._rules: dict[tuple[bytes, bytes], LinkRule] = {}  # table, keyed like the wire
+        self.links: dict[tuple[bytes, bytes], _Link] = {}
+        self._overflow = _Link("*", "*", None)
+        # (release time, sequence, link, dst, src, payload); the sequence keeps FIFO on ties.
+        self.heap: list[tuple[float, int, _Link, bytes, bytes, bytes]] = []
+        self._seq = 0
+        self.malformed = 0
+        self.control_counters: dict[str, int] = {}
+        self.unroutable = 0
+        self.queue_full = 0
+        self.send_errors = 0
+        self._published: tuple[int, ...] | None = None
+        self.data = ctx.socket(zmq.ROUTER)
+        self.control = ctx.socket(zmq.ROUTER)
+        for sock in (self.data, self.control):
+            sock.setsockopt(zmq.LINGER, 0)
+        self.data.setsockopt(zmq.SNDHWM, HWM)
+        self.data.setsockopt(zmq.RCVHWM, HWM)
+        # Without MANDATORY a ROUTER silently discards messages for unknown peers; we want
+        # each one counted, per link, so an EHOSTUNREACH is raised and caught below.
+        self.data.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # A restarted node reconnects with the same identity before the router has noticed the
+        # old connection died (SIGKILL leaves no goodbye); the new connection must win.
+        self.data.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.data_endpoint = ""
+        self.control_endpoint = ""
+
+    # ----------------------------------------------------------------- setup and control
+
+    def bind(self) -> dict[str, str]:
+        base = f"tcp://{self.host}"
+        self.data_endpoint = f"{base}:{self.data.bind_to_random_port(base)}"
+        self.control_endpoint = f"{base}:{self.control.bind_to_random_port(base)}"
+        return {"data": self.data_endpoint, "control": self.control_endpoint}
+
+    def set_table(self, table: LinkTable) -> None:
+        """Swap the whole table at once. Queued messages keep their release time, and a link
+        that still has queued messages stays off the fast path until they are out (FIFO)."""
+        rules: dict[tuple[bytes, bytes], LinkRule] = {}
+        for (src, dst), rule in table.items():
+            if not rule.is_pass():
+                rules[(src.encode(), dst.encode())] = rule
+        self.table = table
+        self._rules = rules
+        for key, link in self.links.items():
+            link.rule = rules.get(key)
+            link.fast = link.rule is None and link.pending == 0
+        # A link named by a rule always gets its own counters, even past MAX_LINKS.
+        for key, rule in rules.items():
+            if key not in self.links:
+                self.links[key] = _Link(_name(key[0]), _name(key[1]), rule)
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "ping":
+            return ok(pid=os.getpid())
+        if cmd == "set_links":
+            if "links" not in request:
+                return error("set_links needs 'links': a list of {src, dst, rule}")
+            try:
+                table = LinkTable.from_wire(request["links"])
+            except ValueError as e:
+                return error(str(e), "invalid_links")
+            self.set_table(table)
+            return ok(links=len(table))
+        if cmd == "get_links":
+            return ok(links=self.table.to_wire())
+        if cmd == "stats":
+            return ok(**self.stats())
+        return error(f"unknown command {cmd!r}", "unknown_command")
+
+    def stats(self) -> dict[str, Any]:
+        fields = ("sent", "delivered", "dropped", "delayed", "duplicated")
+        links = [link for link in self._all_links() if link.sent or link.dropped]
+        totals = {f: sum(getattr(link, f) for link in links) for f in fields}
+        control_malformed = self.control_counters.get("malformed", 0)
+        return {
+            "links": [
+                {"src": link.src, "dst": link.dst, **{f: getattr(link, f) for f in fields}}
+                for link in links
+            ],
+            "totals": totals,
+            "malformed": self.malformed + control_malformed,
+            "malformed_data": self.malformed,
+            "malformed_control": control_malformed,
+            "unroutable": self.unroutable,
+            "queue_full": self.queue_full,
+            "send_errors": self.send_errors,
+            "queued": len(self.heap),
+        }
+
+    def _all_links(self) -> list[_Link]:
+        links = list(self.links.values())
+        if self._overflow.sent:
+            links.append(self._overflow)
+        return links
+
+    def _new_link(self, key: tuple[bytes, bytes]) -> _Link:
+        if len(self.links) >= MAX_LINKS:
+            return self._overflow  # never has a rule: rules are created in set_table
+        link = self.links[key] = _Link(_name(key[0]), _name(key[1]), self._rules.get(key))
+        return link
+
+    # ------------------------------------------------------------------------ data plane
+
+    def drain(self) -> int:
+        """Forward what the data socket holds, up to DRAIN_BATCH messages, never blocking."""
+        recv = self.data.recv_multipart
+        send = self.data.send
+        links = self.links
+        n = 0
+        while n < DRAIN_BATCH:
+            try:
+                frames = recv(_NOBLOCK)
+            except zmq.Again:
+                break
+            n += 1
+            if len(frames) != 3:
+                self.malformed += 1
+                continue
+            src, dst, payload = frames
+            link = links.get((src, dst))
+            if link is None:
+                link = self._new_link((src, dst))
+            link.sent += 1
+            if link.fast:
+                # The fast path: no rule, nothing queued. Three frames out, no lists built.
+                try:
+                    send(dst, _MORE)
+                    send(src, _MORE)
+                    send(payload, _NOBLOCK)
+                    link.delivered += 1
+                except zmq.ZMQError as e:
+                    self._count_send_failure(link, e)
+            else:
+                self._apply_rule(link, src, dst, payload)
+        return n
+
+    def _apply_rule(self, link: _Link, src: bytes, dst: bytes, payload: bytes) -> None:
+        rule = link.rule
+        rng = self.rng
+        copies = 1
+        if rule is not None:
+            if rule.drop or (rule.loss and rng.random() < rule.loss):
+                link.dropped += 1
+                return
+            if rule.duplicate and rng.random() < rule.duplicate:
+                copies = 2
+                link.duplicated += 1
+        now = time.monotonic()
+        release = now
+        if rule is not None and (rule.delay or rule.jitter):
+            wait = rule.delay
+            if rule.jitter:
+                wait += rng.uniform(-rule.jitter, rule.jitter)
+            release = now + max(wait, 0.0)
+        if link.pending:
+            # Never overtake an earlier message of the same link, whatever the jitter sampled
+            # or however the rule changed since it was queued: while the link has messages in
+            # the queue, this one queues behind them even if it is due already.
+            release = max(release, link.last_release)
+        elif release <= now:
+            for _ in range(copies):
+                self._send(link, dst, src, payload)
+            return
+        if len(self.heap) + copies > MAX_QUEUED:
+            link.dropped += 1
+            self.queue_full += 1
+            return
+        link.delayed += 1
+        link.last_release = release
+        for _ in range(copies):
+            self._seq += 1
+            heapq.heappush(self.heap, (release, self._seq, link, dst, src, payload))
+            link.pending += 1
+        link.fast = False
+
+    def release_due(self, now: float) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, link, dst, src, payload = heapq.heappop(heap)
+            link.pending -= 1
+            if link.pending == 0 and link.rule is None:
+                link.fast = True
+            self._send(link, dst, src, payload)
+
+    def _send(self, link: _Link, dst: bytes, src: bytes, payload: bytes) -> None:
+        try:
+            self.data.send(dst, _MORE)
+            self.data.send(src, _MORE)
+            self.data.send(payload, _NOBLOCK)
+            link.delivered += 1
+        except zmq.ZMQError as e:
+            self._count_send_failure(link, e)
+
+    def _count_send_failure(self, link: _Link, e: zmq.ZMQError) -> None:
+        # Only the first frame can fail (ROUTER checks the peer there): nothing half-sent.
+        link.dropped += 1
+        if e.errno == zmq.EHOSTUNREACH:
+            self.unroutable += 1
+        elif e.errno == zmq.EAGAIN:
+            self.queue_full += 1  # the receiver's pipe is full: paused or wedged
+        else:
+            self.send_errors += 1
+
+    # ------------------------------------------------------------------------------ loop
+
+    def publish(self) -> None:
+        """Emit router.links when any counter moved since the last emission."""
+        links = self._all_links()
+        signature = (
+            sum(link.sent for link in links),
+            sum(link.delivered for link in links),
+            sum(link.dropped for link in links),
+            self.malformed + self.control_counters.get("malformed", 0),
+            len(self.heap),
+        )
+        if signature == self._published:
+            return
+        self._published = signature
+        self.telemetry.emit(
+            "router.links",
+            links=[link.counters() for link in links if link.sent or link.dropped],
+            malformed=signature[3],
+            unroutable=self.unroutable,
+            queued=len(self.heap),
+        )
+
+    def run(self) -> None:
+        """Serve until the parent is gone; returns normally then, raises _Stop on a signal."""
+        poller = zmq.Poller()
+        poller.register(self.data, zmq.POLLIN)
+        poller.register(self.control, zmq.POLLIN)
+        data, control = self.data, self.control
+        heap = self.heap
+        monotonic = time.monotonic
+        next_tick = monotonic() + TICK
+        while True:
+            now = monotonic()
+            if heap and heap[0][0] <= now:
+                self.release_due(now)
+            if now >= next_tick:
+                next_tick = now + TICK
+                if not parent_alive(self.parent_pid):
+                    return
+                self.publish()
+            # Sleep until the next release, in whole ms rounded down, so we wake a little
+            # early and spin the last fraction: delays stay precise to tens of microseconds.
+            timeout = min(MAX_POLL_MS, int((next_tick - now) * 1000) + 1)
+            if heap:
+                timeout = min(timeout, int((heap[0][0] - now) * 1000))
+            events = dict(poller.poll(max(timeout, 0)))
+            if heap:
+                now = monotonic()
+                if heap[0][0] <= now:
+                    self.release_due(now)
+            if data in events:
+                self.drain()
+            if control in events:
+                serve_control(control, self.handle, self.control_counters)
+
+    def close(self) -> None:
+        self.data.close(linger=0)
+        self.control.close(linger=0)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m faults.router", description=__doc__.split("\n")[0])
+    p.add_argument("--telemetry", required=True, help="supervisor's telemetry PULL endpoint")
+    p.add_argument("--parent-pid", type=int, required=True, help="exit when this pid is gone")
+    p.add_argument("--seed", type=int, default=None, help="seed of loss/duplicate/jitter draws")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind both sockets on")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    die_with_parent(args.parent_pid)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ctx = zmq.Context()
+    telemetry = Telemetry(ctx, args.telemetry, "router")
+    router = Router(ctx, telemetry, host=args.host, seed=args.seed, parent_pid=args.parent_pid)
+    try:
+        endpoints = router.bind()
+        telemetry.emit("router.ready", pid=os.getpid(), **endpoints)
+        router.run()
+    except _Stop:
+        pass
+    finally:
+        # Ignore further signals while closing: a second SIGTERM must not leave a half-closed
+        # context that blocks term() forever.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        router.publish()  # the last counters, so the run record is complete
+        router.close()
+        telemetry.close()
+        ctx.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`labctl fault ...`: every fault of the vocabulary (faults/model.py), from a shell.
+
+Each command builds the same mapping a scenario step would, validates it locally (so a
+malformed duration is reported even with no lab running), and sends it to the supervisor.
+Nodes may be named (r0) or given by role (leader, followers, all).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.errors import LabError
+
+app = typer.Typer(help="Inject faults: partitions, delay, loss, pauses, kills, clocks, disks.")
+
+From = Annotated[str, typer.Option("--from", help="Sending side: names or roles, comma-separated.")]
+To = Annotated[str, typer.Option("--to", help="Receiving side: names or roles, comma-separated.")]
+Node = Annotated[str, typer.Argument(help="A node name (r0) or a role (leader, followers, all).")]
+
+
+def _apply(spec: dict[str, Any], lab_dir: str | None, json_out: bool = False) -> None:
+    from faults.model import FaultError, parse_fault
+    from labctl.api import Lab
+
+    clean = {k: v for k, v in spec.items() if v is not None}
+    try:
+        parse_fault(clean)
+    except FaultError as e:
+        raise LabError(str(e)) from None
+    answer = Lab.find(lab_dir).fault(clean)
+    answer.pop("ok", None)
+    if json_out:
+        print_json(answer)
+        return
+    applied = answer.get("applied") or [answer.get("describe", "")]
+    for line in applied:
+        say(f"fault: {line}")
+
+
+@app.command()
+def partition(
+    src: From,
+    dst: To,
+    oneway: Annotated[bool, typer.Option("--oneway", help="Only from -> to.")] = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Drop messages between two sets of nodes (both ways unless --oneway)."""
+    _apply({"fault": "partition", "from": src, "to": dst, "oneway": oneway}, lab_dir)
+
+
+@app.command()
+def isolate(node: Node, lab_dir: LabDir = None) -> None:
+    """Cut a node off from every other replica, both ways (clients still reach it)."""
+    _apply({"fault": "isolate", "node": node}, lab_dir)
+
+
+@app.command()
+def heal(
+    src: Annotated[str | None, typer.Option("--from", help="Only faults from these.")] = None,
+    dst: Annotated[str | None, typer.Option("--to", help="Only faults to these.")] = None,
+    lab_dir: LabDir = None,
+) -> None:
+    """Remove link faults (all of them, or those touching --from/--to)."""
+    _apply({"fault": "heal", "from": src, "to": dst}, lab_dir)
+
+
+@app.command()
+def delay(
+    src: From,
+    dst: To,
+    ms: Annotated[str, typer.Option("--ms", help="Added one-way latency (ms, or with a unit).")],
+    jitter: Annotated[str | None, typer.Option("--jitter", help="+- jitter (ms).")] = None,
+    lab_dir: LabDir = None,
+) -> None:
+    """Hold messages from -> to back (per-link order is kept)."""
+    _apply({"fault": "delay", "from": src, "to": dst, "ms": ms, "jitter": jitter}, lab_dir)
+
+
+@app.command()
+def loss(
+    src: From,
+    dst: To,
+    p: Annotated[str, typer.Option("--p", help="Drop probability, 0..1.")],
+    lab_dir: LabDir = None,
+) -> None:
+    """Drop messages from -> to at random."""
+    _apply({"fault": "loss", "from": src, "to": dst, "p": p}, lab_dir)
+
+
+@app.command()
+def duplicate(
+    src: From,
+    dst: To,
+    p: Annotated[str, typer.Option("--p", help="Duplicate probability, 0..1.")],
+    lab_dir: LabDir = None,
+) -> None:
+    """Deliver messages from -> to twice at random."""
+    _apply({"fault": "duplicate", "from": src, "to": dst, "p": p}, lab_dir)
+
+
+@app.command()
+def pause(
+    node: Node,
+    for_: Annotated[str | None, typer.Option("--for", help="Resume after (2s, 500ms).")] = None,
+    lab_dir: LabDir = None,
+) -> None:
+    """Freeze a node with SIGSTOP, like a GC pause (resumed after --for, or by `resume`)."""
+    _apply({"fault": "pause", "node": node, "for": for_}, lab_dir)
+
+
+@app.command()
+def resume(node: Node, lab_dir: LabDir = None) -> None:
+    """SIGCONT a paused node."""
+    _apply({"fault": "resume", "node": node}, lab_dir)
+
+
+@app.command()
+def kill(node: Node, lab_dir: LabDir = None) -> None:
+    """SIGKILL a node (its WAL stays; `restart` recovers from it)."""
+    _apply({"fault": "kill", "node": node}, lab_dir)
+
+
+@app.command()
+def restart(node: Node, lab_dir: LabDir = None) -> None:
+    """Start a node again from its WAL (killing it first if it runs)."""
+    _apply({"fault": "restart", "node": node}, lab_dir)
+
+
+@app.command()
+def clock(
+    node: Node,
+    offset: Annotated[str | None, typer.Option("--offset", help="Clock offset (7ms, -1s).")] = None,
+    drift: Annotated[str | None, typer.Option("--drift", help="Rate error (0.05 = 5% fast).")] = None,
+    lab_dir: LabDir = None,
+) -> None:
+    """Skew a node's clock: jump it by --offset and/or make it run fast or slow."""
+    _apply({"fault": "clock", "node": node, "offset": offset, "drift": drift}, lab_dir)
+
+
+@app.command()
+def disk(
+    node: Node,
+    fsync: Annotated[str | None, typer.Option("--fsync", help="Added fsync latency (12ms).")] = None,
+    stall: Annotated[str | None, typer.Option("--stall", help="Block fsyncs for (9s).")] = None,
+    lab_dir: LabDir = None,
+) -> None:
+    """Slow a node's WAL fsyncs down, or stall them."""
+    _apply({"fault": "disk", "node": node, "fsync": fsync, "stall": stall}, lab_dir)
+
+
+@app.command("list")
+def list_faults(json_out: Json = False, lab_dir: LabDir = None) -> None:
+    """Faults in force, with what heals each."""
+    from labctl.api import Lab
+
+    faults = Lab.find(lab_dir).call("faults")["faults"]
+    if json_out:
+        print_json(faults)
+        return
+    if not faults:
+        say("no faults in force")
+    for f in faults:
+        typer.echo(f"{f['describe']:<40} healed by: {f['heals_with']}")

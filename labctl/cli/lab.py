@@ -1,0 +1,182 @@
+"""`labctl up`, `down`, `status`, `protocols`: the lab's lifecycle."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated, Any
+
+import typer
+
+from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.errors import LabError
+
+DEFAULT_PROTOCOL = "naive"
+MAX_NODES = 15
+
+
+def parse_opts(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LabError(f"--opt wants KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def lab_config(
+    protocol: str, nodes: int | None, seed: int, options: dict[str, Any], fencing: bool
+) -> dict[str, Any]:
+    """Validate everything a lab needs before any process starts."""
+    import protocols
+    from protocols.base import ConfigError, decode_options
+
+    try:
+        cls = protocols.get(protocol)
+    except protocols.UnknownProtocol as e:
+        raise LabError(str(e)) from None
+    n = cls.default_nodes if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    try:
+        decode_options(cls.Options, options)
+    except ConfigError as e:
+        raise LabError(f"protocol {protocol!r}: {e}") from None
+    return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
+    app.command("protocols")(list_protocols)
+
+
+def up(
+    nodes: Annotated[int | None, typer.Option("-n", "--nodes", help="Replicas.")] = None,
+    protocol: Annotated[str, typer.Option("-p", "--protocol", help="Protocol.")] = DEFAULT_PROTOCOL,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice.")] = 42,
+    opt: Annotated[
+        list[str] | None, typer.Option("--opt", help="Protocol option KEY=VALUE (repeatable).")
+    ] = None,
+    fencing: Annotated[
+        bool, typer.Option("--fencing/--no-fencing", help="Broker rejects stale tokens.")
+    ] = False,
+    detach: Annotated[bool, typer.Option("-d", "--detach", help="Start and return.")] = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Start a lab: router, broker and replicas as real processes."""
+    from labctl import api
+
+    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
+    t0 = time.monotonic()
+    lab = api.up(lab_dir, config, foreground_pid=None if detach else os.getpid())
+    elapsed = time.monotonic() - t0
+    say(
+        f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s "
+        f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
+    )
+    if detach:
+        return
+    say("Ctrl-C stops the lab.")
+    try:
+        _live_status(lab)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        answer = lab.down()
+        say(f"lab down; run record in {answer.get('run_dir')}")
+
+
+def _live_status(lab: Any) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(stderr=True)
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            try:
+                doc = lab.status()
+            except LabError as e:
+                live.update(f"[red]{e}[/red]")
+                return
+            live.update(status_table(doc))
+            time.sleep(0.25)  # a display refresh, not a wait on an event
+
+
+def status_table(doc: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    leaders = doc.get("leaders") or []
+    title = f"{doc['protocol']} · {len(doc['nodes'])} replicas · seed {doc['seed']}"
+    if len(leaders) > 1:
+        title += f" · [bold red]{len(leaders)} LEADERS: {', '.join(leaders)}[/bold red]"
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for col in ("node", "pid", "state", "role", "term", "leader", "commit", "log"):
+        table.add_column(col)
+    for n in doc["nodes"]:
+        role = n.get("role") or "-"
+        style = "bold red" if role == "leader" and len(leaders) > 1 else ""
+        state = n["state"] + (f" {n['paused_for']:.1f}s" if n.get("paused_for") else "")
+        table.add_row(
+            n["id"], str(n.get("pid") or "-"), state, role, _s(n.get("term")),
+            _s(n.get("leader")), _s(n.get("commit_index")), _s(n.get("log")), style=style,
+        )  # fmt: skip
+    faults = doc.get("faults") or []
+    if faults:
+        table.caption = "faults: " + "; ".join(f["describe"] for f in faults)
+        table.caption_justify = "left"
+    return table
+
+
+def _s(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def down(lab_dir: LabDir = None) -> None:
+    """Stop the running lab and finish its run record."""
+    from labctl.api import Lab
+
+    lab = Lab.find(lab_dir)
+    t0 = time.monotonic()
+    answer = lab.down()
+    say(f"lab down in {time.monotonic() - t0:.2f}s; run record in {answer.get('run_dir')}")
+
+
+def status(json_out: Json = False, lab_dir: LabDir = None) -> None:
+    """Show every node: pid, state, role, term, leader, commit index; and faults in force."""
+    from labctl.api import Lab
+
+    doc = Lab.find(lab_dir).status()
+    if json_out:
+        print_json(doc)
+        return
+    from rich.console import Console
+
+    Console().print(status_table(doc))
+
+
+def list_protocols(json_out: Json = False) -> None:
+    """The protocols this lab can run."""
+    import msgspec
+
+    import protocols
+
+    rows = []
+    for name in protocols.available():
+        cls = protocols.get(name)
+        rows.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "default_nodes": cls.default_nodes,
+                "options": msgspec.to_builtins(cls.Options()),
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
+        typer.echo(f"{r['name']:<8} {r['description']}\n         options: {opts}")

@@ -1,0 +1,87 @@
+"""The run directory: the written record of one run, readable even after a crash.
+
+    runs/<timestamp>-<scenario or 'lab'>-<protocol>/
+        lab.json        config, seed, versions
+        events.jsonl    telemetry, faults, violations; true time
+        history.jsonl   client operations: invoke / ok / fail / info
+        summary.json    written at the end
+        broker.jsonl    every side effect the broker accepted or rejected
+        logs/<name>.log each process's output
+        data/<node>/    each replica's WAL
+
+Events are appended as they come and flushed at least every 100 ms, so a crash loses at
+most that much.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+import labctl
+
+FLUSH_INTERVAL = 0.1
+
+
+def versions() -> dict[str, str]:
+    return {
+        "labctl": labctl.__version__,
+        "python": sys.version.split()[0],
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+        "msgspec": msgspec.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class RunDir:
+    def __init__(self, root: Path, name: str, protocol: str) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = root / f"{stamp}-{name}-{protocol}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = root / f"{stamp}-{name}-{protocol}-{n}"
+        self.path = path
+        (path / "logs").mkdir(parents=True)
+        (path / "data").mkdir()
+        self._events = open(path / "events.jsonl", "a")  # noqa: SIM115 - open for the run
+        self._history = open(path / "history.jsonl", "a")  # noqa: SIM115
+        self._last_flush = 0.0
+        self._encoder = msgspec.json.Encoder()
+
+    def write_lab(self, config: dict[str, Any]) -> None:
+        doc = {"config": config, "versions": versions(), "started_wall": time.time()}
+        (self.path / "lab.json").write_text(json.dumps(doc, indent=2))
+
+    def event(self, record: dict[str, Any]) -> None:
+        self._events.write(self._encoder.encode(record).decode() + "\n")
+
+    def history(self, record: dict[str, Any]) -> None:
+        self._history.write(self._encoder.encode(record).decode() + "\n")
+
+    def maybe_flush(self, now: float) -> None:
+        if now - self._last_flush >= FLUSH_INTERVAL:
+            self.flush()
+            self._last_flush = now
+
+    def flush(self) -> None:
+        self._events.flush()
+        self._history.flush()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.flush()
+        tmp = self.path / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(self.path / "summary.json")
+
+    def close(self) -> None:
+        self._events.close()
+        self._history.close()

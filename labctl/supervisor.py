@@ -1,0 +1,549 @@
+"""The supervisor: owns one lab from `up` to `down`.
+
+    python -m labctl.supervisor --lab-dir DIR --config JSON
+
+It spawns the router, the broker and the replicas, answers control requests (CLI, later
+the dashboard) on a ROUTER socket, collects every process's telemetry on a PULL socket,
+carries out faults (process faults itself, link faults through the router, node faults
+through the node's control socket), republishes telemetry on a PUB socket for dashboards,
+and writes the run directory as it goes. It holds the lab dir's lock for its whole life.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psutil
+import zmq
+
+from faults.model import LINK_KINDS, Fault, FaultError, parse_fault
+from labctl import labdir
+from labctl.children import Child, stop_all
+from labctl.linkplan import link_table
+from labctl.rundir import RunDir
+from labctl.targets import resolve
+from nodes.process import (
+    decode_dict,
+    die_with_parent,
+    encode,
+    error,
+    ok,
+    parent_alive,
+    request,
+    serve_control,
+    true_now,
+)
+from protocols.base import events as ev
+
+READY_TIMEOUT = 20.0
+NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
+
+
+class StartupError(Exception):
+    pass
+
+
+class Supervisor:
+    def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
+        self.lab_dir = lab_dir
+        self.config = config
+        self.protocol: str = config["protocol"]
+        self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
+        self.seed = int(config.get("seed", 0))
+        self.rng = random.Random(f"{self.seed}:supervisor")
+        self.parent_pid: int | None = config.get("parent_pid")
+        self.started = true_now()
+        self.ctx = zmq.Context()
+        self.control, self.control_ep = self._bind(zmq.ROUTER)
+        self.telemetry, self.telemetry_ep = self._bind(zmq.PULL)
+        self.telemetry.setsockopt(zmq.RCVHWM, 200000)
+        self.pub, self.pub_ep = self._bind(zmq.PUB)
+        self.run = RunDir(lab_dir / "runs", config.get("name", "lab"), self.protocol)
+        self.children: dict[str, Child] = {}
+        self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
+        self.router_stats: dict[str, Any] = {}
+        self.router_control: str | None = None
+        self.router_data: str | None = None
+        self.link_faults: list[tuple[int, Fault]] = []  # resolved, in the order given
+        self.node_faults: dict[str, dict[str, Fault]] = {}  # node -> kind -> fault (clock, disk)
+        self.fault_ids = 0
+        self.timers: list[tuple[float, int, str, str]] = []  # (true time, id, action, node)
+        self.counters: dict[str, int] = {"malformed": 0, "telemetry": 0, "faults": 0}
+        self.elections = 0
+        self.leaders_by_term: dict[int, set[str]] = {}
+        self.running = True
+
+    def _bind(self, kind: int) -> tuple[zmq.Socket, str]:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        return sock, f"tcp://127.0.0.1:{port}"
+
+    @property
+    def endpoints(self) -> set[str]:
+        return set(self.replicas) | {"broker"}
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.run.write_lab({**self.config, "replicas": self.replicas})
+        logs = self.run.path / "logs"
+        tele = self.telemetry_ep
+        me = str(os.getpid())
+        router = Child(
+            "router",
+            "router",
+            ["-m", "faults.router", "--telemetry", tele, "--parent-pid", me, "--seed", str(self.seed)],
+            logs / "router.log",
+        )
+        self.children["router"] = router
+        router.spawn()
+        self._wait(lambda: self.router_data is not None, "the fault router")
+        broker_args = [
+            "-m", "nodes.broker", "--router", self.router_data, "--telemetry", tele,
+            "--record", str(self.run.path / "broker.jsonl"), "--parent-pid", me,
+        ]  # fmt: skip
+        if self.config.get("fencing"):
+            broker_args.append("--fencing")
+        self.children["broker"] = Child("broker", "broker", broker_args, logs / "broker.log")
+        for r in self.replicas:
+            self.children[r] = Child(r, "replica", self._replica_argv(r), logs / f"{r}.log")
+        for c in self.children.values():
+            if c.kind != "router":
+                c.spawn()
+        self._wait(
+            lambda: all(c.state == "running" for c in self.children.values()),
+            "every replica",
+        )
+        self.emit("lab.ready", nodes=self.replicas, protocol=self.protocol)
+        labdir.write_state(self.lab_dir, self.state_doc())
+
+    def _replica_argv(self, r: str) -> list[str]:
+        return [
+            "-m", "nodes.replica", "--id", r, "--replicas", ",".join(self.replicas),
+            "--protocol", self.protocol, "--options", json.dumps(self.config.get("options", {})),
+            "--seed", str(self.seed), "--router", str(self.router_data),
+            "--telemetry", self.telemetry_ep,
+            "--data-dir", str(self.run.path / "data" / r), "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
+
+    def _wait(self, done: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
+        """Process telemetry until `done()`; a child that dies meanwhile fails the start."""
+        deadline = true_now() + timeout
+        while not done():
+            if true_now() > deadline:
+                raise StartupError(f"{what} did not become ready within {timeout:g}s")
+            for c in self.children.values():
+                if c.state == "starting" and not c.alive():
+                    raise StartupError(
+                        f"{c.name} exited during start (code {c.proc.returncode if c.proc else '?'}); "
+                        f"see {c.log_path}"
+                    )
+            if self.telemetry.poll(50):
+                self._drain_telemetry()
+
+    def state_doc(self) -> dict[str, Any]:
+        return {
+            "supervisor_pid": os.getpid(),
+            "control": self.control_ep,
+            "pub": self.pub_ep,
+            "router": self.router_data,
+            "protocol": self.protocol,
+            "nodes": self.replicas,
+            "seed": self.seed,
+            "run_dir": str(self.run.path),
+            "started_wall": time.time(),
+        }
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.telemetry, zmq.POLLIN)
+        next_check = 0.0
+        while self.running:
+            now = true_now()
+            wait = 0.1
+            if self.timers:
+                wait = max(0.0, min(wait, self.timers[0][0] - now))
+            events = dict(poller.poll(int(wait * 1000)))
+            if self.telemetry in events:
+                self._drain_telemetry()
+            self._fire_timers()
+            if self.control in events:
+                serve_control(self.control, self.handle, self.counters)
+            now = true_now()
+            if now >= next_check:
+                next_check = now + 0.2
+                self._check_children()
+                if not parent_alive(self.parent_pid):
+                    self.emit("lab.parent_gone")
+                    self.running = False
+            self.run.maybe_flush(now)
+
+    def _drain_telemetry(self) -> None:
+        for _ in range(10000):
+            try:
+                raw = self.telemetry.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode_dict(raw)
+                src, kind, t, data = msg["src"], msg["kind"], float(msg["t"]), msg["data"]
+                if not isinstance(data, dict) or not isinstance(src, str):
+                    raise TypeError
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
+                self.counters["malformed"] += 1
+                continue
+            self.counters["telemetry"] += 1
+            self._on_telemetry(src, kind, t, data)
+
+    def _on_telemetry(self, src: str, kind: str, t: float, data: dict[str, Any]) -> None:
+        child = self.children.get(src)
+        if kind == "router.ready":
+            self.router_data, self.router_control = data["data"], data["control"]
+            if child:
+                child.state, child.control = "running", data["control"]
+        elif kind in ("node.ready", "broker.ready"):
+            if child and child.state == "starting":
+                child.state, child.control = "running", data.get("control")
+                self._reapply_node_faults(src)
+        elif kind == "node.status":
+            self.status[src] = data
+        elif kind == "router.links":
+            self.router_stats = data
+        elif kind == ev.BECAME_LEADER:
+            self.elections += 1
+            term = data.get("term")
+            if isinstance(term, int):
+                self.leaders_by_term.setdefault(term, set()).add(src)
+        record = {"t": t, "src": src, "kind": kind, **data}
+        self.run.event(record)
+        try:
+            self.pub.send_multipart([f"{kind}.{src}".encode(), encode(record)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def emit(self, kind: str, **data: Any) -> None:
+        """An event of the supervisor's own (faults, process exits) into the same stream."""
+        self._on_telemetry("supervisor", kind, true_now(), data)
+
+    def _fire_timers(self) -> None:
+        now = true_now()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, action, node = heapq.heappop(self.timers)
+            child = self.children.get(node)
+            if action == "resume" and child and child.state == "paused":
+                child.resume()
+                self.emit("fault.healed", fault=f"pause {node}", node=node)
+
+    def _check_children(self) -> None:
+        for c in self.children.values():
+            if c.state in ("running", "paused", "starting") and not c.alive():
+                code = c.proc.returncode if c.proc else None
+                c.state, c.exit_code = "stopped", code
+                self.emit("process.exit", node=c.name, code=code)
+
+    # -- control -------------------------------------------------------------------------
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req["cmd"]
+        if cmd == "ping":
+            return ok(pid=os.getpid())
+        if cmd == "status":
+            return ok(**self.status_doc())
+        if cmd == "fault":
+            spec = req.get("fault")
+            if not isinstance(spec, dict):
+                return error("'fault' must be a mapping")
+            try:
+                return self.apply_fault(spec)
+            except FaultError as e:
+                return error(str(e), "bad_fault")
+        if cmd == "faults":
+            return ok(faults=self.faults_in_force())
+        if cmd == "history":
+            record = req.get("record")
+            if isinstance(record, dict):
+                self.run.history(record)
+                return ok()
+            return error("'record' must be a mapping")
+        if cmd == "shutdown":
+            self.running = False
+            return ok(run_dir=str(self.run.path))
+        return error(f"unknown command {cmd!r}", "unknown_command")
+
+    def status_doc(self) -> dict[str, Any]:
+        nodes = []
+        now = true_now()
+        for r in self.replicas:
+            c = self.children[r]
+            s = self.status.get(r, {})
+            node = {
+                "id": r,
+                "pid": c.pid if c.state != "stopped" else None,
+                "state": "running" if c.state == "starting" else c.state,
+                "role": s.get("role") if c.state != "stopped" else "down",
+                "term": s.get("term"),
+                "leader": s.get("leader"),
+                "commit_index": s.get("commit_index"),
+                "applied_index": s.get("applied_index"),
+                "log": s.get("log"),
+                "lease_expiry": s.get("lease_expiry_true"),
+                "paused_for": round(c.paused_until - now, 3) if c.paused_until else None,
+                "clock_offset": s.get("clock_offset"),
+                "clock_drift": s.get("clock_drift"),
+                "starts": c.starts,
+            }
+            node.update({k: v for k, v in s.items() if k not in node and k != "counters"})
+            nodes.append(node)
+        return {
+            "supervisor_pid": os.getpid(),
+            "protocol": self.protocol,
+            "seed": self.seed,
+            "run_dir": str(self.run.path),
+            "uptime": round(now - self.started, 3),
+            "nodes": nodes,
+            "leaders": [n["id"] for n in nodes if n["role"] in ("leader", "primary")],
+            "faults": self.faults_in_force(),
+            "processes": {
+                name: {"pid": c.pid, "state": c.state, "kind": c.kind}
+                for name, c in self.children.items()
+            },
+            "router": self.router_stats,
+        }
+
+    def faults_in_force(self) -> list[dict[str, Any]]:
+        out = [
+            {"id": fid, "fault": f.kind, "describe": f.describe(), "heals_with": f.heals_with}
+            for fid, f in self.link_faults
+        ]
+        now = true_now()
+        for c in self.children.values():
+            if c.state == "paused":
+                left = f" ({c.paused_until - now:.1f}s left)" if c.paused_until else ""
+                out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
+                            "heals_with": "resume" + (", or the timer" if c.paused_until else "")})  # fmt: skip
+            elif c.state == "stopped" and c.kind == "replica":
+                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down",
+                            "heals_with": "restart"})  # fmt: skip
+        for node, kinds in self.node_faults.items():
+            for f in kinds.values():
+                out.append({"fault": f.kind, "node": node, "describe": f.describe(),
+                            "heals_with": f.heals_with})  # fmt: skip
+        return out
+
+    # -- faults --------------------------------------------------------------------------
+
+    def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        fault = parse_fault(spec)
+        self.counters["faults"] += 1
+        if fault.kind in LINK_KINDS:
+            return self._link_fault(fault)
+        if fault.kind == "heal":
+            return self._heal(fault)
+        nodes = self._resolve([fault.node], replicas_only=True)
+        results = [self._node_fault(fault, n) for n in nodes]
+        failed = [r for r in results if not r.get("ok")]
+        if failed:
+            return failed[0]
+        return ok(applied=[r["describe"] for r in results], nodes=nodes)
+
+    def _resolve(self, names: Any, replicas_only: bool = False) -> list[str]:
+        endpoints = set(self.replicas) if replicas_only else self.endpoints
+        return resolve(
+            names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng
+        )
+
+    def _link_fault(self, fault: Fault) -> dict[str, Any]:
+        if fault.kind == "isolate":
+            node = self._resolve([fault.node])
+            others = [r for r in self.replicas if r not in node]
+            fault = Fault(kind="partition", src=tuple(node), dst=tuple(others))
+        else:
+            src = self._resolve(fault.src)
+            dst = self._resolve(fault.dst)
+            fault = msgspec.structs.replace(fault, src=tuple(src), dst=tuple(dst))
+        self.fault_ids += 1
+        self.link_faults.append((self.fault_ids, fault))
+        pushed = self._push_links()
+        if not pushed.get("ok"):
+            self.link_faults.pop()
+            return pushed
+        self.emit("fault", fault=fault.kind, describe=fault.describe(), id=self.fault_ids,
+                  src=list(fault.src), dst=list(fault.dst))  # fmt: skip
+        return ok(applied=[fault.describe()], id=self.fault_ids)
+
+    def _heal(self, fault: Fault) -> dict[str, Any]:
+        if fault.src or fault.dst:
+            src = set(self._resolve(fault.src)) if fault.src else None
+            dst = set(self._resolve(fault.dst)) if fault.dst else None
+
+            def covered(f: Fault) -> bool:
+                return (src is None or bool(src & set(f.src))) and (
+                    dst is None or bool(dst & set(f.dst))
+                )
+
+            healed = [f for _, f in self.link_faults if covered(f)]
+            self.link_faults = [(i, f) for i, f in self.link_faults if not covered(f)]
+        else:
+            healed = [f for _, f in self.link_faults]
+            self.link_faults = []
+        pushed = self._push_links()
+        if not pushed.get("ok"):
+            return pushed
+        self.emit("fault.healed", fault="heal", healed=[f.describe() for f in healed])
+        return ok(applied=[f"heal ({len(healed)} link faults removed)"], healed=len(healed))
+
+    def _push_links(self) -> dict[str, Any]:
+        table = link_table([f for _, f in self.link_faults])
+        answer = request(self.ctx, str(self.router_control), {"cmd": "set_links", "links": table}, 2.0)
+        if answer is None:
+            return error("the fault router did not answer", "lab_failed")
+        return answer
+
+    def _node_fault(self, fault: Fault, node: str) -> dict[str, Any]:
+        c = self.children[node]
+        kind = fault.kind
+        if kind == "pause":
+            if c.state != "running":
+                return error(f"{node} is {c.state}, not running", "bad_state")
+            c.suspend()
+            if fault.duration:
+                c.paused_until = true_now() + fault.duration
+                self.fault_ids += 1
+                heapq.heappush(self.timers, (c.paused_until, self.fault_ids, "resume", node))
+        elif kind == "resume":
+            if c.state != "paused":
+                return error(f"{node} is {c.state}, not paused", "bad_state")
+            c.resume()
+        elif kind == "kill":
+            if c.state == "stopped":
+                return error(f"{node} is already stopped", "bad_state")
+            c.kill()
+            self.status.pop(node, None)
+        elif kind == "restart":
+            if c.state != "stopped":
+                c.kill()
+            self.status.pop(node, None)
+            c.spawn()
+            try:
+                self._wait(lambda: c.state == "running", node, timeout=10.0)
+            except StartupError as e:
+                return error(str(e), "lab_failed")
+        elif kind in ("clock", "disk"):
+            if c.state != "running":
+                return error(f"{node} is {c.state}: it cannot take a {kind} fault now", "bad_state")
+            answer = self._send_node_fault(node, fault)
+            if not answer.get("ok"):
+                return answer
+            self.node_faults.setdefault(node, {})[kind] = fault
+            if self._is_neutral(fault):
+                self.node_faults[node].pop(kind)
+        elif kind == "byzantine":
+            return error(f"protocol {self.protocol!r} has no byzantine modes", "bad_fault")
+        describe = msgspec.structs.replace(fault, node=node).describe()
+        self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid)
+        return ok(describe=describe)
+
+    def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
+        c = self.children[node]
+        if fault.kind == "clock":
+            payload = {"cmd": "clock", "offset": fault.offset, "drift": fault.drift}
+        else:
+            payload = {"cmd": "disk", "fsync": fault.fsync, "stall": fault.stall}
+        answer = request(self.ctx, str(c.control), payload, NODE_TIMEOUT)
+        if answer is None:
+            return error(f"{node} did not answer its control socket", "lab_failed")
+        return answer
+
+    @staticmethod
+    def _is_neutral(fault: Fault) -> bool:
+        if fault.kind == "clock":
+            return not fault.offset and not fault.drift
+        return not fault.fsync and not fault.stall
+
+    def _reapply_node_faults(self, node: str) -> None:
+        """A restarted node runs on the same (slow) disk and (skewed) clock as before."""
+        for fault in self.node_faults.get(node, {}).values():
+            if fault.kind == "disk":
+                fault = msgspec.structs.replace(fault, stall=None)  # a past stall is over
+            self._send_node_fault(node, fault)
+
+    # -- stop ----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        stop_all(list(self.children.values()))
+        self._drain_telemetry()
+        self.emit("lab.stopped")
+        self.run.write_summary(self.summary())
+        self.run.close()
+        labdir.remove_state(self.lab_dir)
+        for s in (self.control, self.telemetry, self.pub):
+            s.close(0)
+        self.ctx.term()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "nodes": len(self.replicas),
+            "seed": self.seed,
+            "run_dir": str(self.run.path),
+            "duration": round(true_now() - self.started, 3),
+            "elections": self.elections,
+            "leaders_by_term": {str(t): sorted(n) for t, n in sorted(self.leaders_by_term.items())},
+            "final": self.status,
+            "router": self.router_stats,
+            "faults_applied": self.counters["faults"],
+            "counters": self.counters,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="labctl.supervisor")
+    p.add_argument("--lab-dir", required=True)
+    p.add_argument("--config", required=True)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    lab_dir = Path(args.lab_dir)
+    config = json.loads(args.config)
+    die_with_parent(config.get("parent_pid"))
+    lock = labdir.LabLock(lab_dir)
+    if not lock.acquire():
+        print(f"error: a lab is already running in {lab_dir}", file=sys.stderr)
+        sys.exit(2)
+    labdir.remove_state(lab_dir)  # whatever is there is stale: we hold the lock
+    sup = Supervisor(lab_dir, config)
+
+    def stop(signum: int, frame: Any) -> None:
+        sup.running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        sup.start()
+        sup.loop()
+    except StartupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sup.emit("lab.failed", reason=str(e))
+        code = 3
+    finally:
+        sup.shutdown()
+        lock.release()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    psutil.Process()  # fail here, not mid-run, if psutil cannot see processes
+    main()

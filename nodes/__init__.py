@@ -1,0 +1,1 @@
+"""Process runtimes: replica, client and broker, with their wire codec, WAL, clock and state machine."""

@@ -1,0 +1,139 @@
+"""The broker: the downstream store leaders send side effects to (the exchange).
+
+    python -m nodes.broker --router EP --telemetry EP --record FILE [--fencing]
+
+Each BrokerWrite carries the sender's fencing token (its term or view). With fencing on,
+a write whose token is below the highest token seen is rejected: Kleppmann's one-line
+check. With it off, a deposed leader's writes land: the zombie writes the lab detects.
+Every decision is appended to the record file (JSON lines) and published as telemetry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+import zmq
+
+from nodes.process import Telemetry, die_with_parent, ok, parent_alive, serve_control, true_now
+from nodes.wire import Codec, WireError
+from protocols.base import BrokerAck, BrokerWrite
+
+
+class Broker:
+    def __init__(self, fencing: bool) -> None:
+        self.fencing = fencing
+        self.highest = 0
+        self.accepted = 0
+        self.rejected = 0
+
+    def decide(self, write: BrokerWrite) -> bool:
+        if self.fencing and write.token < self.highest:
+            self.rejected += 1
+            return False
+        self.highest = max(self.highest, write.token)
+        self.accepted += 1
+        return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="nodes.broker")
+    p.add_argument("--router", required=True)
+    p.add_argument("--telemetry", default=None)
+    p.add_argument("--record", required=True)
+    p.add_argument("--fencing", action="store_true")
+    p.add_argument("--parent-pid", type=int, default=None)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    die_with_parent(args.parent_pid)
+
+    running = True
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    ctx = zmq.Context()
+    telemetry = Telemetry(ctx, args.telemetry, "broker")
+    data = ctx.socket(zmq.DEALER)
+    data.setsockopt(zmq.IDENTITY, b"broker")
+    data.setsockopt(zmq.LINGER, 0)
+    data.connect(args.router)
+    control = ctx.socket(zmq.ROUTER)
+    control.setsockopt(zmq.LINGER, 0)
+    port = control.bind_to_random_port("tcp://127.0.0.1")
+    codec = Codec()
+    broker = Broker(args.fencing)
+    counters: dict[str, int] = {"malformed": 0}
+    record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if request["cmd"] == "fencing":
+            broker.fencing = bool(request.get("on"))
+        return ok(
+            fencing=broker.fencing,
+            highest=broker.highest,
+            accepted=broker.accepted,
+            rejected=broker.rejected,
+            counters=counters,
+        )
+
+    poller = zmq.Poller()
+    poller.register(data, zmq.POLLIN)
+    poller.register(control, zmq.POLLIN)
+    while running and parent_alive(args.parent_pid):
+        events = dict(poller.poll(200))
+        if control in events:
+            serve_control(control, handle, counters)
+        if data not in events:
+            continue
+        while True:
+            try:
+                frames = data.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(frames) != 2:
+                counters["malformed"] += 1
+                continue
+            try:
+                msg = codec.decode(frames[1])
+            except WireError:
+                counters["malformed"] += 1
+                continue
+            if not isinstance(msg, BrokerWrite):
+                counters["malformed"] += 1
+                continue
+            accepted = broker.decide(msg)
+            t = true_now()
+            entry = {
+                "t": t,
+                "from": frames[0].decode("utf-8", "replace"),
+                "token": msg.token,
+                "node": msg.node,
+                "seq": msg.seq,
+                "request_id": msg.request_id,
+                "accepted": accepted,
+                "highest": broker.highest,
+            }
+            record.write(json.dumps(entry) + "\n")
+            telemetry.emit("broker.write", t=t, **{k: v for k, v in entry.items() if k != "t"})
+            ack = BrokerAck(msg.request_id, accepted, broker.highest)
+            try:
+                data.send_multipart([frames[0], codec.encode(ack)], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+    record.close()
+    telemetry.close()
+    data.close(0)
+    control.close(0)
+    ctx.term()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Client endpoints: send one request through the router and wait for its reply.
+
+Used by `labctl client ...` and by workload processes. A client is an endpoint on the data
+plane like any replica, so faults on links to and from clients apply to it too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import zmq
+
+from nodes.wire import Codec, WireError
+from protocols.base import ClientReply, ClientRequest, Command
+
+
+class Endpoint:
+    """A DEALER on the router under `name`; replies are matched by request id."""
+
+    def __init__(self, ctx: zmq.Context, router: str, name: str | None = None) -> None:
+        self.name = name or f"cli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.codec = Codec()
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, self.name.encode())
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(router)
+
+    def send(self, node: str, request: ClientRequest) -> None:
+        self.sock.send_multipart([node.encode(), self.codec.encode(request)])
+
+    def wait(self, request_id: str, timeout: float) -> ClientReply | None:
+        """The reply to `request_id`, or None after `timeout` seconds; strays are skipped."""
+        deadline = time.monotonic() + timeout
+        while (remaining_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            if not self.sock.poll(remaining_ms):
+                return None
+            frames = self.sock.recv_multipart()
+            if len(frames) == 2:
+                try:
+                    msg = self.codec.decode(frames[1])
+                except WireError:
+                    msg = None
+                if isinstance(msg, ClientReply) and msg.request_id == request_id:
+                    return msg
+        return None
+
+    def call(self, node: str, command: Command, read_mode: str = "log", timeout: float = 1.0):
+        self.send(node, ClientRequest(command, read_mode))
+        return self.wait(command.request_id, timeout)
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def new_request_id(client: str) -> str:
+    return f"{client}:{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,148 @@
+"""Plumbing every lab process shares: dying with the supervisor, telemetry, control replies.
+
+Children of the supervisor must never outlive it. On Linux the kernel kills them the moment
+it dies (PR_SET_PDEATHSIG); elsewhere, and as a second line, `parent_alive` is polled from
+each process's loop (a child re-parented to init has lost its supervisor).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import msgspec
+import zmq
+
+_PR_SET_PDEATHSIG = 1
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(dict)
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Arrange to be killed when `parent_pid` dies; exit now if it already has."""
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the polling in parent_alive still covers us
+    # The parent may have died between fork and prctl: then nobody would ever kill us.
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def parent_alive(parent_pid: int | None) -> bool:
+    return parent_pid is None or os.getppid() == parent_pid
+
+
+def true_now() -> float:
+    """The lab's true time: the machine's monotonic clock, shared by every process."""
+    return time.monotonic()
+
+
+class Telemetry:
+    """Pushes events to the supervisor. Never blocks: a full queue drops (and counts)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str | None, src: str) -> None:
+        self.src = src
+        self.dropped = 0
+        self.sock: zmq.Socket | None = None
+        if endpoint:
+            self.sock = ctx.socket(zmq.PUSH)
+            self.sock.setsockopt(zmq.LINGER, 500)
+            self.sock.setsockopt(zmq.SNDHWM, 10000)
+            self.sock.connect(endpoint)
+
+    def emit(self, kind: str, t: float | None = None, **data: Any) -> None:
+        if self.sock is None:
+            return
+        msg = {"src": self.src, "t": true_now() if t is None else t, "kind": kind, "data": data}
+        try:
+            self.sock.send(_encoder.encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode_dict(raw: bytes) -> dict[str, Any]:
+    """Decode a control or telemetry message; raises msgspec.DecodeError on garbage."""
+    obj = _decoder.decode(raw)
+    return obj
+
+
+def ok(**data: Any) -> dict[str, Any]:
+    """The one reply envelope for control commands: success..."""
+    return {"ok": True, **data}
+
+
+def error(reason: str, code: str = "bad_request") -> dict[str, Any]:
+    """...or failure with a human reason and a machine code."""
+    return {"ok": False, "error": reason, "code": code}
+
+
+def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> None:
+    """Answer every pending request on a ROUTER control socket without blocking.
+
+    `handle(request_dict) -> reply_dict`. Garbage (wrong frame count, undecodable bytes, not
+    a map with a "cmd") is counted in counters["malformed"] and answered with an error when
+    there is someone to answer; it never raises.
+    """
+    while True:
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != 2:
+            counters["malformed"] = counters.get("malformed", 0) + 1
+            continue
+        ident, raw = frames
+        try:
+            request = decode_dict(raw)
+            if not isinstance(request.get("cmd"), str):
+                raise ValueError("no cmd")
+        except (msgspec.DecodeError, ValueError, TypeError, AttributeError):
+            counters["malformed"] = counters.get("malformed", 0) + 1
+            _send_reply(sock, ident, error("malformed request", "malformed"))
+            continue
+        try:
+            answer = handle(request)
+        except (KeyError, ValueError, TypeError) as e:
+            answer = error(f"bad request: {e}")
+        _send_reply(sock, ident, answer)
+
+
+def _send_reply(sock: zmq.Socket, ident: bytes, answer: dict[str, Any]) -> None:
+    try:
+        sock.send_multipart([ident, _encoder.encode(answer)], zmq.NOBLOCK)
+    except zmq.ZMQError:
+        pass  # the asker is gone; nothing to tell
+
+
+def request(
+    ctx: zmq.Context, endpoint: str, payload: dict[str, Any], timeout: float = 5.0
+) -> dict[str, Any] | None:
+    """One control request/reply round (DEALER, LINGER 0); None when nobody answers in time."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(_encoder.encode(payload))
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        return decode_dict(sock.recv())
+    finally:
+        sock.close()

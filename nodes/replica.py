@@ -1,0 +1,337 @@
+"""The replica process: one protocol object wrapped with sockets, clock, WAL and state machine.
+
+    python -m nodes.replica --id r0 --replicas r0,r1,r2 --protocol naive ...
+
+The loop gathers inputs (peer messages, client requests, the deadline tick), hands them to
+the protocol, and carries out each `Ready` batch in the contract's order: persist with one
+fsync, then send, then apply (and answer clients), then publish events. Inputs that arrive
+together are folded into one batch so one fsync covers them all.
+
+Bad bytes on the wire are counted and dropped; the process never dies of its input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+import protocols
+from nodes.clock import NodeClock
+from nodes.process import Telemetry, die_with_parent, error, ok, parent_alive, serve_control
+from nodes.process import true_now as true_time
+from nodes.state_machine import StateMachine
+from nodes.wal import WAL
+from nodes.wire import Codec, RecordCodec, WireError
+from protocols.base import (
+    BrokerAck,
+    ClientReply,
+    ClientRequest,
+    NodeConfig,
+    Ready,
+    ReadReady,
+    SnapshotImage,
+    decode_options,
+)
+from protocols.base import events as ev
+
+MAX_DRAIN = 512  # messages folded into one batch (one fsync) at most
+STATUS_INTERVAL = 0.05  # status telemetry at most this often, and only when it changed
+PARENT_CHECK = 0.2
+
+
+class Replica:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.id: str = args.id
+        self.parent_pid: int | None = args.parent_pid
+        self.ctx = zmq.Context()
+        self.telemetry = Telemetry(self.ctx, args.telemetry, self.id)
+        self.clock = NodeClock()
+        proto_cls = protocols.get(args.protocol)
+        options = decode_options(proto_cls.Options, json.loads(args.options or "{}"))
+        replicas = tuple(args.replicas.split(","))
+        # Each replica's randomness is seeded from the lab seed and its id: runs repeat.
+        rng = random.Random(f"{args.seed}:{self.id}")
+        self.protocol = proto_cls(NodeConfig(self.id, replicas, options, rng))
+        self.codec = Codec(proto_cls.messages)
+        self.records = RecordCodec(proto_cls.records)
+        self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
+        self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log")
+        self.recovered = self._decode_records(payloads)
+
+        self.data = self.ctx.socket(zmq.DEALER)
+        self.data.setsockopt(zmq.IDENTITY, self.id.encode())
+        self.data.setsockopt(zmq.LINGER, 0)
+        self.data.setsockopt(zmq.SNDHWM, 100000)
+        self.data.setsockopt(zmq.RCVHWM, 100000)
+        self.data.connect(args.router)
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        port = self.control.bind_to_random_port("tcp://127.0.0.1")
+        self.control_endpoint = f"tcp://127.0.0.1:{port}"
+
+        self.deadline: float | None = None  # node clock
+        self.pending_reads: list[ReadReady] = []
+        self.counters: dict[str, int] = {"malformed": 0, "sent": 0, "send_dropped": 0}
+        self.running = True
+        self.last_status: dict[str, Any] | None = None
+        self.last_status_t = 0.0
+        self.status_dirty = True
+
+    def _decode_records(self, payloads: list[bytes]) -> list[msgspec.Struct]:
+        out = []
+        for p in payloads:
+            try:
+                out.append(self.records.decode(p))
+            except (msgspec.DecodeError, msgspec.ValidationError, WireError):
+                # A record that passed its checksum but does not decode was written by a
+                # different protocol: refuse to guess, keep what came before it.
+                self.counters["bad_records"] = self.counters.get("bad_records", 0) + 1
+                break
+        return out
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.telemetry.emit(
+            "node.ready",
+            pid=os.getpid(),
+            control=self.control_endpoint,
+            recovered=len(self.recovered),
+            torn_bytes=self.wal.truncated_bytes,
+        )
+        self.execute(self.protocol.start(self.clock.now(), self.recovered))
+        self.recovered = []
+        poller = zmq.Poller()
+        poller.register(self.data, zmq.POLLIN)
+        poller.register(self.control, zmq.POLLIN)
+        next_parent_check = true_time() + PARENT_CHECK
+        while self.running:
+            now_true = true_time()
+            wait = PARENT_CHECK
+            if self.deadline is not None:
+                wait = min(wait, self.clock.to_true(self.deadline) - now_true)
+            events = dict(poller.poll(max(0, math.ceil(wait * 1000)))) if wait > 0 else {}
+            batch = Ready()
+            if self.data in events or wait <= 0:
+                self._drain(batch)
+            if self.deadline is not None and self.clock.now() >= self.deadline:
+                self.deadline = None
+                batch.merge(self.protocol.on_tick(self.clock.now()))
+            if not batch.is_empty() or batch.next_deadline is not None:
+                self.execute(batch)
+            if self.control in events:
+                serve_control(self.control, self.handle_control, self.counters)
+            self._maybe_publish_status()
+            if true_time() >= next_parent_check:
+                next_parent_check = true_time() + PARENT_CHECK
+                if not parent_alive(self.parent_pid):
+                    break
+        self.close()
+
+    def _drain(self, batch: Ready) -> None:
+        for _ in range(MAX_DRAIN):
+            try:
+                frames = self.data.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.counters["malformed"] += 1
+                continue
+            src = frames[0].decode("utf-8", "replace")
+            try:
+                msg = self.codec.decode(frames[1])
+            except WireError:
+                self.counters["malformed"] += 1
+                continue
+            now = self.clock.now()
+            if isinstance(msg, ClientRequest):
+                batch.merge(self.protocol.on_client(now, src, msg))
+            elif isinstance(msg, (BrokerAck, ClientReply)):
+                key = "broker_acks" if isinstance(msg, BrokerAck) else "stray_replies"
+                self.counters[key] = self.counters.get(key, 0) + 1
+            else:
+                batch.merge(self.protocol.on_message(now, src, msg))
+
+    def execute(self, ready: Ready) -> None:
+        """Carry out one batch in the order of obligation."""
+        while True:
+            # 1. persist, one fsync for the whole batch, before anything leaves.
+            if ready.persist:
+                self.wal.append([self.records.encode(r) for r in ready.persist])
+            # 2. messages to peers, clients and the broker.
+            for dst, msg in ready.messages:
+                self._send(dst, self.codec.encode(msg))
+            # 3. apply, answering the clients this node accepted requests from.
+            for c in ready.committed:
+                result = self.sm.apply(c.index, c.term, c.command)
+                self.telemetry.emit(
+                    ev.APPLIED,
+                    index=c.index,
+                    term=c.term,
+                    request_id=c.command.request_id,
+                    op=c.command.op,
+                    key=c.command.key,
+                    value=c.command.value,
+                    duplicate=result.duplicate,
+                    result=result.status,
+                )
+                if c.reply:
+                    self._reply_committed(c.command.client, c.command.request_id, result)
+            if ready.restore is not None:
+                self.sm.restore(ready.restore.data)
+            self.pending_reads.extend(ready.reads)
+            if self.pending_reads:
+                self._answer_reads()
+            # 4. events.
+            for e in ready.events:
+                data = dict(e.data)
+                if e.kind == ev.LEASE and data.get("expiry") is not None:
+                    data["expiry_true"] = self.clock.to_true(data["expiry"])
+                self.telemetry.emit(e.kind, **data)
+            # 5. the next deadline.
+            if ready.next_deadline is not None:
+                self.deadline = ready.next_deadline
+            if ready.committed or ready.events or ready.persist or ready.restore:
+                self.status_dirty = True
+            if not ready.want_snapshot:
+                return
+            image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
+            ready = self.protocol.on_snapshot(self.clock.now(), image)
+
+    def _send(self, dst: str, payload: bytes) -> None:
+        try:
+            self.data.send_multipart([dst.encode(), payload], zmq.NOBLOCK)
+            self.counters["sent"] += 1
+        except zmq.Again:
+            self.counters["send_dropped"] += 1  # the router is gone or swamped: a lost message
+
+    def _reply_committed(self, client: str, request_id: str, result: Any) -> None:
+        status = "ok" if result.status == "ok" else "fail"
+        msg = ClientReply(
+            request_id=request_id,
+            status=status,
+            node=self.id,
+            term=result.term,
+            seq=result.index,
+            value=result.value,
+        )
+        self._send(client, self.codec.encode(msg))
+
+    def _answer_reads(self) -> None:
+        waiting = []
+        for r in self.pending_reads:
+            if r.index > self.sm.applied_index:
+                waiting.append(r)
+                continue
+            msg = ClientReply(
+                request_id=r.request.command.request_id,
+                status="ok",
+                node=self.id,
+                term=r.term,
+                seq=r.index,
+                value=self.sm.read(r.request.command.key),
+            )
+            self._send(r.client, self.codec.encode(msg))
+        self.pending_reads = waiting
+
+    # -- control and telemetry -----------------------------------------------------------
+
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "ping":
+            return ok(node=self.id)
+        if cmd == "status":
+            return ok(status=self.status())
+        if cmd == "clock":
+            try:
+                self.clock.set(request.get("offset"), request.get("drift"))
+            except (ValueError, TypeError) as e:
+                return error(str(e))
+            self.status_dirty = True
+            self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
+            return ok(offset=self.clock.offset, drift=self.clock.drift)
+        if cmd == "disk":
+            if request.get("fsync") is not None:
+                self.wal.fsync_latency = float(request["fsync"])
+            if request.get("stall") is not None:
+                self.wal.stall_until = true_time() + float(request["stall"])
+            self.status_dirty = True
+            return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
+        if cmd == "shutdown":
+            self.running = False
+            return ok()
+        return error(f"unknown command {cmd!r}", "unknown_command")
+
+    def status(self) -> dict[str, Any]:
+        s = dict(self.protocol.status())
+        s["applied_index"] = self.sm.applied_index
+        expiry = s.get("lease_expiry")
+        s["lease_expiry_true"] = self.clock.to_true(expiry) if expiry is not None else None
+        s["clock_offset"] = self.clock.offset
+        s["clock_drift"] = self.clock.drift
+        s["fsync_ms"] = round(self.wal.last_fsync_ms, 3)
+        s["fsync_latency"] = self.wal.fsync_latency
+        s["fsyncs"] = self.wal.fsyncs
+        s["counters"] = dict(self.counters)
+        return s
+
+    def _maybe_publish_status(self) -> None:
+        if not self.status_dirty:
+            return
+        t = true_time()
+        if t - self.last_status_t < STATUS_INTERVAL:
+            return
+        s = self.status()
+        self.status_dirty = False
+        self.last_status_t = t
+        if s != self.last_status:
+            self.last_status = s
+            self.telemetry.emit("node.status", **s)
+
+    def close(self) -> None:
+        self.wal.close()
+        self.telemetry.close()
+        self.data.close(0)
+        self.control.close(0)
+        self.ctx.term()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nodes.replica")
+    p.add_argument("--id", required=True)
+    p.add_argument("--replicas", required=True)
+    p.add_argument("--protocol", required=True)
+    p.add_argument("--options", default="{}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--router", required=True)
+    p.add_argument("--telemetry", default=None)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--parent-pid", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    die_with_parent(args.parent_pid)
+    replica = Replica(args)
+
+    def stop(signum: int, frame: Any) -> None:
+        replica.running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    replica.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The contract between protocols and the lab: inputs, Ready, shared messages, units."""
+
+from protocols.base.contract import (
+    Committed,
+    ConfigError,
+    Event,
+    NodeConfig,
+    Protocol,
+    Ready,
+    ReadReady,
+    SnapshotImage,
+    reply,
+)
+from protocols.base.durations import DurationError, format_duration, parse_duration
+from protocols.base.options import decode_options
+from protocols.base.wire import (
+    OPS,
+    READ_MODES,
+    SHARED_MESSAGES,
+    BrokerAck,
+    BrokerWrite,
+    ClientReply,
+    ClientRequest,
+    Command,
+    Order,
+)
+
+__all__ = [
+    "OPS",
+    "READ_MODES",
+    "SHARED_MESSAGES",
+    "BrokerAck",
+    "BrokerWrite",
+    "ClientReply",
+    "ClientRequest",
+    "Command",
+    "Committed",
+    "ConfigError",
+    "DurationError",
+    "Event",
+    "NodeConfig",
+    "Order",
+    "Protocol",
+    "ReadReady",
+    "Ready",
+    "SnapshotImage",
+    "decode_options",
+    "format_duration",
+    "parse_duration",
+    "reply",
+]

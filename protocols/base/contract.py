@@ -1,0 +1,189 @@
+"""The sans-I/O protocol contract: inputs in, one `Ready` batch of obligations out.
+
+A protocol object never touches a socket, a clock, a file or the module-level random.
+It is driven by four inputs, each carrying `now` (the node's own clock, in seconds):
+
+- `start(now, recovered)`: once, with the durable records recovered from the WAL, in the
+  order they were persisted;
+- `on_message(now, src, msg)`: a peer message (one of the protocol's `messages` types);
+- `on_client(now, client, request)`: a client request arriving from endpoint `client`;
+- `on_tick(now)`: the deadline the protocol last asked for has passed.
+
+Every input returns a `Ready`. The caller (the replica runtime, or the in-memory test
+network) MUST carry out its fields in this order, the order of obligation:
+
+1. `persist`: write every record durably (append + fsync) BEFORE any message of this batch
+   leaves. A vote or a log entry acknowledged before it is on disk is how replicas lie.
+2. `messages`: send each (destination, message) pair; destinations are peer ids, client
+   endpoint ids (replies) or "broker" (side effects carrying a fencing token).
+3. `committed`: apply each command to the state machine, in order; where `reply` is set,
+   answer the command's client with the result (this node accepted the request).
+   `reads`: answer each read from the state machine once everything up to its index is
+   applied (ReadIndex / lease reads).
+4. `events`: publish as telemetry.
+5. `next_deadline`: call `on_tick` when the node clock reaches it (None: no wish).
+
+Snapshots: `want_snapshot` asks the runtime for a state machine image at the applied index,
+handed back through `on_snapshot`; `restore` tells it to replace the state machine with an
+image received from a peer.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+
+from protocols.base.wire import ClientReply, ClientRequest, Command
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One telemetry event: a kind from `protocols.base.events` plus its fields."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A command the protocol has decided, at `index` (the sequence number) in `term`."""
+
+    index: int
+    term: int
+    command: Command
+    reply: bool = False  # this node accepted the request: answer the client after apply
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReady:
+    """A read the runtime may answer once the state machine has applied `index`."""
+
+    request: ClientRequest
+    client: str
+    index: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotImage:
+    """A state machine image taken at `index` (term `term`); `data` is opaque to protocols."""
+
+    index: int
+    term: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class Ready:
+    """One batch of outputs. Field order is the order the caller must carry them out."""
+
+    persist: list[msgspec.Struct] = field(default_factory=list)
+    messages: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
+    committed: list[Committed] = field(default_factory=list)
+    reads: list[ReadReady] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    next_deadline: float | None = None
+    want_snapshot: bool = False
+    restore: SnapshotImage | None = None
+
+    def send(self, dst: str, msg: msgspec.Struct) -> None:
+        self.messages.append((dst, msg))
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.events.append(Event(kind, data))
+
+    def merge(self, later: Ready) -> Ready:
+        """Fold a later batch into this one, keeping the order of obligation."""
+        self.persist.extend(later.persist)
+        self.messages.extend(later.messages)
+        self.committed.extend(later.committed)
+        self.reads.extend(later.reads)
+        self.events.extend(later.events)
+        if later.next_deadline is not None:
+            self.next_deadline = later.next_deadline
+        self.want_snapshot = self.want_snapshot or later.want_snapshot
+        if later.restore is not None:
+            self.restore = later.restore
+        return self
+
+    def is_empty(self) -> bool:
+        return not (
+            self.persist
+            or self.messages
+            or self.committed
+            or self.reads
+            or self.events
+            or self.want_snapshot
+            or self.restore
+        )
+
+
+class ConfigError(ValueError):
+    """Protocol options that do not validate; the message names the option."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What a protocol instance is told about itself, validated before anything starts."""
+
+    node_id: str
+    replicas: tuple[str, ...]  # every replica id, this node included, in a stable order
+    options: msgspec.Struct  # the protocol's own validated `Options`
+    rng: random.Random  # the only randomness a protocol may use, seeded by the lab
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(r for r in self.replicas if r != self.node_id)
+
+    @property
+    def quorum(self) -> int:
+        return len(self.replicas) // 2 + 1
+
+
+class Protocol(abc.ABC):
+    """Base class of every protocol. Subclasses are registered in `protocols.REGISTRY`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Options: ClassVar[type[msgspec.Struct]]
+    messages: ClassVar[tuple[type[msgspec.Struct], ...]]  # peer message types (wire codec)
+    records: ClassVar[tuple[type[msgspec.Struct], ...]]  # durable record types (WAL codec)
+    default_nodes: ClassVar[int] = 3
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready: ...
+
+    @abc.abstractmethod
+    def on_message(self, now: float, src: str, msg: msgspec.Struct) -> Ready: ...
+
+    @abc.abstractmethod
+    def on_client(self, now: float, client: str, request: ClientRequest) -> Ready: ...
+
+    @abc.abstractmethod
+    def on_tick(self, now: float) -> Ready: ...
+
+    def on_snapshot(self, now: float, image: SnapshotImage) -> Ready:
+        """The runtime's answer to `want_snapshot`; protocols without snapshots ignore it."""
+        return Ready()
+
+    @abc.abstractmethod
+    def status(self) -> dict[str, Any]:
+        """Fields for `labctl status` and the dashboard: at least role, term, leader,
+        commit_index, applied_index, log (length), lease_expiry (node clock or None)."""
+
+
+def reply(
+    request: ClientRequest,
+    status: str,
+    node: str,
+    **fields: Any,
+) -> ClientReply:
+    """A client reply for `request`; the one place replies are built from requests."""
+    return ClientReply(request_id=request.command.request_id, status=status, node=node, **fields)

@@ -1,0 +1,13 @@
+"""Telemetry event kinds protocols emit; the checkers and dashboard read these names.
+
+One place for the names so a checker and a protocol cannot disagree on a spelling.
+"""
+
+BECAME_LEADER = "became_leader"  # data: term, (how: "elected" | "self-promoted")
+STEPPED_DOWN = "stepped_down"  # data: term, reason
+BECAME_FOLLOWER = "became_follower"  # data: term, leader
+BECAME_CANDIDATE = "became_candidate"  # data: term
+VOTE_GRANTED = "vote_granted"  # data: term, to
+COMMITTED = "committed"  # data: index, term (sampled by the runtime)
+LEASE = "lease"  # data: term, expiry (node clock), expiry_true is added by the runtime
+APPLIED = "applied"  # added by the runtime: index, request_id, op

@@ -1,0 +1,1 @@
+"""The Textual dashboard (empty until the dashboard issue lands)."""
