@@ -91,7 +91,8 @@ class Supervisor:
 
     @property
     def endpoints(self) -> set[str]:
-        return set(self.replicas) | {"broker"}
+        # Client endpoints c0..c15 are always addressable: workload clients join and leave.
+        return set(self.replicas) | {"broker"} | {f"c{i}" for i in range(16)}
 
     # -- start ---------------------------------------------------------------------------
 

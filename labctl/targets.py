@@ -39,8 +39,10 @@ def resolve(
         elif name in ROLES:
             resolved = _role(name, replicas, status, rng)
         else:
-            known = ", ".join(sorted(endpoints))
-            raise FaultError(f"unknown node {name!r} (known: {known}; roles: {', '.join(sorted(ROLES))})")
+            known = ", ".join(sorted(e for e in endpoints if not e.startswith("c")))
+            raise FaultError(
+                f"unknown node {name!r} (known: {known}, c0..c15; roles: {', '.join(sorted(ROLES))})"
+            )
         out.extend(r for r in resolved if r not in out)
     return out
 

@@ -1,0 +1,106 @@
+"""Fixtures for tests that run real labs: the CLI as a user runs it, and cleanup that holds
+even when a test fails (every process the lab started is SIGKILLed at teardown)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+
+class CLI:
+    """Runs `labctl` in a subprocess against one lab dir."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.lab_dir = lab_dir
+        self.pids: set[int] = set()
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, LABCTL_DIR=str(self.lab_dir))
+        proc = subprocess.run(
+            [sys.executable, "-m", "labctl.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"labctl {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, check: bool = True) -> Any:
+        return json.loads(self.run(*args, "--json", check=check).stdout)
+
+    def up(self, *args: str) -> dict[str, Any]:
+        self.run("up", "-d", *args)
+        self.track()
+        return self.state()
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.lab_dir / "state.json").read_text())
+
+    def status(self) -> dict[str, Any]:
+        doc = self.json("status")
+        self.pids.update(p["pid"] for p in doc["processes"].values() if p["pid"])
+        return doc
+
+    def track(self) -> None:
+        """Remember every process of the lab so teardown can kill what is left."""
+        try:
+            sup = psutil.Process(self.state()["supervisor_pid"])
+            self.pids.add(sup.pid)
+            self.pids.update(c.pid for c in sup.children(recursive=True))
+        except (psutil.Error, OSError, ValueError):
+            pass
+
+    def cleanup(self) -> None:
+        self.track()
+        if (self.lab_dir / "state.json").exists():
+            self.run("down", check=False, timeout=20)
+        for pid in self.pids:
+            try:
+                p = psutil.Process(pid)
+                p.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[CLI]:
+    c = CLI(tmp_path / "lab")
+    try:
+        yield c
+    finally:
+        c.cleanup()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
