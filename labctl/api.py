@@ -107,7 +107,9 @@ def up(
         if state is not None and state.get("supervisor_pid") == proc.pid:
             return Lab(path, state)
         if proc.poll() is not None:
-            raise LabFailed(_last_error(path / "supervisor.log", proc.returncode), proc.returncode or 3)
+            raise LabFailed(
+                _last_error(path / "supervisor.log", proc.returncode), proc.returncode or 3
+            )
         time.sleep(0.01)  # polling a file the supervisor writes once; nothing to wake on
     kill_group(proc.pid)
     raise LabFailed(f"the lab did not start within {UP_TIMEOUT:g}s; see {path / 'supervisor.log'}")

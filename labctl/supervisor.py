@@ -104,7 +104,16 @@ class Supervisor:
         router = Child(
             "router",
             "router",
-            ["-m", "faults.router", "--telemetry", tele, "--parent-pid", me, "--seed", str(self.seed)],
+            [
+                "-m",
+                "faults.router",
+                "--telemetry",
+                tele,
+                "--parent-pid",
+                me,
+                "--seed",
+                str(self.seed),
+            ],
             logs / "router.log",
         )
         self.children["router"] = router
@@ -147,7 +156,8 @@ class Supervisor:
             for c in self.children.values():
                 if c.state == "starting" and not c.alive():
                     raise StartupError(
-                        f"{c.name} exited during start (code {c.proc.returncode if c.proc else '?'}); "
+                        f"{c.name} exited during start "
+                        f"(code {c.proc.returncode if c.proc else '?'}); "
                         f"see {c.log_path}"
                     )
             if self.telemetry.poll(50):
@@ -307,7 +317,7 @@ class Supervisor:
                 "clock_drift": s.get("clock_drift"),
                 "starts": c.starts,
             }
-            node.update({k: v for k, v in s.items() if k not in node and k != "counters"})
+            node.update({k: v for k, v in s.items() if k not in node})
             nodes.append(node)
         return {
             "supervisor_pid": os.getpid(),
@@ -319,10 +329,11 @@ class Supervisor:
             "leaders": [n["id"] for n in nodes if n["role"] in ("leader", "primary")],
             "faults": self.faults_in_force(),
             "processes": {
-                name: {"pid": c.pid, "state": c.state, "kind": c.kind}
+                name: {"pid": c.pid, "state": c.state, "kind": c.kind, "control": c.control}
                 for name, c in self.children.items()
             },
             "router": self.router_stats,
+            "counters": self.counters,
         }
 
     def faults_in_force(self) -> list[dict[str, Any]]:
@@ -334,8 +345,9 @@ class Supervisor:
         for c in self.children.values():
             if c.state == "paused":
                 left = f" ({c.paused_until - now:.1f}s left)" if c.paused_until else ""
+                heals = "resume" + (", or the timer" if c.paused_until else "")
                 out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
-                            "heals_with": "resume" + (", or the timer" if c.paused_until else "")})  # fmt: skip
+                            "heals_with": heals})  # fmt: skip
             elif c.state == "stopped" and c.kind == "replica":
                 out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down",
                             "heals_with": "restart"})  # fmt: skip
@@ -409,7 +421,9 @@ class Supervisor:
 
     def _push_links(self) -> dict[str, Any]:
         table = link_table([f for _, f in self.link_faults])
-        answer = request(self.ctx, str(self.router_control), {"cmd": "set_links", "links": table}, 2.0)
+        answer = request(
+            self.ctx, str(self.router_control), {"cmd": "set_links", "links": table}, 2.0
+        )
         if answer is None:
             return error("the fault router did not answer", "lab_failed")
         return answer

@@ -41,13 +41,16 @@ def resolve(
         else:
             known = ", ".join(sorted(e for e in endpoints if not e.startswith("c")))
             raise FaultError(
-                f"unknown node {name!r} (known: {known}, c0..c15; roles: {', '.join(sorted(ROLES))})"
+                f"unknown node {name!r} (known: {known}, c0..c15; "
+                f"roles: {', '.join(sorted(ROLES))})"
             )
         out.extend(r for r in resolved if r not in out)
     return out
 
 
-def _role(role: str, replicas: list[str], status: dict[str, dict[str, Any]], rng: random.Random) -> list[str]:
+def _role(
+    role: str, replicas: list[str], status: dict[str, dict[str, Any]], rng: random.Random
+) -> list[str]:
     if role == "all":
         return list(replicas)
     if role in ("leader", "primary"):

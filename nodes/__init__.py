@@ -1,1 +1,1 @@
-"""Process runtimes: replica, client and broker, with their wire codec, WAL, clock and state machine."""
+"""Process runtimes: replica, client, broker; their wire codec, WAL, clock, state machine."""

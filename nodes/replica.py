@@ -37,8 +37,8 @@ from protocols.base import (
     ClientReply,
     ClientRequest,
     NodeConfig,
-    Ready,
     ReadReady,
+    Ready,
     SnapshotImage,
     decode_options,
 )

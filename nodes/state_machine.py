@@ -93,4 +93,8 @@ class StateMachine:
         self.sessions = dict(image.sessions)
 
     def summary(self) -> dict[str, Any]:
-        return {"applied_index": self.applied_index, "keys": len(self.kv), "orders": len(self.orders)}
+        return {
+            "applied_index": self.applied_index,
+            "keys": len(self.kv),
+            "orders": len(self.orders),
+        }

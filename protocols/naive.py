@@ -25,8 +25,8 @@ from protocols.base import (
     ConfigError,
     NodeConfig,
     Protocol,
-    Ready,
     ReadReady,
+    Ready,
     reply,
 )
 from protocols.base import events as ev

@@ -24,7 +24,9 @@ class CLI:
         self.lab_dir = lab_dir
         self.pids: set[int] = set()
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         env = dict(os.environ, LABCTL_DIR=str(self.lab_dir))
         proc = subprocess.run(
             [sys.executable, "-m", "labctl.cli.main", *args],

@@ -16,7 +16,9 @@ from tests.conftest import CLI, wait_until
 def round_trips(ep: Endpoint, node: str, count: int) -> list[float]:
     out = []
     for i in range(count):
-        cmd = Command(request_id=f"{ep.name}:{i}:{time.monotonic()}", client=ep.name, op="get", key="k")
+        cmd = Command(
+            request_id=f"{ep.name}:{i}:{time.monotonic()}", client=ep.name, op="get", key="k"
+        )
         t0 = time.perf_counter()
         reply = ep.call(node, cmd, timeout=2.0)
         assert reply is not None and reply.status == "ok"

@@ -46,7 +46,9 @@ def test_killed_node_restarts_with_every_fsynced_entry(cli: CLI) -> None:
     wait_until(lambda: node(cli, "r1")["log"] == 5)
     before = node(cli, "r1")
     cli.run("fault", "kill", "r1")
-    assert not psutil.pid_exists(before["pid"]) or psutil.Process(before["pid"]).status() == "zombie"
+    assert (
+        not psutil.pid_exists(before["pid"]) or psutil.Process(before["pid"]).status() == "zombie"
+    )
     assert node(cli, "r1")["state"] == "stopped"
     cli.run("fault", "restart", "r1")
     after = node(cli, "r1")
@@ -81,7 +83,9 @@ def test_sigkill_of_the_supervisor_takes_every_lab_process_with_it(cli: CLI) -> 
     t0 = time.monotonic()
 
     def all_gone() -> bool:
-        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in children)
+        return not any(
+            psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in children
+        )
 
     wait_until(all_gone, timeout=2.0, interval=0.01)
     assert time.monotonic() - t0 < 2.0

@@ -42,7 +42,9 @@ def test_naive_partition_gives_three_leaders_and_divergent_logs(cli: CLI) -> Non
     status = cli.status()
     assert sorted(status["leaders"]) == ["r0", "r1", "r2"]
     events = read_jsonl(Path(status["run_dir"]) / "events.jsonl")
-    promotions = {e["src"] for e in events if e["kind"] == "became_leader" and e["how"] == "self-promoted"}
+    promotions = {
+        e["src"] for e in events if e["kind"] == "became_leader" and e["how"] == "self-promoted"
+    }
     assert promotions == {"r1", "r2"}
 
     # Healing the network repairs nothing: naive has no way to.

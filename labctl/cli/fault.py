@@ -133,7 +133,9 @@ def restart(node: Node, lab_dir: LabDir = None) -> None:
 def clock(
     node: Node,
     offset: Annotated[str | None, typer.Option("--offset", help="Clock offset (7ms, -1s).")] = None,
-    drift: Annotated[str | None, typer.Option("--drift", help="Rate error (0.05 = 5% fast).")] = None,
+    drift: Annotated[
+        str | None, typer.Option("--drift", help="Rate error (0.05 = 5% fast).")
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
     """Skew a node's clock: jump it by --offset and/or make it run fast or slow."""
@@ -143,7 +145,9 @@ def clock(
 @app.command()
 def disk(
     node: Node,
-    fsync: Annotated[str | None, typer.Option("--fsync", help="Added fsync latency (12ms).")] = None,
+    fsync: Annotated[
+        str | None, typer.Option("--fsync", help="Added fsync latency (12ms).")
+    ] = None,
     stall: Annotated[str | None, typer.Option("--stall", help="Block fsyncs for (9s).")] = None,
     lab_dir: LabDir = None,
 ) -> None:

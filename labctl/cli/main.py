@@ -50,7 +50,9 @@ def main() -> None:
     except Exception as e:  # a bug: say so in one line unless debugging
         if os.environ.get("LABCTL_DEBUG"):
             raise
-        sys.stderr.write(f"error: internal: {type(e).__name__}: {e} (LABCTL_DEBUG=1 for a traceback)\n")
+        sys.stderr.write(
+            f"error: internal: {type(e).__name__}: {e} (LABCTL_DEBUG=1 for a traceback)\n"
+        )
         sys.exit(EXIT_LAB_FAILED)
 
 

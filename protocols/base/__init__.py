@@ -6,8 +6,8 @@ from protocols.base.contract import (
     Event,
     NodeConfig,
     Protocol,
-    Ready,
     ReadReady,
+    Ready,
     SnapshotImage,
     reply,
 )
