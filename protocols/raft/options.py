@@ -1,0 +1,55 @@
+"""Raft's options: timeouts in float seconds, flow-control limits, and their validation.
+
+Users write durations as "150ms" (parsed by `protocols.base.decode_options`); the rules
+between fields that a single type cannot express live in `Options.validate`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from protocols.base import ConfigError
+
+
+class Options(msgspec.Struct, forbid_unknown_fields=True):
+    # Each election waits a random time in [election_timeout, 2 * election_timeout), so
+    # that split votes resolve (paper section 5.2).
+    election_timeout: float = 0.15
+    heartbeat_interval: float = 0.05
+    pre_vote: bool = True  # thesis section 9.6: a node asks before bumping its term
+    check_quorum: bool = True  # thesis section 6.2: a leader without a quorum steps down
+    # Clocks may run this much faster or slower than each other; a lease lasts
+    # election_timeout / (1 + max_drift) from the send time of a confirmed heartbeat round.
+    max_drift: float = 0.05
+    max_batch: int = 64  # entries per AppendEntries
+    max_inflight: int = 16  # AppendEntries unacknowledged per follower (flow control)
+    snapshot_threshold: int = 1000  # applied entries kept in the log before compaction
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the option for values that cannot work together."""
+        for name in ("election_timeout", "heartbeat_interval", "max_drift"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ConfigError(f"option {name!r} must be finite, not {value!r}")
+        if self.election_timeout <= 0:
+            raise ConfigError("option 'election_timeout' must be > 0")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("option 'heartbeat_interval' must be > 0")
+        if self.heartbeat_interval >= self.election_timeout:
+            # Followers would time out between two heartbeats of a healthy leader.
+            raise ConfigError(
+                "option 'heartbeat_interval' must be below 'election_timeout' "
+                f"({self.heartbeat_interval:g}s >= {self.election_timeout:g}s)"
+            )
+        if not 0 <= self.max_drift < 1:
+            raise ConfigError("option 'max_drift' must be in [0, 1)")
+        for name in ("max_batch", "max_inflight", "snapshot_threshold"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"option {name!r} must be >= 1")
+
+    @property
+    def lease_duration(self) -> float:
+        """How long a confirmed heartbeat round lets the leader serve reads alone."""
+        return self.election_timeout / (1.0 + self.max_drift)
