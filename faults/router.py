@@ -14,8 +14,16 @@ A second ROUTER socket takes control requests (msgpack maps, nodes.process.serve
   {"cmd": "get_links"}                                            the table in force
   {"cmd": "stats"}                                                counters, per link and total
 
-Telemetry (PUSH to the supervisor): "router.ready" once, with the two endpoints and the pid;
-"router.links" every 250 ms when a counter moved.
+Replies use nodes.process's envelope. stats answers {"ok": true, "links": [{"src", "dst",
+"sent", "delivered", "dropped", "delayed", "duplicated"}], "totals": {those five},
+"malformed", "malformed_data", "malformed_control", "unroutable", "queue_full",
+"send_errors", "queued"}. Per link: sent = arrived from src for dst; dropped = partition,
+loss, unroutable or full queue; delayed = held in the delay queue; duplicated = forwarded
+twice (both copies count as delivered).
+
+Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
+"router.links" every 250 ms when a counter moved, {"links": [[src, dst, sent, delivered,
+dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued"}.
 """
 
 from __future__ import annotations
@@ -425,11 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     ctx = zmq.Context()
     telemetry = Telemetry(ctx, args.telemetry, "router")
     router = Router(ctx, telemetry, host=args.host, seed=args.seed, parent_pid=args.parent_pid)
+    # Installed only now, so _Stop can only be raised inside the try that handles it.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         endpoints = router.bind()
         telemetry.emit("router.ready", pid=os.getpid(), **endpoints)

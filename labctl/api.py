@@ -61,13 +61,21 @@ class Lab:
         """Stop the lab and wait until the supervisor (and so every child) is gone."""
         pid = self.state["supervisor_pid"]
         answer = self.call("shutdown")
-        try:
-            psutil.Process(pid).wait(timeout=timeout)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            kill_group(pid)
+        deadline = time.monotonic() + timeout
+        while _running(pid):
+            if time.monotonic() > deadline:
+                kill_group(pid)
+                break
+            time.sleep(0.005)  # not our child: no wait() to block on, so poll its state
         return answer
+
+
+def _running(pid: int) -> bool:
+    """True until the process has exited (a zombie waiting for init to reap it has)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def kill_group(pid: int) -> None:

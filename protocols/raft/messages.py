@@ -131,3 +131,31 @@ class SnapshotRecord(msgspec.Struct, frozen=True, tag=True):
 
 
 RECORDS: tuple[type[msgspec.Struct], ...] = (HardState, LogEntries, SnapshotRecord)
+
+
+def well_formed(msg: msgspec.Struct) -> bool:
+    """False for a peer message no correct Raft node could send (negative or impossible
+    indices and terms, entries out of order); such input is dropped and counted."""
+    if getattr(msg, "term", -1) < 0 or getattr(msg, "round", 0) < 0:
+        return False
+    if isinstance(msg, RequestVote):
+        return msg.last_index >= 0 and 0 <= msg.last_term <= msg.term
+    if isinstance(msg, AppendEntries):
+        if msg.prev_index < 0 or not 0 <= msg.prev_term <= msg.term or msg.commit < 0:
+            return False
+        if msg.prev_index == 0 and msg.prev_term != 0:
+            return False
+        index, term = msg.prev_index, msg.prev_term
+        for e in msg.entries:
+            # Contiguous, terms never decreasing, none from a term after the sender's.
+            if e.index != index + 1 or not max(term, 1) <= e.term <= msg.term:
+                return False
+            index, term = e.index, e.term
+        return True
+    if isinstance(msg, AppendResponse):
+        return msg.index >= 0 and msg.hint_index >= 0 and msg.hint_term >= 0
+    if isinstance(msg, Heartbeat):
+        return msg.commit >= 0
+    if isinstance(msg, InstallSnapshot):
+        return msg.index > 0 and 0 < msg.snap_term <= msg.term
+    return isinstance(msg, (VoteResponse, HeartbeatResponse))

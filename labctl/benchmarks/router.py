@@ -1,6 +1,7 @@
 """Benchmark of the fault router: latency it adds per hop, and its forwarding rate.
 
-    python bench/router_bench.py [--messages N] [--pings N]     (prints one JSON object)
+    python -m labctl.benchmarks.router [--messages N] [--pings N]   (prints one JSON object)
+    labctl bench core                                                (this plus lifecycle)
 
 Latency: ping-pong round trips from this process to an echo process, once over a direct
 pyzmq DEALER -> ROUTER connection and once through the router (DEALER -> router -> DEALER
@@ -24,37 +25,33 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import psutil
 import zmq
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make the repo's packages importable
-    sys.path.insert(0, str(ROOT))
-
-from nodes.process import decode_dict, die_with_parent, request  # noqa: E402
+from nodes.process import decode_dict, die_with_parent, request
 
 PAYLOAD = b"x" * 100
 BLOCK = 500  # pings per block before switching between direct and routed
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def _spawn(args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=_env(), start_new_session=True, stdout=stdout
-    )
+    return subprocess.Popen([sys.executable, *args], start_new_session=True, stdout=stdout)
 
 
 def _helper(role: str, router: str, *extra: str) -> subprocess.Popen[bytes]:
     """This file again, as a helper process that dies with us."""
-    args = [__file__, "--role", role, "--router", router, "--parent-pid", str(os.getpid())]
+    args = [
+        "-m",
+        "labctl.benchmarks.router",
+        "--role",
+        role,
+        "--router",
+        router,
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     return _spawn([*args, *extra], stdout=subprocess.PIPE)
 
 

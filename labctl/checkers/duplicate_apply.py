@@ -1,0 +1,81 @@
+"""Duplicate apply: one request id executed twice on one replica (the double buy).
+
+Two pieces of evidence, one violation per request id:
+
+- the replica applied the id at two different indices and executed it both times: a
+  client retry that reached the log twice. An exactly-once state machine (Raft's session
+  table) reports the second apply with duplicate=True and leaves the state alone, so for
+  those protocols a duplicate=True apply is the protection working, not a violation;
+- the replica says duplicate=True (it had executed the id before, perhaps in a snapshot
+  we saw no events for) and the protocol is not exactly-once: it executed it again.
+
+Only writes count: a get that reached the log twice changes nothing. The same id at the
+same index again is a restart replaying its WAL, not a second execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from labctl.checkers.base import (
+    WRITE_OPS,
+    Checker,
+    Violation,
+    get_float,
+    get_int,
+    get_str,
+)
+from protocols.base import events as ev
+
+
+class DuplicateApplyChecker(Checker):
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED})
+
+    def __init__(self, exactly_once: bool = False) -> None:
+        super().__init__()
+        self.exactly_once = exactly_once
+        self.first_index: dict[str, dict[str, int]] = {}  # node -> request id -> index
+        self.reported: set[str] = set()
+
+    def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        node, index = get_str(rec, "src"), get_int(rec, "index")
+        rid, t, op = get_str(rec, "request_id"), get_float(rec, "t"), get_str(rec, "op")
+        if node is None or index is None or rid is None or t is None or op is None:
+            self.malformed += 1
+            return []
+        if op not in WRITE_OPS:
+            return []
+        duplicate = rec.get("duplicate") is True
+        seen = self.first_index.setdefault(node, {})
+        first = seen.get(rid)
+        if first is None:
+            seen[rid] = index
+        if rid in self.reported or first == index:
+            return []  # already reported, or a restart replaying the same entry
+        if not duplicate and first is None:
+            return []  # the ordinary case: first execution
+        if duplicate and self.exactly_once:
+            return []  # answered from the session table: the state did not change
+        if first is None:
+            # duplicate=True the first time we see it: executed before our records began
+            # (a snapshot, a restart), and the state machine executed it again.
+            detail = f"{node} executed {op} {rid} again at index {index}"
+        else:
+            detail = f"{node} applied {op} {rid} twice, at indices {first} and {index}"
+        first = index if first is None else first
+        self.reported.add(rid)
+        return [
+            Violation(
+                kind="duplicate-apply",
+                t=t,
+                nodes=[node],
+                detail=detail,
+                evidence={
+                    "request_id": rid,
+                    "op": op,
+                    "indices": sorted({first, index}),
+                    "duplicate_flag": duplicate,
+                },
+            )
+        ]

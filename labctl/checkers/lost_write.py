@@ -1,0 +1,139 @@
+"""Lost write: an acknowledged write that is absent from the agreed final state.
+
+Decided at the end of the run, from the applied logs:
+
+- absent from every replica's applied log: definitely lost;
+- absent from a final leader's log (a node that became leader in the highest term seen;
+  several if that term itself had split brain) although that leader applied past the
+  index where the write took effect elsewhere: lost, overwritten by the new leader's
+  history. A final leader that has not applied that far yet (elected just before the end)
+  proves nothing, so it is not flagged.
+
+Only ok writes count: a fail op definitely did not happen, an info op may or may not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from labctl.checkers.base import (
+    WRITE_OPS,
+    Checker,
+    Violation,
+    get_float,
+    get_int,
+    get_str,
+)
+from protocols.base import events as ev
+
+
+class LostWriteChecker(Checker):
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER})
+    reads_history: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: dict[str, dict[str, int]] = {}  # node -> request id -> first index
+        self.at_index: dict[str, dict[int, tuple[str, float]]] = {}  # node -> index -> (rid, t)
+        self.top: dict[str, int] = {}  # node -> highest index applied
+        self.leaders: dict[int, set[str]] = {}  # term -> nodes that became leader in it
+        self.invoked_op: dict[str, str] = {}  # request id -> op, for completions without it
+        # request id -> (t, op, process, seq) of its ok completion, in completion order
+        self.acked: dict[str, tuple[float, str, str | None, int | None]] = {}
+        self.last_t = 0.0
+
+    def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        node, t = get_str(rec, "src"), get_float(rec, "t")
+        if node is None or t is None:
+            self.malformed += 1
+            return []
+        self.last_t = max(self.last_t, t)
+        if rec.get("kind") == ev.BECAME_LEADER:
+            term = get_int(rec, "term")
+            if term is None:
+                self.malformed += 1
+            else:
+                self.leaders.setdefault(term, set()).add(node)
+            return []
+        index, rid = get_int(rec, "index"), get_str(rec, "request_id")
+        if index is None or rid is None:
+            self.malformed += 1
+            return []
+        self.applied.setdefault(node, {}).setdefault(rid, index)
+        self.at_index.setdefault(node, {})[index] = (rid, t)
+        self.top[node] = max(self.top.get(node, 0), index)
+        return []
+
+    def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
+        kind, rid, t = get_str(rec, "type"), get_str(rec, "request_id"), get_float(rec, "t")
+        if kind is None or rid is None or t is None:
+            self.malformed += 1
+            return []
+        self.last_t = max(self.last_t, t)
+        op = get_str(rec, "op")
+        if kind == "invoke":
+            if op is not None:
+                self.invoked_op[rid] = op
+            return []
+        op = op or self.invoked_op.get(rid)
+        if kind == "ok" and op in WRITE_OPS:
+            reply = rec.get("reply")
+            seq = get_int(rec, "seq")
+            if seq is None and isinstance(reply, Mapping):  # `labctl client` nests the reply
+                seq = get_int(reply, "seq")
+            self.acked[rid] = (t, op, get_str(rec, "process"), seq)
+        return []
+
+    def finish(self) -> list[Violation]:
+        final_leaders: list[str] = []
+        final_term = None
+        if self.leaders:
+            final_term = max(self.leaders)
+            final_leaders = sorted(self.leaders[final_term])
+        found = []
+        for rid, (t_ok, op, process, seq) in self.acked.items():
+            holders = [n for n, ids in self.applied.items() if rid in ids]
+            evidence: dict[str, Any] = {"request_id": rid, "op": op, "process": process}
+            if not holders:
+                evidence.update(acked_at=t_ok, seq=seq, replicas=sorted(self.applied))
+                found.append(
+                    Violation(
+                        kind="lost-write",
+                        t=self.last_t,
+                        nodes=sorted(self.applied),
+                        detail=f"acknowledged {op} {rid} is absent from every replica",
+                        evidence=evidence,
+                    )
+                )
+                continue
+            index = min(self.applied[n][rid] for n in holders)
+            missing, t_evidence, instead = [], t_ok, {}
+            for leader in final_leaders:
+                if rid in self.applied.get(leader, {}) or self.top.get(leader, 0) < index:
+                    continue
+                missing.append(leader)
+                other = self.at_index.get(leader, {}).get(index)
+                if other is not None:
+                    instead[leader] = other[0]
+                    t_evidence = max(t_evidence, other[1])
+                else:  # the leader skipped that index (a snapshot): only the end proves it
+                    t_evidence = max(t_evidence, self.last_t)
+            if not missing:
+                continue
+            evidence.update(
+                index=index, held_by=sorted(holders), term=final_term, instead=instead
+            )
+            found.append(
+                Violation(
+                    kind="lost-write",
+                    t=t_evidence,
+                    nodes=missing,
+                    detail=(
+                        f"acknowledged {op} {rid} (index {index}) is missing from final "
+                        f"leader {', '.join(missing)} of term {final_term}"
+                    ),
+                    evidence=evidence,
+                )
+            )
+        return found

@@ -1,0 +1,52 @@
+"""Split brain: two different nodes became leader in the same term (election safety).
+
+Every way of becoming leader counts: the naive protocol's "initial" and "self-promoted"
+leaders break election safety just as two elected ones would. Two leaders at the same
+moment in different terms are normal during a handover (the old one has not heard of the
+new term yet) and are not flagged; a node that becomes leader again in the same term (a
+restart replaying its WAL) is not a second leader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from labctl.checkers.base import Checker, Violation, get_float, get_int, get_str
+from protocols.base import events as ev
+
+
+class SplitBrainChecker(Checker):
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.BECAME_LEADER})
+
+    def __init__(self) -> None:
+        super().__init__()
+        # term -> node -> (t, how) of its first became_leader in that term
+        self.leaders: dict[int, dict[str, tuple[float, str | None]]] = {}
+
+    def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        term, node, t = get_int(rec, "term"), get_str(rec, "src"), get_float(rec, "t")
+        if term is None or node is None or t is None:
+            self.malformed += 1
+            return []
+        leaders = self.leaders.setdefault(term, {})
+        if node in leaders:
+            return []
+        leaders[node] = (t, get_str(rec, "how"))
+        if len(leaders) < 2:
+            return []
+        # A third leader in the same term is news too: one violation per extra leader.
+        nodes = sorted(leaders)
+        count = "two" if len(nodes) == 2 else str(len(nodes))
+        return [
+            Violation(
+                kind="split-brain",
+                t=t,
+                nodes=nodes,
+                detail=f"{count} leaders in term {term}: {', '.join(nodes)}",
+                evidence={
+                    "term": term,
+                    "leaders": {n: {"t": lt, "how": how} for n, (lt, how) in leaders.items()},
+                },
+            )
+        ]

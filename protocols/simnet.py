@@ -1,0 +1,640 @@
+"""An in-memory, deterministic network for testing any protocol of the contract.
+
+    net = SimNet(RaftProtocol, 5, seed=1)
+    leader = net.wait_leader()
+    rid = net.put(leader, "x", "1")
+    net.run_until(lambda: net.reply_for(rid) is not None, max_time=1.0)
+    net.check()                    # election safety and state machine safety held
+
+Everything runs on a virtual clock, with one seeded `random.Random` owned by the network
+(each node's protocol gets its own, drawn from it), so a seed replays a run exactly.
+Messages travel with a random latency and can be dropped, cut (both ways or one way),
+lost at random, duplicated or reordered. Nodes can crash and restart: a restart builds a
+fresh protocol object from the records it had persisted, as the replica runtime does from
+its WAL. Each `Ready` is carried out in the contract's order (persist, then messages, then
+apply and answer, then events, then the next deadline), so whatever a message relied on
+was on "disk" before it left; `crash(n, mid_write=True)` kills a node in the middle of its
+next write, keeping only a prefix of that batch's records and doing nothing else of it.
+
+Each node applies committed commands to a tiny model (the applied list and a kv dict, with
+the session table when the protocol asks for exactly-once), serves `want_snapshot` with a
+msgspec image of it and `restore` from one, and answers clients. Clients and the broker are
+endpoints that only record what reaches them. The network checks as it runs that no two
+nodes lead in one term and that no two nodes apply different commands at one index.
+
+Pure like the protocols: no time, os, zmq or module-level random.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from protocols.base import (
+    BrokerWrite,
+    ClientReply,
+    ClientRequest,
+    Command,
+    Committed,
+    NodeConfig,
+    Order,
+    Protocol,
+    Ready,
+    ReadReady,
+    SnapshotImage,
+    decode_options,
+)
+from protocols.base import events as ev
+
+
+class SafetyViolation(AssertionError):
+    """A property every correct protocol keeps was broken in this run."""
+
+
+# -- the per-node state machine model -----------------------------------------------------
+
+
+class ModelResult(msgspec.Struct, frozen=True):
+    status: str  # ok | fail (cas mismatch)
+    index: int
+    term: int
+    value: str | None = None
+    duplicate: bool = False
+
+
+class ModelImage(msgspec.Struct):
+    applied_index: int
+    applied_term: int
+    kv: dict[str, str]
+    orders: list[str]
+    sessions: dict[str, ModelResult]
+
+
+class Model:
+    """What a node applied: `applied` [(index, term, command)] and the kv it built.
+
+    Mirrors the runtime's state machine: `applied_index` is the index of the last command
+    applied, and with `exactly_once` a request id applied before is answered from the
+    session table instead of being applied again."""
+
+    def __init__(self, exactly_once: bool) -> None:
+        self.exactly_once = exactly_once
+        self.applied: list[tuple[int, int, Command]] = []
+        self.applied_index = 0
+        self.applied_term = 0
+        self.kv: dict[str, str] = {}
+        self.orders: list[str] = []
+        self.sessions: dict[str, ModelResult] = {}
+
+    def apply(self, index: int, term: int, c: Command) -> ModelResult:
+        self.applied.append((index, term, c))
+        self.applied_index = max(self.applied_index, index)
+        self.applied_term = term
+        previous = self.sessions.get(c.request_id)
+        if previous is not None and self.exactly_once:
+            return msgspec.structs.replace(previous, duplicate=True)
+        result = self._execute(index, term, c)
+        if c.op != "get":
+            self.sessions[c.request_id] = result
+        return result
+
+    def _execute(self, index: int, term: int, c: Command) -> ModelResult:
+        if c.op == "put":
+            self.kv[c.key] = c.value or ""
+            return ModelResult("ok", index, term, c.value)
+        if c.op == "get":
+            return ModelResult("ok", index, term, self.kv.get(c.key))
+        if c.op == "cas":
+            current = self.kv.get(c.key)
+            if current != c.expected:
+                return ModelResult("fail", index, term, current)
+            self.kv[c.key] = c.value or ""
+            return ModelResult("ok", index, term, current)
+        if c.op == "order":
+            self.orders.append(c.order.order_id if c.order else c.request_id)
+            return ModelResult("ok", index, term, self.orders[-1])
+        raise ValueError(f"a protocol committed an unknown op {c.op!r}")
+
+    def snapshot(self) -> bytes:
+        image = ModelImage(
+            self.applied_index, self.applied_term, self.kv, self.orders, self.sessions
+        )
+        return msgspec.msgpack.encode(image)
+
+    def restore(self, data: bytes) -> None:
+        image = msgspec.msgpack.decode(data, type=ModelImage)
+        self.applied_index = image.applied_index
+        self.applied_term = image.applied_term
+        self.kv = dict(image.kv)
+        self.orders = list(image.orders)
+        self.sessions = dict(image.sessions)
+
+
+# -- clocks, nodes, records -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Clock:
+    """A node's clock: true + offset + drift * (true - t_set), as nodes/clock.py."""
+
+    offset: float = 0.0
+    drift: float = 0.0
+    t_set: float = 0.0
+
+    def now(self, true: float) -> float:
+        return true + self.offset + self.drift * (true - self.t_set)
+
+    def to_true(self, node_time: float) -> float:
+        return (node_time - self.offset + self.drift * self.t_set) / (1.0 + self.drift)
+
+
+@dataclass(slots=True)
+class SimNode:
+    id: str
+    model: Model
+    protocol: Protocol | None = None
+    disk: list[msgspec.Struct] = field(default_factory=list)  # persisted records, in order
+    clock: Clock = field(default_factory=Clock)
+    deadline: float | None = None  # node clock
+    reads: list[ReadReady] = field(default_factory=list)
+    incarnation: int = 0
+    crash_mid_write: bool = False
+    paused_until: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.protocol is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    time: float
+    src: str
+    dst: str
+    msg: msgspec.Struct
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    time: float  # true time
+    node: str
+    kind: str
+    data: dict[str, Any]
+
+
+# A message in flight: (delivery time, sequence, src, dst, msg, dst incarnation).
+_Flight = tuple[float, int, str, str, msgspec.Struct, int]
+
+
+class SimNet:
+    def __init__(
+        self,
+        protocol: type[Protocol],
+        nodes: int | Iterable[str] = 3,
+        *,
+        options: msgspec.Struct | dict[str, Any] | None = None,
+        seed: int = 0,
+        latency: tuple[float, float] = (0.001, 0.004),
+        record: bool = True,
+        start: bool = True,
+    ) -> None:
+        self.protocol = protocol
+        self.ids: tuple[str, ...] = (
+            tuple(f"r{i}" for i in range(nodes)) if isinstance(nodes, int) else tuple(nodes)
+        )
+        if not self.ids or len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"need distinct node ids, got {self.ids}")
+        if isinstance(options, msgspec.Struct):
+            self.options = options
+        else:
+            self.options = decode_options(protocol.Options, options or {})
+        self.exactly_once = bool(getattr(protocol, "exactly_once", False))
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.nodes = {i: SimNode(i, Model(self.exactly_once)) for i in self.ids}
+
+        # The network.
+        self.latency = latency
+        self.loss = 0.0
+        self.duplicate = 0.0
+        self.reorder = False
+        self.cuts: set[tuple[str, str]] = set()
+        self.link_loss: dict[tuple[str, str], float] = {}
+        # A test's own rule: return False to drop a message (sent, then lost).
+        self.filter: Callable[[str, str, msgspec.Struct], bool] | None = None
+        self._queue: list[_Flight] = []
+        self._seq = itertools.count()
+        self._link_time: dict[tuple[str, str], float] = {}
+
+        # What happened.
+        self.record = record
+        self.sent: list[Sent] = []
+        self.counts: Counter[str] = Counter()
+        self.dropped = 0
+        self.events: list[SimEvent] = []
+        self.replies: list[tuple[float, str, ClientReply]] = []
+        self.broker: list[tuple[float, str, BrokerWrite]] = []
+        self.applied_at: dict[int, tuple[int, Command]] = {}  # first (term, command) per index
+        self.leaders_by_term: dict[int, str] = {}
+        self.violations: list[str] = []
+        self._request_ids = itertools.count(1)
+
+        if start:
+            for i in self.ids:
+                self._boot(self.nodes[i])
+
+    # -- running ---------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Carry out the next delivery or deadline. False if nothing is left to happen."""
+        return self._step(math.inf)
+
+    def run_for(self, duration: float) -> None:
+        end = self.now + duration
+        while self._step(end):
+            pass
+        self.now = max(self.now, end)
+
+    def run_until(self, predicate: Callable[[], bool], max_time: float = 10.0) -> bool:
+        """Step until `predicate()` holds (True) or `max_time` virtual seconds pass (False)."""
+        end = self.now + max_time
+        if predicate():
+            return True
+        while self._step(end):
+            if predicate():
+                return True
+        self.now = max(self.now, end)
+        return predicate()
+
+    def _step(self, limit: float) -> bool:
+        t_msg = self._queue[0][0] if self._queue else math.inf
+        t_tick, ticker = math.inf, None
+        for n in self.nodes.values():
+            if n.protocol is not None and n.deadline is not None:
+                t = max(n.clock.to_true(n.deadline), n.paused_until, self.now)
+                if t < t_tick:
+                    t_tick, ticker = t, n
+        t = min(t_msg, t_tick)
+        if t > limit or t == math.inf:
+            return False
+        self.now = max(self.now, t)
+        if t_msg <= t_tick:
+            self._deliver(heapq.heappop(self._queue))
+        else:
+            assert ticker is not None
+            self._tick(ticker)
+        return True
+
+    def _tick(self, node: SimNode) -> None:
+        assert node.protocol is not None
+        node.deadline = None
+        now = node.clock.now(self.now)
+        ready = node.protocol.on_tick(now)
+        if ready.next_deadline is not None and ready.next_deadline <= now:
+            raise RuntimeError(f"{node.id} asked for a tick at {ready.next_deadline} at {now}")
+        self._carry_out(node, ready)
+
+    def _deliver(self, flight: _Flight) -> None:
+        _, seq, src, dst, msg, incarnation = flight
+        if (src, dst) in self.cuts:
+            self.dropped += 1  # the link was cut while the message was in flight
+            return
+        node = self.nodes.get(dst)
+        if node is None:
+            self._arrive_at_endpoint(src, dst, msg)
+            return
+        if node.protocol is None or node.incarnation != incarnation:
+            self.dropped += 1  # sent to a process that is gone
+            return
+        if node.paused_until > self.now:
+            heapq.heappush(self._queue, (node.paused_until, seq, src, dst, msg, incarnation))
+            return
+        now = node.clock.now(self.now)
+        if isinstance(msg, ClientRequest):
+            ready = node.protocol.on_client(now, src, msg)
+        else:
+            ready = node.protocol.on_message(now, src, msg)
+        self._carry_out(node, ready)
+
+    def _arrive_at_endpoint(self, src: str, dst: str, msg: msgspec.Struct) -> None:
+        if isinstance(msg, BrokerWrite):
+            self.broker.append((self.now, src, msg))
+        elif isinstance(msg, ClientReply):
+            self.replies.append((self.now, dst, msg))
+
+    # -- carrying out a Ready ----------------------------------------------------------------
+
+    def _carry_out(self, node: SimNode, ready: Ready) -> None:
+        while True:
+            # 1. persist, before anything of this batch leaves.
+            if ready.persist:
+                if node.crash_mid_write:
+                    keep = self.rng.randrange(len(ready.persist))
+                    node.disk.extend(ready.persist[:keep])
+                    self._kill(node)
+                    return
+                node.disk.extend(ready.persist)
+            # 2. messages.
+            for dst, msg in ready.messages:
+                self._send(node.id, dst, msg)
+            # 3. restore, apply and answer. A restore replaces everything applied so far, so
+            # it goes first: commands in the same batch come after the snapshot.
+            if ready.restore is not None:
+                node.model.restore(ready.restore.data)
+            for c in ready.committed:
+                self._apply(node, c)
+            node.reads.extend(ready.reads)
+            self._answer_reads(node)
+            # 4. events.
+            for e in ready.events:
+                self._record_event(node, e.kind, e.data)
+            # 5. next deadline.
+            if ready.next_deadline is not None:
+                node.deadline = ready.next_deadline
+            if not ready.want_snapshot or node.protocol is None:
+                return
+            m = node.model
+            image = SnapshotImage(m.applied_index, m.applied_term, m.snapshot())
+            ready = node.protocol.on_snapshot(node.clock.now(self.now), image)
+
+    def _apply(self, node: SimNode, c: Committed) -> None:
+        m = node.model
+        if c.index <= m.applied_index:
+            self._violation(f"{node.id} applied index {c.index} after {m.applied_index}")
+        first = self.applied_at.setdefault(c.index, (c.term, c.command))
+        if first != (c.term, c.command):
+            self._violation(
+                f"divergence at index {c.index}: {node.id} applied {c.command} (term {c.term}),"
+                f" another node {first[1]} (term {first[0]})"
+            )
+        result = m.apply(c.index, c.term, c.command)
+        if c.reply:
+            status = "ok" if result.status == "ok" else "fail"
+            reply = ClientReply(
+                request_id=c.command.request_id,
+                status=status,
+                node=node.id,
+                term=result.term,
+                seq=result.index,
+                value=result.value,
+            )
+            self._send(node.id, c.command.client, reply)
+
+    def _answer_reads(self, node: SimNode) -> None:
+        waiting = []
+        for r in node.reads:
+            if r.index > node.model.applied_index:
+                waiting.append(r)
+                continue
+            reply = ClientReply(
+                request_id=r.request.command.request_id,
+                status="ok",
+                node=node.id,
+                term=r.term,
+                seq=r.index,
+                value=node.model.kv.get(r.request.command.key),
+            )
+            self._send(node.id, r.client, reply)
+        node.reads = waiting
+
+    def _record_event(self, node: SimNode, kind: str, data: dict[str, Any]) -> None:
+        self.events.append(SimEvent(self.now, node.id, kind, dict(data)))
+        if kind == ev.BECAME_LEADER:
+            term = data["term"]
+            holder = self.leaders_by_term.setdefault(term, node.id)
+            if holder != node.id:
+                self._violation(f"two leaders in term {term}: {holder} and {node.id}")
+
+    def _violation(self, text: str) -> None:
+        self.violations.append(f"t={self.now:.4f}: {text}")
+
+    def check(self) -> None:
+        """Raise SafetyViolation if any run-time check failed so far."""
+        if self.violations:
+            raise SafetyViolation("\n".join(self.violations))
+
+    # -- the network -----------------------------------------------------------------------
+
+    def _send(self, src: str, dst: str, msg: msgspec.Struct) -> None:
+        self.counts[type(msg).__name__] += 1
+        if self.record:
+            self.sent.append(Sent(self.now, src, dst, msg))
+        if (self.filter is not None and not self.filter(src, dst, msg)) or (
+            src,
+            dst,
+        ) in self.cuts:
+            self.dropped += 1
+            return
+        p = max(self.loss, self.link_loss.get((src, dst), 0.0))
+        if p and self.rng.random() < p:
+            self.dropped += 1
+            return
+        copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
+        target = self.nodes.get(dst)
+        incarnation = target.incarnation if target is not None else 0
+        for _ in range(copies):
+            t = self.now + self.rng.uniform(*self.latency)
+            if not self.reorder:
+                # Per-link FIFO, as the fault router keeps unless reordering is asked for.
+                t = max(t, self._link_time.get((src, dst), 0.0))
+                self._link_time[(src, dst)] = t
+            heapq.heappush(self._queue, (t, next(self._seq), src, dst, msg, incarnation))
+
+    def cut(self, a: str, b: str, oneway: bool = False) -> None:
+        """Drop messages from a to b (and b to a unless `oneway`), in flight ones too."""
+        self.cuts.add((a, b))
+        if not oneway:
+            self.cuts.add((b, a))
+
+    def isolate(self, node: str, clients: Iterable[str] = ()) -> None:
+        """Cut `node` from every other replica (and from the named client endpoints)."""
+        for other in (*self.ids, *clients):
+            if other != node:
+                self.cut(node, other)
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Cut every replica link between different groups; unlisted replicas are alone."""
+        group_of: dict[str, object] = {}
+        for g, members in enumerate(groups):
+            for m in members:
+                group_of[m] = g
+        for i, a in enumerate(self.ids):
+            for b in self.ids[i + 1 :]:
+                if group_of.get(a, a) != group_of.get(b, b):
+                    self.cut(a, b)
+
+    def drop(self, src: str, dst: str, p: float) -> None:
+        """Lose messages from src to dst with probability p."""
+        self.link_loss[(src, dst)] = p
+
+    def heal(self) -> None:
+        """Remove every cut and every loss rate (the global `loss` included)."""
+        self.cuts.clear()
+        self.link_loss.clear()
+        self.loss = 0.0
+
+    recover = heal  # etcd's name
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def _boot(self, node: SimNode) -> None:
+        rng = random.Random(self.rng.getrandbits(64))
+        config = NodeConfig(node.id, self.ids, self.options, rng)
+        node.protocol = self.protocol(config)
+        node.model = Model(self.exactly_once)  # the state machine starts empty each run
+        node.reads = []
+        node.deadline = None
+        node.crash_mid_write = False
+        ready = node.protocol.start(node.clock.now(self.now), list(node.disk))
+        self._carry_out(node, ready)
+
+    def _kill(self, node: SimNode) -> None:
+        node.protocol = None
+        node.deadline = None
+        node.reads = []
+        node.crash_mid_write = False
+        node.incarnation += 1  # messages in flight to the old process are lost
+
+    def crash(self, node: str, mid_write: bool = False) -> None:
+        """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
+        prefix of that batch's records reaches the disk, nothing else of it happens."""
+        n = self.nodes[node]
+        if not n.alive:
+            raise RuntimeError(f"{node} is not running")
+        if mid_write:
+            n.crash_mid_write = True
+        else:
+            self._kill(n)
+
+    def restart(self, node: str) -> None:
+        """Start a new process for `node` from the records it persisted."""
+        n = self.nodes[node]
+        if n.alive:
+            raise RuntimeError(f"{node} is running")
+        self._boot(n)
+
+    def pause(self, node: str, duration: float) -> None:
+        """Freeze `node` (a GC pause): inputs wait, its clock runs on."""
+        n = self.nodes[node]
+        n.paused_until = max(n.paused_until, self.now + duration)
+
+    def set_clock(self, node: str, offset: float | None = None, drift: float | None = None) -> None:
+        c = self.nodes[node].clock
+        skew = c.offset + c.drift * (self.now - c.t_set)
+        c.offset = skew if offset is None else offset
+        if drift is not None:
+            if drift <= -1.0:
+                raise ValueError(f"drift must be > -1: {drift}")
+            c.drift = drift
+        c.t_set = self.now
+
+    def alive(self) -> list[str]:
+        return [i for i in self.ids if self.nodes[i].alive]
+
+    def proto(self, node: str) -> Protocol:
+        """The running protocol object of `node`."""
+        p = self.nodes[node].protocol
+        if p is None:
+            raise RuntimeError(f"{node} is not running")
+        return p
+
+    def status(self, node: str) -> dict[str, Any]:
+        return self.proto(node).status()
+
+    def node_now(self, node: str) -> float:
+        return self.nodes[node].clock.now(self.now)
+
+    # -- leaders -----------------------------------------------------------------------------
+
+    def leaders(self) -> list[str]:
+        """Running nodes that believe they lead, in any term."""
+        return [i for i in self.alive() if self.status(i)["role"] == "leader"]
+
+    def leader(self) -> str | None:
+        """The running leader of the highest term, if any."""
+        best: tuple[int, str] | None = None
+        for i in self.leaders():
+            term = self.status(i)["term"]
+            if best is None or term > best[0]:
+                best = (term, i)
+        return best[1] if best else None
+
+    def agreed_leader(self) -> str | None:
+        """A leader that a majority of all replicas (itself included) follow in its term."""
+        lead = self.leader()
+        if lead is None:
+            return None
+        term = self.status(lead)["term"]
+        followers = sum(
+            1
+            for i in self.alive()
+            if self.status(i)["term"] == term and self.status(i)["leader"] == lead
+        )
+        return lead if followers >= len(self.ids) // 2 + 1 else None
+
+    def wait_leader(self, max_time: float = 5.0) -> str:
+        """Run until a majority agrees on a leader; raise if none emerges in `max_time`."""
+        if not self.run_until(lambda: self.agreed_leader() is not None, max_time):
+            raise TimeoutError(f"no agreed leader after {max_time}s (t={self.now:.3f})")
+        lead = self.agreed_leader()
+        assert lead is not None
+        return lead
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def request(
+        self,
+        node: str,
+        command: Command,
+        read_mode: str = "log",
+    ) -> str:
+        """Send `command` from its client endpoint to `node`; returns its request id."""
+        self._send(command.client, node, ClientRequest(command, read_mode))
+        return command.request_id
+
+    def command(self, op: str, client: str = "c0", request_id: str = "", **fields: Any) -> Command:
+        rid = request_id or f"{client}-{next(self._request_ids)}"
+        return Command(request_id=rid, client=client, op=op, **fields)
+
+    def put(self, node: str, key: str, value: str, client: str = "c0") -> str:
+        return self.request(node, self.command("put", client, key=key, value=value))
+
+    def get(self, node: str, key: str, read_mode: str = "log", client: str = "c0") -> str:
+        return self.request(node, self.command("get", client, key=key), read_mode)
+
+    def order(self, node: str, order_id: str, client: str = "c0") -> str:
+        order = Order(order_id=order_id, user="u", side="buy", qty=1, symbol="ACME")
+        return self.request(node, self.command("order", client, order=order))
+
+    def replies_for(self, request_id: str) -> list[ClientReply]:
+        return [r for _, _, r in self.replies if r.request_id == request_id]
+
+    def reply_for(self, request_id: str) -> ClientReply | None:
+        """The first reply to `request_id` that reached its client, if any."""
+        for _, _, r in self.replies:
+            if r.request_id == request_id:
+                return r
+        return None
+
+    # -- what happened ---------------------------------------------------------------------------
+
+    def events_of(self, kind: str, node: str | None = None) -> list[SimEvent]:
+        return [e for e in self.events if e.kind == kind and (node is None or e.node == node)]
+
+    def messages_of(self, type_name: str, since: float = -math.inf) -> list[Sent]:
+        return [s for s in self.sent if type(s.msg).__name__ == type_name and s.time >= since]
+
+    def applied(self, node: str) -> list[tuple[int, int, Command]]:
+        """What `node`'s current process applied, in order."""
+        return list(self.nodes[node].model.applied)
+
+    def kv(self, node: str) -> dict[str, str]:
+        return dict(self.nodes[node].model.kv)
