@@ -53,11 +53,16 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
     fsync: float | None = None  # disk: added fsync latency, seconds
     stall: float | None = None  # disk: block fsyncs for this long, seconds
     mode: str = ""
+    shape: str = ""  # partition by shape (faults/shapes.py) instead of from/to
+    links: tuple[tuple[str, str], ...] = ()  # a resolved shape: the directed links dropped
 
     def describe(self) -> str:
         """One line a human reads in `fault list`, the dashboard and stderr."""
         arrow = "->" if self.oneway or self.kind in ("delay", "loss", "duplicate") else "<->"
         link = f"{','.join(self.src)} {arrow} {','.join(self.dst)}"
+        if self.kind == "partition" and self.shape:
+            target = f" around {self.node}" if self.node else ""
+            return f"partition {self.shape}{target} ({len(self.links)} links cut)"
         if self.kind == "partition":
             return f"partition {link}"
         if self.kind == "isolate":
@@ -137,7 +142,22 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         f["oneway"] = spec["oneway"]
     if "node" in spec:
         f["node"] = _targets(spec["node"], "node")[0]
-    if kind in ("partition", "delay", "loss", "duplicate") and ("src" not in f or "dst" not in f):
+    if "shape" in spec:
+        from faults.shapes import SHAPES
+
+        if kind != "partition" or spec["shape"] not in SHAPES:
+            raise FaultError(f"'shape' must be one of {', '.join(SHAPES)}, got {spec['shape']!r}")
+        if "src" in f or "dst" in f:
+            raise FaultError("a partition takes either 'shape' or 'from'/'to', not both")
+        if spec["shape"] == "isolate" and not f.get("node"):
+            raise FaultError("shape 'isolate' needs 'node'")
+        f["shape"] = spec["shape"]
+    needs_link = (
+        ("delay", "loss", "duplicate")
+        if f.get("shape")
+        else ("partition", "delay", "loss", "duplicate")
+    )
+    if kind in needs_link and ("src" not in f or "dst" not in f):
         raise FaultError(f"fault {kind!r} needs both 'from' and 'to'")
     if kind in NODE_KINDS | {"isolate"} and not f.get("node"):
         raise FaultError(f"fault {kind!r} needs 'node'")

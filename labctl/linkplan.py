@@ -13,6 +13,8 @@ from faults.model import Fault
 
 def directed_links(fault: Fault) -> list[tuple[str, str]]:
     """Every (src, dst) pair a resolved link fault covers."""
+    if fault.links:
+        return list(fault.links)
     pairs = [(s, d) for s in fault.src for d in fault.dst if s != d]
     if fault.kind == "partition" and not fault.oneway:
         pairs += [(d, s) for s, d in pairs]

@@ -27,7 +27,9 @@ import psutil
 import zmq
 
 from faults.model import LINK_KINDS, Fault, FaultError, parse_fault
+from faults.shapes import ShapeError, shape_links
 from labctl import labdir
+from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
 from labctl.linkplan import link_table
 from labctl.rundir import RunDir
@@ -68,7 +70,8 @@ class Supervisor:
         self.telemetry, self.telemetry_ep = self._bind(zmq.PULL)
         self.telemetry.setsockopt(zmq.RCVHWM, 200000)
         self.pub, self.pub_ep = self._bind(zmq.PUB)
-        self.run = RunDir(lab_dir / "runs", config.get("name", "lab"), self.protocol)
+        runs_root = Path(config["runs_root"]) if config.get("runs_root") else lab_dir / "runs"
+        self.run = RunDir(runs_root, config.get("name", "lab"), self.protocol)
         self.children: dict[str, Child] = {}
         self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
         self.router_stats: dict[str, Any] = {}
@@ -82,6 +85,12 @@ class Supervisor:
         self.elections = 0
         self.leaders_by_term: dict[int, set[str]] = {}
         self.running = True
+        self.checkers: CheckerSet | None = None
+        if config.get("checkers", True):
+            self.checkers = CheckerSet(CheckerConfig.from_lab(config))
+        self.violations: list[dict[str, Any]] = []
+        self.ops = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self.workload: dict[str, Any] | None = None
 
     def _bind(self, kind: int) -> tuple[zmq.Socket, str]:
         sock = self.ctx.socket(kind)
@@ -221,6 +230,9 @@ class Supervisor:
             self._on_telemetry(src, kind, t, data)
 
     def _on_telemetry(self, src: str, kind: str, t: float, data: dict[str, Any]) -> None:
+        if kind == "history":
+            self._on_history(src, t, data)
+            return
         child = self.children.get(src)
         if kind == "router.ready":
             self.router_data, self.router_control = data["data"], data["control"]
@@ -241,10 +253,34 @@ class Supervisor:
                 self.leaders_by_term.setdefault(term, set()).add(src)
         record = {"t": t, "src": src, "kind": kind, **data}
         self.run.event(record)
+        self._publish(kind, src, record)
+        if self.checkers is not None and not self.checkers.finished and kind != "violation":
+            self._report(self.checkers.on_event(record))
+
+    def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
+        record = {"t": t, "process": src, **data}
+        self.run.history(record)
+        op_type = record.get("type")
+        if op_type in self.ops:
+            self.ops[op_type] += 1
+        self._publish("history", src, record)
+        if self.checkers is not None and not self.checkers.finished:
+            self._report(self.checkers.on_history(record))
+
+    def _publish(self, kind: str, src: str, record: dict[str, Any]) -> None:
         try:
             self.pub.send_multipart([f"{kind}.{src}".encode(), encode(record)], zmq.NOBLOCK)
         except zmq.Again:
             pass
+
+    def _report(self, found: list[Violation]) -> None:
+        """A violation goes into the event stream (and so to dashboards) the moment the
+        evidence completes it."""
+        for v in found:
+            doc = v.to_dict()
+            self.violations.append(doc)
+            self.emit("violation", violation=v.kind, at=v.t, nodes=v.nodes, detail=v.detail,
+                      evidence=v.evidence)  # fmt: skip
 
     def emit(self, kind: str, **data: Any) -> None:
         """An event of the supervisor's own (faults, process exits) into the same stream."""
@@ -290,6 +326,8 @@ class Supervisor:
                 self.run.history(record)
                 return ok()
             return error("'record' must be a mapping")
+        if cmd == "workload":
+            return self._workload(req)
         if cmd == "shutdown":
             self.running = False
             return ok(run_dir=str(self.run.path))
@@ -328,6 +366,9 @@ class Supervisor:
             "nodes": nodes,
             "leaders": [n["id"] for n in nodes if n["role"] in ("leader", "primary")],
             "faults": self.faults_in_force(),
+            "violations": self.violations,
+            "ops": self.ops,
+            "workload": self.workload,
             "processes": {
                 name: {"pid": c.pid, "state": c.state, "kind": c.kind, "control": c.control}
                 for name, c in self.children.items()
@@ -384,6 +425,13 @@ class Supervisor:
             node = self._resolve([fault.node])
             others = [r for r in self.replicas if r not in node]
             fault = Fault(kind="partition", src=tuple(node), dst=tuple(others))
+        elif fault.shape:
+            node = self._resolve([fault.node], replicas_only=True)[0] if fault.node else None
+            try:
+                links = shape_links(fault.shape, self.replicas, node)
+            except ShapeError as e:
+                raise FaultError(str(e)) from None
+            fault = msgspec.structs.replace(fault, node=node or "", links=tuple(links))
         else:
             src = self._resolve(fault.src)
             dst = self._resolve(fault.dst)
@@ -498,16 +546,63 @@ class Supervisor:
 
     # -- stop ----------------------------------------------------------------------------
 
+    def _workload(self, req: dict[str, Any]) -> dict[str, Any]:
+        action = req.get("action")
+        clients = [c for c in self.children.values() if c.kind == "client"]
+        if action == "stop":
+            stop_all(clients, grace=2.0)
+            self._drain_telemetry()
+            return ok(stopped=len(clients))
+        if action != "start":
+            return error("workload action must be start or stop")
+        if any(c.alive() for c in clients):
+            return error("a workload is already running", "bad_state")
+        spec = req.get("spec")
+        if not isinstance(spec, dict):
+            return error("'spec' must be a mapping")
+        n = int(spec.get("clients", 1))
+        if not 1 <= n <= 16:
+            return error("workload clients must be between 1 and 16")
+        rate = float(spec.get("rate", 10)) / n
+        logs = self.run.path / "logs"
+        for i in range(n):
+            name = f"c{i}"
+            argv = [
+                "-m", "nodes.workload", "--name", name, "--router", str(self.router_data),
+                "--telemetry", self.telemetry_ep, "--replicas", ",".join(self.replicas),
+                "--kind", str(spec.get("kind", "kv")), "--rate", str(rate),
+                "--target", str(spec.get("target", "leader")),
+                "--reads", str(spec.get("reads", "log")),
+                "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 0.25)),
+                "--retries", str(spec.get("retries", 3)), "--seed", str(self.seed),
+                "--parent-pid", str(os.getpid()),
+            ]  # fmt: skip
+            if spec.get("duration"):
+                argv += ["--duration", str(spec["duration"])]
+            child = Child(name, "client", argv, logs / f"{name}.log")
+            self.children[name] = child
+            child.spawn()
+            child.state = "running"  # clients report nothing until their first operation
+        self.workload = {k: spec.get(k) for k in ("kind", "rate", "clients", "target", "reads")}
+        self.emit("workload.start", workload=self.workload)
+        return ok(clients=n)
+
     def shutdown(self) -> None:
-        stop_all(list(self.children.values()))
-        self._drain_telemetry()
-        self.emit("lab.stopped")
-        self.run.write_summary(self.summary())
-        self.run.close()
-        labdir.remove_state(self.lab_dir)
-        for s in (self.control, self.telemetry, self.pub):
-            s.close(0)
-        self.ctx.term()
+        """Stop every child, run the whole-run checks, and leave a complete record, even if
+        part of this fails (the record matters most when the lab broke)."""
+        try:
+            stop_all(list(self.children.values()))
+            self._drain_telemetry()
+            if self.checkers is not None and not self.checkers.finished:
+                self._report(self.checkers.finish())
+            self.emit("lab.stopped")
+        finally:
+            self.run.write_summary(self.summary())
+            self.run.close()
+            labdir.remove_state(self.lab_dir)
+            for s in (self.control, self.telemetry, self.pub):
+                s.close(0)
+            self.ctx.term()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -521,6 +616,9 @@ class Supervisor:
             "final": self.status,
             "router": self.router_stats,
             "faults_applied": self.counters["faults"],
+            "ops": self.ops,
+            "violations": self.violations,
+            "checkers": self.checkers.summary() if self.checkers is not None else None,
             "counters": self.counters,
         }
 

@@ -47,8 +47,8 @@ from protocols.base import (
     NodeConfig,
     Order,
     Protocol,
-    Ready,
     ReadReady,
+    Ready,
     SnapshotImage,
     decode_options,
 )
@@ -567,24 +567,29 @@ class SimNet:
                 best = (term, i)
         return best[1] if best else None
 
-    def agreed_leader(self) -> str | None:
-        """A leader that a majority of all replicas (itself included) follow in its term."""
-        lead = self.leader()
-        if lead is None:
+    def agreed_leader(self, exclude: Iterable[str] = ()) -> str | None:
+        """A leader that a majority of all replicas (itself included) follow in its term;
+        nodes in `exclude` (an old leader, say) neither count nor qualify."""
+        skip = set(exclude)
+        candidates = [i for i in self.leaders() if i not in skip]
+        if not candidates:
             return None
+        lead = max(candidates, key=lambda i: self.status(i)["term"])
         term = self.status(lead)["term"]
         followers = sum(
             1
             for i in self.alive()
-            if self.status(i)["term"] == term and self.status(i)["leader"] == lead
+            if i not in skip and self.status(i)["term"] == term and self.status(i)["leader"] == lead
         )
         return lead if followers >= len(self.ids) // 2 + 1 else None
 
-    def wait_leader(self, max_time: float = 5.0) -> str:
-        """Run until a majority agrees on a leader; raise if none emerges in `max_time`."""
-        if not self.run_until(lambda: self.agreed_leader() is not None, max_time):
+    def wait_leader(self, max_time: float = 5.0, exclude: Iterable[str] = ()) -> str:
+        """Run until a majority agrees on a leader (not one of `exclude`); raise if none
+        emerges within `max_time`."""
+        skip = tuple(exclude)
+        if not self.run_until(lambda: self.agreed_leader(skip) is not None, max_time):
             raise TimeoutError(f"no agreed leader after {max_time}s (t={self.now:.3f})")
-        lead = self.agreed_leader()
+        lead = self.agreed_leader(skip)
         assert lead is not None
         return lead
 

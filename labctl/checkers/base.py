@@ -78,7 +78,7 @@ def protocol_is_exactly_once(name: str) -> bool:
 
     try:
         return bool(getattr(get(name), "exactly_once", False))
-    except (UnknownProtocol, ImportError):
+    except (UnknownProtocol, ImportError, AttributeError):
         return _EXACTLY_ONCE_FALLBACK.get(name, False)
 
 

@@ -44,8 +44,7 @@ class DivergenceChecker(Checker):
                 t=t,
                 nodes=[first[0], second[0]],
                 detail=(
-                    f"index {index} holds {first[1]} on {first[0]} "
-                    f"but {second[1]} on {second[0]}"
+                    f"index {index} holds {first[1]} on {first[0]} but {second[1]} on {second[0]}"
                 ),
                 evidence={"index": index, "applied": {first[0]: first[1], second[0]: second[1]}},
             )

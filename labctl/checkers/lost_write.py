@@ -121,9 +121,7 @@ class LostWriteChecker(Checker):
                     t_evidence = max(t_evidence, self.last_t)
             if not missing:
                 continue
-            evidence.update(
-                index=index, held_by=sorted(holders), term=final_term, instead=instead
-            )
+            evidence.update(index=index, held_by=sorted(holders), term=final_term, instead=instead)
             found.append(
                 Violation(
                     kind="lost-write",

@@ -22,7 +22,7 @@ class ZombieWriteChecker(Checker):
     def __init__(self) -> None:
         super().__init__()
         self.highest: int | None = None  # highest token seen, accepted or not
-        self.holder: str | None = None  # the node that first presented it
+        self.holder: str | None = None  # the node that first presented it, if known
         self.reported: set[tuple[str, int]] = set()
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
@@ -31,27 +31,25 @@ class ZombieWriteChecker(Checker):
         if token is None or t is None or node is None:
             self.malformed += 1
             return []
-        before, holder = self.highest, self.holder
         # The broker's own `highest` (after this write) covers writes we never saw.
-        reported_highest = get_int(rec, "highest")
-        candidates = [x for x in (before, reported_highest, token) if x is not None]
-        self.highest = max(candidates)
-        if before is None or token > before:
-            self.holder = node
-        superseded_by = max(x for x in (before, reported_highest) if x is not None) if (
-            before is not None or reported_highest is not None
-        ) else None
+        prior = [x for x in (self.highest, get_int(rec, "highest")) if x is not None]
+        superseded_by = max(prior) if prior else None
+        holder = self.holder
+        top = max([*prior, token])
+        if self.highest is None or top > self.highest:
+            # A higher token the broker saw in a write we have no record of: holder unknown.
+            self.highest, self.holder = top, node if top == token else None
         if rec.get("accepted") is not True or superseded_by is None or token >= superseded_by:
             return []
         if (node, token) in self.reported:
             return []
         self.reported.add((node, token))
-        nodes = sorted({node, holder} - {None}) if holder else [node]
+        nodes = sorted({node, holder}) if holder else [node]
         return [
             Violation(
                 kind="zombie-write",
                 t=t,
-                nodes=nodes,  # type: ignore[arg-type]
+                nodes=nodes,
                 detail=(
                     f"broker accepted {node}'s write with token {token} after seeing "
                     f"token {superseded_by}"

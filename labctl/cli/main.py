@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import client, fault, lab
+from labctl.cli import client, fault, lab, scenario
 from labctl.errors import EXIT_LAB_FAILED, LabError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app = typer.Typer(
 lab.register(app)
 app.add_typer(fault.app, name="fault")
 app.add_typer(client.app, name="client")
+app.add_typer(scenario.app, name="scenario")
+app.command("check")(scenario.check)
 
 
 @app.command("bench", help="Benchmarks: `labctl bench core` (router hop, forwarding, up/down).")

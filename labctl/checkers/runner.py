@@ -1,0 +1,158 @@
+"""All the checkers over one run: live, record by record, or offline from a run directory.
+
+The supervisor feeds every events.jsonl record to `on_event` and every history.jsonl
+record to `on_history` as it writes them; each call costs a dict lookup plus the few
+checkers that read that kind, and returns the violations whose evidence that record
+completed. `finish()` runs the whole-run checks (lost writes, linearizability).
+`check_run_dir` replays a run's files through the same code in file order, which is the
+order the supervisor saw them in, so offline and live give the same verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from labctl.checkers.base import Checker, CheckerConfig, Violation
+from labctl.checkers.divergence import DivergenceChecker
+from labctl.checkers.duplicate_apply import DuplicateApplyChecker
+from labctl.checkers.lease_overlap import LeaseOverlapChecker
+from labctl.checkers.linearizability import LinearizabilityChecker
+from labctl.checkers.lost_write import LostWriteChecker
+from labctl.checkers.split_brain import SplitBrainChecker
+from labctl.checkers.zombie_write import ZombieWriteChecker
+
+
+class CheckerSet:
+    """Every checker, fed one record at a time."""
+
+    def __init__(self, config: CheckerConfig | Mapping[str, Any] | None = None) -> None:
+        if config is None:
+            config = CheckerConfig()
+        elif not isinstance(config, CheckerConfig):
+            config = CheckerConfig.from_lab(config)  # a lab config: {"protocol": ...}
+        self.config = config
+        self.linearizability = LinearizabilityChecker(config.lin_budget)
+        self.checkers: list[Checker] = [
+            SplitBrainChecker(),
+            DivergenceChecker(),
+            DuplicateApplyChecker(exactly_once=config.exactly_once),
+            LostWriteChecker(),
+            LeaseOverlapChecker(),
+            ZombieWriteChecker(),
+        ]
+        if config.linearizability:
+            self.checkers.append(self.linearizability)
+        self.by_kind: dict[str, list[Checker]] = {}
+        for c in self.checkers:
+            for kind in c.kinds:
+                self.by_kind.setdefault(kind, []).append(c)
+        self.history_readers = [c for c in self.checkers if c.reads_history]
+        self.violations: list[Violation] = []  # everything found so far, in order found
+        self.counts = {"events": 0, "history": 0}
+        self.finished = False
+
+    def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        """One events.jsonl record; the violations it completes."""
+        self._check_open()
+        self.counts["events"] += 1
+        handlers = self.by_kind.get(rec.get("kind"))  # type: ignore[arg-type]
+        if not handlers:
+            return []
+        found = [v for c in handlers for v in c.on_event(rec)]
+        self.violations.extend(found)
+        return found
+
+    def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
+        """One history.jsonl record; the violations it completes."""
+        self._check_open()
+        self.counts["history"] += 1
+        found = [v for c in self.history_readers for v in c.on_history(rec)]
+        self.violations.extend(found)
+        return found
+
+    def finish(self) -> list[Violation]:
+        """The whole-run checks: the violations found now (not the ones already returned).
+
+        `violations` holds the full list afterwards.
+        """
+        self._check_open()
+        self.finished = True
+        found = [v for c in self.checkers for v in c.finish()]
+        self.violations.extend(found)
+        return found
+
+    @property
+    def malformed(self) -> int:
+        return sum(c.malformed for c in self.checkers)
+
+    def summary(self) -> dict[str, Any]:
+        """The verdict as JSON-ready data."""
+        lin = self.linearizability.results
+        return {
+            "safe": not self.violations,
+            "violations": [v.to_dict() for v in self.violations],
+            "counts": dict(Counter(v.kind for v in self.violations)),
+            "records": {**self.counts, "malformed": self.malformed},
+            "linearizability": {
+                "checked": self.config.linearizability,
+                "keys": len(lin),
+                "ops": sum(r.ops for r in lin.values()),
+                "unknown_keys": self.linearizability.unknown_keys,
+            },
+        }
+
+    def _check_open(self) -> None:
+        if self.finished:
+            raise RuntimeError("CheckerSet.finish() was already called")
+
+
+def check_run_dir(path: str | Path, config: CheckerConfig | None = None) -> dict[str, Any]:
+    """Recompute a run's verdict from its files (events.jsonl, history.jsonl, lab.json).
+
+    Without `config`, exactly-once comes from lab.json's protocol. A torn last line (the
+    lab crashed mid-write) is skipped and counted, like any malformed record.
+    """
+    root = Path(path)
+    protocol = None
+    lab = root / "lab.json"
+    if config is None:
+        lab_config: dict[str, Any] = {}
+        if lab.exists():
+            doc = json.loads(lab.read_text())
+            if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+                lab_config = doc["config"]
+        protocol = lab_config.get("protocol")
+        config = CheckerConfig.from_lab(lab_config)
+    checkers = CheckerSet(config)
+    torn = 0
+    for name, feed in (("events.jsonl", checkers.on_event), ("history.jsonl", checkers.on_history)):
+        for rec in read_jsonl(root / name):
+            if rec is None:
+                torn += 1
+            else:
+                feed(rec)
+    checkers.finish()
+    out = {"run_dir": str(root), "protocol": protocol, "exactly_once": config.exactly_once}
+    out.update(checkers.summary())
+    out["records"]["malformed"] += torn
+    return out
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
+    """The records of a .jsonl file (none if it is absent); None for an unreadable line."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                yield None
+                continue
+            yield rec if isinstance(rec, dict) else None

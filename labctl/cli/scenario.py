@@ -1,0 +1,99 @@
+"""`labctl scenario run|list|show` and `labctl check RUN_DIR`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from labctl.cli.common import Json, LabDir, print_json
+from labctl.errors import LabError
+
+app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
+
+
+def _load(name: str, protocol: str | None = None) -> Any:
+    from labctl.scenario.format import ScenarioError
+    from labctl.scenario.library import resolve
+
+    try:
+        return resolve(name, protocol)
+    except ScenarioError as e:
+        raise LabError(str(e)) from None
+
+
+@app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
+    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    json_out: Json = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Run a scenario in an isolated lab; exit 0 when its expectations are met, 1 if not,
+    2 for a broken scenario, 3 when the lab itself failed."""
+    from labctl.scenario import runner
+
+    sc = _load(name, protocol)
+    if not sc.runnable:
+        import protocols
+
+        raise LabError(f"{sc.path}: protocol {sc.protocol!r} is not built yet (available: "
+                       f"{', '.join(protocols.available())}; try --protocol)")  # fmt: skip
+    if seed is not None:
+        if seed < 0:
+            raise LabError(f"--seed must not be negative, got {seed}")
+        sc.seed = seed
+    raise typer.Exit(runner.run(sc, lab_dir, json_out))
+
+
+@app.command("list")
+def list_scenarios(json_out: Json = False) -> None:
+    """The built-in scenarios."""
+    from labctl.scenario.library import names
+
+    rows = []
+    for n in names():
+        sc = _load(n)
+        rows.append({"name": n, "protocol": sc.protocol, "nodes": sc.nodes,
+                     "duration": sc.duration, "description": sc.description})  # fmt: skip
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:<24} {r['nodes']} x {r['protocol']:<6} {r['duration']:>5g}s  "
+                   f"{r['description']}")  # fmt: skip
+
+
+@app.command("show")
+def show(name: str) -> None:
+    """Print a built-in scenario's file."""
+    from labctl.scenario.library import find
+
+    _load(name)
+    typer.echo(find(name).read_text().rstrip())
+
+
+def check(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
+    json_out: Json = False,
+) -> None:
+    """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
+    from pathlib import Path
+
+    from labctl.checkers import check_run_dir
+
+    path = Path(run_dir)
+    if not (path / "events.jsonl").exists():
+        raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
+    result = check_run_dir(path)
+    if json_out:
+        print_json(result)
+    else:
+        for v in result["violations"]:
+            typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
+        typer.echo(
+            f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
+        )
+    if not result["safe"]:
+        raise typer.Exit(1)

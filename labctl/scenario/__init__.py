@@ -1,0 +1,1 @@
+"""Scenarios: the file format, the built-in library and the runner."""

@@ -1,0 +1,272 @@
+"""The scenario file format (DESIGN section 8, a contract): parse and validate everything
+before anything starts. Every error names the file and the key.
+
+    name, description, protocol, nodes, seed, duration
+    [options]            protocol options, validated by the protocol
+    [broker]             fencing = bool
+    [workload]           kind, rate, clients, target, reads, keys, timeout, retries
+    [[step]]             at, fault, and the fault's parameters (faults/model.py)
+    [expect]             min_ok, found, absent, safe, max_violations ... for every protocol
+    [expect.<protocol>]  the same, for one protocol only
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faults.model import ROLES, FaultError, parse_fault
+from protocols.base import READ_MODES, DurationError, parse_duration
+
+TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
+            "workload", "step", "expect"}  # fmt: skip
+WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
+EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info"}
+VIOLATION_KINDS = ("split-brain", "divergence", "duplicate-apply", "lost-write",
+                   "nonlinearizable", "lease-overlap", "zombie-write")  # fmt: skip
+
+
+class ScenarioError(ValueError):
+    """A scenario that does not validate: `file: key: what is wrong`."""
+
+
+@dataclass
+class Step:
+    at: float
+    fault: dict[str, Any]  # the fault mapping, validated by faults.model.parse_fault
+    index: int
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    description: str = ""
+    protocol: str = "naive"
+    nodes: int = 3
+    seed: int = 42
+    duration: float = 10.0
+    options: dict[str, Any] = field(default_factory=dict)
+    fencing: bool = False
+    workload: dict[str, Any] | None = None
+    steps: list[Step] = field(default_factory=list)
+    expect: dict[str, Any] = field(default_factory=dict)
+    expect_by_protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def runnable(self) -> bool:
+        """False while the scenario's protocol is not built yet (it waits for it)."""
+        import protocols
+
+        return self.protocol in protocols.available()
+
+    def expectations(self, protocol: str) -> dict[str, Any]:
+        """The [expect] table overlaid with [expect.<protocol>]."""
+        return {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+
+
+def load(path: str | Path, protocol: str | None = None) -> Scenario:
+    """Read and validate a scenario file; `protocol` overrides the file's."""
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"{where}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{where}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{where}: not valid TOML: {e}") from None
+    return parse(raw, where, protocol)
+
+
+def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scenario:
+    def fail(key: str, message: str) -> ScenarioError:
+        return ScenarioError(f"{where}: {key}: {message}")
+
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise fail(key, f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise fail("name", "required, a non-empty string")
+    sc = Scenario(name=name, path=where, description=_str(raw, "description", "", fail))
+    sc.protocol = protocol or _str(raw, "protocol", "naive", fail)
+    _check_protocol(sc.protocol, "protocol", fail, allow_unbuilt=True)
+    sc.nodes = _int(raw, "nodes", 3, fail, lo=1, hi=15)
+    sc.seed = _int(raw, "seed", 42, fail, lo=0)
+    sc.duration = _duration(raw.get("duration", 10), "duration", fail)
+    if sc.duration <= 0:
+        raise fail("duration", "must be positive")
+
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        raise fail("options", "must be a table")
+    sc.options = options
+    if sc.runnable:
+        _check_options(sc.protocol, options, fail)
+
+    broker = raw.get("broker", {})
+    if not isinstance(broker, dict):
+        raise fail("broker", "must be a table")
+    for key in broker:
+        if key != "fencing":
+            raise fail(f"broker.{key}", "unknown key (known: fencing)")
+    fencing = broker.get("fencing", False)
+    if not isinstance(fencing, bool):
+        raise fail("broker.fencing", "must be true or false")
+    sc.fencing = fencing
+
+    if "workload" in raw:
+        sc.workload = _workload(raw["workload"], sc.nodes, fail)
+    replicas = {f"r{i}" for i in range(sc.nodes)}
+    clients = {f"c{i}" for i in range((sc.workload or {}).get("clients", 0))}
+    known = replicas | clients | {"broker"}
+    steps = raw.get("step", [])
+    if not isinstance(steps, list):
+        raise fail("step", "must be an array of tables ([[step]])")
+    for i, step in enumerate(steps):
+        sc.steps.append(_step(step, i, sc.duration, known, fail))
+    sc.steps.sort(key=lambda s: (s.at, s.index))
+
+    expect = raw.get("expect", {})
+    if not isinstance(expect, dict):
+        raise fail("expect", "must be a table")
+    for key, value in expect.items():
+        if isinstance(value, dict):
+            _check_protocol(key, f"expect.{key}", fail, allow_unbuilt=True)
+            sc.expect_by_protocol[key] = _expect(value, f"expect.{key}", fail)
+        elif key not in EXPECT_KEYS:
+            raise fail(f"expect.{key}", f"unknown key (known: {', '.join(sorted(EXPECT_KEYS))}, "
+                       "or a protocol name for a table)")  # fmt: skip
+    sc.expect = _expect(
+        {k: v for k, v in expect.items() if not isinstance(v, dict)}, "expect", fail
+    )
+    return sc
+
+
+def _str(raw: dict, key: str, default: str, fail: Any) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        raise fail(key, "must be a string")
+    return value
+
+
+def _int(raw: dict, key: str, default: int, fail: Any, lo: int | None = None,
+         hi: int | None = None) -> int:  # fmt: skip
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(key, f"must be an integer, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise fail(key, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _duration(value: Any, key: str, fail: Any) -> float:
+    try:
+        return parse_duration(value)
+    except DurationError as e:
+        raise fail(key, str(e)) from None
+
+
+def _check_protocol(name: str, key: str, fail: Any, allow_unbuilt: bool = False) -> None:
+    import protocols
+
+    if name not in protocols.REGISTRY and name not in ("epaxos", "pbft"):
+        raise fail(key, f"unknown protocol {name!r} (known: {', '.join(protocols.REGISTRY)})")
+    if not allow_unbuilt and name not in protocols.available():
+        raise fail(key, f"protocol {name!r} is not built yet (available: "
+                   f"{', '.join(protocols.available())})")  # fmt: skip
+
+
+def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:
+    import protocols
+    from protocols.base import ConfigError, decode_options
+
+    try:
+        decode_options(protocols.get(protocol).Options, options)
+    except ConfigError as e:
+        raise fail("options", str(e)) from None
+
+
+def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise fail("workload", "must be a table")
+    for key in raw:
+        if key not in WORKLOAD_KEYS:
+            raise fail(
+                f"workload.{key}", f"unknown key (known: {', '.join(sorted(WORKLOAD_KEYS))})"
+            )
+    w: dict[str, Any] = {
+        "kind": raw.get("kind", "orders"),
+        "rate": raw.get("rate", 50),
+        "clients": raw.get("clients", 3),
+        "target": raw.get("target", "leader"),
+        "reads": raw.get("reads", "log"),
+        "keys": raw.get("keys", 5),
+        "retries": raw.get("retries", 3),
+    }
+    if w["kind"] not in ("orders", "kv"):
+        raise fail("workload.kind", f"must be orders or kv, got {w['kind']!r}")
+    rate = w["rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 20000:
+        raise fail("workload.rate", f"must be a number of operations/s in (0, 20000], got {rate!r}")
+    for key, hi in (("clients", 16), ("keys", 1000), ("retries", 20)):
+        v = w[key]
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int)
+            or not (0 if key == "retries" else 1) <= v <= hi
+        ):
+            raise fail(f"workload.{key}", f"must be an integer up to {hi}, got {v!r}")
+    replicas = {f"r{i}" for i in range(nodes)}
+    if w["target"] not in ("leader", "any") and w["target"] not in replicas:
+        raise fail("workload.target", f"must be leader, any or a replica name, got {w['target']!r}")
+    reads = w["reads"] if isinstance(w["reads"], list) else [w["reads"]]
+    if not reads or not all(r in READ_MODES for r in reads):
+        raise fail("workload.reads", f"must be one of {', '.join(READ_MODES)} (or a list of them), "
+                   f"got {w['reads']!r}")  # fmt: skip
+    w["reads"] = ",".join(reads)
+    w["timeout"] = _duration(raw.get("timeout", "250ms"), "workload.timeout", fail)
+    return w
+
+
+def _step(raw: Any, i: int, duration: float, known: set[str], fail: Any) -> Step:
+    key = f"step[{i}]"
+    if not isinstance(raw, dict):
+        raise fail(key, "must be a table")
+    if "at" not in raw:
+        raise fail(f"{key}.at", "required")
+    at = _duration(raw["at"], f"{key}.at", fail)
+    if at > duration:
+        raise fail(f"{key}.at", f"{raw['at']!r} is after the end of the scenario ({duration:g}s)")
+    spec = {k: v for k, v in raw.items() if k != "at"}
+    if "fault" not in spec:
+        raise fail(f"{key}.fault", "required")
+    try:
+        fault = parse_fault(spec)
+    except FaultError as e:
+        raise fail(key, str(e)) from None
+    names = [*fault.src, *fault.dst] + ([fault.node] if fault.node else [])
+    for name in names:
+        if name not in known and name not in ROLES:
+            raise fail(key, f"unknown node {name!r} (known: {', '.join(sorted(known))}; "
+                       f"roles: {', '.join(sorted(ROLES))})")  # fmt: skip
+    return Step(at=at, fault=spec, index=i)
+
+
+def _expect(raw: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
+    for k, v in raw.items():
+        if k not in EXPECT_KEYS:
+            raise fail(f"{key}.{k}", f"unknown key (known: {', '.join(sorted(EXPECT_KEYS))})")
+        if k in ("found", "absent"):
+            if not isinstance(v, list) or not all(x in VIOLATION_KINDS for x in v):
+                raise fail(f"{key}.{k}", f"must be a list of: {', '.join(VIOLATION_KINDS)}")
+        elif k == "safe":
+            if not isinstance(v, bool):
+                raise fail(f"{key}.{k}", "must be true or false")
+        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise fail(f"{key}.{k}", "must be a non-negative integer")
+    return dict(raw)

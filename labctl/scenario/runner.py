@@ -1,0 +1,277 @@
+"""Running a scenario: an isolated lab, the workload, the steps on schedule, a verdict.
+
+The lab runs in its own lab dir (so it never collides with a lab the user has up) and
+dies with the runner; its run record goes to the usual `<lab-dir>/runs/`. While it runs,
+stderr shows progress every second and each violation the moment the supervisor's online
+checkers find it. At the end: the contract summary (DESIGN section 9) on stdout with
+--json and in summary.json, and the exit code 0 (expectations met), 1 (not met), 3 (the
+lab itself failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from labctl import api, labdir
+from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK, LabError
+from labctl.scenario.format import Scenario
+from nodes.process import decode_dict
+
+PROGRESS_EVERY = 1.0
+DRAIN_GRACE = 3.0  # after the end, how long clients may take to finish in-flight operations
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+    root = labdir.resolve(lab_dir)
+    iso = root / "scenarios" / f"{sc.name}-{os.getpid()}"
+    config = {
+        "protocol": sc.protocol, "nodes": sc.nodes, "seed": sc.seed, "options": sc.options,
+        "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
+        "scenario": sc.path,
+    }  # fmt: skip
+    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, {sc.duration:g}s")
+    lab: api.Lab | None = None
+    failure: str | None = None
+    run_dir: str | None = None
+    started = time.monotonic()
+    try:
+        lab = api.up(iso, config, foreground_pid=os.getpid())
+        run_dir = lab.state["run_dir"]
+        _drive(sc, lab)
+    except LabError as e:
+        failure = str(e)
+        _say(f"error: {e}")
+    finally:
+        if lab is not None:
+            try:
+                lab.down(timeout=15)
+            except LabError as e:
+                failure = failure or str(e)
+        shutil.rmtree(iso, ignore_errors=True)
+    if run_dir is None:
+        run_dir = _latest_run(root / "runs", sc)
+    summary = build_summary(sc, run_dir, failure)
+    summary["wall_s"] = round(time.monotonic() - started, 3)
+    if run_dir:
+        Path(run_dir, "summary.json").write_text(json.dumps(summary, indent=2))
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    _report(summary)
+    if failure:
+        return EXIT_LAB_FAILED
+    return EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET
+
+
+def _latest_run(runs: Path, sc: Scenario) -> str | None:
+    found = sorted(runs.glob(f"*-{sc.name}-{sc.protocol}*"))
+    return str(found[-1]) if found else None
+
+
+def _drive(sc: Scenario, lab: api.Lab) -> None:
+    sub = lab.ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"violation.")
+    sub.connect(lab.state["pub"])
+    try:
+        t0 = time.monotonic()
+        if sc.workload:
+            lab.call("workload", action="start", spec={**sc.workload, "duration": sc.duration})
+        steps = list(sc.steps)
+        next_progress = t0 + PROGRESS_EVERY
+        end = t0 + sc.duration
+        while True:
+            now = time.monotonic()
+            while steps and t0 + steps[0].at <= now:
+                step = steps.pop(0)
+                try:
+                    answer = lab.fault(step.fault)
+                    applied = answer.get("applied") or [answer.get("describe", "")]
+                    _say(f"[{now - t0:6.2f}s] fault: {'; '.join(applied)}")
+                except LabError as e:
+                    if e.code == EXIT_LAB_FAILED:
+                        raise
+                    # A role that resolves to nobody right now (no leader during an
+                    # election) is part of the story, not a broken scenario.
+                    _say(f"[{now - t0:6.2f}s] step {step.index} ({step.fault['fault']}) "
+                         f"not applied: {e}")  # fmt: skip
+            if now >= end:
+                break
+            if now >= next_progress:
+                next_progress += PROGRESS_EVERY
+                _progress(lab, now - t0)
+            wake = min([end, next_progress] + ([t0 + steps[0].at] if steps else []))
+            if sub.poll(max(1, int((wake - time.monotonic()) * 1000))):
+                _print_violations(sub, time.monotonic() - t0)
+        # Let clients finish what is in flight, so fewer operations end as unknown.
+        deadline = time.monotonic() + DRAIN_GRACE
+        while time.monotonic() < deadline:
+            procs = lab.status()["processes"]
+            if not any(p["kind"] == "client" and p["state"] == "running" for p in procs.values()):
+                break
+            if sub.poll(50):
+                _print_violations(sub, time.monotonic() - t0)
+        lab.call("workload", action="stop")
+        _print_violations(sub, time.monotonic() - t0)
+    finally:
+        sub.close(0)
+
+
+SHOWN_PER_KIND = 3  # stderr shows the first few of each kind; the summary has them all
+_shown: dict[str, int] = {}
+
+
+def _print_violations(sub: zmq.Socket, elapsed: float) -> None:
+    while True:
+        try:
+            frames = sub.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            v = decode_dict(frames[-1])
+            kind = v["violation"]
+            _shown[kind] = _shown.get(kind, 0) + 1
+            if _shown[kind] <= SHOWN_PER_KIND:
+                _say(f"[{elapsed:6.2f}s] VIOLATION {kind}: {v['detail']}")
+            elif _shown[kind] == SHOWN_PER_KIND + 1:
+                _say(f"[{elapsed:6.2f}s] (more {kind} violations: counted in the summary)")
+        except (ValueError, KeyError, TypeError):
+            continue
+
+
+def _progress(lab: api.Lab, elapsed: float) -> None:
+    doc = lab.status()
+    ops = doc.get("ops") or {}
+    faults = "; ".join(f["describe"] for f in doc.get("faults") or []) or "none"
+    leaders = ",".join(doc.get("leaders") or []) or "none"
+    kinds = sorted({v["kind"] for v in doc.get("violations") or []})
+    _say(
+        f"[{elapsed:6.2f}s] ops ok={ops.get('ok', 0)} fail={ops.get('fail', 0)} "
+        f"info={ops.get('info', 0)} | leaders: {leaders} | faults: {faults}"
+        + (f" | violations: {', '.join(kinds)}" if kinds else "")
+    )
+
+
+def _percentiles(xs: list[float]) -> dict[str, float] | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+
+    def pick(q: float) -> float:
+        return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
+
+    return {"p50": round(statistics.median(xs), 3), "p99": pick(0.99)}
+
+
+def history_stats(run_dir: str | None) -> tuple[dict[str, int], dict[str, Any]]:
+    ops = {"invoked": 0, "ok": 0, "fail": 0, "info": 0}
+    lat: dict[str, list[float]] = {"write": [], "read": []}
+    by_mode: dict[str, list[float]] = {}
+    modes: dict[str, str] = {}
+    path = Path(run_dir, "history.jsonl") if run_dir else None
+    if path is None or not path.exists():
+        return ops, {"write": None, "read": None}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        kind = rec.get("type")
+        if kind == "invoke":
+            ops["invoked"] += 1
+            if rec.get("read_mode"):
+                modes[rec.get("request_id")] = rec["read_mode"]
+        elif kind in ops:
+            ops[kind] += 1
+            if kind == "ok" and isinstance(rec.get("latency_ms"), (int, float)):
+                group = "read" if rec.get("op") == "get" else "write"
+                lat[group].append(rec["latency_ms"])
+                mode = modes.get(rec.get("request_id"))
+                if group == "read" and mode:
+                    by_mode.setdefault(mode, []).append(rec["latency_ms"])
+    latency: dict[str, Any] = {k: _percentiles(v) for k, v in lat.items()}
+    if len(by_mode) > 1 or any(m != "log" for m in by_mode):
+        latency["read_by_mode"] = {m: _percentiles(v) for m, v in by_mode.items()}
+    return ops, latency
+
+
+def evaluate(
+    expect: dict[str, Any], violations: list[dict[str, Any]], ops: dict[str, int]
+) -> list[dict[str, Any]]:
+    kinds = {v["kind"] for v in violations}
+    out = []
+    for kind in expect.get("found", []):
+        out.append({"expect": f"found {kind}", "met": kind in kinds})
+    for kind in expect.get("absent", []):
+        out.append({"expect": f"absent {kind}", "met": kind not in kinds})
+    if "safe" in expect:
+        met = not violations if expect["safe"] else bool(violations)
+        out.append({"expect": "safe" if expect["safe"] else "unsafe", "met": met})
+    if "min_ok" in expect:
+        out.append({"expect": f"min_ok {expect['min_ok']}", "met": ops["ok"] >= expect["min_ok"]})
+    if "max_violations" in expect:
+        n = expect["max_violations"]
+        out.append({"expect": f"max_violations {n}", "met": len(violations) <= n})
+    if "max_info" in expect:
+        n = expect["max_info"]
+        out.append({"expect": f"max_info {n}", "met": ops["info"] <= n})
+    return out
+
+
+def build_summary(sc: Scenario, run_dir: str | None, failure: str | None) -> dict[str, Any]:
+    lab_summary: dict[str, Any] = {}
+    if run_dir and Path(run_dir, "summary.json").exists():
+        try:
+            lab_summary = json.loads(Path(run_dir, "summary.json").read_text())
+        except ValueError:
+            lab_summary = {}
+    violations = [
+        {"kind": v["kind"], "t": v["t"], "nodes": v["nodes"], "detail": v["detail"],
+         "evidence": v.get("evidence", {})}
+        for v in lab_summary.get("violations") or []
+    ]  # fmt: skip
+    ops, latency = history_stats(run_dir)
+    expectations = evaluate(sc.expectations(sc.protocol), violations, ops)
+    verdict = "error" if failure else ("pass" if all(e["met"] for e in expectations) else "fail")
+    summary: dict[str, Any] = {
+        "scenario": sc.name,
+        "protocol": sc.protocol,
+        "nodes": sc.nodes,
+        "seed": sc.seed,
+        "run_dir": run_dir,
+        "verdict": verdict,
+        "expectations": expectations,
+        "violations": violations,
+        "ops": ops,
+        "latency_ms": latency,
+        "elections": lab_summary.get("elections", 0),
+        "duration_s": sc.duration,
+    }
+    if failure:
+        summary["error"] = failure
+    return summary
+
+
+def _report(summary: dict[str, Any]) -> None:
+    for e in summary["expectations"]:
+        _say(f"  {'met    ' if e['met'] else 'NOT MET'}  {e['expect']}")
+    counts: dict[str, int] = {}
+    for v in summary["violations"]:
+        counts[v["kind"]] = counts.get(v["kind"], 0) + 1
+    found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
+    ops = summary["ops"]
+    _say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
+         f"fail={ops['fail']} info={ops['info']} | run: {summary['run_dir']}")  # fmt: skip
