@@ -78,7 +78,7 @@ def generate(
         heapq.heappush(ready, (done_t + rng.expovariate(1 / MEAN_THINK), proc))
     # Apply the effects in time order to one register per key to learn the results.
     register: dict[str, str | None] = dict.fromkeys(names)
-    for effect, invoke, done in sorted(
+    for _effect, invoke, done in sorted(
         (p for p in planned if p[0] is not None), key=lambda p: p[0]
     ):
         key, op = invoke["key"], invoke["op"]

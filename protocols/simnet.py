@@ -521,6 +521,13 @@ class SimNet:
             raise RuntimeError(f"{node} is running")
         self._boot(n)
 
+    def restart_all(self) -> None:
+        """Cancel armed mid-write crashes and restart every crashed node."""
+        for n in self.nodes.values():
+            n.crash_mid_write = False
+            if not n.alive:
+                self._boot(n)
+
     def pause(self, node: str, duration: float) -> None:
         """Freeze `node` (a GC pause): inputs wait, its clock runs on."""
         n = self.nodes[node]

@@ -39,7 +39,9 @@ def test_one_violation_per_pair_of_tenures() -> None:
 
 
 def test_near_miss_consecutive_leases_touch() -> None:
-    assert feed([lease("r0", 1.0, 1, 2.0), lease("r1", 2.0, 2, 3.0), lease("r0", 3.0, 3, 4.0)]) == []
+    assert (
+        feed([lease("r0", 1.0, 1, 2.0), lease("r1", 2.0, 2, 3.0), lease("r0", 3.0, 3, 4.0)]) == []
+    )
 
 
 def test_near_miss_lease_given_up_or_holder_exited() -> None:

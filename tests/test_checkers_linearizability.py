@@ -25,8 +25,17 @@ class History:
         self.records: list[dict[str, Any]] = []
         self.n = 0
 
-    def op(self, proc: str, kind: str, call: float, ret: float | None, status: str = "ok",
-           value: str | None = None, expected: str | None = None, key: str = "x") -> str:  # fmt: skip
+    def op(
+        self,
+        proc: str,
+        kind: str,
+        call: float,
+        ret: float | None,
+        status: str = "ok",
+        value: str | None = None,
+        expected: str | None = None,
+        key: str = "x",
+    ) -> str:
         self.n += 1
         rid = f"{proc}:{self.n}"
         invoke = {"type": "invoke", "t": call, "process": proc, "request_id": rid, "op": kind,

@@ -21,6 +21,11 @@ def applied(src: str, t: float, index: int, rid: str, op: str = "put", key: str 
               value=value, duplicate=duplicate, result="ok")  # fmt: skip
 
 
+def broker(t: float, node: str, token: int, highest: int, rid: str, seq: int) -> dict[str, Any]:
+    return ev("broker.write", "broker", t, token=token, node=node, seq=seq, request_id=rid,
+              accepted=True, highest=highest, **{"from": node})  # fmt: skip
+
+
 def hist(kind: str, t: float, rid: str, op: str, **data: Any) -> dict[str, Any]:
     return {"type": kind, "t": t, "process": rid.split(":")[0], "request_id": rid, "op": op,
             **data}  # fmt: skip
@@ -34,15 +39,12 @@ EVENTS = [
     applied("r0", 0.3, 1, "c0:1", value="1"),
     applied("r1", 0.31, 1, "c0:1", value="1"),
     ev("node.status", "r0", 0.35, role="leader", term=1, leader="r0", commit_index=1),
-    ev("broker.write", "broker", 0.4, token=1, node="r0", seq=1, request_id="c0:1",
-       accepted=True, highest=1, **{"from": "r0"}),  # fmt: skip
+    broker(0.4, "r0", token=1, highest=1, rid="c0:1", seq=1),
     ev("fault", ["r0"], 0.5, fault="partition", describe="partition r0 <-> r1,r2"),
     ev("became_leader", "r1", 0.9, term=1, how="self-promoted"),  # split brain
     ev("lease", "r1", 1.0, term=1, expiry=101.0, expiry_true=2.0),  # overlaps r0's
-    ev("broker.write", "broker", 1.05, token=2, node="r1", seq=2, request_id="c1:2",
-       accepted=True, highest=2, **{"from": "r1"}),  # fmt: skip
-    ev("broker.write", "broker", 1.1, token=1, node="r0", seq=3, request_id="c0:3",
-       accepted=True, highest=2, **{"from": "r0"}),  # zombie  # fmt: skip
+    broker(1.05, "r1", token=2, highest=2, rid="c1:2", seq=2),
+    broker(1.1, "r0", token=1, highest=2, rid="c0:3", seq=3),  # zombie
     applied("r0", 1.2, 2, "c0:3", op="order", key="ALPHA"),
     applied("r1", 1.3, 2, "c1:2"),  # divergence at index 2
     applied("r0", 1.4, 3, "c0:3", op="order", key="ALPHA", duplicate=True),  # double buy
@@ -102,7 +104,7 @@ def test_live_finds_every_kind_as_soon_as_its_evidence_is_complete() -> None:
         ("divergence", 1.3),
         ("duplicate-apply", 1.4),
         ("divergence", 1.8),  # index 3: r0's double buy against r2's c1:4
-        ("lost-write", 1.8),
+        ("lost-write", 1.7),  # r2 put c1:2 at index 2, where c0:3 had been
         ("nonlinearizable", 1.55),
     ]
     assert checkers.violations == found

@@ -180,9 +180,7 @@ def test_figure_8_under_crashes() -> None:
             net.restart(rng.choice(down))
             up += 1
         assert not check_all({n: net.proto(n) for n in net.alive()}, committed_terms(net))  # type: ignore[misc]
-    for node in net.ids:
-        if not net.nodes[node].alive:
-            net.restart(node)
+    net.restart_all()
     # A distinct key: writes offered to earlier leaders may still commit after this one.
     write_anywhere(net, "end", "1")
     assert net.run_until(lambda: converged(net) and net.kv("r0").get("end") == "1", 3.0)
@@ -248,9 +246,7 @@ def test_churn() -> None:
         net.run_for(rng.uniform(0.005, 0.1))
         net.check()
     net.heal()
-    for node in net.ids:
-        if not net.nodes[node].alive:
-            net.restart(node)
+    net.restart_all()
     write_anywhere(net, "end", "1")
     assert net.run_until(lambda: converged(net) and net.kv("r0").get("end") == "1", 5.0)
     acknowledged_writes_survive(net)

@@ -134,67 +134,79 @@ def _observed(o: Operation) -> Any:
 def _reduce(ops: list[Operation]) -> tuple[list[Operation], list[float]]:
     """The operations the search needs, each with its return time (inf: optional)."""
     alive = [o for o in ops if o.status == "ok" or (o.status == "info" and o.op != "get")]
-    # Drop unobserved info writes, until a fixpoint: dropping an info cas can leave the
-    # info write it expected unobserved in turn.
+    kept = _drop_unobserved_info(alive)
+    return kept, _due_times(kept)
+
+
+def _drop_unobserved_info(ops: list[Operation]) -> list[Operation]:
+    """Without the info writes whose value nothing left observes.
+
+    Repeated to a fixpoint: dropping an info cas can leave the info write whose value it
+    expected unobserved in turn.
+    """
     observers: dict[Any, int] = defaultdict(int)
     info_writers: dict[str, list[int]] = defaultdict(list)
-    for i, o in enumerate(alive):
+    for i, o in enumerate(ops):
         if (v := _observed(o)) is not _NOTHING:
             observers[v] += 1
         if o.status == "info":
             info_writers[_written(o)].append(i)
-    dropped = [False] * len(alive)
+    dropped = [False] * len(ops)
 
     def unobserved(i: int) -> bool:
-        o = alive[i]
-        own = 1 if o.op == "cas" and o.expected == _written(o) else 0
+        o = ops[i]
+        own = 1 if o.op == "cas" and o.expected == _written(o) else 0  # not its own observer
         return observers[_written(o)] - own <= 0
 
-    work = [i for ids in info_writers.values() for i in ids]
-    while work:
-        i = work.pop()
+    candidates = [i for ids in info_writers.values() for i in ids]
+    while candidates:
+        i = candidates.pop()
         if dropped[i] or not unobserved(i):
             continue
         dropped[i] = True
-        if (v := _observed(alive[i])) is not _NOTHING:
+        if (v := _observed(ops[i])) is not _NOTHING:
             observers[v] -= 1
             if isinstance(v, str):
-                work.extend(info_writers.get(v, ()))
-    kept = [o for i, o in enumerate(alive) if not dropped[i]]
+                candidates.extend(info_writers.get(v, ()))
+    return [o for i, o in enumerate(ops) if not dropped[i]]
 
+
+def _due_times(ops: list[Operation]) -> list[float]:
+    """Each operation's return time: its completion, inf for an optional info write, or,
+    for an info write that is the only writer of a value a required operation observes,
+    that observer's return (it must have happened before it). Repeated to a fixpoint, as a
+    newly required info cas observes a value in turn."""
     inf = math.inf
     ret = [
         max(o.complete_t, o.invoke_t) if o.status == "ok" and o.complete_t is not None else inf
-        for o in kept
+        for o in ops
     ]
-    # Make required the info writes that are the only writer of a value a required
-    # operation observes, due before that observer's return.
     writers: dict[str, list[int]] = defaultdict(list)
-    for i, o in enumerate(kept):
+    for i, o in enumerate(ops):
         if o.op != "get":
             writers[_written(o)].append(i)
     due: dict[Any, float] = {}  # observed value -> earliest return of a required observer
-    for i, o in enumerate(kept):
+    for i, o in enumerate(ops):
         v = _observed(o)
         if ret[i] < inf and v is not _NOTHING:
             due[v] = min(due.get(v, inf), ret[i])
-    work = [v for v in due if isinstance(v, str)]
-    while work:
-        v = work.pop()
+    values = [v for v in due if isinstance(v, str)]
+    while values:
+        v = values.pop()
         ids = writers.get(v, [])
-        if len(ids) != 1 or kept[ids[0]].status != "info":
+        if len(ids) != 1 or ops[ids[0]].status != "info":
             continue
         i = ids[0]
-        cap = max(due[v], kept[i].invoke_t)
+        cap = max(due[v], ops[i].invoke_t)
         if cap >= ret[i]:
             continue
         ret[i] = cap
-        w = _observed(kept[i])
+        w = _observed(ops[i])
         if w is not _NOTHING and cap < due.get(w, inf):
             due[w] = cap
             if isinstance(w, str):
-                work.append(w)
-    return kept, ret
+                values.append(w)
+    return ret
 
 
 # -- search ----------------------------------------------------------------------------------
