@@ -55,8 +55,15 @@ def _stats(xs: list[float]) -> dict[str, float]:
 
 
 def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
+    if what == "checkers":
+        from labctl.benchmarks import checkers
+
+        say("checkers: supervisor CPU with online checkers on vs off at 1,000 ops/s ...")
+        result = checkers.run(seconds=3.0 if quick else 8.0)
+        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
     if what != "core":
-        raise LabError(f"unknown benchmark {what!r} (available: core)")
+        raise LabError(f"unknown benchmark {what!r} (available: core, checkers)")
     from labctl.benchmarks import router
 
     rounds = 2 if quick else 5

@@ -37,7 +37,7 @@ class Violation(msgspec.Struct, frozen=True):
 
     kind: str  # one of KINDS
     t: float  # true time of the record that completed the evidence
-    nodes: list[str]  # sorted: the replicas (or client processes) involved
+    nodes: list[str]  # sorted: the replicas involved (client processes, for nonlinearizable)
     detail: str  # one human sentence: "two leaders in term 1: r0, r1"
     evidence: dict[str, Any] = {}  # small: which entries, which ops
 

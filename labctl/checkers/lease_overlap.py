@@ -55,10 +55,10 @@ class LeaseOverlapChecker(Checker):
             lo, hi = max(t, start_b), min(end, end_b)
             if lo >= hi:
                 continue
-            key = tuple(sorted([(node, term), (other, term_b)], key=lambda p: p[0]))
-            if key in self.reported:
+            first, second = sorted([(node, term), (other, term_b)], key=lambda p: p[0])
+            if (first, second) in self.reported:
                 continue
-            self.reported.add(key)  # type: ignore[arg-type]
+            self.reported.add((first, second))
             found.append(
                 Violation(
                     kind="lease-overlap",

@@ -232,8 +232,9 @@ class _Search:
         optional = [r == math.inf for r in ret]
         # Entries 1..2n in time order; 0 is the head, 2n+1 the tail. At equal times calls
         # come first: operations that touch are treated as concurrent.
+        order_key = [o.invoke_t for o in ops]
         order = sorted(
-            [(o.invoke_t, 0, i) for i, o in enumerate(ops)] + [(ret[i], 1, i) for i in range(n)]
+            [(order_key[i], 0, i) for i in range(n)] + [(ret[i], 1, i) for i in range(n)]
         )
         tail = 2 * n + 1
         ent_op = [0] * (tail + 1)
@@ -250,10 +251,21 @@ class _Search:
         nxt = list(range(1, tail + 2))
         prv = list(range(-1, tail))
 
-        cache: set[tuple[int, str | None]] = set()
-        stack: list[tuple[int, str | None]] = []  # (call entry, value before it)
-        lin = 0
+        # The set of linearized operations, kept small: required operations are numbered
+        # in invoke order, `low` of them are all linearized and `rest` holds the bits of
+        # the ones above; optional ones (which may stay out for good) have their own bits.
+        # So a memo entry costs the width of the concurrency window, not of the history.
+        pos = [0] * n
+        required = sorted((i for i in range(n) if not optional[i]), key=lambda i: order_key[i])
+        for j, i in enumerate(required):
+            pos[i] = j
+        for j, i in enumerate(i for i in range(n) if optional[i]):
+            pos[i] = j
+        cache: set[tuple[int, int, int, str | None]] = set()
+        # (call entry, and the search's state before it: value, low, rest, optional bits)
+        stack: list[tuple[int, str | None, int, int, int]] = []
         state: str | None = None
+        low = rest = opt_bits = 0
         steps = 0
         limit = budget if budget is not None else -1
         e = nxt[0]
@@ -272,12 +284,18 @@ class _Search:
                     else:
                         ok, new = state == exp[i], val[i]
                     if ok:
-                        bits = lin | (1 << i)
-                        memo = (bits, new)
+                        if optional[i]:
+                            n_low, n_rest, n_opt = low, rest, opt_bits | (1 << pos[i])
+                        else:
+                            n_low, n_rest, n_opt = low, rest | (1 << (pos[i] - low)), opt_bits
+                            if n_rest & 1:  # the lowest pending one: slide past the run
+                                run = (~n_rest & (n_rest + 1)).bit_length() - 1
+                                n_low, n_rest = low + run, n_rest >> run
+                        memo = (n_low, n_rest, n_opt, new)
                         if memo not in cache:
                             cache.add(memo)
-                            stack.append((e, state))
-                            lin, state = bits, new
+                            stack.append((e, state, low, rest, opt_bits))
+                            state, low, rest, opt_bits = new, n_low, n_rest, n_opt
                             # lift the call and its return out of the list
                             r = match[e]
                             nxt[prv[e]] = nxt[e]
@@ -294,8 +312,7 @@ class _Search:
                 self._note_stuck(len(stack), stack, e, state, nxt, is_call, ent_op)
                 if not stack:
                     return False
-                e, state = stack.pop()
-                lin ^= 1 << ent_op[e]
+                e, state, low, rest, opt_bits = stack.pop()
                 r = match[e]
                 prv[nxt[r]] = r
                 nxt[prv[r]] = r
@@ -309,7 +326,7 @@ class _Search:
     def _note_stuck(
         self,
         depth: int,
-        stack: list[tuple[int, str | None]],
+        stack: list[tuple[int, str | None, int, int, int]],
         e: int,
         state: str | None,
         nxt: list[int],
@@ -328,7 +345,7 @@ class _Search:
             x = nxt[x]
         if best is not None and depth == best[0] and len(pending) >= len(best[2]):
             return
-        done = [ent_op[c] for c, _ in stack[-CONTEXT:]]
+        done = [ent_op[entry[0]] for entry in stack[-CONTEXT:]]
         self.best = (depth, done, pending, stuck, state)
 
     def violation(self, key: str) -> Violation:
@@ -350,8 +367,8 @@ class _Search:
             t=t,
             nodes=processes,
             detail=(
-                f"key {key!r}: {what}, but no order of the operations then pending allows "
-                f"it (the register held {state!r} after {depth} operations)"
+                f"key {key!r}: {what}, which no linearization allows "
+                f"(the register held {state!r} after {depth} operations)"
             ),
             evidence={
                 "key": key,

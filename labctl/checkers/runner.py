@@ -121,10 +121,14 @@ def check_run_dir(path: str | Path, config: CheckerConfig | None = None) -> dict
     lab = root / "lab.json"
     if config is None:
         lab_config: dict[str, Any] = {}
+        doc = None
         if lab.exists():
-            doc = json.loads(lab.read_text())
-            if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-                lab_config = doc["config"]
+            try:
+                doc = json.loads(lab.read_text())
+            except json.JSONDecodeError:
+                doc = None  # check what we can; not exactly-once is the cautious default
+        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+            lab_config = doc["config"]
         protocol = lab_config.get("protocol")
         config = CheckerConfig.from_lab(lab_config)
     checkers = CheckerSet(config)

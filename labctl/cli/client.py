@@ -59,7 +59,7 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
     t0 = time.monotonic()
     _history(lab, {"type": "invoke", "t": t0, "process": endpoint.name, "node": node,
                    "request_id": command.request_id, "op": command.op, "key": command.key,
-                   "value": command.value})  # fmt: skip
+                   "value": command.value, "expected": command.expected})  # fmt: skip
     reply = endpoint.call(node, command, read_mode, wait)
     t1 = time.monotonic()
     endpoint.close()

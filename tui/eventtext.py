@@ -1,0 +1,107 @@
+"""One line of text (and a style) for each telemetry event worth showing in the events panel.
+
+Elections, step-downs, faults and heals, process exits and restarts, broker rejections and
+safety violations are shown; everything else (status, votes, applies...) feeds the other
+panels instead. A violation arrives as kind "violation" with its checker kind in
+"violation" (or "check"), "detail" and "nodes"; a record whose kind is a checker kind
+("split-brain"...) is read the same way, so either spelling from the supervisor shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIOLATION_KINDS = frozenset(
+    {
+        "split-brain",
+        "divergence",
+        "duplicate-apply",
+        "lost-write",
+        "nonlinearizable",
+        "lease-overlap",
+        "zombie-write",
+    }
+)
+
+# Kinds the feed keeps as individual events (everything else is folded or dropped there).
+NOTABLE = frozenset(
+    {
+        "became_leader",
+        "stepped_down",
+        "became_candidate",
+        "fault",
+        "fault.healed",
+        "process.exit",
+        "violation",
+        "lab.ready",
+        "lab.stopped",
+        "lab.failed",
+        "lab.parent_gone",
+        "node.ready",
+        "broker.write",
+    }
+    | VIOLATION_KINDS
+)
+
+VIOLATION_STYLE = "bold white on red"
+
+
+def is_violation(event: dict[str, Any]) -> bool:
+    return event.get("kind") == "violation" or event.get("kind") in VIOLATION_KINDS
+
+
+def describe(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(text, rich style) for a notable event, or None when it is not shown."""
+    kind = str(event.get("kind", ""))
+    src = str(event.get("src", "?"))
+    term = event.get("term")
+    in_term = f", term {term}" if term is not None else ""
+    if is_violation(event):
+        which = event.get("violation") or event.get("check") or event.get("type")
+        if kind != "violation":
+            which = kind
+        nodes = event.get("nodes") or []
+        detail = event.get("detail") or ", ".join(map(str, nodes))
+        return f"VIOLATION {which or '?'}: {detail}", VIOLATION_STYLE
+    if kind == "became_leader":
+        how = event.get("how")
+        text = f"{src} became leader{in_term}" + (f" ({how})" if how else "")
+        return text, "bold yellow" if how == "self-promoted" else "bold green"
+    if kind == "stepped_down":
+        reason = event.get("reason")
+        return f"{src} stepped down{in_term}" + (f": {reason}" if reason else ""), "cyan"
+    if kind == "became_candidate":
+        return f"{src} stands for election{in_term}", "dim"
+    if kind == "fault":
+        return f"fault: {event.get('describe') or event.get('fault')}", "yellow"
+    if kind == "fault.healed":
+        healed = event.get("healed")
+        if isinstance(healed, list):
+            what = "; ".join(map(str, healed)) or "no link faults were in force"
+        else:
+            what = str(event.get("fault") or "?")
+        return f"healed: {what}", "green"
+    if kind == "process.exit":
+        return f"{event.get('node', src)} exited (code {event.get('code')})", "red"
+    if kind == "node.ready":
+        rec = event.get("recovered")
+        more = f", recovered {rec} WAL records" if rec else ""
+        return f"{src} started (pid {event.get('pid')}{more})", "green"
+    if kind == "broker.write":
+        if event.get("accepted", True):
+            return None
+        return (
+            f"broker rejected {event.get('node') or event.get('from')}'s write "
+            f"(token {event.get('token')} < {event.get('highest')})",
+            "magenta",
+        )
+    if kind == "lab.ready":
+        nodes = event.get("nodes") or []
+        return f"lab ready: {len(nodes)} x {event.get('protocol')}", "green"
+    if kind == "lab.stopped":
+        return "lab stopped", "bold"
+    if kind == "lab.failed":
+        return f"lab failed: {event.get('reason')}", "bold red"
+    if kind == "lab.parent_gone":
+        return "the process that started the lab is gone: stopping", "bold red"
+    return None
