@@ -25,8 +25,8 @@ def one(checkers: bool, rate: int, seconds: float) -> dict[str, Any]:
         lab = api.up(Path(tmp) / "lab", config)
         sup = psutil.Process(lab.state["supervisor_pid"])
         try:
-            lab.call("workload", action="start",
-                     spec={"kind": "kv", "rate": rate, "clients": 4, "target": "leader"})  # fmt: skip
+            spec = {"kind": "kv", "rate": rate, "clients": 4, "target": "leader"}
+            lab.call("workload", action="start", spec=spec)
             time.sleep(1.0)  # warm-up: clients connected, steady load
             c0, t0 = sup.cpu_times(), time.monotonic()
             time.sleep(seconds)  # the measurement window
