@@ -42,13 +42,27 @@ def _apply(spec: dict[str, Any], lab_dir: str | None, json_out: bool = False) ->
 
 @app.command()
 def partition(
-    src: From,
-    dst: To,
+    src: Annotated[
+        str | None, typer.Option("--from", help="Sending side (names or roles).")
+    ] = None,
+    dst: Annotated[
+        str | None, typer.Option("--to", help="Receiving side (names or roles).")
+    ] = None,
     oneway: Annotated[bool, typer.Option("--oneway", help="Only from -> to.")] = False,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            "--shape", help="isolate, halves, majorities-ring or bridge (no --from/--to)."
+        ),
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", help="For --shape isolate.")] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Drop messages between two sets of nodes (both ways unless --oneway)."""
-    _apply({"fault": "partition", "from": src, "to": dst, "oneway": oneway}, lab_dir)
+    """Drop messages between two sets of nodes (both ways unless --oneway), or by shape."""
+    spec = {"fault": "partition", "from": src, "to": dst, "shape": shape, "node": node}
+    if oneway:
+        spec["oneway"] = True
+    _apply(spec, lab_dir)
 
 
 @app.command()
