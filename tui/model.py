@@ -46,6 +46,7 @@ class LabModel:
 
     def reset(self) -> None:
         """Forget the lab (a new one is starting in the same lab dir)."""
+        self.epoch = getattr(self, "epoch", -1) + 1  # widgets holding lab state start over
         self.has_status = False
         self.protocol = "?"
         self.seed: int | None = None

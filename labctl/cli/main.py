@@ -26,6 +26,7 @@ app.add_typer(fault.app, name="fault")
 app.add_typer(client.app, name="client")
 app.add_typer(scenario.app, name="scenario")
 app.command("check")(scenario.check)
+app.command("chaos")(scenario.chaos)
 
 
 @app.command("bench", help="Benchmarks: `labctl bench core` (router hop, forwarding, up/down).")

@@ -97,3 +97,40 @@ def check(
         )
     if not result["safe"]:
         raise typer.Exit(1)
+
+
+def chaos(
+    protocol: Annotated[str, typer.Option("--protocol", "-p")] = "raft",
+    runs: Annotated[int, typer.Option("--runs", help="How many runs.")] = 20,
+    duration: Annotated[str, typer.Option("--duration", help="Length of each run.")] = "30s",
+    nodes: Annotated[
+        str, typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5.")
+    ] = "3,5",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    json_out: Json = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Randomized chaos runs (every fault kind, healed before the end); exit 1 when any
+    run found a violation, 3 when a lab failed."""
+    import protocols
+    from labctl.chaos import run_many
+    from protocols.base import DurationError, parse_duration
+
+    if protocol not in protocols.available():
+        raise LabError(
+            f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
+        )
+    try:
+        seconds = parse_duration(duration)
+        sizes = [int(x) for x in nodes.split(",")]
+    except (DurationError, ValueError) as e:
+        raise LabError(f"bad --duration or --nodes: {e}") from None
+    if seconds < 6 or runs < 1 or not all(1 <= n <= 15 for n in sizes):
+        raise LabError("--duration must be at least 6s, --runs at least 1, --nodes 1..15")
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir)
+    if json_out:
+        print_json(result)
+    if result["failed_runs"]:
+        raise typer.Exit(3)
+    if result["violating_runs"]:
+        raise typer.Exit(1)

@@ -36,6 +36,16 @@ def _say(text: str) -> None:
 
 
 def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+    """Run, print the summary (stdout with --json, a report on stderr), return the exit code."""
+    code, summary = execute(sc, lab_dir)
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    _report(summary)
+    return code
+
+
+def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
+    """Run a scenario to its end; the exit code and the contract summary."""
     root = labdir.resolve(lab_dir)
     iso = root / "scenarios" / f"{sc.name}-{os.getpid()}"
     config = {
@@ -68,12 +78,9 @@ def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
     summary["wall_s"] = round(time.monotonic() - started, 3)
     if run_dir:
         Path(run_dir, "summary.json").write_text(json.dumps(summary, indent=2))
-    if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    _report(summary)
     if failure:
-        return EXIT_LAB_FAILED
-    return EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET
+        return EXIT_LAB_FAILED, summary
+    return (EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET), summary
 
 
 def _latest_run(runs: Path, sc: Scenario) -> str | None:
@@ -82,6 +89,7 @@ def _latest_run(runs: Path, sc: Scenario) -> str | None:
 
 
 def _drive(sc: Scenario, lab: api.Lab) -> None:
+    _shown.clear()
     sub = lab.ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"violation.")

@@ -1,0 +1,120 @@
+"""Randomized chaos runs: generated scenarios that must end with zero violations.
+
+Each run is a scenario built from a seed: a kv workload (reads by log, quorum and lease in
+turn) and a schedule of faults drawn from the whole vocabulary - partitions (one-way too),
+isolating the leader, pauses, kills and restarts, clock drift within the protocol's
+bound, fsync stalls, delay and loss - each healed a little later, and everything healed
+before the end so the final state can be judged. Used by `labctl chaos` and the slow tests.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from labctl.scenario.format import Scenario, Step
+
+
+def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
+                    options: dict[str, Any] | None = None) -> Scenario:  # fmt: skip
+    rng = random.Random(seed)
+    replicas = [f"r{i}" for i in range(nodes)]
+    max_drift = float((options or {}).get("max_drift", 0.05))
+    steps: list[tuple[float, dict[str, Any]]] = []
+    t = 1.0
+    calm = 3.0  # the last seconds are fault-free: heal, restart, let the cluster settle
+    while t < duration - calm - 1.0:
+        hold = rng.uniform(0.5, 2.5)
+        heal_at = min(t + hold, duration - calm)
+        kind = rng.choice(["partition", "oneway", "isolate", "pause", "kill", "clock",
+                           "disk", "delay", "loss"])  # fmt: skip
+        if kind in ("partition", "oneway"):
+            shuffled = rng.sample(replicas, nodes)
+            k = rng.randrange(1, nodes)
+            steps.append((t, {"fault": "partition", "from": shuffled[:k], "to": shuffled[k:],
+                              "oneway": kind == "oneway"}))  # fmt: skip
+            steps.append((heal_at, {"fault": "heal"}))
+        elif kind == "isolate":
+            steps.append((t, {"fault": "isolate", "node": "leader"}))
+            steps.append((heal_at, {"fault": "heal"}))
+        elif kind == "pause":
+            node = rng.choice(["leader", rng.choice(replicas)])
+            steps.append((t, {"fault": "pause", "node": node, "for": round(hold, 3)}))
+        elif kind == "kill":
+            node = rng.choice(replicas)
+            steps.append((t, {"fault": "kill", "node": node}))
+            steps.append((heal_at, {"fault": "restart", "node": node}))
+        elif kind == "clock":
+            node = rng.choice(replicas)
+            drift = round(rng.uniform(-max_drift, max_drift) * 0.9, 4)
+            steps.append((t, {"fault": "clock", "node": node, "drift": drift}))
+        elif kind == "disk":
+            node = rng.choice(["leader", rng.choice(replicas)])
+            steps.append((t, {"fault": "disk", "node": node, "stall": round(hold, 3)}))
+        elif kind == "delay":
+            a, b = rng.sample(replicas, 2)
+            ms = rng.randrange(5, 80)
+            steps.append((t, {"fault": "delay", "from": a, "to": b, "ms": ms, "jitter": ms // 4}))
+            steps.append((heal_at, {"fault": "heal"}))
+        else:
+            a, b = rng.sample(replicas, 2)
+            steps.append(
+                (t, {"fault": "loss", "from": a, "to": b, "p": round(rng.uniform(0.1, 0.6), 2)})
+            )
+            steps.append((heal_at, {"fault": "heal"}))
+        t += rng.uniform(0.7, 2.5)
+    end = duration - calm
+    steps.append((end, {"fault": "heal"}))  # every kill was followed by its restart already
+    sc = Scenario(
+        name=f"chaos-{seed}",
+        path=f"<chaos seed {seed}>",
+        description="randomized chaos run",
+        protocol=protocol,
+        nodes=nodes,
+        seed=seed,
+        duration=duration,
+        options=dict(options or {}),
+        fencing=True,
+        workload={
+            "kind": "kv",
+            "rate": 120,
+            "clients": 4,
+            "target": "leader",
+            "reads": "log,quorum,lease",
+            "keys": 5,
+            "retries": 3,
+            "timeout": 0.25,
+        },
+        expect={"safe": True},
+    )
+    sc.steps = [Step(at=round(at, 3), fault=f, index=i) for i, (at, f) in enumerate(steps)]
+    sc.steps.sort(key=lambda s: (s.at, s.index))
+    return sc
+
+
+def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: int,
+             lab_dir: str | None) -> dict[str, Any]:  # fmt: skip
+    """`runs` chaos runs cycling through `nodes`; the aggregate verdict."""
+    from labctl.scenario import runner
+
+    results = []
+    for i in range(runs):
+        n = nodes[i % len(nodes)]
+        sc = random_scenario(protocol, n, duration, seed + i)
+        code, summary = runner.execute(sc, lab_dir)
+        kinds = sorted({v["kind"] for v in summary["violations"]})
+        results.append(
+            {"seed": seed + i, "nodes": n, "exit": code, "verdict": summary["verdict"],
+             "violations": kinds, "ops": summary["ops"], "faults": len(sc.steps),
+             "run_dir": summary["run_dir"]}
+        )  # fmt: skip
+        runner._say(f"chaos {i + 1}/{runs}: seed {seed + i}, {n} nodes: {summary['verdict']}"
+                    f" ops ok={summary['ops']['ok']} violations: {', '.join(kinds) or 'none'}")  # fmt: skip
+    return {
+        "protocol": protocol,
+        "runs": runs,
+        "duration_s": duration,
+        "violating_runs": sum(1 for r in results if r["violations"]),
+        "failed_runs": sum(1 for r in results if r["exit"] == 3),
+        "results": results,
+    }

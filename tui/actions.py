@@ -1,0 +1,203 @@
+"""Everything the engineer can do from the dashboard, as data: key, form fields, and what runs.
+
+One `Action` per verb (partition, pause, order, swap...). The app turns the table into key
+bindings, command-palette entries and the help screen; the dialog builds its form from
+`fields` with `defaults()` taken from the live picture (the leader, the other nodes);
+`build()` turns the form's values into the fault vocabulary's mapping (faults/model.py),
+validated before anything is sent, and `perform()` runs it against a `Source` in a worker
+thread and returns the message that reports the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from faults.model import FaultError, parse_fault
+from labctl.errors import LabError
+from tui.messages import ActionDone, LabSwapped
+from tui.model import LabModel
+from tui.source import Source
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    label: str
+    kind: str  # nodes (pick several) | node (pick one) | text | flag | choice
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    with_broker: bool = False  # node pickers of link faults also offer the broker
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    key: str
+    title: str
+    help: str
+    fields: tuple[Field, ...] = ()
+    kind: str = "fault"  # fault | order | swap
+    build: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    show: bool = True  # in the footer (all are in the help screen and the palette)
+
+
+def _blank(v: Any) -> Any:
+    return None if isinstance(v, str) and not v.strip() else v
+
+
+def _link(kind: str, extra: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    def build(v: dict[str, Any]) -> dict[str, Any]:
+        spec = {"fault": kind, "from": list(v["from"]), "to": list(v["to"])}
+        spec.update({k: x for k, x in extra(v).items() if _blank(x) is not None})
+        return spec
+
+    return build
+
+
+def _node(kind: str, **extra: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(v: dict[str, Any]) -> dict[str, Any]:
+        spec = {"fault": kind, "node": v["node"]}
+        spec.update({k: v[f] for k, f in extra.items() if _blank(v.get(f)) is not None})
+        return spec
+
+    return build
+
+
+FROM = Field("from", "from", "nodes", with_broker=True)
+TO = Field("to", "to", "nodes", with_broker=True)
+NODE = Field("node", "node", "node")
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in [
+        Action("partition", "p", "Partition", "Cut links between two sets of nodes.",
+               (FROM, TO, Field("oneway", "one-way (from → to only)", "flag", False)),
+               build=_link("partition", lambda v: {"oneway": bool(v["oneway"])})),
+        Action("isolate", "i", "Isolate", "Cut a node off from every other replica (clients "
+               "still reach it).", (NODE,), build=_node("isolate")),
+        Action("heal", "h", "Heal", "Remove every link fault.", build=lambda v: {"fault": "heal"}),
+        Action("delay", "d", "Delay", "Hold messages back on the links from → to.",
+               (FROM, TO, Field("ms", "delay (ms)", "text", "50"),
+                Field("jitter", "jitter ± (ms)", "text", "")),
+               build=_link("delay", lambda v: {"ms": v["ms"], "jitter": v["jitter"]}),
+               show=False),
+        Action("loss", "l", "Loss", "Drop messages at random on the links from → to.",
+               (FROM, TO, Field("p", "probability (0-1)", "text", "0.3")),
+               build=_link("loss", lambda v: {"p": v["p"]}), show=False),
+        Action("duplicate", "x", "Duplicate", "Deliver messages twice at random (from → to).",
+               (FROM, TO, Field("p", "probability (0-1)", "text", "0.1")),
+               build=_link("duplicate", lambda v: {"p": v["p"]}), show=False),
+        Action("pause", "z", "Pause", "Freeze a node (SIGSTOP), like a long GC pause.",
+               (NODE, Field("for", "for (e.g. 5s, 800ms; empty: until resumed)", "text", "5s")),
+               build=_node("pause", **{"for": "for"})),
+        Action("resume", "u", "Resume", "Continue a paused node (SIGCONT).", (NODE,),
+               build=_node("resume"), show=False),
+        Action("kill", "k", "Kill", "SIGKILL a node.", (NODE,), build=_node("kill")),
+        Action("restart", "r", "Restart", "Start a node again; it recovers from its WAL.",
+               (NODE,), build=_node("restart")),
+        Action("clock", "c", "Clock skew", "Jump a node's clock and/or make it run fast or slow.",
+               (NODE, Field("offset", "offset (e.g. 500ms, -2s)", "text", "500ms"),
+                Field("drift", "drift (0.05 = 5% fast)", "text", "0")),
+               build=_node("clock", offset="offset", drift="drift"), show=False),
+        Action("disk", "s", "Disk stall", "Stall a node's WAL fsyncs, or slow them down.",
+               (NODE, Field("stall", "stall for (e.g. 5s)", "text", "5s"),
+                Field("fsync", "added fsync latency (e.g. 12ms)", "text", "")),
+               build=_node("disk", stall="stall", fsync="fsync"), show=False),
+        Action("order", "o", "Order", "Send one trade order to a node, through the router.",
+               (NODE, Field("user", "user", "text", "riya"),
+                Field("side", "side", "choice", "buy", ("buy", "sell")),
+                Field("qty", "quantity", "text", "200")), kind="order"),
+        Action("swap", "w", "Swap protocol", "End this run and start a new lab with the same "
+               "node count and another protocol.", (Field("protocol", "protocol", "choice"),),
+               kind="swap"),
+    ]
+}  # fmt: skip
+
+
+def defaults(action: Action, model: LabModel, protocols: list[str]) -> dict[str, Any]:
+    """Initial form values from the live picture: who leads, who is paused or down."""
+    nodes = model.order
+    leaders = model.leaders
+    leader = leaders[0] if leaders else (nodes[0] if nodes else "r0")
+    out: dict[str, Any] = {}
+    for f in action.fields:
+        out[f.key] = f.default
+    if "from" in out:
+        out["from"] = [leader]
+        out["to"] = [n for n in nodes if n != leader]
+    if "node" in out:
+        wanted = {"resume": "paused", "restart": "stopped"}.get(action.name)
+        matching = [n for n, s in model.nodes.items() if wanted and s.get("state") == wanted]
+        out["node"] = matching[0] if matching else leader
+    if action.kind == "swap":
+        others = [p for p in protocols if p != model.protocol]
+        out["protocol"] = (others or protocols or [model.protocol])[0]
+    return out
+
+
+def choices(field: Field, model: LabModel, protocols: list[str]) -> list[str]:
+    if field.kind in ("nodes", "node"):
+        return model.order + (["broker"] if field.with_broker else [])
+    if field.key == "protocol":
+        return protocols
+    return list(field.choices)
+
+
+def check(action: Action, values: dict[str, Any]) -> str | None:
+    """What is wrong with the form, in one sentence, or None when it can be sent."""
+    if action.kind == "fault":
+        if "from" in values and not values["from"]:
+            return "pick at least one node on the 'from' side"
+        if "to" in values and not values["to"]:
+            return "pick at least one node on the 'to' side"
+        try:
+            parse_fault(build(action, values))
+        except FaultError as e:
+            return str(e)
+    elif action.kind == "order":
+        try:
+            if int(str(values["qty"])) <= 0:
+                raise ValueError
+        except ValueError:
+            return f"quantity must be a positive whole number, got {values['qty']!r}"
+    elif action.kind == "swap" and not values.get("protocol"):
+        return "pick a protocol"
+    return None
+
+
+def build(action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    assert action.build is not None, f"{action.name} is not a fault"
+    return action.build(values)
+
+
+def perform(action: Action, values: dict[str, Any], source: Source) -> Message:
+    """Run the action (blocking: call it from a worker thread) and report how it went."""
+    try:
+        if action.kind == "order":
+            out = source.order(values["node"], values["user"], values["side"], int(values["qty"]))
+            return _order_done(out)
+        if action.kind == "swap":
+            moved = source.swap(values["protocol"])
+            return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"])
+        answer = source.fault(build(action, values))
+    except LabError as e:
+        return ActionDone(action.title, error=str(e), severity="error")
+    applied = answer.get("applied") or [answer.get("describe") or action.name]
+    return ActionDone(action.title, "; ".join(map(str, applied)))
+
+
+def _order_done(out: dict[str, Any]) -> ActionDone:
+    status, node = out.get("status"), out.get("node")
+    ms = f" ({out['ms']} ms)" if "ms" in out else ""
+    if status == "ok":
+        return ActionDone("Order", f"ok from {node}: term {out.get('term')}, "
+                          f"seq {out.get('seq')}{ms}")  # fmt: skip
+    if status == "not_leader":
+        return ActionDone("Order", f"{node} is not the leader; it believes in "
+                          f"{out.get('leader')}{ms}", severity="warning")  # fmt: skip
+    detail = f"{status} from {node}" + (f": {out['error']}" if out.get("error") else "") + ms
+    return ActionDone("Order", detail, severity="warning")

@@ -1,0 +1,66 @@
+"""The charts panel: throughput and latency sparklines, and a role/lease timeline per node.
+
+One column is one second, newest on the right. Throughput is applied entries per second at
+the fastest replica; latency is the median of the acknowledged operations of that second,
+from the run's history. In the timelines a leader's glyph turns red for every second in
+which more than one node led: the split-brain as a picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+
+from tui.model import LabModel, Sample
+from tui.widgets.panel import Panel
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+LEGEND = "█ leader+lease ▆ leader · follower ░ candidate ‖ paused ✕ down"
+_GLYPH_STYLE = {"‖": "yellow", "✕": "red", "·": "dim", "░": "yellow"}
+
+
+def sparkline(values: Iterable[float], width: int) -> str:
+    xs = list(values)[-width:] if width > 0 else []
+    top = max(xs, default=0.0)
+    if top <= 0:
+        return " " * (width - len(xs)) + "▁" * len(xs)
+    bars = "".join(BLOCKS[max(1, round(8 * x / top))] if x > 0 else "▁" for x in xs)
+    return " " * (width - len(xs)) + bars
+
+
+def _timeline(samples: Iterable[Sample], width: int) -> Text:
+    xs = list(samples)[-width:] if width > 0 else []
+    text = Text(" " * (width - len(xs)))
+    for s in xs:
+        if s.glyph in "█▆":
+            text.append(s.glyph, "bold red" if s.alarm else "green")
+        else:
+            text.append(s.glyph, _GLYPH_STYLE.get(s.glyph, ""))
+    return text
+
+
+def render_charts(model: LabModel, width: int, height: int = 100) -> Text:
+    label_w = max(10, *(len(n) + 1 for n in model.nodes)) if model.nodes else 10
+    value_w = 20
+    spark_w = max(5, width - label_w - value_w)
+    out = Text(no_wrap=True, overflow="crop")
+    last = model.throughput[-1] if model.throughput else 0.0
+    out.append("applied/s".ljust(label_w), "bold")
+    out.append(sparkline(model.throughput, spark_w), "green")
+    out.append(f" {last:.0f}/s\n")
+    out.append("latency".ljust(label_w), "bold")
+    out.append(sparkline(model.latency, spark_w), "cyan")
+    summary = model.latency_summary()
+    out.append(f" p50 {summary[0]:.1f} p99 {summary[1]:.1f}ms" if summary else " no history")
+    for n in model.nodes:
+        out.append("\n" + n.ljust(label_w), "bold")
+        out.append_text(_timeline(model.timeline.get(n, ()), width - label_w))
+    if height >= len(model.nodes) + 3:
+        out.append("\n" + (LEGEND if width >= len(LEGEND) else LEGEND[:width]), "dim")
+    return out
+
+
+class ChartsPanel(Panel):
+    def render_model(self, model: LabModel, width: int, height: int) -> Text:
+        return render_charts(model, width, height)

@@ -1,0 +1,142 @@
+"""The nodes panel: one row per replica, as many columns as the width allows.
+
+Columns have a priority: on 80 columns the ones that tell the story (state, role, term, the
+leader each node believes in, commit, log, lease) stay, pid, memory and restarts go first.
+Every node that claims leadership is highlighted in red while more than one does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from tui.model import LEADER_ROLES, LabModel
+from tui.widgets.panel import Panel
+
+SPLIT_BRAIN_STYLE = "bold white on red3"
+LEASE_BAR = 6
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    priority: int  # lower stays longer when the panel is narrow
+    cell: Callable[[LabModel, str, dict[str, Any]], Text]
+    justify: str = "left"
+
+
+def _s(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def _state(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    state = s.get("state") or "?"
+    if state == "paused":
+        left = m.paused_left(n)
+        return Text(f"paused {left:.1f}s" if left is not None else "paused", "bold yellow")
+    if state == "stopped":
+        return Text("stopped", "bold red")
+    return Text(state)
+
+
+def _role(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    role = s.get("role") or "-"
+    if role in LEADER_ROLES:
+        return Text(role, "bold" if m.split_brain else "bold green")
+    if role == "candidate":
+        return Text(role, "yellow")
+    return Text(role, "dim" if role == "down" else "")
+
+
+def _lease(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    left = m.lease_left(n)
+    if left is None:
+        return Text("-", "dim")
+    full = m.lease_len.get(n) or left or 1.0
+    filled = round(LEASE_BAR * min(1.0, left / full)) if full > 0 else 0
+    style = "green" if left > 0 else "dim"
+    return Text("▰" * filled + "▱" * (LEASE_BAR - filled) + f" {left:.1f}s", style)
+
+
+def _clock(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    off, drift = s.get("clock_offset") or 0.0, s.get("clock_drift") or 0.0
+    if not off and not drift:
+        return Text("-", "dim")
+    parts = []
+    if off:
+        parts.append(f"{off * 1000:+.0f}ms" if abs(off) < 1 else f"{off:+.1f}s")
+    if drift:
+        parts.append(f"{drift * 100:+.1f}%")
+    return Text(" ".join(parts), "magenta")
+
+
+def _cpu(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    u = m.usage.get(n)
+    return Text("-" if u is None else f"{u[0]:.0f}%", "" if u and u[0] < 50 else "yellow")
+
+
+def _mem(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    u = m.usage.get(n)
+    return Text("-" if u is None else f"{u[1]:.0f}M")
+
+
+def _restarts(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    starts = s.get("starts") or 1
+    return Text(str(starts - 1) if starts > 1 else "-", "yellow" if starts > 1 else "dim")
+
+
+def _field(key: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
+    return lambda m, n, s: Text(_s(s.get(key)))
+
+
+COLUMNS: list[Column] = [
+    Column("node", 0, lambda m, n, s: Text(n, "bold")),
+    Column("pid", 11, _field("pid"), "right"),
+    Column("state", 1, _state),
+    Column("role", 2, _role),
+    Column("term", 3, _field("term"), "right"),
+    Column("leader", 4, _field("leader")),
+    Column("commit", 5, _field("commit_index"), "right"),
+    Column("applied", 8, _field("applied_index"), "right"),
+    Column("log", 6, _field("log"), "right"),
+    Column("lease", 7, _lease),
+    Column("clock", 9, _clock),
+    Column("cpu", 10, _cpu, "right"),
+    Column("mem", 12, _mem, "right"),
+    Column("restarts", 13, _restarts, "right"),
+]
+
+
+def render_nodes(model: LabModel, width: int) -> Table | Text:
+    if not model.nodes:
+        return Text(model.unreachable or "waiting for the lab's status…", "dim")
+    cells = {c.header: [c.cell(model, n, s) for n, s in model.nodes.items()] for c in COLUMNS}
+    widths = {h: max([len(h), *(t.cell_len for t in col)]) for h, col in cells.items()}
+    chosen: set[str] = set()
+    used = -1  # n columns take n - 1 separators
+    for c in sorted(COLUMNS, key=lambda c: c.priority):
+        if used + 1 + widths[c.header] <= width:
+            chosen.add(c.header)
+            used += 1 + widths[c.header]
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, expand=False)
+    shown = [c for c in COLUMNS if c.header in chosen]
+    for c in shown:
+        table.add_column(c.header, justify=c.justify, header_style="bold", no_wrap=True)  # type: ignore[arg-type]
+    leaders = set(model.leaders) if model.split_brain else set()
+    for i, (n, s) in enumerate(model.nodes.items()):
+        style = ""
+        if n in leaders:
+            style = SPLIT_BRAIN_STYLE
+        elif s.get("state") == "stopped":
+            style = "dim"
+        table.add_row(*(cells[c.header][i] for c in shown), style=style)
+    return table
+
+
+class NodesPanel(Panel):
+    def render_model(self, model: LabModel, width: int, height: int) -> Table | Text:
+        return render_nodes(model, width)
