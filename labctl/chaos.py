@@ -108,8 +108,9 @@ def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: 
              "violations": kinds, "ops": summary["ops"], "faults": len(sc.steps),
              "run_dir": summary["run_dir"]}
         )  # fmt: skip
+        found = ", ".join(kinds) or "none"
         runner._say(f"chaos {i + 1}/{runs}: seed {seed + i}, {n} nodes: {summary['verdict']}"
-                    f" ops ok={summary['ops']['ok']} violations: {', '.join(kinds) or 'none'}")  # fmt: skip
+                    f" ops ok={summary['ops']['ok']} violations: {found}")  # fmt: skip
     return {
         "protocol": protocol,
         "runs": runs,
