@@ -154,7 +154,7 @@ class Supervisor:
             "--seed", str(self.seed), "--router", str(self.router_data),
             "--telemetry", self.telemetry_ep,
             "--data-dir", str(self.run.path / "data" / r), "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
+        ] + ([] if self.config.get("fsync", True) else ["--no-fsync"])  # fmt: skip
 
     def _wait(self, done: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
         """Process telemetry until `done()`; a child that dies meanwhile fails the start."""

@@ -65,7 +65,7 @@ class Replica:
         self.codec = Codec(proto_cls.messages)
         self.records = RecordCodec(proto_cls.records)
         self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
-        self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log")
+        self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log", fsync=not args.no_fsync)
         self.recovered = self._decode_records(payloads)
 
         self.data = self.ctx.socket(zmq.DEALER)
@@ -317,6 +317,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--telemetry", default=None)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--no-fsync", action="store_true", help="benchmarks only: skip fsync")
     return p.parse_args(argv)
 
 

@@ -25,8 +25,9 @@ MAX_RECORD = 64 * 1024 * 1024  # a length above this is garbage, not a record
 
 
 class WAL:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
+        self.fsync = fsync  # off only for benchmarks that compare with fsync-less systems
         self.fsync_latency = 0.0
         self.stall_until = 0.0
         self.fsyncs = 0
@@ -37,10 +38,10 @@ class WAL:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
 
     @classmethod
-    def open(cls, path: Path) -> tuple[WAL, list[bytes]]:
+    def open(cls, path: Path, fsync: bool = True) -> tuple[WAL, list[bytes]]:
         """Open (creating if needed) and recover: returns the WAL and the good payloads."""
         payloads, good_end = read_records(path) if path.exists() else ([], 0)
-        wal = cls(path)
+        wal = cls(path, fsync)
         size = os.fstat(wal._fd).st_size
         if size > good_end:
             wal.truncated_bytes = size - good_end
@@ -68,7 +69,8 @@ class WAL:
         stall = self.stall_until - true_now()
         if stall > 0:
             time.sleep(stall)  # the injected stall: the volume is not answering
-        os.fsync(self._fd)
+        if self.fsync:
+            os.fsync(self._fd)
         if self.fsync_latency > 0:
             time.sleep(self.fsync_latency)  # the injected slow disk
         self.fsyncs += 1
