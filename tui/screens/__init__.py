@@ -1,0 +1,1 @@
+"""Dashboard screens: help, action dialogs, quit confirmation."""

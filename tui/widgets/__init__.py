@@ -1,0 +1,1 @@
+"""Dashboard panels, one widget per file: nodes, links, events, charts, faults."""
