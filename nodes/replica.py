@@ -188,7 +188,7 @@ class Replica:
                 if c.reply:
                     self._reply_committed(c.command.client, c.command.request_id, result)
             if ready.restore is not None:
-                self.sm.restore(ready.restore.data)
+                self._restore(ready.restore.data)
             self.pending_reads.extend(ready.reads)
             if self.pending_reads:
                 self._answer_reads()
@@ -207,6 +207,19 @@ class Replica:
                 return
             image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
             ready = self.protocol.on_snapshot(self.clock.now(), image)
+
+    def _restore(self, data: bytes) -> None:
+        """Replace the state machine with a snapshot image, and say what it now holds: each
+        write the image covers (from its session table) becomes an "applied" event marked
+        from_snapshot, so the checkers see this replica holding what it holds."""
+        before = self.sm.applied_index
+        self.sm.restore(data)
+        covered = sorted(
+            (r.index, rid, r) for rid, r in self.sm.sessions.items() if r.index > before
+        )
+        for index, rid, r in covered:
+            self.telemetry.emit(ev.APPLIED, index=index, term=r.term, request_id=rid, op=r.op,
+                                duplicate=False, result=r.status, from_snapshot=True)  # fmt: skip
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:

@@ -25,6 +25,7 @@ class ApplyResult(msgspec.Struct, frozen=True):
     term: int
     value: str | None = None
     duplicate: bool = False  # this request id had been applied before
+    op: str = ""
 
 
 class _Image(msgspec.Struct):
@@ -50,7 +51,7 @@ class StateMachine:
         self.applied_term = term
         if previous is not None and self.exactly_once:
             return msgspec.structs.replace(previous, duplicate=True)
-        result = self._execute(index, term, command)
+        result = msgspec.structs.replace(self._execute(index, term, command), op=command.op)
         if previous is not None:
             result = msgspec.structs.replace(result, duplicate=True)
         if command.op != "get":
