@@ -62,8 +62,15 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = checkers.run(seconds=3.0 if quick else 8.0)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if what == "raft":
+        from labctl.benchmarks import raft
+
+        say("raft: throughput, latency, reads, failover and PySyncObj through the router ...")
+        result = raft.run(quick=quick)
+        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
     if what != "core":
-        raise LabError(f"unknown benchmark {what!r} (available: core, checkers)")
+        raise LabError(f"unknown benchmark {what!r} (available: core, checkers, raft)")
     from labctl.benchmarks import router
 
     rounds = 2 if quick else 5

@@ -48,6 +48,7 @@ from nodes.process import (
 from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 
 
@@ -215,7 +216,7 @@ class Supervisor:
     def _drain_telemetry(self) -> None:
         for _ in range(10000):
             try:
-                raw = self.telemetry.recv(zmq.NOBLOCK)
+                raw = self.telemetry.recv(_NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -269,7 +270,7 @@ class Supervisor:
 
     def _publish(self, kind: str, src: str, record: dict[str, Any]) -> None:
         try:
-            self.pub.send_multipart([f"{kind}.{src}".encode(), encode(record)], zmq.NOBLOCK)
+            self.pub.send_multipart([f"{kind}.{src}".encode(), encode(record)], _NOBLOCK)
         except zmq.Again:
             pass
 

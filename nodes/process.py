@@ -18,6 +18,7 @@ import msgspec
 import zmq
 
 _PR_SET_PDEATHSIG = 1
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(dict)
@@ -65,7 +66,7 @@ class Telemetry:
             return
         msg = {"src": self.src, "t": true_now() if t is None else t, "kind": kind, "data": data}
         try:
-            self.sock.send(_encoder.encode(msg), zmq.NOBLOCK)
+            self.sock.send(_encoder.encode(msg), _NOBLOCK)
         except zmq.Again:
             self.dropped += 1
 

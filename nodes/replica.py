@@ -44,6 +44,7 @@ from protocols.base import (
 )
 from protocols.base import events as ev
 
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 MAX_DRAIN = 512  # messages folded into one batch (one fsync) at most
 STATUS_INTERVAL = 0.05  # status telemetry at most this often, and only when it changed
 PARENT_CHECK = 0.2
@@ -141,7 +142,7 @@ class Replica:
     def _drain(self, batch: Ready) -> None:
         for _ in range(MAX_DRAIN):
             try:
-                frames = self.data.recv_multipart(zmq.NOBLOCK)
+                frames = self.data.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 2:
@@ -201,8 +202,9 @@ class Replica:
             # 5. the next deadline.
             if ready.next_deadline is not None:
                 self.deadline = ready.next_deadline
-            if ready.committed or ready.events or ready.persist or ready.restore:
-                self.status_dirty = True
+            # Any input may move what status shows (a follower's commit index moves with a
+            # heartbeat that carries no command); the publisher throttles and dedups.
+            self.status_dirty = True
             if not ready.want_snapshot:
                 return
             image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
@@ -223,7 +225,7 @@ class Replica:
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:
-            self.data.send_multipart([dst.encode(), payload], zmq.NOBLOCK)
+            self.data.send_multipart([dst.encode(), payload], _NOBLOCK)
             self.counters["sent"] += 1
         except zmq.Again:
             self.counters["send_dropped"] += 1  # the router is gone or swamped: a lost message

@@ -18,6 +18,11 @@ import msgspec
 
 from protocols.base import Command
 
+# Sessions kept for exactly-once answers. Retries arrive within seconds, so the most recent
+# writes are the ones that matter; evicting the oldest (in apply order, the same on every
+# replica) keeps memory and snapshots bounded instead of growing with the whole history.
+MAX_SESSIONS = 20_000
+
 
 class ApplyResult(msgspec.Struct, frozen=True):
     status: str  # ok | fail (cas mismatch)
@@ -54,8 +59,10 @@ class StateMachine:
         result = msgspec.structs.replace(self._execute(index, term, command), op=command.op)
         if previous is not None:
             result = msgspec.structs.replace(result, duplicate=True)
-        if command.op != "get":
+        if command.op != "get" and previous is None:
             self.sessions[command.request_id] = result
+            if len(self.sessions) > MAX_SESSIONS:
+                del self.sessions[next(iter(self.sessions))]
         return result
 
     def _execute(self, index: int, term: int, c: Command) -> ApplyResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
 import signal
 import sys
@@ -60,6 +61,7 @@ class Client:
     retries: int
     max_inflight: int
     rng: random.Random
+    epoch: str = ""  # makes request ids unique across workload runs in one lab
     sent_ops: int = 0
     retries_used: int = 0
     skipped: int = 0
@@ -69,7 +71,7 @@ class Client:
 
     def next_command(self) -> tuple[Command, str]:
         self.sent_ops += 1
-        rid = f"{self.name}:{self.sent_ops}"
+        rid = f"{self.name}:{self.epoch}:{self.sent_ops}"
         if self.kind == "orders":
             order = Order(
                 order_id=f"o-{rid}",
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         name=args.name, replicas=args.replicas.split(","), kind=args.kind, target=args.target,
         reads=args.reads.split(","), keys=args.keys, timeout=args.timeout, retries=args.retries,
         max_inflight=args.max_inflight, rng=random.Random(f"{args.seed}:{args.name}"),
+        epoch=f"{os.getpid():x}",
     )  # fmt: skip
     if args.target not in ("any", "leader") and args.target not in client.replicas:
         sys.stderr.write(f"error: unknown target {args.target!r}\n")

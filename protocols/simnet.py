@@ -295,8 +295,10 @@ class SimNet:
 
     def _tick(self, node: SimNode) -> None:
         assert node.protocol is not None
+        # The clock reads the deadline at this true time, up to float rounding: never let
+        # rounding make a tick arrive (ever so slightly) early, which would repeat forever.
+        now = max(node.clock.now(self.now), node.deadline or -math.inf)
         node.deadline = None
-        now = node.clock.now(self.now)
         ready = node.protocol.on_tick(now)
         if ready.next_deadline is not None and ready.next_deadline <= now:
             raise RuntimeError(f"{node.id} asked for a tick at {ready.next_deadline} at {now}")
@@ -650,3 +652,50 @@ class SimNet:
 
     def kv(self, node: str) -> dict[str, str]:
         return dict(self.nodes[node].model.kv)
+
+    def stale_reads(self) -> list[str]:
+        """Reads answered "ok" that no linearization allows (needs `record`).
+
+        A read answered at `seq` must return the value the applied history gives the key
+        at `seq`, and `seq` must not be below the index of any write acknowledged before
+        the read was sent (real-time order): a deposed leader's read fails the second."""
+        invoked: dict[str, float] = {}
+        for s in self.sent:
+            if isinstance(s.msg, ClientRequest):
+                invoked.setdefault(s.msg.command.request_id, s.time)
+        acked: list[tuple[float, int]] = []  # (when the client heard, index) of writes
+        reads: list[tuple[ClientReply, Command]] = []
+        commands = {s.msg.command.request_id: s.msg.command for s in self.sent
+                    if isinstance(s.msg, ClientRequest)}  # fmt: skip
+        seen: set[str] = set()
+        for t, _, reply in self.replies:
+            command = commands.get(reply.request_id)
+            if reply.status != "ok" or command is None or reply.seq is None:
+                continue
+            if command.op == "get":
+                reads.append((reply, command))
+            elif reply.request_id not in seen:
+                seen.add(reply.request_id)
+                acked.append((t, reply.seq))
+        history = sorted(self.applied_at.items())
+        problems = []
+        for reply, command in reads:
+            assert reply.seq is not None
+            model = Model(self.exactly_once)
+            for index, (term, c) in history:
+                if index > reply.seq:
+                    break
+                model.apply(index, term, c)
+            if model.kv.get(command.key) != reply.value:
+                problems.append(
+                    f"read {reply.request_id} at {reply.seq} returned {reply.value!r},"
+                    f" the history has {model.kv.get(command.key)!r}"
+                )
+            start = invoked[reply.request_id]
+            missed = [seq for t, seq in acked if t <= start and seq > reply.seq]
+            if missed:
+                problems.append(
+                    f"read {reply.request_id} at {reply.seq} misses writes acknowledged"
+                    f" before it was sent (at {missed[:3]})"
+                )
+        return problems

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
         writers = [r for r in ids if roles[r] == "leader" and r not in paused]
         for w in writers:
             rate = 30 if not cut else (20 if w == "r0" else 10)
-            appliers = [w] if cut else [r for r in ids if r not in paused]
+            appliers = [w] if cut else [r for r in ids if r not in paused]  # their index moves
             for i in range(rate):
                 req += 1
                 rid = f"c0:{req:06d}"
@@ -93,7 +94,6 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
                            "type": "ok", "request_id": rid})  # fmt: skip
                 for a in appliers:
                     index[a] += 1
-                    ev.append({"t": ts, "src": a, "kind": "applied", "index": index[a]})
         for r in ids:
             if r not in paused:
                 st = _status(roles[r], 1, leader_of[r], index[r])
@@ -112,7 +112,6 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
                    "links": [[s, d, *c] for (s, d), c in links.items()]})  # fmt: skip
         ev.sort(key=lambda e: e["t"])
         steps.append(ev)
-    end = T0 + seconds
     nodes = []
     for i, r in enumerate(ids):
         node = {
@@ -120,7 +119,7 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
             "pid": 4100 + i,
             "state": "paused" if r in paused else "running",
             **_status(roles[r], 1, leader_of[r], index[r]),
-            "paused_for": (end + 3.5 - T0) if r in paused else None,
+            "paused_for": 3.5 if r in paused else None,
             "starts": 1,
         }
         node["lease_expiry"] = None
@@ -133,8 +132,10 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
     if n > 2:
         faults.append({"fault": "pause", "node": "r2", "describe": "pause r2 (3.5s left)",
                        "heals_with": "resume, or the timer"})  # fmt: skip
-    procs = {"router": {"pid": 4090, "state": "running", "kind": "router", "control": None},
-             "broker": {"pid": 4091, "state": "running", "kind": "broker", "control": None}}  # fmt: skip
+    procs = {
+        "router": {"pid": 4090, "state": "running", "kind": "router", "control": None},
+        "broker": {"pid": 4091, "state": "running", "kind": "broker", "control": None},
+    }
     for node in nodes:
         procs[node["id"]] = {"pid": node["pid"], "state": node["state"], "kind": "replica",
                              "control": None}  # fmt: skip
@@ -154,6 +155,18 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
     return doc, steps
 
 
+def calm_doc(n: int = 3) -> dict[str, Any]:
+    """A status document of a healthy lab: r0 leads term 1, no fault in force."""
+    doc, _ = demo_story(n, seconds=0)
+    for i, node in enumerate(doc["nodes"]):
+        node.update(state="running", paused_for=None, **_status(
+            "leader" if i == 0 else "follower", 1, "r0", 0))  # fmt: skip
+    doc["leaders"], doc["faults"] = ["r0"], []
+    for p in doc["processes"].values():
+        p["state"] = "running"
+    return doc
+
+
 class FakeFeed:
     def __init__(self, source: FakeSource) -> None:
         self.source = source
@@ -166,7 +179,7 @@ class FakeFeed:
                 src.clock = max(src.clock, max(e["t"] for e in step))
             frames = [(f"{e['kind']}.{e['src']}".encode(), _encoder.encode(e)) for e in step]
             if not src.pending:
-                src.delivered = True
+                src.delivered.set()
             return frames, True
         await asyncio.sleep(timeout)
         return [], False
@@ -178,7 +191,9 @@ class FakeFeed:
 class FakeSource:
     """A `Source` that replays a story and records the actions asked of it."""
 
-    poll_interval = None  # one status poll at start: the story's steps carry the rest
+    # One status poll, answered once the whole story has been delivered: the steps carry the
+    # changes, the poll the final word (faults in force, pids, pause timers).
+    poll_interval = None
 
     def __init__(
         self,
@@ -191,7 +206,10 @@ class FakeSource:
         self.lab_dir = Path("/tmp/fake-lab")
         self.doc = doc
         self.pending = list(steps or [])
-        self.delivered = not self.pending
+        self.frames = sum(len(s) for s in self.pending)  # all the story's messages
+        self.delivered = threading.Event()
+        if not self.pending:
+            self.delivered.set()
         self.clock = T0
         self._usage = usage if usage is not None else {
             n["id"]: (1.5 + i, 31.0 + i) for i, n in enumerate(doc["nodes"])
@@ -211,7 +229,10 @@ class FakeSource:
     def status(self) -> dict[str, Any]:
         if "status" in self.fail:
             raise LabError(self.fail["status"])
-        return copy.deepcopy(self.doc)
+        self.delivered.wait(10.0)
+        doc = copy.deepcopy(self.doc)
+        doc["uptime"] = self.clock - T0
+        return doc
 
     def usage(self, doc: dict[str, Any]) -> dict[str, tuple[float, float]]:
         return dict(self._usage)

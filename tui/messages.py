@@ -20,17 +20,19 @@ from textual.message import Message
 class TelemetryBatch(Message):
     """What the feed gathered from the lab's PUB socket since its last flush.
 
-    `statuses` and `links` are latest-wins; `applied` counts are additive; `events` are the
-    notable events (elections, faults, exits, violations...) in arrival order.
+    `statuses` and `links` are latest-wins; `events` are the notable events (elections,
+    faults, exits, violations...) in arrival order.
     """
 
     t: float  # the source's clock when the batch was flushed
     events: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: dict[str, Any] | None = None
-    applied: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-    received: int = 0  # messages read off the socket (for the header's rate)
+    received: int = 0  # messages read off the socket
+    # False for a batch that closes a step of a scripted (fake) lab: steps must stay apart
+    # for the charts' one-second buckets to come out the same on every run.
+    replaceable: bool = True
 
     def absorb(self, older: TelemetryBatch) -> None:
         """Fold an older batch into this one (this one's latest values win)."""
@@ -39,12 +41,10 @@ class TelemetryBatch(Message):
         self.statuses = {**older.statuses, **self.statuses}
         if self.links is None:
             self.links = older.links
-        for node, n in older.applied.items():
-            self.applied[node] = self.applied.get(node, 0) + n
         self.received += older.received
 
     def can_replace(self, message: Message) -> bool:
-        if isinstance(message, TelemetryBatch):
+        if self.replaceable and isinstance(message, TelemetryBatch):
             message.absorb(self)
             return True
         return False

@@ -8,6 +8,7 @@ which is what lets tests and snapshots feed a fake lab and get the same picture 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
@@ -20,6 +21,38 @@ SERIES = 240  # seconds of chart history kept (more than the widest terminal sho
 EVENTS = 1000  # event lines kept
 COMMIT_NOTE_EVERY = 5.0  # seconds between two sampled "commits" lines
 LEADER_ROLES = ("leader", "primary")
+# What each panel watches in `changes`; "roles" moves when who leads, who is paused or down
+# changes (panels that throttle their repaints never delay that).
+AREAS = ("nodes", "links", "charts", "faults", "roles")
+
+
+_NUMBER = (int, float)
+# Fields the panels compute with, and the types they must have (None is always allowed).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "role": (str,), "leader": (str,), "state": (str,),
+    "term": (int,), "commit_index": (int,), "applied_index": (int,), "log": (int,),
+    "lease_expiry": _NUMBER, "lease_expiry_true": _NUMBER, "paused_for": _NUMBER,
+    "clock_offset": _NUMBER, "clock_drift": _NUMBER, "pid": (int,), "starts": (int,),
+}  # fmt: skip
+
+
+def checked(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` if every field the panels compute with has its type; ValueError if not.
+
+    Records come from other processes: a bad one is refused whole (and counted by the
+    caller) rather than stored to fail later in a render."""
+    if not isinstance(record, dict):
+        raise ValueError(f"not a mapping: {record!r}")
+    for key, types in _FIELDS.items():
+        v = record.get(key)
+        if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+            raise ValueError(f"{key} = {v!r}")
+    return record
+
+
+def _who(nodes: dict[str, dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(n, s.get("state"), s.get("role"), s.get("leader"), s.get("term"))
+            for n, s in nodes.items()]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +76,7 @@ class LabModel:
         self.reset()
         self.unreachable: str | None = None
         self.notice: str | None = None
+        self.malformed = 0  # records from the lab that could not be read (dropped)
 
     def reset(self) -> None:
         """Forget the lab (a new one is starting in the same lab dir)."""
@@ -71,13 +105,16 @@ class LabModel:
         self.latencies: deque[float] = deque(maxlen=2000)  # ms of recent acknowledged ops
         self.timeline: dict[str, deque[Sample]] = {}
         self._bucket: float | None = None  # start of the open one-second bucket
-        self._bucket_applied: dict[str, int] = {}
+        self._bucket_index: dict[str, int] = {}  # applied index per node when the bucket opened
         self._bucket_latencies: list[float] = []
         self._invokes: dict[str, float] = {}
         self._commit_note_t = 0.0
         self._commit_noted: dict[str, Any] = {}
         self.received = 0
-        self.version = 0  # bumped on every change; widgets re-render when it moves
+        # Per-area change counters: a panel re-renders only when its area moved. They keep
+        # counting across a reset so a panel never mistakes a new lab for one it has shown.
+        old = getattr(self, "changes", {})
+        self.changes = {a: old.get(a, 0) + 1 for a in AREAS}
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -117,6 +154,10 @@ class LabModel:
 
     def apply_status(self, doc: dict[str, Any], now: float) -> bool:
         """Fold one `status` document; True when it is a different lab than before."""
+        for n in doc.get("nodes", []):  # all checked before anything changes
+            checked(n)
+        if not isinstance(doc.get("uptime", 0.0), _NUMBER):
+            raise ValueError(f"uptime = {doc.get('uptime')!r}")
         pid = doc.get("supervisor_pid")
         new_lab = self.supervisor_pid is not None and pid != self.supervisor_pid
         if new_lab:
@@ -138,34 +179,58 @@ class LabModel:
             node["lease_true"] = node.get("lease_expiry")
             nodes[str(n["id"])] = node
             self._note_lease(str(n["id"]), node["lease_true"])
+        # Panels re-render only for what moved: a poll every half second mostly changes nothing
+        # but the nodes' numbers.
+        if list(nodes) != list(self.nodes):
+            self.changed("links", "charts")
+        if _who(nodes) != _who(self.nodes):
+            self.changed("roles")
         self.nodes = nodes
         for n in nodes:
             self.timeline.setdefault(n, deque(maxlen=SERIES))
-        self.faults = list(doc.get("faults") or [])
-        self.rules = link_rules(self.faults)
+        faults = list(doc.get("faults") or [])
+        if faults != self.faults:
+            self.faults = faults
+            self.rules = link_rules(faults)
+            self.changed("faults", "links")
         self.processes = dict(doc.get("processes") or {})
         if not self.link_totals and isinstance(doc.get("router"), dict):
             self._fold_link_totals(doc["router"])
-        self.version += 1
+        self.changed("nodes")
         return new_lab
 
+    def changed(self, *areas: str) -> None:
+        for a in areas:
+            self.changes[a] += 1
+
     def apply_usage(self, usage: dict[str, tuple[float, float]]) -> None:
-        self.usage = dict(usage)
+        if usage != self.usage:
+            self.usage = dict(usage)
+            self.changed("nodes")
 
     def set_unreachable(self, reason: str) -> None:
         if self.unreachable != reason:
             self.unreachable = reason
-            self.version += 1
+            self.changed("nodes")
 
     # -- telemetry -------------------------------------------------------------------------
 
     def apply_node_status(self, node: str, s: dict[str, Any]) -> None:
+        checked(s)
         cur = self.nodes.get(node)
-        if cur is None or cur.get("state") == "stopped":
+        if cur is None:
+            # Telemetry can come before the first status answer: start the row from it.
+            cur = self.nodes[node] = {"id": node, "state": "running"}
+            self.timeline.setdefault(node, deque(maxlen=SERIES))
+        elif cur.get("state") == "stopped":
             return  # a dying node's last words must not revive it in the table
+        before = (cur.get("role"), cur.get("leader"), cur.get("term"))
         cur.update({k: v for k, v in s.items() if k not in ("t", "src", "kind", "lease_expiry")})
         cur["lease_true"] = s.get("lease_expiry_true")
         self._note_lease(node, cur["lease_true"])
+        self.changed("nodes")
+        if (cur.get("role"), cur.get("leader"), cur.get("term")) != before:
+            self.changed("roles")
 
     def apply_links(self, data: dict[str, Any], t: float) -> None:
         """Fold a router.links report (cumulative counters) into totals and per-second rates."""
@@ -181,6 +246,7 @@ class LabModel:
                 rates[key] = ((tot[0] - old[0]) / dt, (tot[2] - old[2]) / dt)
             self.link_rates = rates
         self._links_t = t
+        self.changed("links")
 
     def _fold_link_totals(self, data: dict[str, Any]) -> None:
         totals = dict(self.link_totals)
@@ -193,6 +259,10 @@ class LabModel:
         self.link_totals = totals
 
     def apply_event(self, event: dict[str, Any]) -> None:
+        if not isinstance(event.get("t", 0.0), _NUMBER) or not isinstance(
+            event.get("term", 0), (int, type(None))
+        ):
+            raise ValueError(f"malformed event {event!r}")
         kind = event.get("kind")
         src = str(event.get("src", ""))
         node = self.nodes.get(src)
@@ -204,22 +274,31 @@ class LabModel:
                 node["role"] = "follower"
             elif kind == "became_candidate":
                 node["role"] = "candidate"
-        if kind == "process.exit" and event.get("node") in self.nodes:
-            self.nodes[event["node"]].update(state="stopped", role="down", pid=None)
+        target = self.nodes.get(str(event.get("node")))
+        if target is not None:
+            self._fold_process_event(kind, event, target)
+        if node is not None or target is not None:
+            self.changed("nodes", "roles")
         if eventtext.is_violation(event):
             self.violations += 1
         line = eventtext.describe(event)
         if line is not None:
             self.add_line(float(event.get("t", self.now)), *line)
 
+    @staticmethod
+    def _fold_process_event(kind: Any, event: dict[str, Any], node: dict[str, Any]) -> None:
+        """Process faults change a node's state now; the next status poll confirms it."""
+        fault = event.get("fault")
+        if kind == "process.exit" or (kind == "fault" and fault == "kill"):
+            node.update(state="stopped", role="down", pid=None)
+        elif kind == "fault" and fault == "pause":
+            node.update(state="paused", paused_until=None)
+        elif (kind == "fault" and fault in ("resume", "restart")) or kind == "fault.healed":
+            node.update(state="running", paused_until=None)
+
     def add_line(self, t: float, text: str, style: str = "") -> None:
         self.event_seq += 1
         self.events.append(EventLine(self.event_seq, t, text, style))
-        self.version += 1
-
-    def apply_applied(self, counts: dict[str, int]) -> None:
-        for node, n in counts.items():
-            self._bucket_applied[node] = self._bucket_applied.get(node, 0) + n
 
     def apply_history(self, records: list[dict[str, Any]]) -> None:
         """Latency from Jepsen-style history records: invoke, then ok / fail / info."""
@@ -243,11 +322,13 @@ class LabModel:
     def advance(self, now: float) -> None:
         """Move the model's clock: close finished one-second buckets of the charts."""
         self._tick_clock(now)
+        # Buckets start on whole seconds, so where they fall does not depend on which of the
+        # tick or the first batch happened to come first.
         if self._bucket is None:
-            self._bucket = now
+            self._bucket = float(math.floor(now))
             return
         if now - self._bucket > SERIES:  # asleep (a suspended laptop): do not replay hours
-            self._bucket = now - 1.0
+            self._bucket = float(math.floor(now)) - 1.0
         closed = False
         while now - self._bucket >= 1.0:
             self._close_bucket()
@@ -255,17 +336,20 @@ class LabModel:
             closed = True
         if closed:
             self._maybe_note_commits()
-            self.version += 1
+            self.changed("charts")
 
     def _tick_clock(self, now: float) -> None:
         self.now = max(self.now, now)
 
     def _close_bucket(self) -> None:
         # Every replica applies every entry, so the cluster's rate is the fastest replica's.
-        self.throughput.append(float(max(self._bucket_applied.values(), default=0)))
+        index = {n: int(s.get("applied_index") or 0) for n, s in self.nodes.items()}
+        moved = [i - self._bucket_index[n] for n, i in index.items() if n in self._bucket_index]
+        self.throughput.append(float(max([0, *moved])))  # a restarted node's index goes back
+        self._bucket_index = index
         lat = self._bucket_latencies
         self.latency.append(statistics.median(lat) if lat else 0.0)
-        self._bucket_applied, self._bucket_latencies = {}, []
+        self._bucket_latencies = []
         alarm = self.split_brain
         for n, line in self.timeline.items():
             line.append(Sample(self._glyph(n), alarm and n in self.leaders))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ import psutil
 from labctl.errors import LabError
 from tui.eventtext import NOTABLE
 
+STATUS_TIMEOUT = 2.0  # a supervisor that does not answer a poll in this long is shown as gone
 BACKLOG_BYTES = 512 * 1024  # how much of events.jsonl to read when attaching
 BACKLOG_EVENTS = 300
 
@@ -88,6 +90,9 @@ class LiveSource:
 
         self.lab_dir = labdir.resolve(lab_dir)
         self._lab: Any = None
+        # Held while the lab is being replaced (swap): a poll then waits for the new lab
+        # instead of asking the old supervisor, which would never answer.
+        self._swapping = threading.Lock()
         self._procs: dict[int, psutil.Process] = {}
         self._history_path: Path | None = None
         self._history_pos = 0
@@ -108,7 +113,10 @@ class LiveSource:
         return self._lab
 
     def status(self) -> dict[str, Any]:
-        return self.lab().status()
+        with self._swapping:
+            answer = self.lab().call("status", timeout=STATUS_TIMEOUT)
+        answer.pop("ok", None)
+        return answer
 
     def usage(self, doc: dict[str, Any]) -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
@@ -203,9 +211,8 @@ class LiveSource:
         from protocols.base import Command, Order
 
         lab = self.lab()
-        endpoint = Endpoint(
-            zmq.Context.instance(), lab.state["router"], f"dash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        )
+        name = f"dash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        endpoint = Endpoint(zmq.Context.instance(), lab.state["router"], name)
         order = Order(
             order_id=f"o-{uuid.uuid4().hex[:10]}", user=user, side=side, qty=qty, symbol="ALPHA"
         )
@@ -257,10 +264,11 @@ class LiveSource:
             protocol, len(doc["nodes"]), int(doc.get("seed", 42)), {}, bool(old.get("fencing"))
         )
         foreground = old.get("parent_pid") == os.getpid()
-        answer = lab.down()
-        self._lab = None
-        new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
-        self._lab = new
+        with self._swapping:
+            answer = lab.down()
+            self._lab = None
+            new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
+            self._lab = new
         return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"]}
 
 
@@ -284,4 +292,3 @@ def _json_lines(lines: Sequence[bytes]) -> list[dict[str, Any]]:
         if isinstance(obj, dict):
             out.append(obj)
     return out
-

@@ -39,7 +39,7 @@ from protocols.raft.messages import (
     well_formed,
 )
 from protocols.raft.options import Options
-from protocols.raft.progress import Progress
+from protocols.raft.progress import SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
 from protocols.raft.replication import Replication
 
@@ -95,7 +95,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self.proposals: dict[int, str] = {}  # index -> request id accepted from a client
-        self.reads = ReadTracker(self.peers, self.quorum)
+        self.reads = ReadTracker(self.peers, self.quorum, leases=self.opts.check_quorum)
         self.lease_expiry: float | None = None
         # Deadlines, node clock.
         self.election_deadline = math.inf
@@ -324,7 +324,7 @@ class RaftProtocol(Replication, Clients, Protocol):
             self.heartbeat_deadline = now + self.opts.heartbeat_interval
             self._bcast_heartbeat()
         for peer, pr in self.progress.items():
-            if pr.state == "snapshot" and now >= pr.snapshot_sent_at + self.opts.election_timeout:
+            if pr.state == SNAPSHOT and now >= pr.snapshot_sent_at + self.opts.election_timeout:
                 pr.become_probe()  # the snapshot (or its answer) was lost: try again
                 self._send_append(peer)
         if self.lease_expiry is not None and now >= self.lease_expiry:

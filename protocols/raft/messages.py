@@ -139,11 +139,16 @@ def well_formed(msg: msgspec.Struct) -> bool:
     if getattr(msg, "term", -1) < 0 or getattr(msg, "round", 0) < 0:
         return False
     if isinstance(msg, RequestVote):
-        return msg.last_index >= 0 and 0 <= msg.last_term <= msg.term
+        # Index 0 is the empty prefix (term 0); every real entry has a term of at least 1.
+        return (
+            msg.last_index >= 0
+            and (msg.last_index == 0) == (msg.last_term == 0)
+            and (msg.last_term <= msg.term)
+        )
     if isinstance(msg, AppendEntries):
         if msg.prev_index < 0 or not 0 <= msg.prev_term <= msg.term or msg.commit < 0:
             return False
-        if msg.prev_index == 0 and msg.prev_term != 0:
+        if (msg.prev_index == 0) != (msg.prev_term == 0):
             return False
         index, term = msg.prev_index, msg.prev_term
         for e in msg.entries:

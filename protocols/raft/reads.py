@@ -31,9 +31,12 @@ class PendingRead:
 
 
 class ReadTracker:
-    def __init__(self, peers: tuple[str, ...], quorum: int) -> None:
+    def __init__(self, peers: tuple[str, ...], quorum: int, leases: bool = True) -> None:
         self.peers = peers
         self.quorum = quorum
+        # Send times only matter for leases; without them a leader cut off for long would
+        # pile up one per heartbeat for nothing.
+        self.leases = leases
         self.reset()
 
     def reset(self) -> None:
@@ -47,7 +50,8 @@ class ReadTracker:
 
     def new_round(self, now: float) -> int:
         self.round += 1
-        self.sent_at[self.round] = now
+        if self.leases:
+            self.sent_at[self.round] = now
         return self.round
 
     def ack(self, peer: str, round_: int) -> bool:

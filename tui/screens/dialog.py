@@ -1,8 +1,10 @@
 """The form of one action: pick nodes, type a duration, tick one-way; apply or cancel.
 
-Built from the action's fields (tui/actions.py). Keyboard first: tab moves between fields,
-space toggles a node, enter in a text box or ctrl+s applies, escape cancels. A form that does
-not validate stays open with the reason under it, so a typo never reaches the lab.
+Built from the action's fields (tui/actions.py). Keyboard first: the defaults are what one
+usually wants (the leader against the rest), so `p` then enter cuts the leader off; tab moves
+between fields, space toggles a node, enter (anywhere) or ctrl+s applies, escape cancels.
+A form that does not validate stays open with the reason under it, so a typo never reaches
+the lab.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class ActionDialog(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [
         Binding("escape", "cancel", "cancel"),
         Binding("ctrl+s", "apply", "apply", priority=True),
+        # Enter applies from any field; space is what toggles a node or a radio button.
+        Binding("enter", "apply", "apply", priority=True),
     ]
 
     def __init__(self, action: Action, values: dict[str, Any], options: dict[str, list[str]]):
@@ -53,7 +57,7 @@ class ActionDialog(ModalScreen[dict[str, Any] | None]):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Apply", variant="primary", id="apply", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
-            yield Label("tab next · space toggle · enter/ctrl+s apply · esc cancel",
+            yield Label("tab next · space toggle · enter apply · esc cancel",
                         classes="dialog-keys")  # fmt: skip
 
     def _picker(self, f: Field) -> SelectionList[str] | RadioSet:
@@ -96,6 +100,9 @@ class ActionDialog(ModalScreen[dict[str, Any] | None]):
         return out
 
     def action_apply(self) -> None:
+        if self.focused is not None and self.focused.id == "cancel":
+            self.dismiss(None)  # enter on the Cancel button means cancel
+            return
         values = self.values()
         problem = actions.check(self.action_spec, values)
         if problem:
@@ -113,7 +120,3 @@ class ActionDialog(ModalScreen[dict[str, Any] | None]):
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
         self.action_cancel()
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_apply()

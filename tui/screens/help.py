@@ -24,11 +24,11 @@ def help_table() -> Table:
     table = Table(box=None, padding=(0, 2, 0, 0), show_header=False, pad_edge=False)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column()
-    table.add_row(Text("faults and actions", "bold underline"), "")
+    table.add_row("", Text("faults and actions", "bold underline"))
     for a in ACTIONS.values():
         table.add_row(a.key, Text.assemble((a.title, "bold"), f"  {a.help}"))
     table.add_row("", "")
-    table.add_row(Text("view", "bold underline"), "")
+    table.add_row("", Text("view", "bold underline"))
     for key, what in VIEW_KEYS:
         table.add_row(key, what)
     table.add_row("", "")

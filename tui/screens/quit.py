@@ -33,7 +33,7 @@ class QuitScreen(ModalScreen[str | None]):
             if self.can_leave:
                 yield Label("Stop the lab as well?  y: stop it · n: leave it running · esc: stay")
             else:
-                yield Label("The lab runs in the foreground: quitting stops it.  y: quit · esc: stay")
+                yield Label("This lab dies with the dashboard: quitting stops it. y · esc: stay")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stop the lab and quit", variant="error", id="stop", compact=True)
                 if self.can_leave:

@@ -42,25 +42,32 @@ def _timeline(samples: Iterable[Sample], width: int) -> Text:
 
 def render_charts(model: LabModel, width: int, height: int = 100) -> Text:
     label_w = max(10, *(len(n) + 1 for n in model.nodes)) if model.nodes else 10
-    value_w = 20
-    spark_w = max(5, width - label_w - value_w)
-    out = Text(no_wrap=True, overflow="crop")
     last = model.throughput[-1] if model.throughput else 0.0
+    rate = f" {last:.0f}/s"
+    summary = model.latency_summary()
+    lat = f" p50 {summary[0]:.1f}ms" if summary else " no history"
+    spark_w = max(5, width - label_w - max(len(rate), len(lat)))
+    if summary and spark_w >= 30:  # room for the tail too
+        lat = f" p50 {summary[0]:.1f} p99 {summary[1]:.1f}ms"
+        spark_w = max(5, width - label_w - max(len(rate), len(lat)))
+    out = Text(no_wrap=True, overflow="crop")
     out.append("applied/s".ljust(label_w), "bold")
     out.append(sparkline(model.throughput, spark_w), "green")
-    out.append(f" {last:.0f}/s\n")
+    out.append(rate + "\n")
     out.append("latency".ljust(label_w), "bold")
     out.append(sparkline(model.latency, spark_w), "cyan")
-    summary = model.latency_summary()
-    out.append(f" p50 {summary[0]:.1f} p99 {summary[1]:.1f}ms" if summary else " no history")
+    out.append(lat)
     for n in model.nodes:
         out.append("\n" + n.ljust(label_w), "bold")
-        out.append_text(_timeline(model.timeline.get(n, ()), width - label_w))
+        # Same columns as the sparklines above: one column is the same second in every row.
+        out.append_text(_timeline(model.timeline.get(n, ()), spark_w))
     if height >= len(model.nodes) + 3:
         out.append("\n" + (LEGEND if width >= len(LEGEND) else LEGEND[:width]), "dim")
     return out
 
 
 class ChartsPanel(Panel):
+    AREA = "charts"
+
     def render_model(self, model: LabModel, width: int, height: int) -> Text:
         return render_charts(model, width, height)

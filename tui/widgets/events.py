@@ -21,12 +21,24 @@ def format_line(line: EventLine, t0: float) -> Text:
 
 class EventsPanel(RichLog):
     def __init__(self, model: LabModel, *, id: str | None = None) -> None:
-        super().__init__(max_lines=2000, wrap=True, markup=False, auto_scroll=True, id=id)
+        super().__init__(
+            max_lines=2000, min_width=20, wrap=True, markup=False, auto_scroll=True, id=id
+        )
         self.model = model
         self._seq = 0
         self._epoch = model.epoch
+        self._width = 0
+
+    def on_resize(self) -> None:
+        # Lines are wrapped when written: write them again at the new width.
+        if self._seq and self.size.width != self._width:
+            self.clear()
+            self._seq = 0
+            self.show(self.model)
+        self._width = self.size.width
 
     def show(self, model: LabModel, force: bool = False) -> None:
+        self.model = model
         if model.epoch != self._epoch:
             self.clear()
             self._seq, self._epoch = 0, model.epoch

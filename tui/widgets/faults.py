@@ -24,5 +24,7 @@ def render_faults(model: LabModel, width: int, height: int = 100) -> Table | Tex
 
 
 class FaultsPanel(Panel):
+    AREA = "faults"
+
     def render_model(self, model: LabModel, width: int, height: int) -> Table | Text:
         return render_faults(model, width, height)

@@ -7,14 +7,14 @@ Every node that claims leadership is highlighted in red while more than one does
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
 from tui.model import LEADER_ROLES, LabModel
+from tui.widgets.grid import grid
 from tui.widgets.panel import Panel
 
 SPLIT_BRAIN_STYLE = "bold white on red3"
@@ -111,7 +111,7 @@ COLUMNS: list[Column] = [
 ]
 
 
-def render_nodes(model: LabModel, width: int) -> Table | Text:
+def render_nodes(model: LabModel, width: int) -> Text:
     if not model.nodes:
         return Text(model.unreachable or "waiting for the lab's status…", "dim")
     cells = {c.header: [c.cell(model, n, s) for n, s in model.nodes.items()] for c in COLUMNS}
@@ -122,21 +122,24 @@ def render_nodes(model: LabModel, width: int) -> Table | Text:
         if used + 1 + widths[c.header] <= width:
             chosen.add(c.header)
             used += 1 + widths[c.header]
-    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, expand=False)
     shown = [c for c in COLUMNS if c.header in chosen]
-    for c in shown:
-        table.add_column(c.header, justify=c.justify, header_style="bold", no_wrap=True)  # type: ignore[arg-type]
     leaders = set(model.leaders) if model.split_brain else set()
-    for i, (n, s) in enumerate(model.nodes.items()):
-        style = ""
-        if n in leaders:
-            style = SPLIT_BRAIN_STYLE
-        elif s.get("state") == "stopped":
-            style = "dim"
-        table.add_row(*(cells[c.header][i] for c in shown), style=style)
-    return table
+    styles = [
+        SPLIT_BRAIN_STYLE if n in leaders else ("dim" if s.get("state") == "stopped" else "")
+        for n, s in model.nodes.items()
+    ]
+    rows = [[cells[c.header][i] for c in shown] for i in range(len(model.nodes))]
+    return grid(
+        [c.header for c in shown], rows, [widths[c.header] for c in shown],
+        [c.justify for c in shown], styles,
+    )  # fmt: skip
 
 
 class NodesPanel(Panel):
-    def render_model(self, model: LabModel, width: int, height: int) -> Table | Text:
+    MIN_INTERVAL = 0.25
+
+    def render_model(self, model: LabModel, width: int, height: int) -> Text:
         return render_nodes(model, width)
+
+    def shape(self, model: LabModel) -> Hashable | None:
+        return len(model.nodes)

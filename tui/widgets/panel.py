@@ -7,6 +7,9 @@ re-lays the content (columns dropped or added) without any extra bookkeeping.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Hashable
+
 from rich.console import RenderableType
 from textual.widget import Widget
 
@@ -16,17 +19,40 @@ from tui.model import LabModel
 class Panel(Widget):
     """A read-only view of the model."""
 
+    AREA = "nodes"  # the model's change counter this panel follows
+    # Numbers that move all the time under load (commit indexes, message rates) are
+    # repainted at most this often; a change in "roles" (who leads, who is paused or down)
+    # is shown at the next tick regardless.
+    MIN_INTERVAL = 0.0
+
     def __init__(self, model: LabModel, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
         self._shown = -1
+        self._roles = -1
+        self._shape: Hashable | None = None
+        self._last = 0.0
 
     def show(self, model: LabModel, force: bool = False) -> None:
         """Re-render if the model changed since the last time (or when `force`d)."""
         self.model = model
-        if force or model.version != self._shown:
-            self._shown = model.version
-            self.refresh(layout=self.styles.height is not None and self.styles.height.is_auto)
+        version = model.changes[self.AREA]
+        if version == self._shown and not force:
+            return
+        now = time.monotonic()
+        urgent = force or model.changes["roles"] != self._roles
+        if urgent or now - self._last >= self.MIN_INTERVAL:
+            self._shown, self._roles, self._last = version, model.changes["roles"], now
+            # A layout pass re-arranges and repaints the whole screen (tens of ms with 9
+            # replicas): ask for one only when an auto-sized panel changes size.
+            shape = self.shape(model)
+            auto = any(d is not None and d.is_auto for d in (self.styles.height, self.styles.width))
+            self.refresh(layout=auto and (shape is None or shape != self._shape))
+            self._shape = shape
+
+    def shape(self, model: LabModel) -> Hashable | None:
+        """What decides the panel's auto size, when that is cheap to know (None: unknown)."""
+        return None
 
     def render(self) -> RenderableType:
         width, height = self.content_size

@@ -1,0 +1,164 @@
+"""Raft log compaction and InstallSnapshot (paper section 7), with and without crashes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from protocols.base import ClientReply, SnapshotImage
+from protocols.raft import RaftProtocol
+from protocols.raft.invariants import check_all
+from protocols.raft.messages import InstallSnapshot, SnapshotRecord
+from protocols.simnet import SimNet
+
+
+def make_net(n: int = 3, seed: int = 1, **options: object) -> SimNet:
+    return SimNet(RaftProtocol, n, seed=seed, options=options)
+
+
+def write(net: SimNet, node: str, key: str, value: str) -> ClientReply:
+    rid = net.put(node, key, value)
+    assert net.run_until(lambda: net.reply_for(rid) is not None, 2.0), f"{rid} unanswered"
+    reply = net.reply_for(rid)
+    assert reply is not None and reply.status == "ok", reply
+    return reply
+
+
+def acknowledged(net: SimNet, rid: str) -> bool:
+    return any(r.status == "ok" for r in net.replies_for(rid))
+
+
+def write_anywhere(net: SimNet, key: str, value: str, max_time: float = 10.0) -> None:
+    end = net.now + max_time
+    command = net.command("put", key=key, value=value)
+    while net.now < end:
+        leader = net.leader()
+        if leader is not None:
+            net.request(leader, command)
+        # Wait for an ok (a "not_leader" answer is no reason to stop waiting early).
+        if net.run_until(lambda: acknowledged(net, command.request_id), 0.3):
+            return
+    raise AssertionError(f"write {key}={value} not acknowledged in {max_time}s")
+
+
+def same_state(net: SimNet) -> bool:
+    kvs = [net.kv(i) for i in net.alive()]
+    return all(kv == kvs[0] for kv in kvs)
+
+
+def test_the_log_is_compacted_past_the_threshold() -> None:
+    net = make_net(3, snapshot_threshold=20)
+    leader = net.wait_leader()
+    for i in range(60):
+        write(net, leader, f"k{i % 5}", str(i))
+    net.run_for(0.2)
+    for node in net.ids:
+        status = net.status(node)
+        assert status["snapshot_index"] >= 40
+        assert status["log_entries"] < 25  # the rest is in the snapshot
+        assert any(isinstance(r, SnapshotRecord) for r in net.nodes[node].disk)
+    assert same_state(net)
+    net.check()
+
+
+def test_snapshot_install_to_a_lagging_follower() -> None:
+    net = make_net(3, seed=2, snapshot_threshold=20)
+    leader = net.wait_leader()
+    write(net, leader, "a", "0")
+    follower = next(i for i in net.ids if i != leader)
+    net.isolate(follower)
+    for i in range(100):
+        write(net, leader, f"k{i % 7}", str(i))
+    assert net.status(leader)["snapshot_index"] > net.status(follower)["last_index"]
+    net.heal()
+    assert net.run_until(lambda: net.kv(follower) == net.kv(leader), 2.0)
+    installs = [s for s in net.messages_of("InstallSnapshot") if s.dst == follower]
+    assert installs
+    assert net.status(follower)["snapshot_index"] >= installs[0].msg.index
+    # It keeps up normally afterwards.
+    last = write(net, leader, "after", "1")
+    assert net.run_until(lambda: net.status(follower)["commit_index"] >= last.seq, 1.0)
+    assert net.run_until(lambda: net.kv(follower).get("after") == "1", 1.0)
+    net.check()
+
+
+def test_restart_from_a_snapshot_restores_the_state_machine_first() -> None:
+    net = make_net(3, seed=3, snapshot_threshold=10)
+    leader = net.wait_leader()
+    for i in range(30):
+        write(net, leader, f"k{i}", str(i))
+    node = next(i for i in net.ids if i != leader)
+    net.run_for(0.2)
+    snap_index = net.status(node)["snapshot_index"]
+    assert snap_index > 0
+    net.crash(node)
+    net.restart(node)
+    # Before hearing from anyone, it holds the image its snapshot record carried.
+    assert net.nodes[node].model.applied_index == snap_index
+    assert len(net.kv(node)) >= snap_index - 2
+    assert net.run_until(lambda: net.kv(node) == net.kv(leader), 2.0)
+    net.check()
+
+
+def test_a_lost_install_snapshot_is_sent_again() -> None:
+    net = make_net(3, seed=4, snapshot_threshold=10)
+    leader = net.wait_leader()
+    follower = next(i for i in net.ids if i != leader)
+    net.isolate(follower)
+    for i in range(40):
+        write(net, leader, "k", str(i))
+    lost: list[InstallSnapshot] = []
+
+    def drop_first_snapshot(src: str, dst: str, msg: object) -> bool:
+        if isinstance(msg, InstallSnapshot) and not lost:
+            lost.append(msg)
+            return False
+        return True
+
+    net.filter = drop_first_snapshot
+    net.heal()
+    assert net.run_until(lambda: net.kv(follower) == net.kv(leader), 3.0)
+    assert lost
+    assert len(net.messages_of("InstallSnapshot")) >= 2
+    net.check()
+
+
+def test_snapshot_install_under_crashes() -> None:
+    rng = random.Random(5)
+    net = make_net(5, seed=5, snapshot_threshold=15)
+    net.wait_leader()
+    for step in range(300):
+        leader = net.leader()
+        if leader is not None:
+            net.put(leader, f"k{step % 4}", str(step))
+        roll = rng.random()
+        alive = net.alive()
+        if roll < 0.04 and len(alive) > 3:
+            net.crash(rng.choice(alive), mid_write=rng.random() < 0.5)
+        elif roll < 0.12:
+            dead = [n for n in net.ids if not net.nodes[n].alive]
+            if dead:
+                net.restart(rng.choice(dead))
+        elif roll < 0.16:
+            net.isolate(rng.choice(net.ids))
+        elif roll < 0.22:
+            net.heal()
+        net.run_for(rng.uniform(0.005, 0.08))
+        assert not check_all({n: net.proto(n) for n in net.alive()}, {})  # type: ignore[misc]
+    net.heal()
+    net.restart_all()
+    write_anywhere(net, "end", "1")
+    assert net.run_until(lambda: same_state(net) and net.kv("r0").get("end") == "1", 5.0)
+    assert net.messages_of("InstallSnapshot")  # the scenario did exercise installs
+    applied = {c.request_id for _, c in net.applied_at.values()}
+    assert {r.request_id for _, _, r in net.replies if r.status == "ok"} <= applied
+    net.check()
+
+
+def test_a_snapshot_beyond_the_applied_index_is_refused() -> None:
+    net = make_net(3, seed=6)
+    leader = net.wait_leader()
+    node = net.proto(leader)
+    with pytest.raises(ValueError):
+        node.on_snapshot(net.node_now(leader), SnapshotImage(node.applied + 5, node.term, b""))
