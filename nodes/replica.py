@@ -167,6 +167,8 @@ class Replica:
         """Carry out one batch in the order of obligation."""
         while True:
             # 1. persist, one fsync for the whole batch, before anything leaves.
+            if ready.compact is not None:
+                self.wal.rewrite([self.records.encode(r) for r in ready.compact])
             if ready.persist:
                 self.wal.append([self.records.encode(r) for r in ready.persist])
             # 2. messages to peers, clients and the broker.

@@ -25,7 +25,10 @@ network) MUST carry out its fields in this order, the order of obligation:
 
 Snapshots: `want_snapshot` asks the runtime for a state machine image at the applied index,
 handed back through `on_snapshot`; `restore` tells it to replace the state machine with an
-image received from a peer.
+image received from a peer. `compact`, when set, is the protocol's complete durable state
+(a snapshot record, the hard state, the entries after the snapshot): the runtime replaces
+the whole WAL with it atomically, then appends this batch's `persist`. Log compaction, so
+the WAL does not grow with the whole history.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class Ready:
     next_deadline: float | None = None
     want_snapshot: bool = False
     restore: SnapshotImage | None = None
+    compact: list[msgspec.Struct] | None = None
 
     def send(self, dst: str, msg: msgspec.Struct) -> None:
         self.messages.append((dst, msg))
@@ -108,6 +112,11 @@ class Ready:
         self.want_snapshot = self.want_snapshot or later.want_snapshot
         if later.restore is not None:
             self.restore = later.restore
+        if later.compact is not None:
+            # A later compaction supersedes an earlier one, and what the earlier batch
+            # asked to persist is already part of the protocol state the later one saves.
+            self.compact = later.compact
+            self.persist = list(later.persist)
         return self
 
     def is_empty(self) -> bool:
@@ -119,6 +128,7 @@ class Ready:
             or self.events
             or self.want_snapshot
             or self.restore
+            or self.compact is not None
         )
 
 
