@@ -20,7 +20,9 @@ Each node applies committed commands to a tiny model (the applied list and a kv 
 the session table when the protocol asks for exactly-once), serves `want_snapshot` with a
 msgspec image of it and `restore` from one, and answers clients. Clients and the broker are
 endpoints that only record what reaches them. The network checks as it runs that no two
-nodes lead in one term and that no two nodes apply different commands at one index.
+nodes lead in one term and that no two nodes apply different commands at one index
+(`check()`), and on demand that every read answered "ok" fits the history
+(`stale_reads()`).
 
 Pure like the protocols: no time, os, zmq or module-level random.
 """
@@ -401,7 +403,9 @@ class SimNet:
                 status="ok",
                 node=node.id,
                 term=r.term,
-                seq=r.index,
+                # The index the answer reflects: the state may be past the read index by
+                # now, which is fine (still committed, still within the read's lifetime).
+                seq=node.model.applied_index,
                 value=node.model.kv.get(r.request.command.key),
             )
             self._send(node.id, r.client, reply)

@@ -89,7 +89,7 @@ def apply_step(net: SimNet, step: tuple, counter: list[int]) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

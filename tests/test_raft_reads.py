@@ -209,3 +209,26 @@ def test_leases_never_overlap_with_clock_drift_within_the_bound() -> None:
                 assert ea <= sb or eb <= sa, f"{a} (term {ta}) and {b} (term {tb}) overlap"
     net.check()
     assert not net.stale_reads()
+
+
+def test_a_clock_slower_than_the_bound_lets_a_deposed_leader_serve_a_stale_lease_read() -> None:
+    # Why leases are dangerous: the bound is an assumption. The leader's clock runs at 15%
+    # speed (drift -0.85, far beyond max_drift 0.05), so its lease outlives the followers'
+    # patience: they elect a new leader, which commits a write the old one cannot see.
+    net = make_net(3, seed=8)
+    old = net.wait_leader()
+    write(net, old, "x", "1")
+    net.set_clock(old, drift=-0.85)
+    net.run_for(0.1)
+    net.isolate(old)  # clients still reach it
+    new = net.wait_leader(max_time=1.0, exclude=[old])
+    write(net, new, "x", "2")
+    assert net.status(old)["lease_expiry"] > net.node_now(old)  # it still holds a lease
+    stale = read(net, old, "x", "lease")
+    assert stale is not None and (stale.status, stale.value) == ("ok", "1")
+    assert any("misses writes" in p for p in net.stale_reads())
+    # A quorum read at the same node is not fooled: it needs the majority it lost.
+    rid = net.get(old, "x", "quorum")
+    net.run_for(0.1)
+    assert all(r.status != "ok" for r in net.replies_for(rid))
+    net.check()  # still one leader per term: only the lease assumption broke

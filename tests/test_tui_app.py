@@ -209,3 +209,23 @@ async def test_garbage_telemetry_is_dropped_not_fatal() -> None:
         ))  # fmt: skip
         await pilot.pause(0.3)
         assert app.is_running and app.model.malformed >= 1
+
+
+@pilot_test
+async def test_picking_another_node_by_keys() -> None:
+    app, src = calm()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.model.has_status)
+        await pilot.press("k", "down", "space", "enter")  # r0 is the default: pick r1
+        await until(pilot, lambda: src.calls)
+    assert src.calls == [("kill", {"fault": "kill", "node": "r1"})]
+
+
+@pilot_test
+async def test_ctrl_c_quits_even_from_a_dialog() -> None:
+    app, src = calm()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.model.has_status)
+        await pilot.press("z", "ctrl+c")
+        await pilot.pause(0.1)
+    assert not app.is_running and not src.calls

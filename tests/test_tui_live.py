@@ -71,7 +71,7 @@ async def test_partition_makes_three_highlighted_leaders_and_heal_lifts_the_cut(
     app = make_app(lab_dir)
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: len(app.model.nodes) == 3 and app.model.leaders == ["r0"])
-        assert app.model.nodes["r1"]["leader"] == "r0"
+        await until(pilot, lambda: app.model.nodes["r1"].get("leader") == "r0")
         assert leader_rows(app) == []
         await pilot.press("p", "enter")  # the leader (r0) against the rest, both ways
         await until(pilot, lambda: leader_rows(app) == ["r0", "r1", "r2"], timeout=8)

@@ -46,6 +46,7 @@ REFRESH_HZ = 10.0
 COUNTDOWN_REFRESH = 0.25  # seconds: pause countdowns and lease bars move without telemetry
 PANELS = ("links", "events", "charts", "faults")
 WIDE_MIN_WIDTH = 100
+VIOLATION_TOAST = 5.0  # seconds: at most one violation toast this often (the title counts all)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError)
 _MAIN_ONLY = frozenset({"act", "panel", "help", "request_quit"})
 
@@ -57,7 +58,7 @@ def _bindings() -> list[BindingType]:
     keys += [Binding(str(i + 1), f"panel('{p}')", p, show=False) for i, p in enumerate(PANELS)]
     keys += [
         Binding("q", "request_quit", "quit"),
-        Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     ]
     return keys
 
@@ -87,6 +88,7 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self._feed_lost = False
         self._protocols: list[str] = []
         self._last_countdown = 0.0
+        self._last_toast = -VIOLATION_TOAST
         self._titles: tuple[str, str] = ("", "")
         m = self.model
         self._panels: tuple[NodesPanel, LinksPanel, EventsPanel, ChartsPanel, FaultsPanel] = (
@@ -233,6 +235,7 @@ class LabApp(TelemetryWorkers, App[str | None]):
         model = self.model
         model.advance(m.t)
         poke = False
+        violations: list[str] = []
         # Telemetry comes from other processes: a record with a mistyped field is dropped
         # and counted, never allowed to take the dashboard down.
         for e in m.events:
@@ -243,8 +246,8 @@ class LabApp(TelemetryWorkers, App[str | None]):
                 continue
             if e.get("kind") in ("fault", "fault.healed", "process.exit", "node.ready"):
                 poke = True  # the fault list and process states live in `status`
-            if e.get("kind") == "violation" and model.has_status:
-                self.notify(model.events[-1].text, severity="error", timeout=8)
+            if e.get("kind") == "violation":
+                violations.append(model.events[-1].text)
         for node, s in m.statuses.items():
             try:
                 model.apply_node_status(node, s)
@@ -259,6 +262,17 @@ class LabApp(TelemetryWorkers, App[str | None]):
         model.received += m.received
         if poke:
             self.poll_now()
+        self._toast_violations(violations)
+
+    def _toast_violations(self, texts: list[str]) -> None:
+        """One toast for a burst: 9 self-promoting replicas are 8 violations in a second,
+        and eight toasts would hide the panels that show them (events, title)."""
+        now = time.monotonic()
+        if not texts or not self.model.has_status or now - self._last_toast < VIOLATION_TOAST:
+            return
+        self._last_toast = now
+        more = f" (+{len(texts) - 1} more in events)" if len(texts) > 1 else ""
+        self.notify(texts[-1] + more, severity="error", timeout=VIOLATION_TOAST)
 
     def on_action_done(self, m: ActionDone) -> None:
         if m.title == ACTIONS["swap"].title:
@@ -284,7 +298,9 @@ class LabApp(TelemetryWorkers, App[str | None]):
         if event.state != WorkerState.ERROR:
             return
         self.notify(f"{worker.name}: {worker.error}", title="dashboard error", severity="error")
-        if worker.name == "telemetry":
+        if worker.name == "action":
+            self.model.notice = None  # a swap that failed half-way: the title must not lie
+        elif worker.name == "telemetry":
             self.set_timer(1.0, self.start_feed)
         elif worker.name == "status":
             self.set_timer(1.0, self.start_poller)
@@ -340,12 +356,18 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.push_screen(HelpScreen())
 
     def action_request_quit(self) -> None:
-        if len(self.screen_stack) > 1 and isinstance(self.screen, QuitScreen):
-            return
         if not self.ask_stop_on_quit or not self.model.has_status or self.model.unreachable:
             self.exit(None)
             return
         self.push_screen(QuitScreen(can_leave=not self._dies_with_us), self._quit_answer)
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C works from anywhere: close dialogs, then quit as `q` does."""
+        if isinstance(self.screen, QuitScreen):
+            return
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.action_request_quit()
 
     def _quit_answer(self, answer: str | None) -> None:
         if answer is not None:

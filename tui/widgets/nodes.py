@@ -59,7 +59,9 @@ def _lease(m: LabModel, n: str, s: dict[str, Any]) -> Text:
     full = m.lease_len.get(n) or left or 1.0
     filled = round(LEASE_BAR * min(1.0, left / full)) if full > 0 else 0
     style = "green" if left > 0 else "dim"
-    return Text("▰" * filled + "▱" * (LEASE_BAR - filled) + f" {left:.1f}s", style)
+    # Raft's leases are a few hundred ms, renewed every heartbeat: seconds would read 0.0s.
+    when = f"{left * 1000:.0f}ms" if left < 1.0 else f"{left:.1f}s"
+    return Text("▰" * filled + "▱" * (LEASE_BAR - filled) + f" {when}", style)
 
 
 def _clock(m: LabModel, n: str, s: dict[str, Any]) -> Text:
