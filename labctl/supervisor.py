@@ -380,9 +380,11 @@ class Supervisor:
 
     def faults_in_force(self) -> list[dict[str, Any]]:
         out = [
-            {"id": fid, "fault": f.kind, "describe": f.describe(), "heals_with": f.heals_with}
+            {"id": fid, "fault": f.kind, "describe": f.describe(), "heals_with": f.heals_with,
+             "src": list(f.src), "dst": list(f.dst), "oneway": f.oneway, "delay": f.delay,
+             "jitter": f.jitter, "p": f.p, "links": [list(x) for x in f.links]}
             for fid, f in self.link_faults
-        ]
+        ]  # fmt: skip
         now = true_now()
         for c in self.children.values():
             if c.state == "paused":
@@ -444,7 +446,7 @@ class Supervisor:
             self.link_faults.pop()
             return pushed
         self.emit("fault", fault=fault.kind, describe=fault.describe(), id=self.fault_ids,
-                  src=list(fault.src), dst=list(fault.dst))  # fmt: skip
+                  **{"from": list(fault.src), "to": list(fault.dst)})  # fmt: skip
         return ok(applied=[fault.describe()], id=self.fault_ids)
 
     def _heal(self, fault: Fault) -> dict[str, Any]:

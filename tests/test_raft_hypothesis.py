@@ -97,12 +97,21 @@ def apply_step(net: SimNet, step: tuple, counter: list[int]) -> None:
     seed=st.integers(0, 2**16),
     n=st.sampled_from([3, 5]),
     threshold=st.sampled_from([4, 1000]),
+    pre_vote=st.booleans(),
+    check_quorum=st.booleans(),
     steps=st.lists(STEP, max_size=40),
 )
 def test_random_schedules_keep_raft_safe(
-    seed: int, n: int, threshold: int, steps: list[tuple]
+    seed: int, n: int, threshold: int, pre_vote: bool, check_quorum: bool, steps: list[tuple]
 ) -> None:
-    net = SimNet(RaftProtocol, n, seed=seed, options={"snapshot_threshold": threshold})
+    options = {
+        "snapshot_threshold": threshold,
+        "pre_vote": pre_vote,
+        "check_quorum": check_quorum,
+        "max_inflight": 4,  # small windows and batches exercise flow control
+        "max_batch": 8,
+    }
+    net = SimNet(RaftProtocol, n, seed=seed, options=options)
     committed: dict[int, tuple[int, int]] = {}
     counter = [0]
     for step in steps:

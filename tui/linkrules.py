@@ -48,6 +48,7 @@ def _fault(entry: dict[str, Any]) -> Fault | None:
             delay=float(entry.get("delay", 0.0) or 0.0),
             jitter=float(entry.get("jitter", 0.0) or 0.0),
             p=float(entry.get("p", 0.0) or 0.0),
+            links=tuple(tuple(x) for x in entry.get("links") or ()),  # a partition shape
         )
     m = _LINK.match(str(entry.get("describe", "")))
     if m is None:

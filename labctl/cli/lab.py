@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Annotated, Any
 
@@ -64,20 +65,42 @@ def up(
         bool, typer.Option("--fencing/--no-fencing", help="Broker rejects stale tokens.")
     ] = False,
     detach: Annotated[bool, typer.Option("-d", "--detach", help="Start and return.")] = False,
+    table: Annotated[
+        bool, typer.Option("--table", help="A live status table instead of the dashboard.")
+    ] = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Start a lab: router, broker and replicas as real processes."""
+    """Start a lab: router, broker and replicas as real processes, and open the dashboard
+    (quitting asks whether to stop the lab). -d starts it and returns."""
     from labctl import api
 
     config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
+    # The dashboard may leave the lab running on quit, so the lab must not die with us;
+    # the plain table (no terminal to draw on, or --table) takes the lab down with it.
+    dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
     t0 = time.monotonic()
-    lab = api.up(lab_dir, config, foreground_pid=None if detach else os.getpid())
+    owner = None if detach or dashboard else os.getpid()
+    lab = api.up(lab_dir, config, foreground_pid=owner)
     elapsed = time.monotonic() - t0
     say(
         f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s "
         f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
     )
     if detach:
+        return
+    if dashboard:
+        import signal
+
+        from tui.app import run_dashboard
+
+        def hangup(signum: int, frame: Any) -> None:
+            # The terminal went away (closed window, killed tmux): nobody can answer the
+            # quit prompt any more, so the lab stops with us rather than run on unseen.
+            lab.down()
+            os._exit(129)
+
+        signal.signal(signal.SIGHUP, hangup)
+        run_dashboard(lab.lab_dir, stop_on_quit_prompt=True)
         return
     say("Ctrl-C stops the lab.")
     try:
