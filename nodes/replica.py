@@ -174,7 +174,10 @@ class Replica:
             # 2. messages to peers, clients and the broker.
             for dst, msg in ready.messages:
                 self._send(dst, self.codec.encode(msg))
-            # 3. apply, answering the clients this node accepted requests from.
+            # 3. restore a peer's image, then apply, answering the clients this node
+            # accepted requests from.
+            if ready.restore is not None:
+                self._restore(ready.restore.data)
             for c in ready.committed:
                 result = self.sm.apply(c.index, c.term, c.command)
                 self.telemetry.emit(
@@ -190,8 +193,6 @@ class Replica:
                 )
                 if c.reply:
                     self._reply_committed(c.command.client, c.command.request_id, result)
-            if ready.restore is not None:
-                self._restore(ready.restore.data)
             self.pending_reads.extend(ready.reads)
             if self.pending_reads:
                 self._answer_reads()

@@ -338,7 +338,10 @@ class SimNet:
 
     def _carry_out(self, node: SimNode, ready: Ready) -> None:
         while True:
-            # 1. persist, before anything of this batch leaves.
+            # 1. persist, before anything of this batch leaves (a compaction first replaces
+            # the whole disk with the protocol's complete durable state).
+            if ready.compact is not None:
+                node.disk = list(ready.compact)
             if ready.persist:
                 if node.crash_mid_write:
                     keep = self.rng.randrange(len(ready.persist))

@@ -96,7 +96,12 @@ def up(
         def hangup(signum: int, frame: Any) -> None:
             # The terminal went away (closed window, killed tmux): nobody can answer the
             # quit prompt any more, so the lab stops with us rather than run on unseen.
-            lab.down()
+            from labctl.api import Lab
+
+            try:  # whichever lab runs here now: a protocol swap may have replaced ours
+                Lab.find(lab.lab_dir).down()
+            except LabError:
+                pass
             os._exit(129)
 
         signal.signal(signal.SIGHUP, hangup)

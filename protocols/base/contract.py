@@ -16,7 +16,8 @@ network) MUST carry out its fields in this order, the order of obligation:
    leaves. A vote or a log entry acknowledged before it is on disk is how replicas lie.
 2. `messages`: send each (destination, message) pair; destinations are peer ids, client
    endpoint ids (replies) or "broker" (side effects carrying a fencing token).
-3. `committed`: apply each command to the state machine, in order; where `reply` is set,
+3. `restore` first (replace the state machine with a peer's image), then `committed`:
+   apply each command to the state machine, in order; where `reply` is set,
    answer the command's client with the result (this node accepted the request).
    `reads`: answer each read from the state machine once everything up to its index is
    applied (ReadIndex / lease reads).
@@ -63,7 +64,11 @@ class Committed:
 
 @dataclass(frozen=True, slots=True)
 class ReadReady:
-    """A read the runtime may answer once the state machine has applied `index`."""
+    """A read the runtime may answer once the state machine has applied `index`.
+
+    Indices are log positions, but the runtime's applied index only moves with commands:
+    a protocol whose log holds entries that are not commands (a leader's empty entry) must
+    give the last command index at or below its read index, or the read waits forever."""
 
     request: ClientRequest
     client: str
@@ -111,7 +116,10 @@ class Ready:
             self.next_deadline = later.next_deadline
         self.want_snapshot = self.want_snapshot or later.want_snapshot
         if later.restore is not None:
+            # The image replaces everything up to its index: commands decided earlier in
+            # this batch at or below it are inside the image and must not be applied after it.
             self.restore = later.restore
+            self.committed = [c for c in self.committed if c.index > later.restore.index]
         if later.compact is not None:
             # A later compaction supersedes an earlier one, and what the earlier batch
             # asked to persist is already part of the protocol state the later one saves.

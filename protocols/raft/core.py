@@ -171,10 +171,23 @@ class RaftProtocol(Replication, Clients, Protocol):
                     f"snapshot at {image.index} claims term {image.term}, the log has {term}"
                 )
             record = SnapshotRecord(image.index, term, image.data)
-            self.out.persist.append(record)
             self.log.compact(image.index, term)
             self.snapshot = record
+            self.out.compact = self.durable_state()
         return self._finish()
+
+    def durable_state(self) -> list[msgspec.Struct]:
+        """Everything that must survive a crash, as WAL records: the WAL is rewritten with
+        exactly this after a snapshot, so it does not grow with the whole history."""
+        hard = HardState(self.term, self.vote)
+        self._persisted_hard_state = hard
+        records: list[msgspec.Struct] = [hard]
+        if self.snapshot is not None:
+            records.append(self.snapshot)
+        rest = self.log.slice(self.log.snapshot_index + 1, self.log.last_index)
+        if rest:
+            records.append(LogEntries(tuple(rest)))
+        return records
 
     def _begin(self, now: float) -> None:
         if not self._started:

@@ -199,9 +199,9 @@ class Replication:
             return
         # Otherwise our whole log is superseded: discard it and take the image.
         record = SnapshotRecord(m.index, m.snap_term, m.data)
-        self.out.persist.append(record)
         self.log.compact(m.index, m.snap_term)
         self.snapshot = record
+        self.out.compact = self.durable_state()
         self.commit = self.applied = m.index
         self.out.restore = SnapshotImage(m.index, m.snap_term, m.data)
         self.out.send(src, AppendResponse(self.term, True, m.index, round=m.round))
