@@ -12,7 +12,7 @@ import typer
 from labctl.cli.common import Json, LabDir, print_json, say
 from labctl.errors import LabError
 
-DEFAULT_PROTOCOL = "naive"
+DEFAULT_PROTOCOL = "raft"
 MAX_NODES = 15
 
 
