@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-VIOLATION_KINDS = frozenset(
-    {
-        "split-brain",
-        "divergence",
-        "duplicate-apply",
-        "lost-write",
-        "nonlinearizable",
-        "lease-overlap",
-        "zombie-write",
-    }
-)
+from labctl.checkers.base import KINDS
+
+VIOLATION_KINDS = frozenset(KINDS)  # the checkers' list: one place knows the kinds
 
 # Kinds the feed keeps as individual events (everything else is folded or dropped there).
 NOTABLE = frozenset(

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from faults.model import ROLES, FaultError, parse_fault
+from labctl.checkers.base import KINDS
 from protocols.base import READ_MODES, DurationError, parse_duration
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
             "workload", "step", "expect"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info"}
-VIOLATION_KINDS = ("split-brain", "divergence", "duplicate-apply", "lost-write",
-                   "nonlinearizable", "lease-overlap", "zombie-write")  # fmt: skip
+VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
 
 
 class ScenarioError(ValueError):
