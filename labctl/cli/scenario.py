@@ -27,6 +27,7 @@ def run(
     name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -44,6 +45,8 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
+    if dash:
+        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
     raise typer.Exit(runner.run(sc, lab_dir, json_out))
 
 

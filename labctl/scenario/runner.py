@@ -15,6 +15,7 @@ import os
 import shutil
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,12 @@ PROGRESS_EVERY = 1.0
 DRAIN_GRACE = 3.0  # after the end, how long clients may take to finish in-flight operations
 
 
+_quiet = threading.Event()  # set while a dashboard owns the terminal
+
+
 def _say(text: str) -> None:
+    if _quiet.is_set():
+        return
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
@@ -44,10 +50,41 @@ def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
     return code
 
 
+def isolated_dir(sc: Scenario, lab_dir: str | None) -> Path:
+    """Where the scenario's own lab runs (`labctl dash --lab-dir` attaches to it)."""
+    return labdir.resolve(lab_dir) / "scenarios" / f"{sc.name}-{os.getpid()}"
+
+
+def run_with_dashboard(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+    """Run the scenario in a thread while the dashboard shows its lab in this terminal.
+
+    Quitting the dashboard early lets the scenario finish (its progress then shows on
+    stderr); the summary and exit code are the same as without --dash."""
+    from tui.app import run_dashboard
+
+    result: dict[str, tuple[int, dict[str, Any]]] = {}
+    _quiet.set()
+    worker = threading.Thread(target=lambda: result.update(out=execute(sc, lab_dir)), daemon=True)
+    worker.start()
+    iso = isolated_dir(sc, lab_dir)
+    deadline = time.monotonic() + api.UP_TIMEOUT
+    while labdir.read_state(iso) is None and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for the scenario's lab to write its state file
+    if worker.is_alive():
+        run_dashboard(iso, stop_on_quit_prompt=False)
+    _quiet.clear()
+    worker.join()
+    code, summary = result["out"]
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    _report(summary)
+    return code
+
+
 def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     """Run a scenario to its end; the exit code and the contract summary."""
     root = labdir.resolve(lab_dir)
-    iso = root / "scenarios" / f"{sc.name}-{os.getpid()}"
+    iso = isolated_dir(sc, lab_dir)
     config = {
         "protocol": sc.protocol, "nodes": sc.nodes, "seed": sc.seed, "options": sc.options,
         "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
