@@ -234,6 +234,9 @@ class Supervisor:
         if kind == "history":
             self._on_history(src, t, data)
             return
+        if kind == "applied.batch":
+            self._on_applied(src, t, data.get("entries"))
+            return
         child = self.children.get(src)
         if kind == "router.ready":
             self.router_data, self.router_control = data["data"], data["control"]
@@ -257,6 +260,22 @@ class Supervisor:
         self._publish(kind, src, record)
         if self.checkers is not None and not self.checkers.finished and kind != "violation":
             self._report(self.checkers.on_event(record))
+
+    def _on_applied(self, src: str, t: float, entries: Any) -> None:
+        """A replica's batch of applied commands: one "applied" event each, in order (for
+        the record and the checkers; dashboards read applied_index from node.status)."""
+        if not isinstance(entries, list):
+            self.counters["malformed"] += 1
+            return
+        checking = self.checkers is not None and not self.checkers.finished
+        for entry in entries:
+            if not isinstance(entry, dict):
+                self.counters["malformed"] += 1
+                continue
+            record = {"t": t, "src": src, "kind": "applied", **entry}
+            self.run.event(record)
+            if checking:
+                self._report(self.checkers.on_event(record))
 
     def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
         record = {"t": t, "process": src, **data}

@@ -123,3 +123,25 @@ async def test_swap_protocol_ends_the_run_and_starts_a_new_lab(lab_dir: Path) ->
     new = Lab.find(lab_dir)
     assert new.status()["protocol"] == "raft"
     assert Path(new.state["run_dir"]) != old_run
+
+
+@pilot_test
+async def test_workload_starts_counts_ops_and_stops(lab_dir: Path) -> None:
+    app = make_app(lab_dir)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.model.leaders == ["r0"])
+        await pilot.press("g")
+        app.screen.query_one("#f-rate").value = "100"
+        await pilot.press("enter")  # orders, 2 clients, to the leader
+        await until(pilot, lambda: app.model.workload is not None, timeout=5)
+        assert app.model.workload["kind"] == "orders"
+        await until(pilot, lambda: app.model.ops.get("ok", 0) >= 20, timeout=8)
+        assert "workload orders" in str(app.query_one(NodesPanel).border_title)
+        await pilot.press("g", "enter")  # the dialog offers stop now
+        await until(pilot, lambda: app.model.workload is None, timeout=8)
+        stopped = app.model.ops.get("invoke", 0)
+        await pilot.pause(0.8)
+        assert app.model.ops.get("invoke", 0) == stopped  # no client sends any more
+    doc = Lab.find(lab_dir).status()  # (the supervisor keeps the last spec in "workload")
+    assert not any(p["kind"] == "client" and p["state"] == "running"
+                   for p in doc["processes"].values())  # fmt: skip

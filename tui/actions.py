@@ -18,7 +18,7 @@ from textual.message import Message
 
 from faults.model import FaultError, parse_fault
 from labctl.errors import LabError
-from tui.messages import ActionDone, LabSwapped
+from tui.messages import ActionDone, LabSwapped, ScenarioAttached, ScenarioDone
 from tui.model import LabModel
 from tui.source import Source
 
@@ -40,7 +40,7 @@ class Action:
     title: str
     help: str
     fields: tuple[Field, ...] = ()
-    kind: str = "fault"  # fault | order | swap
+    kind: str = "fault"  # fault | order | swap | workload | scenario
     build: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     show: bool = True  # in the footer (all are in the help screen and the palette)
 
@@ -114,6 +114,20 @@ ACTIONS: dict[str, Action] = {
         Action("swap", "w", "Swap protocol", "End this run and start a new lab with the same "
                "node count and another protocol.", (Field("protocol", "protocol", "choice"),),
                kind="swap"),
+        Action("workload", "g", "Workload", "Start client processes sending orders or kv "
+               "operations at a steady rate (or stop them); ops show in the title.",
+               (Field("action", "action", "choice", "start", ("start", "stop")),
+                Field("kind", "kind", "choice", "orders", ("orders", "kv")),
+                Field("target", "target", "choice", "leader"),
+                Field("rate", "rate (ops/s, all clients)", "text", "50"),
+                Field("clients", "clients (1-16)", "text", "2")),
+               kind="workload", show=False),
+        Action("scenario", "n", "Run scenario", "End this run and play a built-in scenario live "
+               "in its own lab; its verdict shows when it ends.",
+               (Field("scenario", "scenario", "choice"), Field("protocol", "protocol", "choice"),
+                Field("fresh", "afterwards, start a fresh lab here (its protocol and nodes)",
+                      "flag", True)),
+               kind="scenario", show=False),
     ]
 }  # fmt: skip
 
@@ -136,7 +150,33 @@ def defaults(action: Action, model: LabModel, protocols: list[str]) -> dict[str,
     if action.kind == "swap":
         others = [p for p in protocols if p != model.protocol]
         out["protocol"] = (others or protocols or [model.protocol])[0]
+    if action.kind == "workload":
+        out["action"] = "stop" if model.workload else "start"
+    if action.kind == "scenario":
+        current = model.protocol if model.protocol in protocols else None
+        out["protocol"] = current or (protocols[0] if protocols else None)
+        names = scenario_names()
+        fits = [n for n in names if _scenario_problem(n, out["protocol"]) is None]
+        out["scenario"] = (fits or names or [None])[0]
     return out
+
+
+def _scenario_problem(name: str, protocol: str | None) -> str | None:
+    """Why scenario `name` cannot run with `protocol` (an option it does not know...)."""
+    from labctl.scenario.format import ScenarioError
+    from labctl.scenario.library import resolve
+
+    try:
+        resolve(name, protocol)
+    except ScenarioError as e:
+        return str(e)
+    return None
+
+
+def scenario_names() -> list[str]:
+    from labctl.scenario import library
+
+    return library.names()
 
 
 def choices(field: Field, model: LabModel, protocols: list[str]) -> list[str]:
@@ -144,6 +184,10 @@ def choices(field: Field, model: LabModel, protocols: list[str]) -> list[str]:
         return model.order + (["broker"] if field.with_broker else [])
     if field.key == "protocol":
         return protocols
+    if field.key == "target":
+        return ["leader", "any", *model.order]
+    if field.key == "scenario":
+        return scenario_names()
     return list(field.choices)
 
 
@@ -166,7 +210,42 @@ def check(action: Action, values: dict[str, Any]) -> str | None:
             return f"quantity must be a positive whole number, got {values['qty']!r}"
     elif action.kind == "swap" and not values.get("protocol"):
         return "pick a protocol"
+    elif action.kind == "workload" and values.get("action") != "stop":
+        return _check_workload(values)
+    elif action.kind == "scenario":
+        if not values.get("scenario"):
+            return "pick a scenario"
+        if not values.get("protocol"):
+            return "pick a protocol"
+        return _scenario_problem(values["scenario"], values["protocol"])
     return None
+
+
+def _check_workload(values: dict[str, Any]) -> str | None:
+    try:
+        if not float(str(values["rate"])) > 0:
+            raise ValueError
+    except ValueError:
+        return f"rate must be a positive number of operations/s, got {values['rate']!r}"
+    try:
+        if not 1 <= int(str(values["clients"])) <= 16:
+            raise ValueError
+    except ValueError:
+        return f"clients must be a whole number from 1 to 16, got {values['clients']!r}"
+    if not values.get("kind") or not values.get("target"):
+        return "pick a kind and a target"
+    return None
+
+
+def workload_spec(values: dict[str, Any]) -> dict[str, Any]:
+    """The supervisor's workload spec from the form (see labctl/supervisor.py `_workload`)."""
+    return {
+        "kind": values["kind"],
+        "rate": float(values["rate"]),
+        "clients": int(values["clients"]),
+        "target": values["target"],
+        "reads": "log",
+    }
 
 
 def build(action: Action, values: dict[str, Any]) -> dict[str, Any]:
@@ -174,9 +253,27 @@ def build(action: Action, values: dict[str, Any]) -> dict[str, Any]:
     return action.build(values)
 
 
-def perform(action: Action, values: dict[str, Any], source: Source) -> Message:
-    """Run the action (blocking: call it from a worker thread) and report how it went."""
+def perform(
+    action: Action,
+    values: dict[str, Any],
+    source: Source,
+    post: Callable[[Message], Any] | None = None,
+) -> Message:
+    """Run the action (blocking: call it from a worker thread) and report how it went.
+
+    A scenario also reports, through `post`, when its lab is up (ScenarioAttached)."""
     try:
+        if action.kind == "workload":
+            return _workload(values, source)
+        if action.kind == "scenario":
+            name, protocol = values["scenario"], values["protocol"]
+
+            def attached(lab_dir: str) -> None:
+                if post is not None:
+                    post(ScenarioAttached(name, protocol, lab_dir))
+
+            out = source.scenario(name, protocol, bool(values.get("fresh")), attached)
+            return ScenarioDone(out["summary"], out.get("restarted"), out.get("error"))
         if action.kind == "order":
             out = source.order(values["node"], values["user"], values["side"], int(values["qty"]))
             return _order_done(out)
@@ -188,6 +285,17 @@ def perform(action: Action, values: dict[str, Any], source: Source) -> Message:
         return ActionDone(action.title, error=str(e), severity="error")
     applied = answer.get("applied") or [answer.get("describe") or action.name]
     return ActionDone(action.title, "; ".join(map(str, applied)))
+
+
+def _workload(values: dict[str, Any], source: Source) -> ActionDone:
+    if values.get("action") == "stop":
+        out = source.workload("stop")
+        n = out.get("stopped", 0)
+        return ActionDone("Workload", f"stopped {n} client{'s' if n != 1 else ''}")
+    spec = workload_spec(values)
+    out = source.workload("start", spec)
+    return ActionDone("Workload", f"{out.get('clients', spec['clients'])} clients: "
+                      f"{spec['kind']} at {spec['rate']:g}/s to {spec['target']}")  # fmt: skip
 
 
 def _order_done(out: dict[str, Any]) -> ActionDone:

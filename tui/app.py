@@ -29,7 +29,15 @@ from textual.worker import Worker, WorkerState
 
 from tui import actions
 from tui.actions import ACTIONS, Action
-from tui.messages import ActionDone, LabSwapped, LabUnreachable, StatusPolled, TelemetryBatch
+from tui.messages import (
+    ActionDone,
+    LabSwapped,
+    LabUnreachable,
+    ScenarioAttached,
+    ScenarioDone,
+    StatusPolled,
+    TelemetryBatch,
+)
 from tui.model import LabModel
 from tui.screens.dialog import ActionDialog
 from tui.screens.help import HelpScreen
@@ -87,6 +95,7 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self._dies_with_us = False
         self._feed_lost = False
         self._protocols: list[str] = []
+        self._scenario: str | None = None  # the built-in scenario playing now (key n)
         self._last_countdown = 0.0
         self._last_toast = -VIOLATION_TOAST
         self._titles: tuple[str, str] = ("", "")
@@ -186,7 +195,8 @@ class LabApp(TelemetryWorkers, App[str | None]):
         if not m.has_status:
             return "connecting…"
         up = m.uptime() or 0.0
-        parts = [f"[bold]{escape(m.protocol)}[/]", f"{len(m.nodes)} replicas",
+        parts = [f"[bold magenta]scenario {escape(self._scenario)}[/]"] if self._scenario else []
+        parts += [f"[bold]{escape(m.protocol)}[/]", f"{len(m.nodes)} replicas",
                  f"seed {m.seed}", f"up {int(up // 60)}:{int(up % 60):02d}"]  # fmt: skip
         leaders = m.leaders
         if len(leaders) > 1:
@@ -197,6 +207,11 @@ class LabApp(TelemetryWorkers, App[str | None]):
             parts.append("[yellow]no leader[/]")
         if m.violations:
             parts.append(f"[bold red]{m.violations} violation{'s' if m.violations > 1 else ''}[/]")
+        if m.workload:
+            w, ops = m.workload, m.ops
+            parts.append(f"[cyan]workload {escape(str(w.get('kind')))} {w.get('rate')}/s[/] "
+                         f"ops ok {ops.get('ok', 0)} fail {ops.get('fail', 0)} "
+                         f"info {ops.get('info', 0)}")  # fmt: skip
         return " · ".join(parts)
 
     def _lower_title(self) -> str:
@@ -275,8 +290,10 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.notify(texts[-1] + more, severity="error", timeout=VIOLATION_TOAST)
 
     def on_action_done(self, m: ActionDone) -> None:
-        if m.title == ACTIONS["swap"].title:
+        if m.title in (ACTIONS["swap"].title, ACTIONS["scenario"].title):
             self.model.notice = None
+        if m.title == ACTIONS["scenario"].title:
+            self._scenario = None
         if m.error is not None:
             self.notify(m.error, title=f"{m.title} failed", severity="error", timeout=8)
         else:
@@ -292,6 +309,45 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.poll_now()
         self.refresh_panels(force=True)
 
+    def on_scenario_attached(self, m: ScenarioAttached) -> None:
+        self._scenario = m.name
+        self.model.reset()
+        self.model.notice = None
+        self._feed_lost = True  # the next status (the scenario lab's) restarts the feed
+        self.notify(f"{m.name} with {m.protocol} runs in {m.lab_dir}", title="Scenario started")
+        self.poll_now()
+        self.refresh_panels(force=True)
+
+    def on_scenario_done(self, m: ScenarioDone) -> None:
+        s = m.summary
+        self._scenario = None
+        self.model.notice = None
+        counts: dict[str, int] = {}
+        for v in s.get("violations") or []:
+            counts[str(v.get("kind"))] = counts.get(str(v.get("kind")), 0) + 1
+        found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
+        ops = s.get("ops") or {}
+        verdict = str(s.get("verdict", "?"))
+        text = (
+            f"verdict {verdict.upper()} · violations: {found} · ops ok {ops.get('ok', 0)} "
+            f"fail {ops.get('fail', 0)} info {ops.get('info', 0)}\nrun: {s.get('run_dir')}"
+        )
+        if s.get("error"):
+            text += f"\nerror: {s['error']}"
+        severity = "information" if verdict == "pass" else "warning"
+        self.notify(text, title=f"Scenario {s.get('scenario')} ended", severity=severity,
+                    timeout=20)  # fmt: skip
+        if m.restarted:
+            self.notify(f"a fresh lab runs in {m.restarted}", title="Lab restarted", timeout=8)
+        elif m.error:
+            self.notify(m.error, title="fresh lab not started", severity="error", timeout=8)
+        else:
+            self.notify("no lab here now: start one with `labctl up`", timeout=8)
+        self.model.reset()
+        self._feed_lost = True
+        self.poll_now()
+        self.refresh_panels(force=True)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures land: say so, restart the feeds, keep running."""
         worker = event.worker
@@ -300,6 +356,7 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.notify(f"{worker.name}: {worker.error}", title="dashboard error", severity="error")
         if worker.name == "action":
             self.model.notice = None  # a swap that failed half-way: the title must not lie
+            self._scenario = None
         elif worker.name == "telemetry":
             self.set_timer(1.0, self.start_feed)
         elif worker.name == "status":
@@ -313,6 +370,10 @@ class LabApp(TelemetryWorkers, App[str | None]):
 
     def action_act(self, name: str) -> None:
         action = ACTIONS[name]
+        if self._scenario is not None and action.kind in ("swap", "scenario"):
+            self.notify(f"scenario {self._scenario} is playing: wait for its verdict",
+                        severity="warning")  # fmt: skip
+            return
         if not self.model.has_status:
             self.notify("no lab to act on yet", severity="warning")
             return
@@ -335,11 +396,16 @@ class LabApp(TelemetryWorkers, App[str | None]):
         if action.kind == "swap":
             self.model.notice = f"ending this run, starting {values['protocol']}…"
             self._update_titles()
+        if action.kind == "scenario":
+            self._scenario = values["scenario"]
+            self.model.notice = (f"ending this run, starting scenario {values['scenario']} "
+                                 f"({values['protocol']})…")  # fmt: skip
+            self._update_titles()
         return self._perform(action, values)
 
     @work(thread=True, group="actions", exit_on_error=False, name="action")
     def _perform(self, action: Action, values: dict[str, Any]) -> None:
-        self.post_message(actions.perform(action, values, self.source))
+        self.post_message(actions.perform(action, values, self.source, self.post_message))
         self.poll_now()
 
     @work(thread=True, group="probe", exit_on_error=False, name="probe")

@@ -217,6 +217,7 @@ class FakeSource:
         self._protocols = protocols or ["naive", "raft"]
         self.fail = fail or {}  # action (fault kind, "order", "swap") -> LabError message
         self.calls: list[tuple[str, Any]] = []
+        self._clients = 0
 
     @classmethod
     def demo(cls, n: int = 3, **kw: Any) -> FakeSource:
@@ -272,6 +273,37 @@ class FakeSource:
         old = self.doc["run_dir"]
         self.doc = {**self.doc, "protocol": protocol, "run_dir": old + "-2"}
         return {"old_run_dir": old, "new_run_dir": self.doc["run_dir"]}
+
+    def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._act("workload", {"action": action, **({"spec": spec} if spec else {})})
+        procs = {k: p for k, p in self.doc["processes"].items() if p.get("kind") != "client"}
+        if action == "stop":  # the supervisor keeps the spec; its clients are gone
+            self.doc = {**self.doc, "processes": procs}
+            return {"stopped": self._clients}
+        assert spec is not None
+        ops = {"invoke": 120, "ok": 117, "fail": 1, "info": 2}
+        for i in range(spec["clients"]):
+            procs[f"c{i}"] = {"pid": 4200 + i, "state": "running", "kind": "client",
+                              "control": None}  # fmt: skip
+        self.doc = {**self.doc, "workload": dict(spec), "ops": ops, "processes": procs}
+        self._clients = spec["clients"]
+        return {"clients": spec["clients"]}
+
+    def scenario(self, name: str, protocol: str, fresh: bool, attached: Any) -> dict[str, Any]:
+        self._act("scenario", {"name": name, "protocol": protocol, "fresh": fresh})
+        attached(str(self.lab_dir / "scenarios" / f"{name}-1"))
+        summary = {
+            "scenario": name, "protocol": protocol, "nodes": 3, "seed": 42, "verdict": "pass",
+            "run_dir": self.doc["run_dir"] + f"-{name}",
+            "violations": [{"kind": "split-brain", "t": 1.0, "nodes": ["r0", "r1"],
+                            "detail": "2 leaders"}] * 2,
+            "ops": {"invoke": 50, "ok": 48, "fail": 0, "info": 2},
+        }  # fmt: skip
+        restarted = None
+        if fresh:
+            restarted = self.doc["run_dir"] + "-fresh"
+            self.doc = {**self.doc, "protocol": protocol, "run_dir": restarted}
+        return {"summary": summary, "restarted": restarted, "error": None}
 
     def protocols(self) -> list[str]:
         return list(self._protocols)

@@ -93,3 +93,22 @@ class LabSwapped(Message):
     protocol: str
     old_run_dir: str
     new_run_dir: str
+
+
+@dataclass(eq=False)
+class ScenarioAttached(Message):
+    """A built-in scenario's lab is up in its own lab dir; the dashboard now shows it."""
+
+    name: str
+    protocol: str
+    lab_dir: str
+
+
+@dataclass(eq=False)
+class ScenarioDone(Message):
+    """A scenario run from the dashboard ended: its contract summary, and the run dir of the
+    fresh lab started afterwards in the original lab dir (None when none was started)."""
+
+    summary: dict[str, Any]
+    restarted: str | None = None
+    error: str | None = None  # the fresh lab could not be started

@@ -90,6 +90,8 @@ class LabModel:
         self.now = 0.0  # the latest true time seen (polls, batches, ticks)
         self.nodes: dict[str, dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []
+        self.workload: dict[str, Any] | None = None  # the supervisor's workload spec, if any
+        self.ops: dict[str, int] = {}  # history records so far: invoke / ok / fail / info
         self.processes: dict[str, dict[str, Any]] = {}
         self.rules: dict[tuple[str, str], Rule] = {}
         self.link_totals: dict[tuple[str, str], tuple[int, ...]] = {}
@@ -194,6 +196,15 @@ class LabModel:
             self.rules = link_rules(faults)
             self.changed("faults", "links")
         self.processes = dict(doc.get("processes") or {})
+        # The supervisor keeps its last workload spec after `stop`: the workload runs while
+        # one of its client processes does.
+        workload = doc.get("workload")
+        clients = [p for p in self.processes.values()
+                   if isinstance(p, dict) and p.get("kind") == "client"]  # fmt: skip
+        running = any(p.get("state") in ("running", "paused") for p in clients)
+        self.workload = dict(workload) if isinstance(workload, dict) and running else None
+        ops = doc.get("ops")
+        self.ops = {str(k): int(v) for k, v in ops.items()} if isinstance(ops, dict) else {}
         if not self.link_totals and isinstance(doc.get("router"), dict):
             self._fold_link_totals(doc["router"])
         self.changed("nodes")

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +75,20 @@ class Source(Protocol):
         """End the run and start `protocol` with the same node count and seed."""
         ...
 
+    def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start (with the supervisor's workload spec) or stop the lab's client processes."""
+        ...
+
+    def scenario(
+        self, name: str, protocol: str, fresh: bool, attached: Callable[[str], Any]
+    ) -> dict[str, Any]:
+        """End the run, play built-in scenario `name` with `protocol` in its own lab dir (the
+        source reads that lab meanwhile; `attached(dir)` is called once it is up), then come
+        back to the lab dir, starting a fresh lab there when `fresh`. Returns {"summary":
+        the scenario's contract summary, "restarted": the fresh run dir or None, "error":
+        why the fresh lab did not start, or None}."""
+        ...
+
     def protocols(self) -> list[str]: ...
 
     def dies_with_us(self) -> bool:
@@ -89,6 +103,7 @@ class LiveSource:
         from labctl import labdir
 
         self.lab_dir = labdir.resolve(lab_dir)
+        self.home_dir = self.lab_dir  # where to come back to after a scenario
         self._lab: Any = None
         # Held while the lab is being replaced (swap): a poll then waits for the new lab
         # instead of asking the old supervisor, which would never answer.
@@ -270,6 +285,80 @@ class LiveSource:
             new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
             self._lab = new
         return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"]}
+
+    def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"action": action}
+        if spec is not None:
+            fields["spec"] = spec
+        return self.lab().call("workload", timeout=10.0, **fields)
+
+    def scenario(
+        self, name: str, protocol: str, fresh: bool, attached: Callable[[str], Any]
+    ) -> dict[str, Any]:
+        from labctl import api, labdir
+        from labctl.cli.lab import lab_config
+        from labctl.scenario import runner
+        from labctl.scenario.format import ScenarioError
+        from labctl.scenario.library import resolve
+
+        try:
+            sc = resolve(name, protocol)
+        except ScenarioError as e:
+            raise LabError(str(e)) from None
+        home = self.home_dir
+        try:
+            old = self.lab()
+        except LabError:
+            old = None  # nothing runs here now: the scenario simply starts
+        fencing = bool(self._lab_config().get("fencing")) if old is not None else False
+        foreground = old is not None and self._lab_config().get("parent_pid") == os.getpid()
+        result: dict[str, Any] = {}
+        was_quiet = runner._quiet.is_set()
+        runner._quiet.set()  # the dashboard owns the terminal: the runner prints nothing
+        try:
+            with self._swapping:
+                if old is not None:
+                    old.down()
+                self._lab = None
+            iso = runner.isolated_dir(sc, str(home))
+
+            def play() -> None:
+                try:
+                    result["out"] = runner.execute(sc, str(home))
+                except Exception as e:  # reported by the worker, never lost in this thread
+                    result["crash"] = e
+
+            thread = threading.Thread(target=play, name=f"scenario-{name}", daemon=True)
+            thread.start()
+            deadline = time.monotonic() + api.UP_TIMEOUT
+            while labdir.read_state(iso) is None and thread.is_alive():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)  # the scenario's lab has not written its state file yet
+            if thread.is_alive() and labdir.read_state(iso) is not None:
+                with self._swapping:
+                    self.lab_dir, self._lab = iso, None
+                attached(str(iso))
+            thread.join()
+        finally:
+            with self._swapping:
+                self.lab_dir, self._lab = home, None
+            if not was_quiet:
+                runner._quiet.clear()
+        if "crash" in result:
+            raise LabError(f"scenario {name} failed: {result['crash']}")
+        _code, summary = result["out"]
+        out: dict[str, Any] = {"summary": summary, "restarted": None, "error": None}
+        if fresh:
+            config = lab_config(sc.protocol, sc.nodes, sc.seed, {}, fencing)
+            try:
+                with self._swapping:
+                    new = api.up(home, config, foreground_pid=os.getpid() if foreground else None)
+                    self._lab = new
+                out["restarted"] = new.state["run_dir"]
+            except LabError as e:
+                out["error"] = str(e)
+        return out
 
 
 def _record(lab: Any, record: dict[str, Any]) -> None:
