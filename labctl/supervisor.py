@@ -574,6 +574,7 @@ class Supervisor:
         if action == "stop":
             stop_all(clients, grace=2.0)
             self._drain_telemetry()
+            self.workload = None
             return ok(stopped=len(clients))
         if action != "start":
             return error("workload action must be start or stop")

@@ -21,6 +21,9 @@ class QuitScreen(ModalScreen[str | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "cancel"),
         Binding("y", f"dismiss('{STOP}')", "stop the lab"),
+        # A binding, not a key_n handler: the screen's binding consumes the key, so the
+        # app's `n` (run a scenario) does not fire once this screen is dismissed.
+        Binding("n", "leave", "leave it running"),
     ]
 
     def __init__(self, can_leave: bool) -> None:
@@ -40,7 +43,7 @@ class QuitScreen(ModalScreen[str | None]):
                     yield Button("Leave it running", id="leave", compact=True)
                 yield Button("Stay", id="stay", compact=True)
 
-    def key_n(self) -> None:
+    def action_leave(self) -> None:
         if self.can_leave:
             self.dismiss(LEAVE)
 
