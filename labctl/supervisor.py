@@ -26,14 +26,12 @@ import msgspec
 import psutil
 import zmq
 
-from faults.model import LINK_KINDS, Fault, FaultError, parse_fault
-from faults.shapes import ShapeError, shape_links
+from faults.model import Fault, FaultError
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
-from labctl.linkplan import link_table
 from labctl.rundir import RunDir
-from labctl.targets import resolve
+from labctl.supervisor_faults import FaultsMixin, StartupError
 from nodes.process import (
     decode_dict,
     die_with_parent,
@@ -41,7 +39,6 @@ from nodes.process import (
     error,
     ok,
     parent_alive,
-    request,
     serve_control,
     true_now,
 )
@@ -49,14 +46,9 @@ from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
-NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 
 
-class StartupError(Exception):
-    pass
-
-
-class Supervisor:
+class Supervisor(FaultsMixin):
     def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
         self.config = config
@@ -396,175 +388,6 @@ class Supervisor:
             "router": self.router_stats,
             "counters": self.counters,
         }
-
-    def faults_in_force(self) -> list[dict[str, Any]]:
-        out = [
-            {"id": fid, "fault": f.kind, "describe": f.describe(), "heals_with": f.heals_with,
-             "src": list(f.src), "dst": list(f.dst), "oneway": f.oneway, "delay": f.delay,
-             "jitter": f.jitter, "p": f.p, "links": [list(x) for x in f.links]}
-            for fid, f in self.link_faults
-        ]  # fmt: skip
-        now = true_now()
-        for c in self.children.values():
-            if c.state == "paused":
-                left = f" ({c.paused_until - now:.1f}s left)" if c.paused_until else ""
-                heals = "resume" + (", or the timer" if c.paused_until else "")
-                out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
-                            "heals_with": heals})  # fmt: skip
-            elif c.state == "stopped" and c.kind == "replica":
-                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down",
-                            "heals_with": "restart"})  # fmt: skip
-        for node, kinds in self.node_faults.items():
-            for f in kinds.values():
-                out.append({"fault": f.kind, "node": node, "describe": f.describe(),
-                            "heals_with": f.heals_with})  # fmt: skip
-        return out
-
-    # -- faults --------------------------------------------------------------------------
-
-    def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
-        fault = parse_fault(spec)
-        self.counters["faults"] += 1
-        if fault.kind in LINK_KINDS:
-            return self._link_fault(fault)
-        if fault.kind == "heal":
-            return self._heal(fault)
-        nodes = self._resolve([fault.node], replicas_only=True)
-        results = [self._node_fault(fault, n) for n in nodes]
-        failed = [r for r in results if not r.get("ok")]
-        if failed:
-            return failed[0]
-        return ok(applied=[r["describe"] for r in results], nodes=nodes)
-
-    def _resolve(self, names: Any, replicas_only: bool = False) -> list[str]:
-        endpoints = set(self.replicas) if replicas_only else self.endpoints
-        return resolve(
-            names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng
-        )
-
-    def _link_fault(self, fault: Fault) -> dict[str, Any]:
-        if fault.kind == "isolate":
-            node = self._resolve([fault.node])
-            others = [r for r in self.replicas if r not in node]
-            fault = Fault(kind="partition", src=tuple(node), dst=tuple(others))
-        elif fault.shape:
-            node = self._resolve([fault.node], replicas_only=True)[0] if fault.node else None
-            try:
-                links = shape_links(fault.shape, self.replicas, node)
-            except ShapeError as e:
-                raise FaultError(str(e)) from None
-            fault = msgspec.structs.replace(fault, node=node or "", links=tuple(links))
-        else:
-            src = self._resolve(fault.src)
-            dst = self._resolve(fault.dst)
-            fault = msgspec.structs.replace(fault, src=tuple(src), dst=tuple(dst))
-        self.fault_ids += 1
-        self.link_faults.append((self.fault_ids, fault))
-        pushed = self._push_links()
-        if not pushed.get("ok"):
-            self.link_faults.pop()
-            return pushed
-        self.emit("fault", fault=fault.kind, describe=fault.describe(), id=self.fault_ids,
-                  **{"from": list(fault.src), "to": list(fault.dst)})  # fmt: skip
-        return ok(applied=[fault.describe()], id=self.fault_ids)
-
-    def _heal(self, fault: Fault) -> dict[str, Any]:
-        if fault.src or fault.dst:
-            src = set(self._resolve(fault.src)) if fault.src else None
-            dst = set(self._resolve(fault.dst)) if fault.dst else None
-
-            def covered(f: Fault) -> bool:
-                return (src is None or bool(src & set(f.src))) and (
-                    dst is None or bool(dst & set(f.dst))
-                )
-
-            healed = [f for _, f in self.link_faults if covered(f)]
-            self.link_faults = [(i, f) for i, f in self.link_faults if not covered(f)]
-        else:
-            healed = [f for _, f in self.link_faults]
-            self.link_faults = []
-        pushed = self._push_links()
-        if not pushed.get("ok"):
-            return pushed
-        self.emit("fault.healed", fault="heal", healed=[f.describe() for f in healed])
-        return ok(applied=[f"heal ({len(healed)} link faults removed)"], healed=len(healed))
-
-    def _push_links(self) -> dict[str, Any]:
-        table = link_table([f for _, f in self.link_faults])
-        answer = request(
-            self.ctx, str(self.router_control), {"cmd": "set_links", "links": table}, 2.0
-        )
-        if answer is None:
-            return error("the fault router did not answer", "lab_failed")
-        return answer
-
-    def _node_fault(self, fault: Fault, node: str) -> dict[str, Any]:
-        c = self.children[node]
-        kind = fault.kind
-        if kind == "pause":
-            if c.state != "running":
-                return error(f"{node} is {c.state}, not running", "bad_state")
-            c.suspend()
-            if fault.duration:
-                c.paused_until = true_now() + fault.duration
-                self.fault_ids += 1
-                heapq.heappush(self.timers, (c.paused_until, self.fault_ids, "resume", node))
-        elif kind == "resume":
-            if c.state != "paused":
-                return error(f"{node} is {c.state}, not paused", "bad_state")
-            c.resume()
-        elif kind == "kill":
-            if c.state == "stopped":
-                return error(f"{node} is already stopped", "bad_state")
-            c.kill()
-            self.status.pop(node, None)
-        elif kind == "restart":
-            if c.state != "stopped":
-                c.kill()
-            self.status.pop(node, None)
-            c.spawn()
-            try:
-                self._wait(lambda: c.state == "running", node, timeout=10.0)
-            except StartupError as e:
-                return error(str(e), "lab_failed")
-        elif kind in ("clock", "disk"):
-            if c.state != "running":
-                return error(f"{node} is {c.state}: it cannot take a {kind} fault now", "bad_state")
-            answer = self._send_node_fault(node, fault)
-            if not answer.get("ok"):
-                return answer
-            self.node_faults.setdefault(node, {})[kind] = fault
-            if self._is_neutral(fault):
-                self.node_faults[node].pop(kind)
-        elif kind == "byzantine":
-            return error(f"protocol {self.protocol!r} has no byzantine modes", "bad_fault")
-        describe = msgspec.structs.replace(fault, node=node).describe()
-        self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid)
-        return ok(describe=describe)
-
-    def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
-        c = self.children[node]
-        if fault.kind == "clock":
-            payload = {"cmd": "clock", "offset": fault.offset, "drift": fault.drift}
-        else:
-            payload = {"cmd": "disk", "fsync": fault.fsync, "stall": fault.stall}
-        answer = request(self.ctx, str(c.control), payload, NODE_TIMEOUT)
-        if answer is None:
-            return error(f"{node} did not answer its control socket", "lab_failed")
-        return answer
-
-    @staticmethod
-    def _is_neutral(fault: Fault) -> bool:
-        if fault.kind == "clock":
-            return not fault.offset and not fault.drift
-        return not fault.fsync and not fault.stall
-
-    def _reapply_node_faults(self, node: str) -> None:
-        """A restarted node runs on the same (slow) disk and (skewed) clock as before."""
-        for fault in self.node_faults.get(node, {}).values():
-            if fault.kind == "disk":
-                fault = msgspec.structs.replace(fault, stall=None)  # a past stall is over
-            self._send_node_fault(node, fault)
 
     # -- stop ----------------------------------------------------------------------------
 
