@@ -70,8 +70,9 @@ def up(
     ] = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Start a lab: router, broker and replicas as real processes, and open the dashboard
-    (quitting asks whether to stop the lab). -d starts it and returns."""
+    """Start a lab (router, broker, replicas as real processes) and open the dashboard.
+
+    Quitting the dashboard asks whether to stop the lab; -d starts it and returns."""
     from labctl import api
 
     config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)

@@ -30,9 +30,9 @@ app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)
 
 
-@app.command("bench", help="Benchmarks: `labctl bench core` (router hop, forwarding, up/down).")
+@app.command("bench", help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft.")
 def bench(
-    what: str = typer.Argument("core", help="core"),
+    what: str = typer.Argument("core", help="core, checkers or raft"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
 ) -> None:

@@ -31,8 +31,10 @@ def run(
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Run a scenario in an isolated lab; exit 0 when its expectations are met, 1 if not,
-    2 for a broken scenario, 3 when the lab itself failed."""
+    """Run a scenario in an isolated lab and give its verdict.
+
+    Exit 0 when its expectations are met, 1 if not, 2 for a broken scenario, 3 when the
+    lab itself failed."""
     from labctl.scenario import runner
 
     sc = _load(name, protocol)
@@ -113,8 +115,9 @@ def chaos(
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Randomized chaos runs (every fault kind, healed before the end); exit 1 when any
-    run found a violation, 3 when a lab failed."""
+    """Randomized chaos runs with every fault kind; exit 1 on any violation.
+
+    Each run heals everything before its end; exit 3 when a lab itself failed."""
     import protocols
     from labctl.chaos import run_many
     from protocols.base import DurationError, parse_duration
