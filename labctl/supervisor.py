@@ -45,6 +45,7 @@ from nodes.process import (
 from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
+LIN_CHECK_EVERY = 0.2  # seconds between live linearizability searches, at the fastest
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
 
@@ -84,6 +85,7 @@ class Supervisor(FaultsMixin):
         self.violations: list[dict[str, Any]] = []
         self.ops = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
         self.workload: dict[str, Any] | None = None
+        self.next_lin_check = 0.0
 
     def _bind(self, kind: int) -> tuple[zmq.Socket, str]:
         sock = self.ctx.socket(kind)
@@ -204,6 +206,8 @@ class Supervisor(FaultsMixin):
                     self.emit("lab.parent_gone")
                     self.running = False
             self.run.maybe_flush(now)
+            if now >= self.next_lin_check:
+                self._check_linearizability(now)
 
     def _drain_telemetry(self) -> None:
         for _ in range(10000):
@@ -278,6 +282,17 @@ class Supervisor(FaultsMixin):
         self._publish("history", src, record)
         if self.checkers is not None and not self.checkers.finished:
             self._report(self.checkers.on_history(record))
+
+    def _check_linearizability(self, now: float) -> None:
+        """The live linearizability search, paced by its own cost: every 200 ms while it is
+        cheap, never more than a fifth of the supervisor's time as histories grow."""
+        if self.checkers is None or self.checkers.finished:
+            self.next_lin_check = now + 1.0
+            return
+        t0 = time.perf_counter()
+        self._report(self.checkers.check_online())
+        spent = time.perf_counter() - t0
+        self.next_lin_check = true_now() + max(LIN_CHECK_EVERY, 4 * spent)
 
     def _publish(self, kind: str, src: str, record: dict[str, Any]) -> None:
         try:

@@ -162,3 +162,33 @@ def test_misuse_after_finish_raises() -> None:
     checkers.finish()
     with pytest.raises(RuntimeError):
         checkers.on_event(ev("became_leader", "r0", 1.0, term=1))
+
+
+def test_live_linearizability_flags_a_stale_read_before_the_run_ends() -> None:
+    from labctl.checkers import CheckerSet
+
+    def rec(kind: str, t: float, proc: str, rid: str, op: str, **kw: str) -> dict:
+        return {"type": kind, "t": t, "process": proc, "request_id": rid, "op": op, "key": "x",
+                **kw}  # fmt: skip
+
+    checkers = CheckerSet({"protocol": "raft"})
+    history = [
+        rec("invoke", 1.0, "c0", "w1", "put", value="1"),
+        rec("ok", 1.1, "c0", "w1", "put"),
+        rec("invoke", 1.2, "c0", "w2", "put", value="2"),
+        rec("ok", 1.3, "c0", "w2", "put"),
+        # A still-open write of "1" would explain the read; completed ones cannot.
+        rec("invoke", 1.4, "c1", "r1", "get"),
+        rec("ok", 1.5, "c1", "r1", "get", value="1"),
+        rec("invoke", 1.6, "c2", "w3", "put", value="3"),  # still open: counted as info
+    ]
+    for r in history[:4]:
+        checkers.on_history(r)
+    assert checkers.check_online() == []  # nothing wrong yet
+    for r in history[4:]:
+        checkers.on_history(r)
+    found = checkers.check_online()
+    assert [v.kind for v in found] == ["nonlinearizable"] and found[0].nodes == ["c1"]
+    assert checkers.check_online() == []  # reported once
+    at_end = [v.kind for v in checkers.finish()]
+    assert "nonlinearizable" not in at_end  # and not again at the end

@@ -92,20 +92,53 @@ class LinearizabilityChecker(Checker):
 
     reads_history: ClassVar[bool] = True
 
+    ONLINE_BUDGET = 200_000  # search steps per key in a live check; "unknown" waits for the end
+
     def __init__(self, budget: int | None = None) -> None:
         super().__init__()
         self.budget = budget
         self.pairer = HistoryPairer()
         self.results: dict[str, KeyResult] = {}
+        self.dirty: set[str] = set()  # keys with completions since the last live check
+        self.reported: dict[str, Violation] = {}  # keys already found non-linearizable live
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
+        done = len(self.pairer.done)
         self.pairer.add(rec)
+        if len(self.pairer.done) > done:
+            self.dirty.add(self.pairer.done[-1].key)
         return []
+
+    def check_online(self) -> list[Violation]:
+        """Search the keys that changed, with the operations still open counted as info.
+
+        Sound on a prefix: an open operation may or may not have happened, at any time
+        after its invoke, which is all the finished history could say about it too; and
+        completions only add constraints, so a violation found now stays a violation."""
+        keys = self.dirty - self.reported.keys()
+        self.dirty = set()
+        if not keys:
+            return []
+        by_key: dict[str, list[Operation]] = defaultdict(list)
+        for o in self.pairer.operations():
+            if o.key in keys and o.op in KV_OPS:
+                by_key[o.key].append(o)
+        found = []
+        for key in sorted(by_key):
+            result = check_key(key, by_key[key], self.ONLINE_BUDGET)
+            if result.violation is not None:
+                self.reported[key] = result.violation
+                found.append(result.violation)
+        return found
 
     def finish(self) -> list[Violation]:
         self.malformed += self.pairer.malformed
         self.results = check_operations(self.pairer.operations(), self.budget)
-        return [r.violation for r in self.results.values() if r.violation is not None]
+        return [
+            r.violation
+            for key, r in self.results.items()
+            if r.violation is not None and key not in self.reported
+        ]
 
     @property
     def unknown_keys(self) -> list[str]:

@@ -74,6 +74,16 @@ class CheckerSet:
         self.violations.extend(found)
         return found
 
+    def check_online(self) -> list[Violation]:
+        """The linearizability search on what changed since the last call (the caller
+        paces it: it costs more than a record)."""
+        self._check_open()
+        if not self.config.linearizability:
+            return []
+        found = self.linearizability.check_online()
+        self.violations.extend(found)
+        return found
+
     def finish(self) -> list[Violation]:
         """The whole-run checks: the violations found now (not the ones already returned).
 
