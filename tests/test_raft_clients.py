@@ -18,10 +18,7 @@ from protocols.raft.messages import (
     RequestVote,
 )
 from protocols.simnet import SimNet
-
-
-def make_net(n: int = 3, seed: int = 1, **options: object) -> SimNet:
-    return SimNet(RaftProtocol, n, seed=seed, options=options)
+from tests.raft_helpers import make_net
 
 
 def test_a_duplicate_request_appended_twice_does_not_break_safety() -> None:

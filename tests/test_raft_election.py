@@ -14,13 +14,10 @@ from protocols.base import events as ev
 from protocols.raft import Options, RaftProtocol
 from protocols.raft.messages import Entry, HardState, LogEntries, RequestVote, VoteResponse
 from protocols.simnet import SimNet
+from tests.raft_helpers import make_net
 
 ET = 0.15  # default election timeout
 HB = 0.05  # default heartbeat interval
-
-
-def make_net(n: int = 3, seed: int = 1, **options: object) -> SimNet:
-    return SimNet(RaftProtocol, n, seed=seed, options=options)
 
 
 def terms(net: SimNet) -> dict[str, int]:

@@ -6,23 +6,11 @@ import random
 
 from protocols.base import ClientReply
 from protocols.base import events as ev
-from protocols.raft import RaftProtocol
 from protocols.raft.messages import AppendResponse
 from protocols.simnet import SimNet
+from tests.raft_helpers import make_net, write
 
 ET = 0.15
-
-
-def make_net(n: int = 3, seed: int = 1, **options: object) -> SimNet:
-    return SimNet(RaftProtocol, n, seed=seed, options=options)
-
-
-def write(net: SimNet, node: str, key: str, value: str) -> ClientReply:
-    rid = net.put(node, key, value)
-    assert net.run_until(lambda: net.reply_for(rid) is not None, 2.0), f"{rid} unanswered"
-    reply = net.reply_for(rid)
-    assert reply is not None and reply.status == "ok", reply
-    return reply
 
 
 def read(net: SimNet, node: str, key: str, mode: str, max_time: float = 1.0) -> ClientReply | None:

@@ -3,23 +3,16 @@ agreement, failures, the fast backup, batching, pipelining and flow control."""
 
 from __future__ import annotations
 
-from protocols.base import ClientReply
 from protocols.raft import RaftProtocol
 from protocols.raft.invariants import committed_agreement, log_matching
 from protocols.simnet import SimNet
+from tests.raft_helpers import make_net as raft_net
+from tests.raft_helpers import write
 
 
 def make_net(n: int = 3, seed: int = 1, **kwargs: object) -> SimNet:
-    latency = kwargs.pop("latency", (0.001, 0.004))
-    return SimNet(RaftProtocol, n, seed=seed, options=kwargs, latency=latency)  # type: ignore[arg-type]
-
-
-def write(net: SimNet, node: str, key: str, value: str, max_time: float = 2.0) -> ClientReply:
-    rid = net.put(node, key, value)
-    assert net.run_until(lambda: net.reply_for(rid) is not None, max_time), f"{rid} unanswered"
-    reply = net.reply_for(rid)
-    assert reply is not None and reply.status == "ok", reply
-    return reply
+    kwargs.setdefault("latency", (0.001, 0.004))
+    return raft_net(n, seed, **kwargs)
 
 
 def applied_ids(net: SimNet, node: str) -> list[str]:

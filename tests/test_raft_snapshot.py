@@ -6,40 +6,11 @@ import random
 
 import pytest
 
-from protocols.base import ClientReply, SnapshotImage
-from protocols.raft import RaftProtocol
+from protocols.base import SnapshotImage
 from protocols.raft.invariants import check_all
 from protocols.raft.messages import InstallSnapshot, SnapshotRecord
 from protocols.simnet import SimNet
-
-
-def make_net(n: int = 3, seed: int = 1, **options: object) -> SimNet:
-    return SimNet(RaftProtocol, n, seed=seed, options=options)
-
-
-def write(net: SimNet, node: str, key: str, value: str) -> ClientReply:
-    rid = net.put(node, key, value)
-    assert net.run_until(lambda: net.reply_for(rid) is not None, 2.0), f"{rid} unanswered"
-    reply = net.reply_for(rid)
-    assert reply is not None and reply.status == "ok", reply
-    return reply
-
-
-def acknowledged(net: SimNet, rid: str) -> bool:
-    return any(r.status == "ok" for r in net.replies_for(rid))
-
-
-def write_anywhere(net: SimNet, key: str, value: str, max_time: float = 10.0) -> None:
-    end = net.now + max_time
-    command = net.command("put", key=key, value=value)
-    while net.now < end:
-        leader = net.leader()
-        if leader is not None:
-            net.request(leader, command)
-        # Wait for an ok (a "not_leader" answer is no reason to stop waiting early).
-        if net.run_until(lambda: acknowledged(net, command.request_id), 0.3):
-            return
-    raise AssertionError(f"write {key}={value} not acknowledged in {max_time}s")
+from tests.raft_helpers import make_net, write, write_anywhere
 
 
 def same_state(net: SimNet) -> bool:
