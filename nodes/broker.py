@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
+import threading
 from typing import Any
 
 import zmq
 
-from nodes.process import Telemetry, die_with_parent, ok, parent_alive, serve_control, true_now
+from nodes.process import (
+    Telemetry,
+    data_endpoint,
+    die_with_parent,
+    ok,
+    on_stop_signals,
+    parent_alive,
+    serve_control,
+    true_now,
+)
 from nodes.wire import Codec, WireError
 from protocols.base import BrokerAck, BrokerWrite
 
@@ -49,21 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
 
-    running = True
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopped = threading.Event()
+    on_stop_signals(stopped.set)
 
     ctx = zmq.Context()
     telemetry = Telemetry(ctx, args.telemetry, "broker")
-    data = ctx.socket(zmq.DEALER)
-    data.setsockopt(zmq.IDENTITY, b"broker")
-    data.setsockopt(zmq.LINGER, 0)
-    data.connect(args.router)
+    data = data_endpoint(ctx, args.router, "broker")
     control = ctx.socket(zmq.ROUTER)
     control.setsockopt(zmq.LINGER, 0)
     port = control.bind_to_random_port("tcp://127.0.0.1")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     poller = zmq.Poller()
     poller.register(data, zmq.POLLIN)
     poller.register(control, zmq.POLLIN)
-    while running and parent_alive(args.parent_pid):
+    while not stopped.is_set() and parent_alive(args.parent_pid):
         events = dict(poller.poll(200))
         if control in events:
             serve_control(control, handle, counters)

@@ -12,6 +12,7 @@ import uuid
 
 import zmq
 
+from nodes.process import data_endpoint
 from nodes.wire import Codec, WireError
 from protocols.base import ClientReply, ClientRequest, Command
 
@@ -22,10 +23,7 @@ class Endpoint:
     def __init__(self, ctx: zmq.Context, router: str, name: str | None = None) -> None:
         self.name = name or f"cli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.codec = Codec()
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, self.name.encode())
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(router)
+        self.sock = data_endpoint(ctx, router, self.name)
 
     def send(self, node: str, request: ClientRequest) -> None:
         self.sock.send_multipart([node.encode(), self.codec.encode(request)])

@@ -39,6 +39,28 @@ def die_with_parent(parent_pid: int | None) -> None:
         os._exit(0)
 
 
+def on_stop_signals(stop: Any) -> None:
+    """Call `stop()` on SIGTERM or SIGINT: every lab process ends its loop the same way."""
+
+    def handler(signum: int, frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def data_endpoint(ctx: zmq.Context, router: str, name: str, hwm: int = 100_000) -> zmq.Socket:
+    """A DEALER on the fault router whose identity is `name`: how every endpoint (replica,
+    broker, client) joins the data plane. Sends [dst, payload]; receives [src, payload]."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, name.encode())
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.connect(router)
+    return sock
+
+
 def parent_alive(parent_pid: int | None) -> bool:
     return parent_pid is None or os.getppid() == parent_pid
 

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,16 @@ import zmq
 
 import protocols
 from nodes.clock import NodeClock
-from nodes.process import Telemetry, die_with_parent, error, ok, parent_alive, serve_control
+from nodes.process import (
+    Telemetry,
+    data_endpoint,
+    die_with_parent,
+    error,
+    ok,
+    on_stop_signals,
+    parent_alive,
+    serve_control,
+)
 from nodes.process import true_now as true_time
 from nodes.state_machine import StateMachine
 from nodes.wal import WAL
@@ -70,12 +78,7 @@ class Replica:
         self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log", fsync=not args.no_fsync)
         self.recovered = self._decode_records(payloads)
 
-        self.data = self.ctx.socket(zmq.DEALER)
-        self.data.setsockopt(zmq.IDENTITY, self.id.encode())
-        self.data.setsockopt(zmq.LINGER, 0)
-        self.data.setsockopt(zmq.SNDHWM, 100000)
-        self.data.setsockopt(zmq.RCVHWM, 100000)
-        self.data.connect(args.router)
+        self.data = data_endpoint(self.ctx, args.router, self.id)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         port = self.control.bind_to_random_port("tcp://127.0.0.1")
@@ -345,12 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
     replica = Replica(args)
-
-    def stop(signum: int, frame: Any) -> None:
-        replica.running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    on_stop_signals(lambda: setattr(replica, "running", False))
     replica.run()
 
 

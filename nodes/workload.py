@@ -19,14 +19,21 @@ import argparse
 import heapq
 import os
 import random
-import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from nodes.process import Telemetry, die_with_parent, parent_alive, true_now
+from nodes.process import (
+    Telemetry,
+    data_endpoint,
+    die_with_parent,
+    on_stop_signals,
+    parent_alive,
+    true_now,
+)
 from nodes.wire import Codec, WireError
 from protocols.base import ClientReply, ClientRequest, Command, Order
 
@@ -132,21 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
 
-    running = True
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal running
-        running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopped = threading.Event()
+    on_stop_signals(stopped.set)
 
     ctx = zmq.Context()
     telemetry = Telemetry(ctx, args.telemetry, args.name)
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, args.name.encode())
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(args.router)
+    sock = data_endpoint(ctx, args.router, args.name)
     codec = Codec()
     client = Client(
         name=args.name, replicas=args.replicas.split(","), kind=args.kind, target=args.target,
@@ -191,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     end = start + args.duration if args.duration else None
     interval = 1.0 / args.rate if args.rate > 0 else None
     next_op = start
-    while running and parent_alive(args.parent_pid):
+    while not stopped.is_set() and parent_alive(args.parent_pid):
         now = true_now()
         issuing = end is None or now < end
         if not issuing and not client.inflight:

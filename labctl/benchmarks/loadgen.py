@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 import uuid
@@ -37,7 +36,7 @@ from typing import Any
 
 import zmq
 
-from nodes.process import die_with_parent, parent_alive
+from nodes.process import data_endpoint, die_with_parent, on_stop_signals, parent_alive
 from nodes.wire import Codec, WireError
 from protocols.base import ClientReply, ClientRequest, Command
 
@@ -67,12 +66,7 @@ class LoadGen:
         self.node: str = args.leader or self.replicas[0]  # where new requests go
         self.codec = Codec()
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, self.name.encode())
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.SNDHWM, 100_000)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)
-        self.sock.connect(args.router)
+        self.sock = data_endpoint(self.ctx, args.router, self.name)
         self.value = "v" * args.value_size
         self.seq = 0
         # Request ids must be unique across generator runs in one lab: the state machine's
@@ -286,12 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
     gen = LoadGen(args)
-
-    def stop(signum: int, frame: Any) -> None:
-        gen.running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    on_stop_signals(lambda: setattr(gen, "running", False))
     try:
         result = gen.run()
     finally:
