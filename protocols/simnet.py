@@ -170,6 +170,7 @@ class SimNode:
     incarnation: int = 0
     crash_mid_write: bool = False
     paused_until: float = 0.0
+    key_positions: dict[str, int] = field(default_factory=dict)  # per_key: applied per key
 
     @property
     def alive(self) -> bool:
@@ -219,6 +220,7 @@ class SimNet:
         else:
             self.options = decode_options(protocol.Options, options or {})
         self.exactly_once = bool(getattr(protocol, "exactly_once", False))
+        self.per_key = protocol.ordering == "per_key"
         self.rng = random.Random(seed)
         self.now = 0.0
         self.nodes = {i: SimNode(i, Model(self.exactly_once)) for i in self.ids}
@@ -245,6 +247,9 @@ class SimNet:
         self.replies: list[tuple[float, str, ClientReply]] = []
         self.broker: list[tuple[float, str, BrokerWrite]] = []
         self.applied_at: dict[int, tuple[int, Command]] = {}  # first (term, command) per index
+        # per_key ordering: the first replica's sequence of request ids per key.
+        self.applied_per_key: dict[str, list[str]] = {}
+        self.byzantine: dict[str, str] = {}  # node -> mode; their applies prove nothing
         self.leaders_by_term: dict[int, str] = {}
         self.violations: list[str] = []
         self._request_ids = itertools.count(1)
@@ -376,8 +381,17 @@ class SimNet:
         m = node.model
         if c.index <= m.applied_index:
             self._violation(f"{node.id} applied index {c.index} after {m.applied_index}")
-        first = self.applied_at.setdefault(c.index, (c.term, c.command))
-        if first != (c.term, c.command):
+        if node.id in self.byzantine:
+            pass  # a liar's state is whatever it says: safety is about the honest replicas
+        elif self.per_key:
+            self._check_key_order(node, c)
+        elif (first := self.applied_at.setdefault(c.index, (c.term, c.command)))[
+            1
+        ] != c.command or (
+            # PBFT may commit one request at one sequence number in different views at
+            # different replicas (re-proposed by a new primary): only the command must agree.
+            first[0] != c.term and not self.protocol.byzantine_tolerant
+        ):
             self._violation(
                 f"divergence at index {c.index}: {node.id} applied {c.command} (term {c.term}),"
                 f" another node {first[1]} (term {first[0]})"
@@ -394,6 +408,21 @@ class SimNet:
                 value=result.value,
             )
             self._send(node.id, c.command.client, reply)
+
+    def _check_key_order(self, node: SimNode, c: Committed) -> None:
+        """per_key ordering: the k-th command a replica applies on a key is the k-th every
+        other replica applies on it (the conflict-order invariant)."""
+        key = c.command.key
+        position = node.key_positions.get(key, 0)
+        node.key_positions[key] = position + 1
+        order = self.applied_per_key.setdefault(key, [])
+        if position == len(order):
+            order.append(c.command.request_id)
+        elif order[position] != c.command.request_id:
+            self._violation(
+                f"conflict order on key {key!r}: {node.id} applied {c.command.request_id}"
+                f" as command {position + 1}, another replica {order[position]}"
+            )
 
     def _answer_reads(self, node: SimNode) -> None:
         waiting = []
@@ -499,6 +528,7 @@ class SimNet:
         config = NodeConfig(node.id, self.ids, self.options, rng)
         node.protocol = self.protocol(config)
         node.model = Model(self.exactly_once)  # the state machine starts empty each run
+        node.key_positions = {}
         node.reads = []
         node.deadline = None
         node.crash_mid_write = False
@@ -551,6 +581,15 @@ class SimNet:
                 raise ValueError(f"drift must be > -1: {drift}")
             c.drift = drift
         c.t_set = self.now
+
+    def set_byzantine(self, node: str, mode: str | None) -> None:
+        """Make `node` misbehave as `mode` (None: honest again); from now on its applies
+        are not held against the protocol."""
+        n = self.nodes[node]
+        if mode is not None:
+            self.byzantine[node] = mode
+        ready = self.proto(node).set_byzantine(n.clock.now(self.now), mode)
+        self._carry_out(n, ready)
 
     def alive(self) -> list[str]:
         return [i for i in self.ids if self.nodes[i].alive]

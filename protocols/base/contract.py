@@ -171,6 +171,17 @@ class Protocol(abc.ABC):
     messages: ClassVar[tuple[type[msgspec.Struct], ...]]  # peer message types (wire codec)
     records: ClassVar[tuple[type[msgspec.Struct], ...]]  # durable record types (WAL codec)
     default_nodes: ClassVar[int] = 3
+    # How replicas order commands, which is what the divergence checks compare: "total"
+    # (every replica applies the same command at each index) or "per_key" (only commands
+    # on one key are ordered, EPaxos; `Committed.index` is then the replica's own execution
+    # position, 1, 2, 3... from each start).
+    ordering: ClassVar[str] = "total"
+    # A byzantine-tolerant protocol: clients send each request to every replica and believe
+    # a result once f+1 replicas (f = (n-1)//3) sent matching replies; every replica that
+    # received the request answers it (Committed.reply set on each).
+    byzantine_tolerant: ClassVar[bool] = False
+    # The misbehaviours `set_byzantine` accepts (`labctl fault byzantine NODE --mode M`).
+    byzantine_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -190,6 +201,15 @@ class Protocol(abc.ABC):
     def on_snapshot(self, now: float, image: SnapshotImage) -> Ready:
         """The runtime's answer to `want_snapshot`; protocols without snapshots ignore it."""
         return Ready()
+
+    def set_byzantine(self, now: float, mode: str | None) -> Ready:
+        """Start misbehaving as `mode` (one of `byzantine_modes`), or stop (None). The
+        protocol-level wrapper of DESIGN section 3: the node keeps running the protocol,
+        and what it sends is what a liar would send."""
+        if mode is None:
+            return Ready()
+        modes = ", ".join(self.byzantine_modes) or "none"
+        raise ConfigError(f"{self.name} has no byzantine mode {mode!r} (modes: {modes})")
 
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:
