@@ -80,6 +80,8 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
             return (
                 f"disk {self.node} fsync=+{(self.fsync or 0) * 1000:g}ms stall={self.stall or 0:g}s"
             )
+        if self.kind == "byzantine":
+            return f"byzantine {self.node} mode={self.mode or 'honest'}"
         return f"{self.kind} {self.node}".strip()
 
     @property
@@ -194,8 +196,29 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         if spec.get("stall") is not None:
             f["stall"] = _seconds(spec["stall"], "stall")
     if kind == "byzantine":
-        f["mode"] = str(spec.get("mode") or "")
+        mode = spec.get("mode")
+        if not isinstance(mode, str) or not mode.strip():
+            raise FaultError("fault 'byzantine' needs 'mode' (a protocol's mode, or 'honest')")
+        f["mode"] = mode.strip()
     return Fault(**f)
+
+
+def byzantine_problem(protocol: str, mode: str) -> str | None:
+    """Why protocol `protocol` cannot take byzantine `mode`, or None if it can. The modes
+    are the protocol's own (`Protocol.byzantine_modes`); "honest" ends the misbehaviour."""
+    from protocols import UnknownProtocol, get
+
+    try:
+        modes = get(protocol).byzantine_modes
+    except UnknownProtocol as e:
+        return str(e)
+    if not modes:
+        return f"protocol {protocol!r} has no byzantine modes (pbft has)"
+    if mode in ("", "honest") or mode in modes:
+        return None
+    return (
+        f"protocol {protocol!r} has no byzantine mode {mode!r} (modes: {', '.join(modes)}, honest)"
+    )
 
 
 def _ms(value: Any, key: str) -> float:

@@ -26,6 +26,7 @@ import msgspec
 import psutil
 import zmq
 
+import protocols
 from faults.model import Fault, FaultError
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
@@ -42,6 +43,7 @@ from nodes.process import (
     serve_control,
     true_now,
 )
+from protocols.base import client_quorum
 from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
@@ -55,6 +57,7 @@ class Supervisor(FaultsMixin):
         self.config = config
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
+        self.client_quorum = client_quorum(protocols.get(self.protocol), len(self.replicas))
         self.seed = int(config.get("seed", 0))
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
@@ -436,7 +439,7 @@ class Supervisor(FaultsMixin):
                 "--reads", str(spec.get("reads", "log")),
                 "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 0.25)),
                 "--retries", str(spec.get("retries", 3)), "--seed", str(self.seed),
-                "--parent-pid", str(os.getpid()),
+                "--quorum", str(self.client_quorum), "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
             if spec.get("duration"):
                 argv += ["--duration", str(spec["duration"])]

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from faults.model import LINK_KINDS, Fault, FaultError, parse_fault
+from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
 from labctl.linkplan import link_table
 from labctl.targets import resolve
@@ -176,15 +176,28 @@ class FaultsMixin:
             if self._is_neutral(fault):
                 self.node_faults[node].pop(kind)
         elif kind == "byzantine":
-            return error(f"protocol {self.protocol!r} has no byzantine modes", "bad_fault")
+            problem = byzantine_problem(self.protocol, fault.mode)
+            if problem:
+                return error(problem, "bad_fault")
+            if c.state != "running":
+                return error(f"{node} is {c.state}: it cannot turn byzantine now", "bad_state")
+            answer = self._send_node_fault(node, fault)
+            if not answer.get("ok"):
+                return answer
+            self.node_faults.setdefault(node, {})[kind] = fault
+            if self._is_neutral(fault):
+                self.node_faults[node].pop(kind)
         describe = msgspec.structs.replace(fault, node=node).describe()
-        self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid)
+        extra = {"mode": fault.mode or "honest"} if kind == "byzantine" else {}
+        self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid, **extra)
         return ok(describe=describe)
 
     def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
         c = self.children[node]
         if fault.kind == "clock":
             payload = {"cmd": "clock", "offset": fault.offset, "drift": fault.drift}
+        elif fault.kind == "byzantine":
+            payload = {"cmd": "byzantine", "mode": fault.mode}
         else:
             payload = {"cmd": "disk", "fsync": fault.fsync, "stall": fault.stall}
         answer = request(self.ctx, str(c.control), payload, NODE_TIMEOUT)
@@ -196,6 +209,8 @@ class FaultsMixin:
     def _is_neutral(fault: Fault) -> bool:
         if fault.kind == "clock":
             return not fault.offset and not fault.drift
+        if fault.kind == "byzantine":
+            return fault.mode in ("", "honest")
         return not fault.fsync and not fault.stall
 
     def _reapply_node_faults(self, node: str) -> None:

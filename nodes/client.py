@@ -48,6 +48,32 @@ class Endpoint:
         self.send(node, ClientRequest(command, read_mode))
         return self.wait(command.request_id, timeout)
 
+    def call_quorum(
+        self,
+        nodes: list[str],
+        command: Command,
+        quorum: int,
+        read_mode: str = "log",
+        timeout: float = 1.0,
+    ) -> tuple[ClientReply | None, list[str]]:
+        """Send to every node in `nodes`; the reply `quorum` of them agree on (status, seq,
+        value, error) and who agreed, or (None, []) after `timeout` (PBFT's f+1 rule)."""
+        request = ClientRequest(command, read_mode)
+        for node in nodes:
+            self.send(node, request)
+        said: dict[str, tuple] = {}
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            reply = self.wait(command.request_id, left)
+            if reply is None:
+                break
+            key = (reply.status, reply.seq, reply.value, reply.error)
+            said[reply.node] = key
+            agreed = sorted(n for n, k in said.items() if k == key)
+            if len(agreed) >= quorum:
+                return reply, agreed
+        return None, []
+
     def close(self) -> None:
         self.sock.close(0)
 

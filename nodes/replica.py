@@ -44,6 +44,7 @@ from protocols.base import (
     BrokerAck,
     ClientReply,
     ClientRequest,
+    ConfigError,
     NodeConfig,
     ReadReady,
     Ready,
@@ -91,6 +92,7 @@ class Replica:
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
         self.status_dirty = True
+        self.byzantine: str | None = None  # the misbehaviour the lab told this node to show
 
     def _decode_records(self, payloads: list[bytes]) -> list[msgspec.Struct]:
         out = []
@@ -290,6 +292,17 @@ class Replica:
                 self.wal.stall_until = true_time() + float(request["stall"])
             self.status_dirty = True
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
+        if cmd == "byzantine":
+            mode = request.get("mode")
+            mode = None if mode in (None, "", "honest") else str(mode)
+            try:
+                ready = self.protocol.set_byzantine(self.clock.now(), mode)
+            except ConfigError as e:
+                return error(str(e), "bad_fault")
+            self.byzantine = mode
+            self.execute(ready)
+            self.telemetry.emit("node.byzantine", mode=mode or "honest")
+            return ok(mode=mode or "honest")
         if cmd == "shutdown":
             self.running = False
             return ok()
@@ -306,6 +319,7 @@ class Replica:
         s["fsync_latency"] = self.wal.fsync_latency
         s["fsyncs"] = self.wal.fsyncs
         s["counters"] = dict(self.counters)
+        s["byzantine"] = self.byzantine
         return s
 
     def _maybe_publish_status(self) -> None:

@@ -54,6 +54,9 @@ class Op:
     deadline: float = 0.0  # true time the current attempt times out
     uncertain: bool = False  # an earlier attempt timed out: it may have happened
     redirects: int = 0
+    # quorum > 1 (PBFT): the replies so far, node -> what it said; the op completes when
+    # `quorum` distinct replicas said the same thing.
+    votes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Client:
     max_inflight: int
     rng: random.Random
     epoch: str = ""  # makes request ids unique across workload runs in one lab
+    quorum: int = 1  # matching replies needed from distinct replicas (f+1 under PBFT)
     sent_ops: int = 0
     retries_used: int = 0
     skipped: int = 0
@@ -106,11 +110,22 @@ class Client:
         return cmd, "log"
 
     def pick_node(self) -> str:
+        if self.quorum > 1:
+            return "all"  # a byzantine-tolerant protocol: every replica gets the request
         if self.target == "any":
             return self.rng.choice(self.replicas)
         if self.target == "leader":
             return self.leader_hint or self.rng.choice(self.replicas)
         return self.target
+
+    def vote(self, op: Op, reply: ClientReply) -> ClientReply | None:
+        """Count `reply` towards `op`; the reply `quorum` replicas agree on, once they do.
+        A replica's later reply replaces its earlier one (it may have re-executed)."""
+        said = (reply.status, reply.seq, reply.value, reply.error)
+        op.votes[reply.node] = said
+        if sum(1 for v in op.votes.values() if v == said) >= self.quorum:
+            return reply
+        return None
 
     def may_retry(self) -> bool:
         return self.retries_used < max(3, RETRY_BUDGET * self.sent_ops)
@@ -135,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-inflight", type=int, default=16)
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quorum", type=int, default=1, help="matching replies needed (f+1: PBFT)")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
@@ -150,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         name=args.name, replicas=args.replicas.split(","), kind=args.kind, target=args.target,
         reads=args.reads.split(","), keys=args.keys, timeout=args.timeout, retries=args.retries,
         max_inflight=args.max_inflight, rng=random.Random(f"{args.seed}:{args.name}"),
-        epoch=f"{os.getpid():x}",
+        epoch=f"{os.getpid():x}", quorum=max(1, args.quorum),
     )  # fmt: skip
     if args.target not in ("any", "leader") and args.target not in client.replicas:
         sys.stderr.write(f"error: unknown target {args.target!r}\n")
@@ -173,10 +189,11 @@ def main(argv: list[str] | None = None) -> None:
         op.attempts += 1
         op.deadline = now + client.timeout
         payload = codec.encode(ClientRequest(op.command, op.read_mode))
-        try:
-            sock.send_multipart([op.node.encode(), payload], zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # counts as a lost attempt: the timeout handles it
+        for node in client.replicas if op.node == "all" else (op.node,):
+            try:
+                sock.send_multipart([node.encode(), payload], zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # counts as a lost attempt: the timeout handles it
 
     def complete(op: Op, kind: str, now: float, **extra: Any) -> None:
         client.inflight.pop(op.command.request_id, None)
@@ -222,6 +239,11 @@ def main(argv: list[str] | None = None) -> None:
             if op is None:
                 continue  # a late reply to an attempt we already gave up on
             now = true_now()
+            if client.quorum > 1:
+                agreed = client.vote(op, reply)
+                if agreed is None:
+                    continue
+                reply = agreed
             if reply.status == "not_leader":
                 client.leader_hint = reply.leader
                 # Follow the redirect unless told to use one fixed node.

@@ -29,7 +29,8 @@ KINDS = (
 WRITE_OPS = frozenset({"put", "cas", "order"})
 
 # Where the protocol cannot be imported (under construction), what we know of it.
-_EXACTLY_ONCE_FALLBACK = {"naive": False, "raft": True}
+_EXACTLY_ONCE_FALLBACK = {"naive": False, "raft": True, "epaxos": True, "pbft": True}
+_PER_KEY_FALLBACK = {"epaxos": True}
 
 
 class Violation(msgspec.Struct, frozen=True):
@@ -51,6 +52,9 @@ class CheckerConfig(msgspec.Struct, frozen=True):
     # The state machine answers a re-committed request id from its session table (Raft)
     # instead of executing it again (naive): a duplicate=True apply is then harmless.
     exactly_once: bool = False
+    # The protocol orders only commands on one key (EPaxos): divergence then compares each
+    # key's order of commands, not what each replica applied at one index.
+    per_key: bool = False
     linearizability: bool = True
     # Search steps per key before the linearizability check gives up ("unknown", not a
     # violation); None searches to the end.
@@ -64,8 +68,15 @@ class CheckerConfig(msgspec.Struct, frozen=True):
     def from_lab(cls, lab_config: Mapping[str, Any], **overrides: Any) -> CheckerConfig:
         """From a lab config (lab.json's "config": {"protocol": ...})."""
         protocol = lab_config.get("protocol")
-        exactly_once = protocol_is_exactly_once(protocol) if isinstance(protocol, str) else False
-        return cls(**{"exactly_once": exactly_once, **overrides})
+        if not isinstance(protocol, str):
+            return cls(**overrides)
+        return cls(
+            **{
+                "exactly_once": protocol_is_exactly_once(protocol),
+                "per_key": protocol_orders_per_key(protocol),
+                **overrides,
+            }
+        )
 
 
 def protocol_is_exactly_once(name: str) -> bool:
@@ -80,6 +91,16 @@ def protocol_is_exactly_once(name: str) -> bool:
         return bool(getattr(get(name), "exactly_once", False))
     except (UnknownProtocol, ImportError, AttributeError):
         return _EXACTLY_ONCE_FALLBACK.get(name, False)
+
+
+def protocol_orders_per_key(name: str) -> bool:
+    """Whether protocol `name` orders only conflicting (same-key) commands."""
+    from protocols import UnknownProtocol, get
+
+    try:
+        return get(name).ordering == "per_key"
+    except (UnknownProtocol, ImportError, AttributeError):
+        return _PER_KEY_FALLBACK.get(name, False)
 
 
 class Checker:

@@ -4,6 +4,12 @@ Whatever reached the log is compared, reads included: a replica whose log holds 
 where another's holds a put has a different history, even if the kv state agrees. One
 violation per index (the first two replicas seen to disagree there). A replica applying
 the same index again (a restart replaying its WAL) only replaces its own entry.
+
+With `per_key` (EPaxos: only commands on one key are ordered, and each replica numbers
+what it executes itself) the comparison is per key instead: the k-th command a replica
+executed on a key must be the k-th every other replica executed on it. One violation per
+key. A replica whose index goes back (it restarted and re-executes from its log) forgets
+what it executed from that index on.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ from protocols.base import events as ev
 class DivergenceChecker(Checker):
     kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED})
 
-    def __init__(self) -> None:
+    def __init__(self, per_key: bool = False) -> None:
         super().__init__()
         self.by_index: dict[int, dict[str, str]] = {}  # index -> node -> request id
         self.reported: set[int] = set()
+        self.per_key = per_key
+        self.key_order: dict[str, list[tuple[str, str]]] = {}  # key -> [(rid, first node)]
+        self.executed: dict[str, list[tuple[int, str]]] = {}  # node -> [(index, key)]
+        self.positions: dict[str, dict[str, int]] = {}  # node -> key -> commands executed
+        self.reported_keys: set[str] = set()
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
         node, index = get_str(rec, "src"), get_int(rec, "index")
@@ -29,6 +40,8 @@ class DivergenceChecker(Checker):
         if node is None or index is None or rid is None or t is None:
             self.malformed += 1
             return []
+        if self.per_key:
+            return self._per_key(node, index, rid, t, rec.get("key"))
         applied = self.by_index.setdefault(index, {})
         applied[node] = rid
         if index in self.reported:
@@ -47,5 +60,45 @@ class DivergenceChecker(Checker):
                     f"index {index} holds {first[1]} on {first[0]} but {second[1]} on {second[0]}"
                 ),
                 evidence={"index": index, "applied": {first[0]: first[1], second[0]: second[1]}},
+            )
+        ]
+
+    def _per_key(self, node: str, index: int, rid: str, t: float, key: Any) -> list[Violation]:
+        if not isinstance(key, str):
+            self.malformed += 1
+            return []
+        executed = self.executed.setdefault(node, [])
+        positions = self.positions.setdefault(node, {})
+        if executed and index <= executed[-1][0]:
+            # A restart: the replica executes its log again from `index`.
+            del executed[next(i for i, (at, _) in enumerate(executed) if at >= index) :]
+            positions.clear()
+            for _, k in executed:
+                positions[k] = positions.get(k, 0) + 1
+        executed.append((index, key))
+        position = positions.get(key, 0)
+        positions[key] = position + 1
+        order = self.key_order.setdefault(key, [])
+        if position == len(order):
+            order.append((rid, node))
+            return []
+        first_rid, first_node = order[position]
+        if first_rid == rid or key in self.reported_keys:
+            return []
+        self.reported_keys.add(key)
+        a, b = sorted([(first_node, first_rid), (node, rid)])
+        return [
+            Violation(
+                kind="divergence",
+                t=t,
+                nodes=[a[0], b[0]] if a[0] != b[0] else [a[0]],
+                detail=(
+                    f"key {key!r}: command {position + 1} is {a[1]} on {a[0]} but {b[1]} on {b[0]}"
+                ),
+                evidence={
+                    "key": key,
+                    "position": position + 1,
+                    "applied": {a[0]: a[1], b[0]: b[1]},
+                },
             )
         ]

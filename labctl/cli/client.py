@@ -54,13 +54,20 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
                            rng=__import__("random").Random())[0]  # fmt: skip
     except FaultError as e:
         raise LabError(str(e)) from None
+    quorum = _quorum(doc.get("protocol"), len(replicas))
+    if quorum > 1:
+        node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
     endpoint = Endpoint(zmq.Context.instance(), lab.state["router"])
     command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
     t0 = time.monotonic()
     _history(lab, {"type": "invoke", "t": t0, "process": endpoint.name, "node": node,
                    "request_id": command.request_id, "op": command.op, "key": command.key,
                    "value": command.value, "expected": command.expected})  # fmt: skip
-    reply = endpoint.call(node, command, read_mode, wait)
+    agreed: list[str] = []
+    if quorum > 1:
+        reply, agreed = endpoint.call_quorum(replicas, command, quorum, read_mode, wait)
+    else:
+        reply = endpoint.call(node, command, read_mode, wait)
     t1 = time.monotonic()
     endpoint.close()
     if reply is None:
@@ -78,6 +85,8 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
             if reply.error:
                 out["error"] = reply.error
             kind = "ok" if reply.status == "ok" else "fail"
+        if agreed:
+            out["agreed"] = agreed  # the f+1 (or more) replicas whose replies matched
     _history(lab, {"type": kind, "t": t1, "process": endpoint.name, "node": node,
                    "request_id": command.request_id, "op": command.op, "reply": out})  # fmt: skip
     if json_out:
@@ -87,6 +96,16 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
         typer.echo(f"{out['status']} from {out['node']} {detail} ({(t1 - t0) * 1000:.1f} ms)")
     if out["status"] != "ok":
         raise typer.Exit(1)
+
+
+def _quorum(protocol: Any, replicas: int) -> int:
+    import protocols
+    from protocols.base import client_quorum
+
+    try:
+        return client_quorum(protocols.get(str(protocol)), replicas)
+    except protocols.UnknownProtocol:
+        return 1
 
 
 def _history(lab: Any, record: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ import typer
 from labctl.cli.common import Json, LabDir, print_json, say
 from labctl.errors import LabError
 
-app = typer.Typer(help="Inject faults: partitions, delay, loss, pauses, kills, clocks, disks.")
+app = typer.Typer(
+    help="Inject faults: partitions, delay, loss, pauses, kills, clocks, disks, lying."
+)
 
 From = Annotated[str, typer.Option("--from", help="Sending side: names or roles, comma-separated.")]
 To = Annotated[str, typer.Option("--to", help="Receiving side: names or roles, comma-separated.")]
@@ -167,6 +169,23 @@ def disk(
 ) -> None:
     """Slow a node's WAL fsyncs down, or stall them."""
     _apply({"fault": "disk", "node": node, "fsync": fsync, "stall": stall}, lab_dir)
+
+
+@app.command()
+def byzantine(
+    node: Node,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="The protocol's misbehaviour (pbft: silent, equivocate, forge, delay-primary),"
+            " or honest.",
+        ),
+    ],
+    lab_dir: LabDir = None,
+) -> None:
+    """Make a node lie the way the protocol defines (PBFT), or honest again."""
+    _apply({"fault": "byzantine", "node": node, "mode": mode}, lab_dir)
 
 
 @app.command("list")

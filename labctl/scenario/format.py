@@ -6,7 +6,9 @@ before anything starts. Every error names the file and the key.
     [broker]             fencing = bool
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
-    [expect]             min_ok, found, absent, safe, max_violations ... for every protocol
+    [expect]             min_ok, found, absent, safe, max_violations, max_info, safe_before
+                         (no violation before this time), seen (event kinds that must
+                         appear) ... for every protocol
     [expect.<protocol>]  the same, for one protocol only
 """
 
@@ -17,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faults.model import ROLES, FaultError, parse_fault
+from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
 from protocols.base import READ_MODES, DurationError, parse_duration
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
             "workload", "step", "expect"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
-EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info"}
+EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
+               "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
 
 
@@ -129,6 +132,10 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         raise fail("step", "must be an array of tables ([[step]])")
     for i, step in enumerate(steps):
         sc.steps.append(_step(step, i, sc.duration, known, fail))
+        if sc.runnable and step.get("fault") == "byzantine":
+            problem = byzantine_problem(sc.protocol, str(step.get("mode", "")))
+            if problem:
+                raise fail(f"step[{i}].mode", problem)
     sc.steps.sort(key=lambda s: (s.at, s.index))
 
     expect = raw.get("expect", {})
@@ -267,6 +274,11 @@ def _expect(raw: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
         elif k == "safe":
             if not isinstance(v, bool):
                 raise fail(f"{key}.{k}", "must be true or false")
+        elif k == "safe_before":
+            raw[k] = _duration(v, f"{key}.{k}", fail)  # no violation before this time
+        elif k == "seen":  # event kinds the run must show (pbft.view_change)
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise fail(f"{key}.{k}", "must be a list of event kinds")
         elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise fail(f"{key}.{k}", "must be a non-negative integer")
     return dict(raw)

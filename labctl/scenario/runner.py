@@ -95,10 +95,11 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     failure: str | None = None
     run_dir: str | None = None
     started = time.monotonic()
+    t0: float | None = None
     try:
         lab = api.up(iso, config, foreground_pid=os.getpid())
         run_dir = lab.state["run_dir"]
-        _drive(sc, lab)
+        t0 = _drive(sc, lab)
     except LabError as e:
         failure = str(e)
         _say(f"error: {e}")
@@ -111,7 +112,7 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         shutil.rmtree(iso, ignore_errors=True)
     if run_dir is None:
         run_dir = _latest_run(root / "runs", sc)
-    summary = build_summary(sc, run_dir, failure)
+    summary = build_summary(sc, run_dir, failure, t0)
     summary["wall_s"] = round(time.monotonic() - started, 3)
     if run_dir:
         Path(run_dir, "summary.json").write_text(json.dumps(summary, indent=2))
@@ -125,7 +126,8 @@ def _latest_run(runs: Path, sc: Scenario) -> str | None:
     return str(found[-1]) if found else None
 
 
-def _drive(sc: Scenario, lab: api.Lab) -> None:
+def _drive(sc: Scenario, lab: api.Lab) -> float:
+    """Run the scenario's clock on a live lab; returns its zero (true time)."""
     _shown.clear()
     sub = lab.ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -173,6 +175,7 @@ def _drive(sc: Scenario, lab: api.Lab) -> None:
         _print_violations(sub, time.monotonic() - t0)
     finally:
         sub.close(0)
+    return t0
 
 
 SHOWN_PER_KIND = 3  # stderr shows the first few of each kind; the summary has them all
@@ -254,10 +257,23 @@ def history_stats(run_dir: str | None) -> tuple[dict[str, int], dict[str, Any]]:
 
 
 def evaluate(
-    expect: dict[str, Any], violations: list[dict[str, Any]], ops: dict[str, int]
+    expect: dict[str, Any],
+    violations: list[dict[str, Any]],
+    ops: dict[str, int],
+    t0: float | None = None,
+    events: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
+    """Each expectation and whether it was met. `t0` is the scenario's zero in true time
+    (for safe_before), `events` the count of each event kind the run recorded (for seen)."""
     kinds = {v["kind"] for v in violations}
     out = []
+    if "safe_before" in expect:
+        limit = expect["safe_before"]
+        early = [v for v in violations if t0 is None or v["t"] - t0 < limit]
+        out.append({"expect": f"safe before {limit:g}s", "met": not early})
+    for kind in expect.get("seen", []):
+        n = (events or {}).get(kind, 0)
+        out.append({"expect": f"seen {kind}", "met": n > 0, "count": n})
     for kind in expect.get("found", []):
         out.append({"expect": f"found {kind}", "met": kind in kinds})
     for kind in expect.get("absent", []):
@@ -276,7 +292,28 @@ def evaluate(
     return out
 
 
-def build_summary(sc: Scenario, run_dir: str | None, failure: str | None) -> dict[str, Any]:
+def event_counts(run_dir: str | None, kinds: list[str]) -> dict[str, int]:
+    """How many events of each of `kinds` the run's events.jsonl holds."""
+    counts = dict.fromkeys(kinds, 0)
+    path = Path(run_dir, "events.jsonl") if run_dir else None
+    if not kinds or path is None or not path.exists():
+        return counts
+    needles = {k: f'"kind":"{k}"' for k in kinds}  # cheap prefilter before parsing
+    with path.open() as f:
+        for line in f:
+            for k, needle in needles.items():
+                if needle in line.replace(" ", ""):
+                    try:
+                        if json.loads(line).get("kind") == k:
+                            counts[k] += 1
+                    except ValueError:
+                        pass
+    return counts
+
+
+def build_summary(
+    sc: Scenario, run_dir: str | None, failure: str | None, t0: float | None = None
+) -> dict[str, Any]:
     lab_summary: dict[str, Any] = {}
     if run_dir and Path(run_dir, "summary.json").exists():
         try:
@@ -289,7 +326,9 @@ def build_summary(sc: Scenario, run_dir: str | None, failure: str | None) -> dic
         for v in lab_summary.get("violations") or []
     ]  # fmt: skip
     ops, latency = history_stats(run_dir)
-    expectations = evaluate(sc.expectations(sc.protocol), violations, ops)
+    expect = sc.expectations(sc.protocol)
+    events = event_counts(run_dir, list(expect.get("seen", [])))
+    expectations = evaluate(expect, violations, ops, t0, events)
     verdict = "error" if failure else ("pass" if all(e["met"] for e in expectations) else "fail")
     summary: dict[str, Any] = {
         "scenario": sc.name,

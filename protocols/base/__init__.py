@@ -9,6 +9,7 @@ from protocols.base.contract import (
     ReadReady,
     Ready,
     SnapshotImage,
+    client_quorum,
     reply,
 )
 from protocols.base.durations import DurationError, format_duration, parse_duration
@@ -44,6 +45,7 @@ __all__ = [
     "ReadReady",
     "Ready",
     "SnapshotImage",
+    "client_quorum",
     "decode_options",
     "format_duration",
     "parse_duration",

@@ -217,6 +217,13 @@ class Protocol(abc.ABC):
         commit_index, applied_index, log (length), lease_expiry (node clock or None)."""
 
 
+def client_quorum(protocol: type[Protocol], replicas: int) -> int:
+    """Matching replies from distinct replicas a client needs before it believes a result:
+    f+1 for a byzantine-tolerant protocol (f = (n-1)//3 liars cannot outvote one honest
+    replica), else the first reply. Above 1, clients send each request to every replica."""
+    return (replicas - 1) // 3 + 1 if protocol.byzantine_tolerant else 1
+
+
 def reply(
     request: ClientRequest,
     status: str,

@@ -3,6 +3,11 @@
 Columns have a priority: on 80 columns the ones that tell the story (state, role, term, the
 leader each node believes in, commit, log, lease) stay, pid, memory and restarts go first.
 Every node that claims leadership is highlighted in red while more than one does.
+
+Each protocol tells its own story: Raft's and naive's are roles, terms and leases; EPaxos
+has no leader, so its rows show instances committed and executed, the fast-path ratio,
+instances in recovery and the ballot; PBFT's show the view and its primary, sequence
+numbers, the stable checkpoint and watermarks, and which replica is lying.
 """
 
 from __future__ import annotations
@@ -95,6 +100,34 @@ def _field(key: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
     return lambda m, n, s: Text(_s(s.get(key)))
 
 
+def _ratio(key: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
+    def cell(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+        v = s.get(key)
+        return Text("-", "dim") if v is None else Text(f"{float(v) * 100:.0f}%")
+
+    return cell
+
+
+def _count(key: str, style: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
+    """A number that is news when it is not zero (instances in recovery, view changes)."""
+
+    def cell(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+        v = s.get(key)
+        return Text(_s(v), style if v else "dim")
+
+    return cell
+
+
+def _watermarks(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    low, high = s.get("low_watermark"), s.get("high_watermark")
+    return Text("-", "dim") if low is None else Text(f"{low}-{high}")
+
+
+def _byzantine(m: LabModel, n: str, s: dict[str, Any]) -> Text:
+    mode = s.get("byzantine")
+    return Text(mode, "bold white on red3") if mode else Text("honest", "dim")
+
+
 COLUMNS: list[Column] = [
     Column("node", 0, lambda m, n, s: Text(n, "bold")),
     Column("pid", 11, _field("pid"), "right"),
@@ -113,18 +146,51 @@ COLUMNS: list[Column] = [
 ]
 
 
+_COMMON_TAIL = [c for c in COLUMNS if c.header in ("clock", "cpu", "mem", "restarts", "pid")]
+
+EPAXOS_COLUMNS: list[Column] = [
+    COLUMNS[0],
+    COLUMNS[2],  # state
+    Column("committed", 3, _field("committed"), "right"),
+    Column("executed", 4, _field("executed"), "right"),
+    Column("fast", 5, _ratio("fast_path_ratio"), "right"),
+    Column("recovering", 6, _count("recovering", "bold yellow"), "right"),
+    Column("ballot", 7, _field("ballot"), "right"),
+    *_COMMON_TAIL,
+]
+
+PBFT_COLUMNS: list[Column] = [
+    COLUMNS[0],
+    COLUMNS[2],  # state
+    Column("role", 2, _role),
+    Column("view", 3, _field("view"), "right"),
+    Column("primary", 4, _field("primary")),
+    Column("seq", 7, _field("seq"), "right"),
+    Column("commit", 5, _field("commit_index"), "right"),
+    Column("applied", 8, _field("applied_index"), "right"),
+    Column("ckpt", 6, _field("checkpoint"), "right"),
+    Column("window", 9, _watermarks, "right"),
+    Column("vc", 8, _count("view_changes", "yellow"), "right"),
+    Column("byzantine", 3, _byzantine),
+    *_COMMON_TAIL,
+]
+
+COLUMNS_BY_PROTOCOL = {"epaxos": EPAXOS_COLUMNS, "pbft": PBFT_COLUMNS}
+
+
 def render_nodes(model: LabModel, width: int) -> Text:
     if not model.nodes:
         return Text(model.unreachable or "waiting for the lab's status…", "dim")
-    cells = {c.header: [c.cell(model, n, s) for n, s in model.nodes.items()] for c in COLUMNS}
+    columns = COLUMNS_BY_PROTOCOL.get(model.protocol, COLUMNS)
+    cells = {c.header: [c.cell(model, n, s) for n, s in model.nodes.items()] for c in columns}
     widths = {h: max([len(h), *(t.cell_len for t in col)]) for h, col in cells.items()}
     chosen: set[str] = set()
     used = -1  # n columns take n - 1 separators
-    for c in sorted(COLUMNS, key=lambda c: c.priority):
+    for c in sorted(columns, key=lambda c: c.priority):
         if used + 1 + widths[c.header] <= width:
             chosen.add(c.header)
             used += 1 + widths[c.header]
-    shown = [c for c in COLUMNS if c.header in chosen]
+    shown = [c for c in columns if c.header in chosen]
     leaders = set(model.leaders) if model.split_brain else set()
     styles = [
         SPLIT_BRAIN_STYLE if n in leaders else ("dim" if s.get("state") == "stopped" else "")
