@@ -69,8 +69,18 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = raft.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if what in ("epaxos", "pbft"):
+        import importlib
+
+        module = importlib.import_module(f"labctl.benchmarks.{what}")
+        say(f"{what}: {module.__doc__.splitlines()[0]} ...")
+        result = module.run(quick=quick)
+        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
     if what != "core":
-        raise LabError(f"unknown benchmark {what!r} (available: core, checkers, raft)")
+        raise LabError(
+            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft)"
+        )
     from labctl.benchmarks import router
 
     rounds = 2 if quick else 5

@@ -5,6 +5,10 @@ turn) and a schedule of faults drawn from the whole vocabulary - partitions (one
 isolating the leader, pauses, kills and restarts, clock drift within the protocol's
 bound, fsync stalls, delay and loss - each healed a little later, and everything healed
 before the end so the final state can be judged. Used by `labctl chaos` and the slow tests.
+
+For a byzantine-tolerant protocol (PBFT) up to f = (n-1)//3 replicas, drawn once per run,
+also lie from early on, each in one of the protocol's byzantine modes, on top of the crash
+faults: the checkers judge the honest replicas, which must stay safe.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import protocols
 from labctl.scenario.format import Scenario, Step
 
 
@@ -21,6 +26,11 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
     replicas = [f"r{i}" for i in range(nodes)]
     max_drift = float((options or {}).get("max_drift", 0.05))
     steps: list[tuple[float, dict[str, Any]]] = []
+    modes = protocols.get(protocol).byzantine_modes
+    if modes:
+        for i, node in enumerate(rng.sample(replicas, (nodes - 1) // 3)):
+            steps.append((0.5 + i * 0.1, {"fault": "byzantine", "node": node,
+                                          "mode": rng.choice(modes)}))  # fmt: skip
     t = 1.0
     calm = 3.0  # the last seconds are fault-free: heal, restart, let the cluster settle
     while t < duration - calm - 1.0:

@@ -54,12 +54,12 @@ def _role(
     if role == "all":
         return list(replicas)
     if role in ("leader", "primary"):
-        leader = current_leader(replicas, status)
+        leader = current_leader(replicas, status) or _leaderless_stand_in(replicas, status)
         if leader is None:
             raise FaultError(f"no node is {role} right now")
         return [leader]
     if role == "followers":
-        leader = current_leader(replicas, status)
+        leader = current_leader(replicas, status) or _leaderless_stand_in(replicas, status)
         return [r for r in replicas if r != leader]
     if role == "random":
         return [rng.choice(replicas)]
@@ -71,3 +71,14 @@ def _role(
     if role == "minority":
         return sorted(shuffled[: len(replicas) - majority])
     raise FaultError(f"unknown role {role!r}")
+
+
+def _leaderless_stand_in(replicas: list[str], status: dict[str, dict[str, Any]]) -> str | None:
+    """In a leaderless protocol (EPaxos: every replica reports role "replica") any replica
+    leads the commands it receives, so "leader" is the first running replica and
+    "followers" the others: a scenario written for Raft still cuts, pauses and kills."""
+    running = [r for r in replicas if status.get(r, {}).get("role") == "replica"]
+    if not running or any(status.get(r, {}).get("role") not in ("replica", None, "down")
+                          for r in replicas):  # fmt: skip
+        return None
+    return running[0]

@@ -13,6 +13,8 @@ from protocols.base import Protocol
 REGISTRY: dict[str, str] = {
     "naive": "protocols.naive:NaiveProtocol",
     "raft": "protocols.raft:RaftProtocol",
+    "epaxos": "protocols.epaxos:EPaxosProtocol",
+    "pbft": "protocols.pbft:PbftProtocol",
 }
 
 

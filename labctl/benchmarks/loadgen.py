@@ -15,6 +15,11 @@ the router. A not_leader reply with a hint is re-sent to that node at once (same
 id); one without a hint goes to the next replica. A request unanswered after `--timeout`
 is re-sent to the next replica with the same request id and counted as a timeout.
 
+Keys: `--keys N` cycles through N keys; `--conflict P` instead sends a share P of the
+writes to one hot key and every other write to a key of its own (EPaxos: P is the share
+of commands that interfere). `--quorum K` (PBFT) sends every request to every replica and
+completes it when K replicas sent matching replies (f+1); a timeout re-sends to all.
+
 Timing: `--start-at` is a `time.monotonic()` instant (shared by every process on the
 machine), so several generators started by one benchmark measure the same window:
 [start + warmup, start + warmup + duration]. Only completions inside the window count
@@ -78,6 +83,7 @@ class LoadGen:
         self.lags: list[float] = []
         self.counts = {"sent": 0, "ok": 0, "ok_total": 0, "fail": 0, "timeouts": 0,
                        "redirects": 0, "skipped": 0, "resent": 0}  # fmt: skip
+        self.votes: dict[str, dict[str, tuple[Any, ...]]] = {}  # --quorum: rid -> node -> reply
         self.running = True
 
     # -- requests --------------------------------------------------------------------------
@@ -85,7 +91,13 @@ class LoadGen:
     def _new(self, now: float) -> None:
         self.seq += 1
         rid = f"{self.rid_prefix}:{self.seq}"
-        key = f"k{self.seq % self.args.keys}"
+        conflict = self.args.conflict
+        if conflict is None:
+            key = f"k{self.seq % self.args.keys}"
+        elif int(self.seq * conflict) != int((self.seq - 1) * conflict):
+            key = "hot"  # exactly a share `conflict` of requests, evenly spread
+        else:
+            key = f"{self.name}-{self.seq}"
         if self.args.op == "put":
             cmd = Command(request_id=rid, client=self.name, op="put", key=key, value=self.value)
             mode = "log"
@@ -98,10 +110,18 @@ class LoadGen:
         self._send(self.node, payload)
 
     def _send(self, node: str, payload: bytes) -> None:
-        try:
-            self.sock.send_multipart([node.encode(), payload], zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # a lost attempt: the timeout re-sends it
+        for dst in self.replicas if self.args.quorum > 1 else (node,):
+            try:
+                self.sock.send_multipart([dst.encode(), payload], zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # a lost attempt: the timeout re-sends it
+
+    def _agreed(self, reply: ClientReply) -> bool:
+        """--quorum: whether `quorum` replicas have now sent this same reply."""
+        said = (reply.status, reply.seq, reply.value, reply.error)
+        votes = self.votes.setdefault(reply.request_id, {})
+        votes[reply.node] = said
+        return sum(1 for v in votes.values() if v == said) >= self.args.quorum
 
     def _next_replica(self, node: str) -> str:
         i = self.replicas.index(node) if node in self.replicas else -1
@@ -136,6 +156,10 @@ class LoadGen:
             op = self.inflight.get(reply.request_id)
             if op is None:
                 continue  # a reply to an attempt already re-sent and answered
+            if self.args.quorum > 1:
+                if not self._agreed(reply):
+                    continue
+                del self.votes[reply.request_id]
             now = time.monotonic()
             if reply.status == "not_leader":
                 self.counts["redirects"] += 1
@@ -244,6 +268,8 @@ class LoadGen:
         }
         if not closed:
             result["sched_lag_ms"] = percentiles(self.lags, (50, 99))
+        if a.samples:
+            result["samples_ms"] = [round(x, 3) for x in self.latencies]
         return result
 
     def close(self) -> None:
@@ -263,16 +289,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--op", choices=("put", "get"), default="put")
     p.add_argument("--read-mode", choices=("log", "quorum", "lease"), default="log")
     p.add_argument("--keys", type=int, default=100)
+    p.add_argument(
+        "--conflict",
+        type=float,
+        default=None,
+        help="share of requests on one hot key, the rest on keys of their own",
+    )
+    p.add_argument("--quorum", type=int, default=1, help="matching replies needed (PBFT: f+1)")
     p.add_argument("--value-size", type=int, default=16)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--grace", type=float, default=1.0, help="wait for stragglers after")
     p.add_argument("--timeout", type=float, default=1.0, help="re-send after this long")
     p.add_argument("--start-at", type=float, default=None, help="time.monotonic() to start")
+    p.add_argument("--samples", action="store_true", help="every latency in the output")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(argv)
     if args.mode == "open" and args.rate <= 0:
         p.error("--mode open needs --rate > 0")
+    if args.conflict is not None and not 0.0 <= args.conflict <= 1.0:
+        p.error("--conflict must be between 0 and 1")
     return args
 
 

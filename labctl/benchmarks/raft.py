@@ -35,219 +35,40 @@ waited for a CPU while runnable are part of the result. Goals are in `goals`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import zmq
 
 from labctl import api
+from labctl.benchmarks.labs import (
+    applied_index,
+    bench_lab,
+    loadgens,
+    stable_leader,
+    sum_results,
+    terminate,
+)
 from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
 from labctl.benchmarks.pysyncobj import PYSYNCOBJ_VERSION, pysyncobj_ladder
-from labctl.checkers.divergence import DivergenceChecker
 from nodes.client import Endpoint, new_request_id
 from protocols.base import ClientRequest, Command
-from protocols.base import events as ev
 
 REPLICAS = ("r0", "r1", "r2")
 FAILOVER_PROBE = 0.05  # the failover client's per-attempt timeout
 
 
-@contextlib.contextmanager
-def raft_lab(fsync: bool, name: str, after: dict[str, Any] | None = None) -> Iterator[api.Lab]:
-    """A 3-node raft lab in a temporary dir; with `after`, once it is down, the offline
-    divergence check of its run goes into after["divergence"]."""
-    tmp = tempfile.mkdtemp(prefix="labctl-bench-raft-")
-    config = {
-        "protocol": "raft",
-        "nodes": 3,
-        "seed": 1,
-        "options": {},
-        "fencing": False,
-        "checkers": False,
-        "name": name,
-        "fsync": fsync,
-    }
-    lab = None
-    try:
-        # Foreground mode: the lab dies with this process, even if it is SIGKILLed.
-        lab = api.up(Path(tmp) / "lab", config, foreground_pid=os.getpid())
-        yield lab
-    finally:
-        if lab is not None:
-            try:
-                lab.down()
-            except Exception:  # whatever failed, the processes must go
-                api.kill_group(lab.state["supervisor_pid"])
-            if after is not None:
-                after["divergence"] = divergence_offline(lab.state["run_dir"])
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def stable_leader(lab: api.Lab, timeout: float = 10.0) -> str:
-    """Wait until every node runs and all agree on one leader and its term."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = lab.status()
-        nodes = st["nodes"]
-        if len(st["leaders"]) == 1 and all(n["state"] == "running" for n in nodes):
-            leader = st["leaders"][0]
-            term = next(n["term"] for n in nodes if n["id"] == leader)
-            # (Not commit indexes: a follower's status is only republished when something
-            # was applied, so an idle follower's commit_index can lag in the status doc.)
-            if all(n["term"] == term for n in nodes) and all(
-                n["leader"] == leader for n in nodes if n["id"] != leader
-            ):
-                return leader
-        time.sleep(0.05)
-    raise RuntimeError(f"no stable leader within {timeout:g}s: {lab.status()['nodes']}")
-
-
-def loadgens(
-    procs: Procs,
-    lab: api.Lab,
-    leader: str,
-    specs: list[list[str]],
-    warmup: float,
-    duration: float,
-    grace: float = 1.0,
-    cpu: bool = False,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Run one generator per spec (extra loadgen arguments) over a common window."""
-    start = time.monotonic() + 0.8  # interpreter start-up of the generators
-    running = []
-    for i, extra in enumerate(specs):
-        argv = [
-            "-m",
-            "labctl.benchmarks.loadgen",
-            "--router",
-            lab.state["router"],
-            "--name",
-            f"c{i}",
-            "--replicas",
-            ",".join(REPLICAS),
-            "--leader",
-            leader,
-            "--start-at",
-            repr(start),
-            "--warmup",
-            str(warmup),
-            "--duration",
-            str(duration),
-            "--grace",
-            str(grace),
-            "--parent-pid",
-            str(os.getpid()),
-            *extra,
-        ]
-        running.append(procs.spawn(argv, stdout=subprocess.PIPE))
-    shares = None
-    if cpu:
-        shares = _usage(lab, running, start + warmup, duration)
-    results = []
-    limit = start + warmup + duration + grace + 10
-    for p in running:
-        try:
-            out, _ = p.communicate(timeout=max(1.0, limit - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            procs.kill(p)
-            raise RuntimeError("a load generator did not finish") from None
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results, shares
-
-
-def _schedstat(pid: int) -> tuple[int, int] | None:
-    """Linux: (ns spent runnable but waiting for a CPU, time slices), over every thread."""
-    wait = slices = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                _, w, n = f.read().split()
-            wait += int(w)
-            slices += int(n)
-    except (OSError, ValueError):
-        return None
-    return wait, slices
-
-
-def _usage(
-    lab: api.Lab, gens: list[subprocess.Popen[bytes]], at: float, duration: float
-) -> dict[str, Any]:
-    """Over the window: CPU % (100 = one core) of each lab process and generator, their
-    total, the whole machine's busy time and what other processes took of it; and, where
-    /proc has schedstat, how long each waited for a CPU while runnable (ms per second,
-    and us per time slice): the queueing delay a shared machine adds to every hop."""
-    st = lab.status()
-    named: dict[str, psutil.Process] = {}
-    for name, p in st["processes"].items():
-        if p.get("pid") and name != "broker":
-            with contextlib.suppress(psutil.Error):
-                named[name] = psutil.Process(p["pid"])
-    with contextlib.suppress(psutil.Error):
-        named["supervisor"] = psutil.Process(lab.state["supervisor_pid"])
-    for i, g in enumerate(gens):
-        with contextlib.suppress(psutil.Error):
-            named[f"loadgen c{i}"] = psutil.Process(g.pid)
-    time.sleep(max(0.0, at - time.monotonic()))
-
-    def sample() -> dict[str, tuple[float, tuple[int, int] | None]]:
-        out = {}
-        for name, p in named.items():
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                out[name] = (t.user + t.system, _schedstat(p.pid))
-        return out
-
-    m0 = psutil.cpu_times()
-    c0, t0 = sample(), time.monotonic()
-    time.sleep(duration * 0.9)
-    c1, t1 = sample(), time.monotonic()
-    m1 = psutil.cpu_times()
-    span = t1 - t0
-    names = [k for k in c1 if k in c0]
-    out: dict[str, Any] = {k: round(100 * (c1[k][0] - c0[k][0]) / span, 1) for k in names}
-    busy = sum(m1) - sum(m0) - (m1.idle - m0.idle) - (m1.iowait - m0.iowait)
-    out["lab_total"] = round(sum(out[k] for k in names), 1)
-    out["machine_busy"] = round(100 * busy / span, 1)  # of 100 x cpus
-    out["others"] = round(out["machine_busy"] - out["lab_total"], 1)
-    waits, per_slice = {}, {}
-    for k in names:
-        a, b = c0[k][1], c1[k][1]
-        if a is None or b is None:
-            continue
-        waits[k] = round((b[0] - a[0]) / 1e6 / span, 1)
-        per_slice[k] = round((b[0] - a[0]) / 1e3 / max(1, b[1] - a[1]), 1)
-    if waits:
-        out["runq_wait_ms_per_s"] = waits
-        out["runq_wait_us_per_slice"] = per_slice
-    return out
-
-
-def _applied(lab: api.Lab) -> int:
-    """The highest applied index any node reports: how much history the lab holds."""
-    return max((n.get("applied_index") or 0) for n in lab.status()["nodes"])
-
-
-def _sum(results: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("sent", "ok", "ok_total", "fail", "timeouts", "redirects", "skipped", "resent")
-    out: dict[str, Any] = {k: sum(r[k] for r in results) for k in keys}
-    out["per_s"] = round(sum(r["throughput"] for r in results), 1)
-    out["latency_ms_p50_per_gen"] = [r["latency_ms"].get("p50") for r in results]
-    out["latency_ms_p99_per_gen"] = [r["latency_ms"].get("p99") for r in results]
-    return out
+def raft_lab(fsync: bool, name: str, after: dict[str, Any] | None = None) -> Any:
+    """A 3-node raft lab (see labs.bench_lab)."""
+    return bench_lab("raft", 3, fsync, name, after)
 
 
 # -- 1, 2: closed-loop throughput ----------------------------------------------------------
@@ -263,7 +84,7 @@ def throughput(
     cpu: bool = False,
 ) -> dict[str, Any]:
     leader = stable_leader(lab)
-    before = _applied(lab)
+    before = applied_index(lab)
     spec = ["--mode", "closed", "--inflight", str(inflight), "--op", "put", "--timeout", "2"]
     results, shares = loadgens(procs, lab, leader, [spec] * gens, warmup, duration, cpu=cpu)
     out = {
@@ -271,7 +92,7 @@ def throughput(
         "inflight_each": inflight,
         "window_s": duration,
         "applied_before": before,
-        **_sum(results),
+        **sum_results(results),
     }
     if shares is not None:
         out["cpu_pct"] = shares
@@ -394,7 +215,7 @@ def labctl_ladder(
     steps = []
     for rate in rates:
         leader = stable_leader(lab, timeout=30)
-        before = _applied(lab)
+        before = applied_index(lab)
         # Like PySyncObj's queue, a generous cap on what may wait; no re-sends (the
         # timeout is longer than the run), so overload is not amplified by retries.
         spec = [
@@ -412,7 +233,7 @@ def labctl_ladder(
         results, cpu = loadgens(
             procs, lab, leader, [spec] * 3, warmup, duration, grace=3.0, cpu=True
         )
-        s = _sum(results)
+        s = sum_results(results)
         assert cpu is not None
         ours = cpu["lab_total"] / 100 * duration * 0.9  # CPU seconds over 0.9 of the window
         steps.append(
@@ -442,44 +263,13 @@ def labctl_ladder(
     }
 
 
-def divergence_offline(run_dir: str) -> dict[str, Any]:
-    """Replay the run's applied events through the divergence checker."""
-    checker = DivergenceChecker()
-    applied = 0
-    violations = []
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return {"error": f"no {path}"}
-    with path.open() as f:
-        for line in f:
-            if f'"{ev.APPLIED}"' not in line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("kind") != ev.APPLIED:
-                continue
-            applied += 1
-            violations += checker.on_event(rec)
-    return {
-        "applied_events": applied,
-        "divergent_indexes": len(violations),
-        "first": violations[0].detail if violations else None,
-    }
-
-
 # -- the whole benchmark -------------------------------------------------------------------
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every finally: labs down, procs killed
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, terminate)
     try:
         return _run(quick)
     finally:

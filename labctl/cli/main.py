@@ -30,9 +30,12 @@ app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)
 
 
-@app.command("bench", help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft.")
+@app.command(
+    "bench",
+    help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft.",
+)
 def bench(
-    what: str = typer.Argument("core", help="core, checkers or raft"),
+    what: str = typer.Argument("core", help="core, checkers, raft, epaxos or pbft"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
 ) -> None:

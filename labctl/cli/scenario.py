@@ -109,8 +109,9 @@ def chaos(
     runs: Annotated[int, typer.Option("--runs", help="How many runs.")] = 20,
     duration: Annotated[str, typer.Option("--duration", help="Length of each run.")] = "30s",
     nodes: Annotated[
-        str, typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5.")
-    ] = "3,5",
+        str | None,
+        typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
     json_out: Json = False,
     lab_dir: LabDir = None,
@@ -128,6 +129,8 @@ def chaos(
         )
     try:
         seconds = parse_duration(duration)
+        if nodes is None:  # sizes where the protocol tolerates one or two faulty nodes
+            nodes = "4,7" if protocols.get(protocol).byzantine_tolerant else "3,5"
         sizes = [int(x) for x in nodes.split(",")]
     except (DurationError, ValueError) as e:
         raise LabError(f"bad --duration or --nodes: {e}") from None

@@ -1,0 +1,165 @@
+"""EPaxos against Raft on 5 replicas, at 0%, 2% and 100% conflicting commands.
+
+    labctl bench epaxos [--quick] [--json]
+    python -m labctl.benchmarks.epaxos [--quick]         (prints one JSON object)
+
+For each conflict level (the share of commands on one hot key; every other command has a
+key of its own, labctl/benchmarks/loadgen.py --conflict), on a 5-replica EPaxos lab and a
+5-replica Raft lab, fsync on, through the fault router:
+
+- committed writes/s, closed loop, 5 generators x 16 in flight (EPaxos: generator i talks
+  to replica i, as clients talk to their nearest replica; Raft: all to the leader);
+- write latency p50/p99 at an offered 500 writes/s, open loop, 5 generators x 100/s;
+- EPaxos's fast-path ratio over both phases: instances committed on the fast path over
+  all instances committed, summed over the replicas' status (fast_path, slow_path).
+
+What it should show: without conflicts EPaxos commits on the fast path (one round trip to
+a fast quorum) at least as fast as Raft's leader; with every command on one key, every
+PreAccept reply carries new dependencies, the fast path is lost and the Accept round is
+paid. The divergence check (per key) of every EPaxos run is part of the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from labctl import api
+from labctl.benchmarks.labs import (
+    all_running,
+    bench_lab,
+    loadgens,
+    merged_latency,
+    stable_leader,
+    status_sum,
+    sum_results,
+    terminate,
+)
+from labctl.benchmarks.procs import Procs
+from labctl.benchmarks.procs import say as _say
+
+NODES = 5
+CONFLICTS = (0.0, 0.02, 1.0)
+OFFERED = 500.0
+
+
+def _targets(lab: api.Lab, protocol: str) -> list[str]:
+    if protocol == "raft":
+        return [stable_leader(lab)] * NODES
+    return all_running(lab)
+
+
+def phases(
+    procs: Procs, lab: api.Lab, protocol: str, conflict: float, warm: float, dur: float
+) -> dict[str, Any]:
+    """Throughput then latency at one conflict level; EPaxos's fast-path ratio over both."""
+    fast0, slow0 = status_sum(lab, "fast_path"), status_sum(lab, "slow_path")
+    targets = _targets(lab, protocol)
+    closed = ["--mode", "closed", "--inflight", "16", "--op", "put", "--timeout", "2",
+              "--conflict", str(conflict)]  # fmt: skip
+    specs = [["--leader", target, *closed] for target in targets]
+    tp, cpu = loadgens(procs, lab, targets[0], specs, warm, dur, cpu=True)
+    s = sum_results(tp)
+    open_ = ["--mode", "open", "--rate", str(OFFERED / NODES), "--op", "put", "--inflight",
+             "1000", "--timeout", "2", "--conflict", str(conflict), "--samples"]  # fmt: skip
+    targets = _targets(lab, protocol)
+    lat, _ = loadgens(procs, lab, targets[0], [["--leader", t, *open_] for t in targets],
+                      warm, dur)  # fmt: skip
+    out: dict[str, Any] = {
+        "committed_per_s": s["per_s"],
+        "fail": s["fail"],
+        "timeouts": s["timeouts"],
+        "cpu_pct_lab": (cpu or {}).get("lab_total"),
+        "latency_500_ms": merged_latency(lat),
+    }
+    if protocol == "epaxos":
+        time.sleep(0.2)  # the last status reports
+        fast = status_sum(lab, "fast_path") - fast0
+        slow = status_sum(lab, "slow_path") - slow0
+        out["fast_path"], out["slow_path"] = fast, slow
+        out["fast_path_ratio"] = round(fast / (fast + slow), 3) if fast + slow else None
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return _run(quick)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(quick: bool) -> dict[str, Any]:
+    t_start = time.monotonic()
+    warm, dur = (0.5, 2.0) if quick else (1.0, 4.0)
+    result: dict[str, Any] = {
+        "quick": quick,
+        "nodes": NODES,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "levels": {},
+    }
+    procs = Procs()
+    checked: dict[str, Any] = {}
+    try:
+        for protocol in ("epaxos", "raft"):
+            after: dict[str, Any] = {}
+            with bench_lab(protocol, NODES, True, f"bench-{protocol}", after=after) as lab:
+                for conflict in CONFLICTS:
+                    _say(f"{protocol}, {conflict:.0%} conflicting: throughput, latency ...")
+                    level = result["levels"].setdefault(f"{conflict:.0%}", {})
+                    level[protocol] = phases(procs, lab, protocol, conflict, warm, dur)
+            checked[protocol] = after.get("divergence")
+    finally:
+        procs.kill_all()
+    result["divergence"] = checked
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["checks"] = checks(result)
+    result["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    return result
+
+
+def checks(r: dict[str, Any]) -> dict[str, Any]:
+    levels = r["levels"]
+    out: dict[str, Any] = {}
+    hot = levels.get("100%", {}).get("epaxos", {}).get("fast_path_ratio")
+    cold = levels.get("0%", {}).get("epaxos", {}).get("fast_path_ratio")
+    out["fast_path_lost_at_100pct"] = {
+        "fast_path_ratio_0pct": cold,
+        "fast_path_ratio_100pct": hot,
+        "met": hot is not None and cold is not None and hot < cold,
+    }
+    for name in ("0%", "2%"):
+        e = levels.get(name, {}).get("epaxos", {}).get("latency_500_ms", {}).get("p50")
+        f = levels.get(name, {}).get("raft", {}).get("latency_500_ms", {}).get("p50")
+        out[f"latency_p50_at_{name}_vs_raft"] = {
+            "epaxos_ms": e,
+            "raft_ms": f,
+            "met": e is not None and f is not None and e <= f,
+        }
+    div = (r.get("divergence") or {}).get("epaxos") or {}
+    out["epaxos_never_divergent"] = {
+        "divergent_keys": div.get("divergent_indexes"),
+        "met": div.get("divergent_indexes") == 0,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="labctl.benchmarks.epaxos")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(run(quick=args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()
