@@ -172,13 +172,18 @@ class Replica:
     def execute(self, ready: Ready) -> None:
         """Carry out one batch in the order of obligation."""
         while True:
-            # 1. persist, one fsync for the whole batch, before anything leaves.
+            # 0. a leader's new entries go out while its own fsync runs (thesis 10.2.1).
+            early = ready.compact is None
+            if early:
+                for dst, msg in ready.parallel:
+                    self._send(dst, self.codec.encode(msg))
+            # 1. persist, one fsync for the whole batch, before anything else leaves.
             if ready.compact is not None:
                 self.wal.rewrite([self.records.encode(r) for r in ready.compact])
             if ready.persist:
                 self.wal.append([self.records.encode(r) for r in ready.persist])
             # 2. messages to peers, clients and the broker.
-            for dst, msg in ready.messages:
+            for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
                 self._send(dst, self.codec.encode(msg))
             # 3. restore a peer's image, then apply, answering the clients this node
             # accepted requests from.

@@ -343,8 +343,14 @@ class SimNet:
 
     def _carry_out(self, node: SimNode, ready: Ready) -> None:
         while True:
-            # 1. persist, before anything of this batch leaves (a compaction first replaces
-            # the whole disk with the protocol's complete durable state).
+            # 0. messages that may overtake this batch's fsync (a leader's own new entries):
+            # a crash in the middle of the write below has sent them already.
+            early = ready.compact is None
+            if early:
+                for dst, msg in ready.parallel:
+                    self._send(node.id, dst, msg)
+            # 1. persist, before anything else of this batch leaves (a compaction first
+            # replaces the whole disk with the protocol's complete durable state).
             if ready.compact is not None:
                 node.disk = list(ready.compact)
             if ready.persist:
@@ -355,7 +361,7 @@ class SimNet:
                     return
                 node.disk.extend(ready.persist)
             # 2. messages.
-            for dst, msg in ready.messages:
+            for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
                 self._send(node.id, dst, msg)
             # 3. restore, apply and answer. A restore replaces everything applied so far, so
             # it goes first: commands in the same batch come after the snapshot.

@@ -12,6 +12,12 @@ It is driven by four inputs, each carrying `now` (the node's own clock, in secon
 Every input returns a `Ready`. The caller (the replica runtime, or the in-memory test
 network) MUST carry out its fields in this order, the order of obligation:
 
+0. `parallel`: messages that may leave BEFORE this batch's records are on disk, because
+   they carry nothing but what those records hold: a leader's AppendEntries of its own new
+   entries, sent while the leader's own fsync runs (Raft thesis 10.2.1; the leader counts
+   itself towards a commit only once its write returned, which the caller's next input
+   guarantees). Never a vote, a term or an acknowledgement. A batch that persists a term or
+   a vote sets `barrier`, and merging demotes later `parallel` messages to `messages`.
 1. `persist`: write every record durably (append + fsync) BEFORE any message of this batch
    leaves. A vote or a log entry acknowledged before it is on disk is how replicas lie.
 2. `messages`: send each (destination, message) pair; destinations are peer ids, client
@@ -89,6 +95,7 @@ class SnapshotImage:
 class Ready:
     """One batch of outputs. Field order is the order the caller must carry them out."""
 
+    parallel: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     persist: list[msgspec.Struct] = field(default_factory=list)
     messages: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     committed: list[Committed] = field(default_factory=list)
@@ -98,15 +105,34 @@ class Ready:
     want_snapshot: bool = False
     restore: SnapshotImage | None = None
     compact: list[msgspec.Struct] | None = None
+    barrier: bool = False  # persists state (a term, a vote) no later message may overtake
 
     def send(self, dst: str, msg: msgspec.Struct) -> None:
         self.messages.append((dst, msg))
+
+    def send_parallel(self, dst: str, msg: msgspec.Struct) -> None:
+        """A message that may leave before this batch's fsync (see obligation 0)."""
+        self.messages.append((dst, msg)) if self.barrier else self.parallel.append((dst, msg))
+
+    def raise_barrier(self) -> None:
+        """This batch persists a term or a vote: nothing of it may leave before the fsync."""
+        self.barrier = True
+        if self.parallel:
+            self.messages[:0] = self.parallel
+            self.parallel = []
 
     def event(self, kind: str, **data: Any) -> None:
         self.events.append(Event(kind, data))
 
     def merge(self, later: Ready) -> Ready:
         """Fold a later batch into this one, keeping the order of obligation."""
+        if self.barrier:
+            # What this batch persists first (a vote, a term) must be on disk before
+            # anything later leaves, however harmless that looks on its own.
+            self.messages.extend(later.parallel)
+        else:
+            self.parallel.extend(later.parallel)
+        self.barrier = self.barrier or later.barrier
         self.persist.extend(later.persist)
         self.messages.extend(later.messages)
         self.committed.extend(later.committed)
@@ -129,7 +155,8 @@ class Ready:
 
     def is_empty(self) -> bool:
         return not (
-            self.persist
+            self.parallel
+            or self.persist
             or self.messages
             or self.committed
             or self.reads

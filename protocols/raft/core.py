@@ -202,6 +202,7 @@ class RaftProtocol(Replication, Clients, Protocol):
             # Term and vote reach the disk before any message of this batch leaves: a vote
             # forgotten in a crash could be given twice in one term (section 5.2).
             out.persist.insert(0, hard)
+            out.raise_barrier()
             self._persisted_hard_state = hard
         out.next_deadline = self._next_deadline()
         self.out = Ready()

@@ -73,7 +73,10 @@ class Replication:
         msg = AppendEntries(
             self.term, prev_index, prev_term, tuple(entries), self.commit, self.reads.round
         )
-        self.out.send(peer, msg)
+        # It carries only entries (already durable, or persisted by this very batch): it
+        # may leave while our own fsync runs. Our term is durable unless this batch
+        # persists it, and then `_finish` raises the barrier and holds it back.
+        self.out.send_parallel(peer, msg)
         pr.sent_entries(entries[-1].index if entries else prev_index, len(entries))
         return True
 
