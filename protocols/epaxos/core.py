@@ -1,0 +1,600 @@
+"""EPaxosProtocol: inputs, command leading (PreAccept, Accept, Commit), timers, execution.
+
+Leaderless: every replica takes client requests and is the command leader of the
+instances it opens in its own row of the instance space. A command commits on the fast
+path when a fast quorum (F + floor((F+1)/2) replicas, leader included, N = 2F+1) pre-accepts
+it with the leader's own attributes, otherwise after a Paxos Accept round at a majority.
+Recovery of instances whose leader went quiet (explicit Prepare, TryPreAccept) lives in
+recovery.py, a mixin of this class; execution order in execution.py.
+
+Timers: one per instance at most, kept in a heap and validated lazily when they fire. A
+command leader re-sends its phase every `resend_interval`; any replica that knows of an
+instance left undecided for `recovery_timeout` (randomized, so recoveries rarely duel), or
+whose execution waits on one, recovers it. No input ever scans the whole history.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+
+from protocols.base import (
+    OPS,
+    READ_MODES,
+    BrokerWrite,
+    ClientRequest,
+    Command,
+    Committed,
+    NodeConfig,
+    Protocol,
+    Ready,
+    reply,
+)
+from protocols.epaxos.execution import Executor
+from protocols.epaxos.instances import Conflicts, Instance, InstanceId
+from protocols.epaxos.messages import (
+    ACCEPTED,
+    COMMITTED,
+    MESSAGES,
+    NONE,
+    PREACCEPTED,
+    RECORDS,
+    Accept,
+    AcceptReply,
+    Cmds,
+    Commit,
+    Deps,
+    InstanceState,
+    PreAccept,
+    PreAcceptReply,
+    Prepare,
+    PrepareReply,
+    Sync,
+    TryPreAccept,
+    TryPreAcceptReply,
+    well_formed,
+)
+from protocols.epaxos.options import Options
+from protocols.epaxos.recovery import Recovery
+
+RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot
+RECOVERED_EVENT = "epaxos.recovered"  # data: instance, noop
+MAX_GAP = 256  # instances one input may schedule or send for catching up
+
+
+@dataclass(slots=True)
+class Lead:
+    """The phase this replica drives for one instance, as command leader (ballot 0) or as
+    recoverer (a higher ballot)."""
+
+    ballot: int
+    phase: str  # preaccept | accept | prepare | trypreaccept
+    recovery: bool
+    cmds: Cmds = ()
+    seq: int = 0
+    deps: Deps = ()
+    deadline: float = math.inf  # a recovery attempt past it starts over, higher
+    fast: bool = True  # the fast path is allowed (ballot 0 only)
+    all_equal: bool = True
+    replies: dict[str, Any] = field(default_factory=dict)
+    # TryPreAccept bookkeeping: who holds the attributes, who cannot be in a fast quorum.
+    targets: set[str] = field(default_factory=set)
+    supporters: set[str] = field(default_factory=set)
+    not_in_quorum: set[int] = field(default_factory=set)
+
+
+def pairwise_max(a: Deps, b: Deps) -> Deps:
+    return tuple(x if x >= y else y for x, y in zip(a, b, strict=True))
+
+
+class EPaxosProtocol(Recovery, Protocol):
+    name: ClassVar[str] = "epaxos"
+    description: ClassVar[str] = (
+        "Egalitarian Paxos: leaderless, fast path at a fast quorum, slow path by Accept, "
+        "dependency-graph execution, explicit-Prepare recovery with TryPreAccept"
+    )
+    Options = Options
+    messages = MESSAGES
+    records = RECORDS
+    default_nodes: ClassVar[int] = 3
+    ordering: ClassVar[str] = "per_key"
+    # The runtime's session table answers a request id applied twice from the table: a
+    # client retry may open a second instance for the same request.
+    exactly_once: ClassVar[bool] = True
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        if not isinstance(config.options, Options):
+            raise TypeError(f"epaxos needs epaxos Options, got {type(config.options).__name__}")
+        config.options.validate()
+        if config.node_id not in config.replicas:
+            raise ValueError(f"{config.node_id!r} is not one of the replicas {config.replicas}")
+        if len(set(config.replicas)) != len(config.replicas):
+            raise ValueError(f"duplicate replica ids in {config.replicas}")
+        self.opts: Options = config.options
+        self.me = config.node_id
+        self.ids = config.replicas
+        self.n = len(self.ids)
+        self.idx = self.ids.index(self.me)
+        self.index_of = {r: i for i, r in enumerate(self.ids)}
+        self.peers = config.peers
+        self.rng = config.rng
+        # F failures tolerated; quorums counted in peers (the sender counts itself).
+        self.f = (self.n - 1) // 2
+        majority = self.n // 2 + 1
+        self.fast_size = max(self.f + (self.f + 1) // 2, majority)
+        self.slow_peers = majority - 1
+        self.fast_peers = self.fast_size - 1
+
+        self.instances: dict[InstanceId, Instance] = {}
+        self.conflicts = Conflicts(self.n)
+        self.executor = Executor(self.n, self.instances)
+        self.next_inum = 1
+        self.max_ballot = 0
+        self.leading: dict[InstanceId, Lead] = {}
+        self.inflight: set[InstanceId] = set()  # own instances this process still drives
+        self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
+        self.proposed_here: set[InstanceId] = set()  # answer clients when they execute
+        self.waiting: dict[InstanceId, set[InstanceId]] = {}  # uncommitted -> blocked ones
+        self.timers: list[tuple[float, int, InstanceId]] = []
+        self.timer_at: dict[InstanceId, float] = {}
+        self._timer_seq = 0
+        self.known_max = [0] * self.n  # highest instance number seen per replica
+        self.sync_at = math.inf
+        self._sync_turn = 0
+
+        self.committed_count = 0
+        self.executed_count = 0
+        self.applied = 0  # execution position: Committed.index
+        self.fast = 0
+        self.slow = 0
+        self.recovered = 0
+        self.drops: Counter[str] = Counter()
+        self.now = 0.0
+        self.out = Ready()
+        self._started = False
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready:
+        if self._started:
+            raise RuntimeError("start() called twice")
+        self._started = True
+        self._begin(now)
+        for record in recovered:
+            if not isinstance(record, InstanceState):
+                raise TypeError(f"not an epaxos record: {type(record).__name__}")
+            self.instances[(record.replica, record.inum)] = Instance.from_record(record)
+        for iid in sorted(self.instances):
+            inst = self.instances[iid]
+            self.known_max[iid[0]] = max(self.known_max[iid[0]], iid[1])
+            self.max_ballot = max(self.max_ballot, inst.ballot)
+            if inst.replica == self.idx:
+                self.next_inum = max(self.next_inum, inst.inum + 1)
+            if inst.cmds is not None:
+                self.conflicts.add(inst)
+            if inst.status == COMMITTED:
+                self.committed_count += 1
+            else:
+                self._schedule(iid, self._recovery_time())
+        # The state machine starts empty at every start: execute the committed history
+        # again, from scratch, in a valid order (indexes 1, 2, 3...).
+        for iid in sorted(self.instances):
+            inst = self.instances[iid]
+            if inst.status == COMMITTED:
+                self._execute_from(inst)
+        # Ask everyone for what was committed while we were down.
+        for p in self.peers:
+            self.out.send(p, Sync(tuple(self.known_max)))
+        self.sync_at = now + self.opts.sync_interval
+        return self._finish()
+
+    def on_message(self, now: float, src: str, msg: msgspec.Struct) -> Ready:
+        self._begin(now)
+        if src not in self.index_of or src == self.me:
+            self._drop("unknown_node")
+        elif not isinstance(msg, MESSAGES):
+            self._drop("unknown_message")
+        elif not well_formed(msg, self.n):
+            self._drop("malformed")
+        else:
+            self.max_ballot = max(self.max_ballot, getattr(msg, "ballot", 0))
+            self._HANDLERS[type(msg)](self, src, msg)
+        return self._finish()
+
+    def on_client(self, now: float, client: str, request: ClientRequest) -> Ready:
+        if not isinstance(request, ClientRequest):
+            raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
+        self._begin(now)
+        command = request.command
+        if command.op not in OPS or request.read_mode not in READ_MODES:
+            error = f"unknown op {command.op!r} or read mode {request.read_mode!r}"
+            self.out.send(client, reply(request, "fail", self.me, error=error))
+        else:
+            # Every read goes through consensus: quorum and lease reads are log reads here.
+            self.pending.append((client, command))
+            self._flush_pending()
+        return self._finish()
+
+    def on_tick(self, now: float) -> Ready:
+        self._begin(now)
+        while self.timers and self.timers[0][0] <= now:
+            t, _, iid = heapq.heappop(self.timers)
+            if self.timer_at.get(iid) != t:
+                continue  # superseded by a later schedule
+            del self.timer_at[iid]
+            self._check(iid)
+        if now >= self.sync_at and self.peers:
+            self._sync_turn = (self._sync_turn + 1) % len(self.peers)
+            self.out.send(self.peers[self._sync_turn], Sync(tuple(self.known_max)))
+            self.sync_at = now + self.opts.sync_interval
+        return self._finish()
+
+    def _begin(self, now: float) -> None:
+        if not self._started:
+            raise RuntimeError("start() must be called before any other input")
+        self.now = now
+        self.out = Ready()
+
+    def _finish(self) -> Ready:
+        out = self.out
+        while self.timers and self.timer_at.get(self.timers[0][2]) != self.timers[0][0]:
+            heapq.heappop(self.timers)  # stale entries must not ask for a past tick
+        deadline = min(self.timers[0][0] if self.timers else math.inf, self.sync_at)
+        if deadline < math.inf:
+            out.next_deadline = max(deadline, math.nextafter(self.now, math.inf))
+        self.out = Ready()
+        return out
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def _schedule(self, iid: InstanceId, t: float, replace: bool = True) -> None:
+        """One timer per instance: `replace` moves it, otherwise the earlier one stays."""
+        current = self.timer_at.get(iid)
+        if current is not None and not replace and current <= t:
+            return
+        self.timer_at[iid] = t
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (t, self._timer_seq, iid))
+
+    def _recovery_time(self) -> float:
+        # Randomized so that two replicas rarely start recovering one instance together.
+        return self.now + self.opts.recovery_timeout * (1.0 + self.rng.random())
+
+    def _check(self, iid: InstanceId) -> None:
+        inst = self.instances.get(iid)
+        if inst is not None and inst.status == COMMITTED:
+            self.leading.pop(iid, None)
+            return
+        lead = self.leading.get(iid)
+        if lead is not None and self.now < lead.deadline:
+            self._resend(iid, lead)
+            self._schedule(iid, min(self.now + self.opts.resend_interval, lead.deadline))
+            return
+        self._start_recovery(iid)
+
+    def _resend(self, iid: InstanceId, lead: Lead) -> None:
+        missing = [p for p in self.peers if p not in lead.replies]
+        replica, inum = iid
+        if lead.phase == "preaccept":
+            if len(lead.replies) >= self.slow_peers:
+                self._accept_phase(iid, lead, lead.cmds, lead.seq, lead.deps)
+                return
+            msg: msgspec.Struct = PreAccept(lead.ballot, replica, inum, *self._attrs(lead))
+        elif lead.phase == "accept":
+            msg = Accept(lead.ballot, replica, inum, *self._attrs(lead))
+        elif lead.phase == "prepare":
+            msg = Prepare(lead.ballot, replica, inum)
+        else:
+            msg = TryPreAccept(lead.ballot, replica, inum, *self._attrs(lead))
+            missing = [p for p in lead.targets if p not in lead.replies and p != self.me]
+        for p in missing:
+            self.out.send(p, msg)
+
+    @staticmethod
+    def _attrs(lead: Lead) -> tuple[Cmds, int, Deps]:
+        return lead.cmds, lead.seq, lead.deps
+
+    # -- instance state changes (every one persisted before the replies that rely on it) ---
+
+    def _instance(self, iid: InstanceId) -> Instance:
+        inst = self.instances.get(iid)
+        if inst is None:
+            inst = self.instances[iid] = Instance(iid[0], iid[1])
+            self._learn_numbers(iid[0], iid[1])
+        return inst
+
+    def _learn_numbers(self, q: int, inum: int) -> None:
+        """Instances of q numbered below one we know of exist (or were recovered as
+        no-ops): those we never heard of get a recovery timer, like any undecided one."""
+        known = self.known_max[q]
+        if inum <= known:
+            return
+        self.known_max[q] = inum
+        # Bounded: a long gap is filled a slice at a time, as later instances arrive.
+        for j in range(max(known + 1, inum - MAX_GAP), inum):
+            if (q, j) not in self.instances:
+                self._schedule((q, j), self._recovery_time(), replace=False)
+
+    def _on_sync(self, src: str, m: Sync) -> None:
+        sent = 0
+        for q, theirs in enumerate(m.known):
+            for j in range(theirs + 1, self.known_max[q] + 1):
+                inst = self.instances.get((q, j))
+                if inst is not None and inst.status == COMMITTED and sent < MAX_GAP:
+                    self.out.send(src, Commit(q, j, inst.cmds or (), inst.seq, inst.deps))
+                    sent += 1
+            if theirs > self.known_max[q]:
+                self._learn_numbers(q, theirs + 1)
+                self.known_max[q] = theirs
+
+    def _persist(self, inst: Instance) -> None:
+        self.out.persist.append(inst.record())
+
+    def _vote(
+        self, inst: Instance, status: int, ballot: int, cmds: Cmds, seq: int, deps: Deps, orig: bool
+    ) -> None:
+        first = inst.status == NONE and inst.cmds is None
+        inst.status, inst.ballot, inst.vballot, inst.orig = status, ballot, ballot, orig
+        inst.cmds, inst.seq, inst.deps = cmds, seq, deps
+        self.conflicts.add(inst)
+        self._persist(inst)
+        if first and inst.replica != self.idx:
+            self._schedule(inst.id, self._recovery_time(), replace=False)
+
+    def _promise(self, inst: Instance, ballot: int) -> None:
+        if ballot > inst.ballot:
+            inst.ballot = ballot
+            self._persist(inst)
+            lead = self.leading.get(inst.id)
+            if lead is not None and lead.ballot < ballot:
+                self._abandon(inst.id)
+
+    def _abandon(self, iid: InstanceId) -> None:
+        """Someone with a higher ballot drives this instance now; recover it ourselves
+        only if it is still undecided a recovery timeout from now."""
+        self.leading.pop(iid, None)
+        if iid in self.inflight:
+            self.inflight.discard(iid)
+            self._flush_pending()
+        self._schedule(iid, self._recovery_time())
+
+    # -- command leader ---------------------------------------------------------------------
+
+    def _flush_pending(self) -> None:
+        while self.pending and len(self.inflight) < self.opts.max_inflight:
+            batch, self.pending = self.pending[: self.opts.batch], self.pending[self.opts.batch :]
+            self._propose(tuple(c for _, c in batch))
+
+    def _propose(self, cmds: Cmds) -> None:
+        while (self.idx, self.next_inum) in self.instances:
+            self.next_inum += 1  # a recovery's placeholder took this number
+        iid = (self.idx, self.next_inum)
+        self.next_inum += 1
+        seq, deps = self.conflicts.attributes(cmds, 0, (), iid)
+        inst = self._instance(iid)
+        self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True)
+        self.inflight.add(iid)
+        self.proposed_here.add(iid)
+        self.leading[iid] = Lead(0, "preaccept", False, cmds, seq, deps)
+        if self.fast_peers == 0:
+            self._commit(iid, cmds, seq, deps)  # a single replica is its own quorum
+            return
+        targets = self.peers
+        if self.opts.thrifty:
+            targets = self._thrifty_targets()
+        msg = PreAccept(0, iid[0], iid[1], cmds, seq, deps)
+        for p in targets:
+            self.out.send(p, msg)
+        self._schedule(iid, self.now + self.opts.resend_interval)
+
+    def _thrifty_targets(self) -> tuple[str, ...]:
+        # The next fast_peers replicas after us, cyclically: a fixed choice keeps their
+        # conflict state aligned with ours, which is what makes replies match.
+        order = self.ids[self.idx + 1 :] + self.ids[: self.idx]
+        return order[: self.fast_peers]
+
+    def _on_pre_accept(self, src: str, m: PreAccept) -> None:
+        iid = (m.replica, m.inum)
+        inst = self._instance(iid)
+        if inst.status == COMMITTED:
+            self.out.send(src, Commit(m.replica, m.inum, inst.cmds or (), inst.seq, inst.deps))
+            return
+        if m.ballot < inst.ballot:
+            self.out.send(src, PreAcceptReply(inst.ballot, m.replica, m.inum, False))
+            return
+        if inst.vballot == m.ballot and inst.status >= PREACCEPTED and inst.cmds == m.cmds:
+            # A resend: answer with what we voted, never vote twice in one ballot.
+            if inst.status == PREACCEPTED:
+                reply_ = PreAcceptReply(m.ballot, m.replica, m.inum, True, inst.seq, inst.deps)
+                self.out.send(src, reply_)
+            return
+        seq, deps = self.conflicts.attributes(m.cmds, m.seq, m.deps, iid)
+        orig = m.ballot == 0 and seq == m.seq and deps == m.deps
+        self._vote(inst, PREACCEPTED, m.ballot, m.cmds, seq, deps, orig)
+        self.out.send(src, PreAcceptReply(m.ballot, m.replica, m.inum, True, seq, deps))
+
+    def _on_pre_accept_reply(self, src: str, m: PreAcceptReply) -> None:
+        iid = (m.replica, m.inum)
+        lead = self.leading.get(iid)
+        inst = self.instances.get(iid)
+        if lead is None or lead.phase != "preaccept" or inst is None:
+            return
+        if not m.ok:
+            if m.ballot > lead.ballot:
+                self._promise(inst, m.ballot)
+                self._abandon(iid)
+            return
+        if m.ballot != lead.ballot or inst.ballot != lead.ballot or src in lead.replies:
+            return
+        lead.replies[src] = m
+        if m.seq != lead.seq or m.deps != lead.deps:
+            lead.all_equal = False
+        # Slow-path attributes: the union of everything the replies saw.
+        seq, deps = max(lead.seq, m.seq), pairwise_max(lead.deps, m.deps)
+        if lead.fast and lead.all_equal and len(lead.replies) >= self.fast_peers:
+            self.fast += 1
+            self._commit(iid, lead.cmds, lead.seq, lead.deps)
+            return
+        lead.seq, lead.deps = seq, deps
+        if not lead.all_equal or not lead.fast:
+            if len(lead.replies) >= self.slow_peers:
+                self._accept_phase(iid, lead, lead.cmds, lead.seq, lead.deps)
+
+    def _accept_phase(self, iid: InstanceId, lead: Lead, cmds: Cmds, seq: int, deps: Deps) -> None:
+        inst = self._instance(iid)
+        lead.phase, lead.cmds, lead.seq, lead.deps = "accept", cmds, seq, deps
+        lead.replies = {}
+        self._vote(inst, ACCEPTED, lead.ballot, cmds, seq, deps, orig=False)
+        if not lead.recovery:
+            self.slow += 1
+        if self.slow_peers == 0:
+            self._commit(iid, cmds, seq, deps)
+            return
+        msg = Accept(lead.ballot, iid[0], iid[1], cmds, seq, deps)
+        for p in self.peers:
+            self.out.send(p, msg)
+
+    def _on_accept(self, src: str, m: Accept) -> None:
+        iid = (m.replica, m.inum)
+        inst = self._instance(iid)
+        if inst.status == COMMITTED:
+            self.out.send(src, Commit(m.replica, m.inum, inst.cmds or (), inst.seq, inst.deps))
+            return
+        if m.ballot < inst.ballot:
+            self.out.send(src, AcceptReply(inst.ballot, m.replica, m.inum, False))
+            return
+        if not (inst.status == ACCEPTED and inst.vballot == m.ballot):
+            self._vote(inst, ACCEPTED, m.ballot, m.cmds, m.seq, m.deps, orig=False)
+        self.out.send(src, AcceptReply(m.ballot, m.replica, m.inum, True))
+
+    def _on_accept_reply(self, src: str, m: AcceptReply) -> None:
+        iid = (m.replica, m.inum)
+        lead = self.leading.get(iid)
+        inst = self.instances.get(iid)
+        if lead is None or lead.phase != "accept" or inst is None:
+            return
+        if not m.ok:
+            if m.ballot > lead.ballot:
+                self._promise(inst, m.ballot)
+                self._abandon(iid)
+            return
+        if m.ballot != lead.ballot or inst.ballot != lead.ballot:
+            return
+        lead.replies[src] = m
+        if len(lead.replies) >= self.slow_peers:
+            self._commit(iid, lead.cmds, lead.seq, lead.deps)
+
+    # -- commit and execution ----------------------------------------------------------------
+
+    def _commit(self, iid: InstanceId, cmds: Cmds, seq: int, deps: Deps) -> None:
+        """Decided: record it, tell everyone, execute what it unblocks."""
+        lead = self.leading.pop(iid, None)
+        if lead is not None and lead.recovery:
+            self.recovered += 1
+            self.out.event(RECOVERED_EVENT, instance=list(iid), noop=not cmds)
+        msg = Commit(iid[0], iid[1], cmds, seq, deps)
+        for p in self.peers:
+            self.out.send(p, msg)
+        self._learn_commit(iid, cmds, seq, deps)
+        if iid in self.inflight:
+            self.inflight.discard(iid)
+            self._flush_pending()
+
+    def _on_commit(self, src: str, m: Commit) -> None:
+        iid = (m.replica, m.inum)
+        inst = self.instances.get(iid)
+        if inst is not None and inst.status == COMMITTED:
+            return
+        lead = self.leading.pop(iid, None)
+        if lead is not None and lead.recovery:
+            self.out.event(RECOVERED_EVENT, instance=list(iid), noop=not m.cmds, by=src)
+        self._learn_commit(iid, m.cmds, m.seq, m.deps)
+        if iid in self.inflight:
+            self.inflight.discard(iid)
+            self._flush_pending()
+
+    def _learn_commit(self, iid: InstanceId, cmds: Cmds, seq: int, deps: Deps) -> None:
+        inst = self._instance(iid)
+        if inst.status == COMMITTED:
+            return
+        inst.status, inst.cmds, inst.seq, inst.deps = COMMITTED, cmds, seq, deps
+        self.conflicts.add(inst)
+        self._persist(inst)
+        self.committed_count += 1
+        self.timer_at.pop(iid, None)
+        self._execute_from(inst)
+        for blocked in sorted(self.waiting.pop(iid, ())):
+            waiter = self.instances.get(blocked)
+            if waiter is not None:
+                self._execute_from(waiter)
+
+    def _execute_from(self, inst: Instance) -> None:
+        blocker = self.executor.run(inst, self._execute)
+        if blocker is not None:
+            self.waiting.setdefault(blocker, set()).add(inst.id)
+            # Never wait forever: an instance that stays undecided gets recovered.
+            self._schedule(blocker, self._recovery_time(), replace=False)
+
+    def _execute(self, inst: Instance) -> None:
+        self.executed_count += 1
+        answer = inst.id in self.proposed_here
+        for c in inst.cmds or ():
+            self.applied += 1
+            if answer and c.op == "order":
+                # EPaxos has no leader term to fence with: the token is always 0.
+                write = BrokerWrite(0, self.me, self.applied, c.request_id, c.order)
+                self.out.send("broker", write)
+            self.out.committed.append(Committed(self.applied, 0, c, reply=answer))
+        self.proposed_here.discard(inst.id)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        decided = self.fast + self.slow
+        return {
+            "role": "replica",
+            "term": self.max_ballot // self.n,
+            "leader": None,
+            "commit_index": self.committed_count,
+            "applied_index": self.applied,
+            "log": len(self.instances),
+            "lease_expiry": None,
+            "committed": self.committed_count,
+            "executed": self.executed_count,
+            "fast_path": self.fast,
+            "slow_path": self.slow,
+            "fast_path_ratio": self.fast / decided if decided else None,
+            "recovering": sum(1 for lead in self.leading.values() if lead.recovery),
+            "recovered": self.recovered,
+            "ballot": self.max_ballot,
+            "inflight": len(self.inflight),
+            "pending": len(self.pending),
+            "waiting": len(self.waiting),
+            "dropped": sum(self.drops.values()),
+            "drops": dict(self.drops),
+        }
+
+    _HANDLERS: ClassVar[dict[type, Any]] = {}
+
+
+EPaxosProtocol._HANDLERS = {
+    PreAccept: EPaxosProtocol._on_pre_accept,
+    PreAcceptReply: EPaxosProtocol._on_pre_accept_reply,
+    Accept: EPaxosProtocol._on_accept,
+    AcceptReply: EPaxosProtocol._on_accept_reply,
+    Commit: EPaxosProtocol._on_commit,
+    Prepare: Recovery._on_prepare,
+    PrepareReply: Recovery._on_prepare_reply,
+    TryPreAccept: Recovery._on_try_pre_accept,
+    TryPreAcceptReply: Recovery._on_try_pre_accept_reply,
+    Sync: EPaxosProtocol._on_sync,
+}

@@ -1,0 +1,115 @@
+"""The instance space and the conflict index.
+
+`Instance` is one replica's knowledge of one instance: the attributes it voted for, its
+promised ballot and the ballot of its last vote, kept apart (Sutra 2019: with a single
+ballot variable, recovery can pick stale attributes). `Conflicts` is the paper's
+"conflicts" map: per key, the latest instance of each replica that touches it, and the
+highest seq seen on it, so computing attributes costs O(keys * replicas), not O(history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocols.base import Command
+from protocols.epaxos.messages import NONE, Cmds, Deps, InstanceState
+
+InstanceId = tuple[int, int]  # (replica index, instance number)
+
+
+@dataclass(slots=True)
+class Instance:
+    replica: int
+    inum: int
+    status: int = NONE
+    ballot: int = 0  # promised: no vote in a lower ballot
+    vballot: int = 0  # the ballot of the last vote (pre-accept or accept)
+    orig: bool = False  # attributes are the command leader's own (fast path evidence)
+    cmds: Cmds | None = None  # None: command unknown; (): a no-op
+    seq: int = 0
+    deps: Deps = ()
+    executed: bool = False
+    indexed: bool = False  # listed in the conflict index's per-key instance lists
+
+    @property
+    def id(self) -> InstanceId:
+        return (self.replica, self.inum)
+
+    def record(self) -> InstanceState:
+        return InstanceState(
+            self.replica,
+            self.inum,
+            self.status,
+            self.ballot,
+            self.vballot,
+            self.orig,
+            self.cmds,
+            self.seq,
+            self.deps,
+        )
+
+    @classmethod
+    def from_record(cls, r: InstanceState) -> Instance:
+        return cls(r.replica, r.inum, r.status, r.ballot, r.vballot, r.orig, r.cmds, r.seq, r.deps)
+
+
+def keys_of(cmds: Cmds | None) -> set[str]:
+    """Keys an instance touches: all commands on one key interfere (gets included), and
+    orders all share one key of their own, so they are ordered among themselves."""
+    return {key_of(c) for c in cmds or ()}
+
+
+def key_of(c: Command) -> str:
+    return "\x00order" if c.op == "order" else c.key
+
+
+@dataclass(slots=True)
+class KeyConflicts:
+    latest: list[int]  # per replica, its highest instance number touching the key
+    max_seq: int = 0
+    instances: list[InstanceId] = field(default_factory=list)  # every one, for TryPreAccept
+
+
+class Conflicts:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.keys: dict[str, KeyConflicts] = {}
+
+    def attributes(self, cmds: Cmds, seq: int, deps: Deps, skip: InstanceId) -> tuple[int, Deps]:
+        """(seq, deps) raised to cover every known interfering instance but `skip`."""
+        out = list(deps) if deps else [0] * self.n
+        replica, inum = skip
+        for key in keys_of(cmds):
+            kc = self.keys.get(key)
+            if kc is None:
+                continue
+            seq = max(seq, kc.max_seq + 1)
+            for q, latest in enumerate(kc.latest):
+                if q == replica and latest == inum:
+                    continue  # the instance itself, seen before (a resend or recovery)
+                if latest > out[q]:
+                    out[q] = latest
+        return seq, tuple(out)
+
+    def add(self, inst: Instance) -> None:
+        for key in keys_of(inst.cmds):
+            kc = self.keys.get(key)
+            if kc is None:
+                kc = self.keys[key] = KeyConflicts([0] * self.n)
+            if inst.inum > kc.latest[inst.replica]:
+                kc.latest[inst.replica] = inst.inum
+            if inst.seq > kc.max_seq:
+                kc.max_seq = inst.seq
+            if not inst.indexed:
+                kc.instances.append(inst.id)
+        if inst.cmds:
+            inst.indexed = True
+
+    def on_keys(self, cmds: Cmds) -> list[InstanceId]:
+        """Every instance recorded on the keys of `cmds` (rare path: TryPreAccept)."""
+        seen: list[InstanceId] = []
+        for key in keys_of(cmds):
+            kc = self.keys.get(key)
+            if kc is not None:
+                seen.extend(kc.instances)
+        return seen

@@ -1,0 +1,102 @@
+"""Helpers the EPaxos test files share: a seeded network, writes, and agreement checks."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from protocols.base import ClientReply
+from protocols.epaxos import EPaxosProtocol
+from protocols.epaxos.invariants import committed_attributes, committed_on_disk
+from protocols.simnet import SimNet
+
+
+def make_net(n: int = 3, seed: int = 1, latency: Any = None, **options: object) -> SimNet:
+    extra = {} if latency is None else {"latency": latency}
+    return SimNet(EPaxosProtocol, n, seed=seed, options=options, **extra)
+
+
+def proto(net: SimNet, node: str) -> EPaxosProtocol:
+    p = net.proto(node)
+    assert isinstance(p, EPaxosProtocol)
+    return p
+
+
+def write(net: SimNet, node: str, key: str, value: str, max_time: float = 3.0) -> ClientReply:
+    """Write through `node` and insist on an ok."""
+    rid = net.put(node, key, value)
+    assert net.run_until(lambda: net.reply_for(rid) is not None, max_time), f"{rid} unanswered"
+    reply = net.reply_for(rid)
+    assert reply is not None and reply.status == "ok", reply
+    return reply
+
+
+def applied_ids(net: SimNet, node: str, key: str | None = None) -> list[str]:
+    return [c.request_id for _, _, c in net.applied(node) if key is None or c.key == key]
+
+
+def applied_everywhere(net: SimNet, rid: str) -> bool:
+    return all(rid in applied_ids(net, n) for n in net.alive())
+
+
+def agreement_problems(net: SimNet) -> list[str]:
+    """Committed attributes that differ between replicas, live state and disks both."""
+    live = {i: proto(net, i) for i in net.alive()}
+    disks = {i: node.disk for i, node in net.nodes.items()}
+    return committed_attributes(live) + committed_on_disk(disks)
+
+
+class Manual:
+    """Replicas driven by hand, for schedules too precise for timers and random latency:
+    every message waits in `outbox` until the test delivers (or drops) it."""
+
+    def __init__(self, n: int = 5, **options: object) -> None:
+        from protocols.base import NodeConfig, decode_options
+
+        ids = tuple(f"r{i}" for i in range(n))
+        opts = decode_options(EPaxosProtocol.Options, dict(options))
+        self.ids = ids
+        self.now = 0.0
+        self.replicas = {
+            i: EPaxosProtocol(NodeConfig(i, ids, opts, random.Random(k))) for k, i in enumerate(ids)
+        }
+        self.outbox: list[tuple[str, str, Any]] = []
+        self.applied: dict[str, list[str]] = {i: [] for i in ids}
+        for i, p in self.replicas.items():
+            self._take(i, p.start(0.0, []))
+        self.outbox.clear()  # the start-up Syncs
+
+    def _take(self, src: str, ready: Any) -> None:
+        self.outbox.extend((src, dst, m) for dst, m in ready.messages)
+        self.applied[src].extend(c.command.request_id for c in ready.committed)
+
+    def client(self, node: str, command: Any) -> None:
+        from protocols.base import ClientRequest
+
+        self._take(node, self.replicas[node].on_client(self.now, "c0", ClientRequest(command)))
+
+    def deliver(self, kind: str, src: str | None = None, dst: str | None = None) -> int:
+        """Deliver every waiting message of type `kind` (optionally from src / to dst)."""
+        keep, chosen = [], []
+        for s, d, m in self.outbox:
+            match = type(m).__name__ == kind and src in (None, s) and dst in (None, d)
+            (chosen if match else keep).append((s, d, m))
+        self.outbox = keep
+        for s, d, m in chosen:
+            if d in self.replicas:
+                self._take(d, self.replicas[d].on_message(self.now, s, m))
+        return len(chosen)
+
+    def drop(self, kind: str | None = None, src: str | None = None, dst: str | None = None) -> None:
+        self.outbox = [
+            (s, d, m)
+            for s, d, m in self.outbox
+            if not (kind in (None, type(m).__name__) and src in (None, s) and dst in (None, d))
+        ]
+
+    def recover(self, node: str, iid: tuple[int, int]) -> None:
+        """Make `node` start recovering `iid` now, as its timer would."""
+        p = self.replicas[node]
+        p._begin(self.now)
+        p._start_recovery(iid)
+        self._take(node, p._finish())

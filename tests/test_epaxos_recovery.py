@@ -1,0 +1,228 @@
+"""EPaxos recovery: a command leader lost after its fast commit, pre-accepting replicas
+restarting, asymmetric loss during recovery, no-ops, and the Sutra 2019 counterexample
+shape (two recoveries in different ballots must not commit different dependencies)."""
+
+from __future__ import annotations
+
+from protocols.base import Command
+from protocols.epaxos.invariants import committed_attributes
+from protocols.epaxos.messages import ACCEPTED, COMMITTED, PREACCEPTED, Commit, PreAccept
+from tests.epaxos_helpers import (
+    Manual,
+    agreement_problems,
+    applied_everywhere,
+    applied_ids,
+    make_net,
+    proto,
+    write,
+)
+
+
+def put(rid: str, key: str = "k", value: str = "v") -> Command:
+    return Command(request_id=rid, client="c0", op="put", key=key, value=value)
+
+
+def test_fast_commit_then_leader_crash_keeps_the_order_of_a_later_command() -> None:
+    net = make_net(5, seed=21, thrifty=True)
+    # r0's Commit never leaves: it fast-commits, answers its client, then crashes.
+    net.filter = lambda src, dst, msg: not (src == "r0" and isinstance(msg, Commit))
+    first = write(net, "r0", "k", "first")
+    assert proto(net, "r0").fast == 1
+    net.crash("r0")
+    net.filter = None
+    # A later conflicting write through a replica that never saw the first one.
+    second = write(net, "r3", "k", "second", max_time=3.0)
+    assert net.run_until(lambda: applied_everywhere(net, second.request_id), 3.0)
+    for node in net.alive():
+        order = applied_ids(net, node, "k")
+        assert order.index(first.request_id) < order.index(second.request_id), (node, order)
+        assert net.kv(node)["k"] == "second"
+    assert net.events_of("epaxos.recovery") and net.events_of("epaxos.recovered")
+    net.restart("r0")
+    assert net.run_until(lambda: net.kv("r0").get("k") == "second", 2.0)
+    assert applied_ids(net, "r0", "k") == applied_ids(net, "r1", "k")
+    assert agreement_problems(net) == []
+    net.check()
+
+
+def test_pre_accepted_replica_restarts_from_its_records() -> None:
+    net = make_net(3, seed=22)
+    net.filter = lambda src, dst, msg: not isinstance(msg, Commit)
+    rid = net.put("r0", "k", "1")
+    assert net.run_until(lambda: proto(net, "r1").instances.get((0, 1)) is not None, 1.0)
+    assert proto(net, "r1").instances[(0, 1)].status == PREACCEPTED
+    net.crash("r1")
+    net.restart("r1")
+    assert proto(net, "r1").instances[(0, 1)].status == PREACCEPTED  # from its records
+    net.filter = None
+    assert net.run_until(lambda: applied_everywhere(net, rid), 3.0)
+    assert len({str(net.kv(i)) for i in net.ids}) == 1
+    assert agreement_problems(net) == []
+    net.check()
+
+
+def test_restart_executes_the_committed_history_again_from_index_one() -> None:
+    net = make_net(3, seed=23)
+    rids = [write(net, net.ids[i % 3], f"k{i % 2}", str(i)).request_id for i in range(6)]
+    assert net.run_until(lambda: all(applied_everywhere(net, r) for r in rids), 1.0)
+    before = applied_ids(net, "r2")
+    net.crash("r2", mid_write=False)
+    net.restart("r2")
+    applied = net.applied("r2")
+    assert [index for index, _, _ in applied] == list(range(1, 7))
+    for key in ("k0", "k1"):
+        assert applied_ids(net, "r2", key) == [
+            r for r in before if r in applied_ids(net, "r0", key)
+        ]
+    assert net.kv("r2") == net.kv("r0")
+    net.check()
+
+
+def test_crash_in_the_middle_of_a_write_stays_consistent() -> None:
+    net = make_net(3, seed=24)
+    write(net, "r0", "k", "1")
+    net.crash("r1", mid_write=True)
+    rid = net.put("r0", "k", "2")
+    net.run_for(0.05)
+    net.restart("r1")
+    assert net.run_until(lambda: applied_everywhere(net, rid), 3.0)
+    assert {net.kv(i)["k"] for i in net.ids} == {"2"}
+    assert agreement_problems(net) == []
+    net.check()
+
+
+def test_asymmetric_pre_accept_loss_during_recovery() -> None:
+    net = make_net(5, seed=25)
+    # r0's PreAccept reaches r1 only, then r0 is gone: the instance must be recovered.
+    net.filter = lambda src, dst, msg: not (src == "r0" and dst != "r1")
+    rid = net.put("r0", "k", "lost-leader")
+    assert net.run_until(lambda: (0, 1) in proto(net, "r1").instances, 0.5)
+    net.crash("r0")
+    # Recovery's PreAccepts (ballot > 0) are lost one way on some links, replies are not.
+    net.filter = lambda src, dst, msg: not (
+        isinstance(msg, PreAccept) and msg.ballot > 0 and (src, dst) in {("r1", "r3"), ("r2", "r4"),
+                                                                          ("r3", "r2")}
+    )  # fmt: skip
+    net.cut("r4", "r1", oneway=True)
+    later = net.put("r2", "k", "later")
+    assert net.run_until(lambda: applied_everywhere(net, later), 5.0)
+    assert net.run_until(
+        lambda: all(proto(net, i).instances[(0, 1)].status == COMMITTED for i in net.alive()), 3.0
+    )
+    # Recovered as the command or, when a quorum without r1 answered first, as a no-op:
+    # either way the same decision at every replica, applied everywhere or nowhere.
+    assert len({proto(net, i).instances[(0, 1)].cmds for i in net.alive()}) == 1
+    assert len({rid in applied_ids(net, i) for i in net.alive()}) == 1
+    orders = {tuple(applied_ids(net, i, "k")) for i in net.alive()}
+    assert len(orders) == 1
+    assert agreement_problems(net) == []
+    net.check()
+
+
+def test_an_instance_nobody_saw_becomes_a_no_op() -> None:
+    m = Manual(3)
+    m.client("r0", put("a"))
+    m.drop("PreAccept", src="r0")  # r0 opened (0,1) and told no one
+    m.client("r0", put("b"))  # (0,2) depends on (0,1)
+    m.deliver("PreAccept")
+    m.deliver("PreAcceptReply")
+    m.deliver("Commit")
+    assert m.applied["r1"] == []  # waits for (0,1), which r1 never heard of
+    m.recover("r1", (0, 1))
+    m.drop(dst="r0")  # r0, the only one that knows "a", is unreachable
+    m.deliver("Prepare")
+    m.deliver("PrepareReply")
+    m.deliver("Accept")
+    m.deliver("AcceptReply")
+    m.deliver("Commit", dst="r2")
+    assert m.replicas["r1"].instances[(0, 1)].cmds == ()
+    assert m.replicas["r2"].instances[(0, 1)].cmds == ()
+    assert m.applied["r1"] == m.applied["r2"] == ["b"]  # the no-op is not a command
+
+
+def test_two_recoveries_in_different_ballots_commit_one_set_of_dependencies() -> None:
+    """Sutra 2019: recovery must compare vote ballots, not promises. r4 pre-accepted other
+    attributes in ballot b1 and later promised a higher ballot; r2 accepted the attributes
+    r1 committed, in b1. A recoverer that took r4's promise for its vote ballot would redo
+    Phase 1 and commit different dependencies from r1's."""
+    m = Manual(5)
+    m.client("r0", put("gamma"))
+    m.deliver("PreAccept", src="r0", dst="r1")  # gamma pre-accepted at r1 only
+    m.drop(src="r0")
+    m.drop(dst="r0")
+    m.deliver("PreAcceptReply")
+    m.drop(dst="r0")
+    m.client("r3", put("delta"))  # a conflicting command, committed without gamma
+    m.deliver("PreAccept", src="r3", dst="r2")
+    m.deliver("PreAccept", src="r3", dst="r4")
+    m.drop("PreAccept", src="r3")
+    m.deliver("PreAcceptReply")
+    m.deliver("Commit")
+    assert m.replicas["r3"].fast == 1
+
+    # Recovery 1 (r1, ballot b1): TryPreAccept meets the committed delta, so Phase 1.
+    m.recover("r1", (0, 1))
+    b1 = m.replicas["r1"].leading[(0, 1)].ballot
+    m.deliver("Prepare", dst="r2")
+    m.deliver("Prepare", dst="r4")
+    m.drop(dst="r0")
+    m.drop("Prepare")
+    m.deliver("PrepareReply")
+    m.deliver("TryPreAccept")
+    m.deliver("TryPreAcceptReply")
+    # r4 opens a conflicting instance of its own before gamma's Phase 1 reaches it.
+    m.client("r4", put("eps"))
+    m.drop("PreAccept", src="r4")
+    m.deliver("PreAccept", src="r1")
+    m.drop("PreAcceptReply", src="r4")  # r1 never learns r4's different attributes
+    m.deliver("PreAcceptReply")
+    accept = [msg for s, _, msg in m.outbox if s == "r1" and type(msg).__name__ == "Accept"]
+    assert accept and accept[0].ballot == b1
+    m.deliver("Accept", dst="r2")
+    m.deliver("Accept", dst="r3")
+    m.drop("Accept")
+    m.deliver("AcceptReply")
+    r1 = m.replicas["r1"].instances[(0, 1)]
+    assert r1.status == COMMITTED  # committed at r1 alone: its Commits are lost
+    m.drop(src="r1")
+    r4 = m.replicas["r4"].instances[(0, 1)]
+    assert r4.status == PREACCEPTED and r4.vballot == b1 and r4.deps != r1.deps
+
+    # A failed recovery by r3 leaves r4 promised a higher ballot, still voted in b1.
+    m.recover("r3", (0, 1))
+    m.deliver("Prepare", src="r3", dst="r4")
+    m.outbox.clear()
+    assert r4.ballot > b1 and r4.vballot == b1
+
+    # Recovery 2 by r2 over r2, r3 (both accepted in b1) and r4. Its first ballot is
+    # below r3's promise (refused); the retry goes above it.
+    m.recover("r2", (0, 1))
+    m.deliver("Prepare", dst="r3")
+    m.drop(dst="r0")
+    m.drop(dst="r1")
+    m.drop(dst="r4")
+    m.deliver("PrepareReply")
+    assert (0, 1) not in m.replicas["r2"].leading
+    m.recover("r2", (0, 1))
+    assert m.replicas["r2"].leading[(0, 1)].ballot > r4.ballot
+    m.deliver("Prepare", dst="r3")
+    m.deliver("Prepare", dst="r4")
+    m.drop(dst="r0")
+    m.drop(dst="r1")
+    m.deliver("PrepareReply")
+    m.deliver("Accept")
+    m.deliver("AcceptReply")
+    m.deliver("Commit")
+    live = {i: m.replicas[i] for i in ("r1", "r2", "r3", "r4")}
+    assert all(p.instances[(0, 1)].status == COMMITTED for p in live.values())
+    assert {p.instances[(0, 1)].deps for p in live.values()} == {r1.deps}
+    assert committed_attributes(live) == []
+    assert m.replicas["r3"].instances[(0, 1)].status != ACCEPTED
+
+
+def test_recovery_events_are_emitted_once_per_recovery_not_per_command() -> None:
+    net = make_net(3, seed=26)
+    for i in range(20):
+        write(net, net.ids[i % 3], "k", str(i))
+    assert net.events_of("epaxos.recovery") == []
+    assert net.status("r0")["recovering"] == 0
