@@ -192,3 +192,26 @@ def test_live_linearizability_flags_a_stale_read_before_the_run_ends() -> None:
     assert checkers.check_online() == []  # reported once
     at_end = [v.kind for v in checkers.finish()]
     assert "nonlinearizable" not in at_end  # and not again at the end
+
+
+def test_a_byzantine_node_s_claims_prove_nothing_but_honest_replicas_are_judged() -> None:
+    fault = ev("fault", "supervisor", 0.5, fault="byzantine", node="r3", mode="forge")
+    lies = [applied("r3", 1.0, 1, "c0:9"), ev("became_leader", "r3", 1.1, term=1, how="lie")]
+    honest = [applied("r0", 1.2, 1, "c0:1"), applied("r1", 1.3, 1, "c0:1")]
+    checkers = CheckerSet(CheckerConfig(exactly_once=True))
+    found = [v for rec in [fault, *lies, *honest] for v in checkers.on_event(rec)]
+    assert found == []
+    # Without the fault record the same lies are a divergence.
+    checkers = CheckerSet(CheckerConfig(exactly_once=True))
+    found = [v for rec in [*lies, *honest] for v in checkers.on_event(rec)]
+    assert [v.kind for v in found] == ["divergence"]
+    # Two honest replicas that disagree are flagged whatever a liar does.
+    checkers = CheckerSet(CheckerConfig(exactly_once=True))
+    records = [fault, applied("r0", 1, 1, "c0:1"), applied("r1", 2, 1, "c0:2")]
+    assert [v.kind for rec in records for v in checkers.on_event(rec)] == ["divergence"]
+
+
+def test_per_key_ordering_comes_from_the_protocol() -> None:
+    assert CheckerConfig.from_lab({"protocol": "epaxos"}).per_key
+    assert CheckerConfig.from_lab({"protocol": "epaxos"}).exactly_once
+    assert not CheckerConfig.from_lab({"protocol": "raft"}).per_key

@@ -203,6 +203,8 @@ class LabApp(TelemetryWorkers, App[str | None]):
             parts.append(f"[bold white on red] {len(leaders)} LEADERS: {', '.join(leaders)} [/]")
         elif leaders:
             parts.append(f"leader [bold green]{leaders[0]}[/]")
+        elif m.leaderless:
+            parts.append("leaderless")  # EPaxos: every replica leads its own commands
         else:
             parts.append("[yellow]no leader[/]")
         if m.violations:

@@ -133,6 +133,12 @@ class LabModel:
         ]
 
     @property
+    def leaderless(self) -> bool:
+        """Every replica reports role "replica": a protocol without leaders (EPaxos)."""
+        roles = [s.get("role") for s in self.nodes.values() if s.get("state") != "stopped"]
+        return bool(roles) and all(r == "replica" for r in roles)
+
+    @property
     def split_brain(self) -> bool:
         return len(self.leaders) > 1
 
@@ -375,9 +381,9 @@ class LabModel:
         if role in LEADER_ROLES:
             lease = self.lease_left(node)
             return "█" if lease else "▆"
-        if role == "candidate":
+        if role == "candidate" or role == "view_changing":
             return "░"
-        return "·" if role == "follower" else " "
+        return "·" if role in ("follower", "backup", "replica") else " "
 
     def _maybe_note_commits(self) -> None:
         """Commits, sampled: one line every few seconds naming each index that moved."""

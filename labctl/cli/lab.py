@@ -142,21 +142,40 @@ def status_table(doc: dict[str, Any]) -> Any:
     if len(leaders) > 1:
         title += f" · [bold red]{len(leaders)} LEADERS: {', '.join(leaders)}[/bold red]"
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for col in ("node", "pid", "state", "role", "term", "leader", "commit", "log"):
+    columns = STATUS_COLUMNS.get(doc["protocol"], STATUS_COLUMNS["raft"])
+    for col in ("node", "pid", "state", *(header for header, _ in columns)):
         table.add_column(col)
     for n in doc["nodes"]:
         role = n.get("role") or "-"
-        style = "bold red" if role == "leader" and len(leaders) > 1 else ""
+        style = "bold red" if role in ("leader", "primary") and len(leaders) > 1 else ""
         state = n["state"] + (f" {n['paused_for']:.1f}s" if n.get("paused_for") else "")
-        table.add_row(
-            n["id"], str(n.get("pid") or "-"), state, role, _s(n.get("term")),
-            _s(n.get("leader")), _s(n.get("commit_index")), _s(n.get("log")), style=style,
-        )  # fmt: skip
+        cells = [_cell(n, key) for _, key in columns]
+        table.add_row(n["id"], str(n.get("pid") or "-"), state, *cells, style=style)
     faults = doc.get("faults") or []
     if faults:
         table.caption = "faults: " + "; ".join(f["describe"] for f in faults)
         table.caption_justify = "left"
     return table
+
+
+# What each protocol's rows show (the dashboard's nodes panel tells the same stories).
+STATUS_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "raft": [("role", "role"), ("term", "term"), ("leader", "leader"),
+             ("commit", "commit_index"), ("log", "log")],
+    "epaxos": [("committed", "committed"), ("executed", "executed"),
+               ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
+    "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
+             ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
+}  # fmt: skip
+
+
+def _cell(node: dict[str, Any], key: str) -> str:
+    v = node.get(key)
+    if key == "fast_path_ratio" and isinstance(v, (int, float)):
+        return f"{v * 100:.0f}%"
+    if key == "byzantine":
+        return v or "honest"
+    return _s(v)
 
 
 def _s(v: Any) -> str:

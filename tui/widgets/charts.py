@@ -17,6 +17,10 @@ from tui.widgets.panel import Panel
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 LEGEND = "█ leader+lease ▆ leader · follower ░ candidate ‖ paused ✕ down"
+LEGEND_BY_PROTOCOL = {
+    "epaxos": "· running (every replica leads its own commands) ‖ paused ✕ down",
+    "pbft": "▆ primary · backup ░ view change ‖ paused ✕ down",
+}
 _GLYPH_STYLE = {"‖": "yellow", "✕": "red", "·": "dim", "░": "yellow"}
 
 
@@ -62,7 +66,8 @@ def render_charts(model: LabModel, width: int, height: int = 100) -> Text:
         # Same columns as the sparklines above: one column is the same second in every row.
         out.append_text(_timeline(model.timeline.get(n, ()), spark_w))
     if height >= len(model.nodes) + 3:
-        out.append("\n" + (LEGEND if width >= len(LEGEND) else LEGEND[:width]), "dim")
+        legend = LEGEND_BY_PROTOCOL.get(model.protocol, LEGEND)
+        out.append("\n" + (legend if width >= len(legend) else legend[:width]), "dim")
     return out
 
 
