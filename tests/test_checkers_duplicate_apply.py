@@ -63,3 +63,13 @@ def test_reported_once_per_request_id() -> None:
 )
 def test_near_misses(records: list[dict[str, Any]]) -> None:
     assert feed(records) == []
+
+
+def test_a_restart_re_executing_in_another_order_is_not_a_second_execution() -> None:
+    # EPaxos: before the crash r2 ran a then b; after it, from index 1 again, b then a.
+    before = [applied("r2", 1, 1, "a"), applied("r2", 2, 2, "b")]
+    after = [applied("r2", 3, 1, "b"), applied("r2", 4, 2, "a")]
+    assert feed([*before, *after]) == []
+    # ... while the same request twice within one run of the replica still is.
+    (v,) = feed([*before, *after, applied("r2", 5, 3, "a")])
+    assert v.evidence["indices"] == [2, 3]

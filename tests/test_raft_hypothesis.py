@@ -97,15 +97,23 @@ def apply_step(net: SimNet, step: tuple, counter: list[int]) -> None:
     seed=st.integers(0, 2**16),
     n=st.sampled_from([3, 5]),
     threshold=st.sampled_from([4, 1000]),
+    catch_up=st.sampled_from([0, 3]),
     pre_vote=st.booleans(),
     check_quorum=st.booleans(),
     steps=st.lists(STEP, max_size=40),
 )
 def test_random_schedules_keep_raft_safe(
-    seed: int, n: int, threshold: int, pre_vote: bool, check_quorum: bool, steps: list[tuple]
+    seed: int,
+    n: int,
+    threshold: int,
+    catch_up: int,
+    pre_vote: bool,
+    check_quorum: bool,
+    steps: list[tuple],
 ) -> None:
     options = {
         "snapshot_threshold": threshold,
+        "catch_up_entries": catch_up,
         "pre_vote": pre_vote,
         "check_quorum": check_quorum,
         "max_inflight": 4,  # small windows and batches exercise flow control

@@ -9,8 +9,10 @@ Two pieces of evidence, one violation per request id:
 - the replica says duplicate=True (it had executed the id before, perhaps in a snapshot
   we saw no events for) and the protocol is not exactly-once: it executed it again.
 
-Only writes count: a get that reached the log twice changes nothing. The same id at the
-same index again is a restart replaying its WAL, not a second execution.
+Only writes count: a get that reached the log twice changes nothing. A replica whose
+index goes back restarted: its state machine starts empty and executes its log again,
+so what it executed from that index on is forgotten, not counted twice (EPaxos replays
+non-conflicting commands in another order than the first time).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DuplicateApplyChecker(Checker):
         super().__init__()
         self.exactly_once = exactly_once
         self.first_index: dict[str, dict[str, int]] = {}  # node -> request id -> index
+        self.last_index: dict[str, int] = {}  # node -> the index it applied last
         self.reported: set[str] = set()
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
@@ -44,10 +47,14 @@ class DuplicateApplyChecker(Checker):
         if node is None or index is None or rid is None or t is None or op is None:
             self.malformed += 1
             return []
+        seen = self.first_index.setdefault(node, {})
+        if index <= self.last_index.get(node, 0):
+            # A restart: everything from `index` on is being executed again.
+            self.first_index[node] = seen = {r: i for r, i in seen.items() if i < index}
+        self.last_index[node] = index
         if op not in WRITE_OPS:
             return []
         duplicate = rec.get("duplicate") is True
-        seen = self.first_index.setdefault(node, {})
         first = seen.get(rid)
         if first is None:
             seen[rid] = index

@@ -62,7 +62,8 @@ from protocols.epaxos.messages import (
 from protocols.epaxos.options import Options
 from protocols.epaxos.recovery import Recovery
 
-RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot
+RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
+MAX_BACKOFF_DOUBLINGS = 4
 RECOVERED_EVENT = "epaxos.recovered"  # data: instance, noop
 MAX_GAP = 256  # instances one input may schedule or send for catching up
 
@@ -137,6 +138,8 @@ class EPaxosProtocol(Recovery, Protocol):
         self.next_inum = 1
         self.max_ballot = 0
         self.leading: dict[InstanceId, Lead] = {}
+        self.recovery_tries: dict[InstanceId, int] = {}  # attempts at undecided instances
+        self.recovering: set[InstanceId] = set()  # recoveries this replica drives now
         self.inflight: set[InstanceId] = set()  # own instances this process still drives
         self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
         self.proposed_here: set[InstanceId] = set()  # answer clients when they execute
@@ -265,9 +268,12 @@ class EPaxosProtocol(Recovery, Protocol):
         self._timer_seq += 1
         heapq.heappush(self.timers, (t, self._timer_seq, iid))
 
-    def _recovery_time(self) -> float:
-        # Randomized so that two replicas rarely start recovering one instance together.
-        return self.now + self.opts.recovery_timeout * (1.0 + self.rng.random())
+    def _recovery_time(self, iid: InstanceId | None = None) -> float:
+        # Randomized so that two replicas rarely start recovering one instance together,
+        # and backed off per instance: each failed attempt doubles the wait (up to 16x).
+        tries = self.recovery_tries.get(iid, 0) if iid is not None else 0
+        backoff = 1 << min(tries, MAX_BACKOFF_DOUBLINGS)
+        return self.now + self.opts.recovery_timeout * backoff * (1.0 + self.rng.random())
 
     def _check(self, iid: InstanceId) -> None:
         inst = self.instances.get(iid)
@@ -362,10 +368,11 @@ class EPaxosProtocol(Recovery, Protocol):
         """Someone with a higher ballot drives this instance now; recover it ourselves
         only if it is still undecided a recovery timeout from now."""
         self.leading.pop(iid, None)
+        self.recovering.discard(iid)
         if iid in self.inflight:
             self.inflight.discard(iid)
             self._flush_pending()
-        self._schedule(iid, self._recovery_time())
+        self._schedule(iid, self._recovery_time(iid))
 
     # -- command leader ---------------------------------------------------------------------
 
@@ -498,6 +505,8 @@ class EPaxosProtocol(Recovery, Protocol):
     def _commit(self, iid: InstanceId, cmds: Cmds, seq: int, deps: Deps) -> None:
         """Decided: record it, tell everyone, execute what it unblocks."""
         lead = self.leading.pop(iid, None)
+        self.recovery_tries.pop(iid, None)
+        self.recovering.discard(iid)
         if lead is not None and lead.recovery:
             self.recovered += 1
             self.out.event(RECOVERED_EVENT, instance=list(iid), noop=not cmds)
@@ -573,7 +582,7 @@ class EPaxosProtocol(Recovery, Protocol):
             "fast_path": self.fast,
             "slow_path": self.slow,
             "fast_path_ratio": self.fast / decided if decided else None,
-            "recovering": sum(1 for lead in self.leading.values() if lead.recovery),
+            "recovering": len(self.recovering),
             "recovered": self.recovered,
             "ballot": self.max_ballot,
             "inflight": len(self.inflight),

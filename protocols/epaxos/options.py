@@ -25,6 +25,11 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # replica starts recovering it with an explicit Prepare. Lab latencies are 1-5 ms:
     # this is tens of round trips, so a live command leader is rarely preempted.
     recovery_timeout: float = 0.2
+    # Each failed attempt at recovering one instance doubles the wait before the next
+    # (up to 16x), and a replica drives at most this many recoveries at once: when a
+    # partition leaves thousands of instances undecided, every replica retrying each of
+    # them every few hundred ms is a storm that starves the recoveries that could finish.
+    max_recoveries: int = 32
     # A command leader re-sends its current phase to peers that did not answer (message
     # loss), and after it falls back from the fast path to the slow one, this often.
     resend_interval: float = 0.05
@@ -44,6 +49,6 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
                 "option 'resend_interval' must be below 'recovery_timeout' "
                 f"({self.resend_interval:g}s >= {self.recovery_timeout:g}s)"
             )
-        for name in ("batch", "max_inflight"):
+        for name in ("batch", "max_inflight", "max_recoveries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option {name!r} must be >= 1")

@@ -53,6 +53,13 @@ class Recovery(_Base):
     def _start_recovery(self, iid: InstanceId) -> None:
         from protocols.epaxos.core import RECOVERY_EVENT, Lead
 
+        if len(self.recovering) >= self.opts.max_recoveries:
+            self.recovering = {i for i in self.recovering if i in self.leading}
+            if len(self.recovering) >= self.opts.max_recoveries:
+                self._schedule(iid, self._recovery_time(iid))  # later: enough in flight
+                return
+        tries = self.recovery_tries[iid] = self.recovery_tries.get(iid, 0) + 1
+        self.recovering.add(iid)
         inst = self._instance(iid)
         number = max(inst.ballot, self.max_ballot) // self.n + 1
         ballot = number * self.n + self.idx
@@ -60,10 +67,11 @@ class Recovery(_Base):
         self._promise(inst, ballot)
         self.inflight.discard(iid)
         lead = self.leading[iid] = Lead(
-            ballot, "prepare", True, deadline=self._recovery_time(), fast=False
+            ballot, "prepare", True, deadline=self._recovery_time(iid), fast=False
         )
         lead.replies[self.me] = self._prepare_reply(inst, ballot)
-        self.out.event(RECOVERY_EVENT, instance=list(iid), ballot=ballot)
+        if tries == 1:  # telemetry per instance, not per attempt (a partition makes many)
+            self.out.event(RECOVERY_EVENT, instance=list(iid), ballot=ballot)
         msg = Prepare(ballot, iid[0], iid[1])
         for p in self.peers:
             self.out.send(p, msg)
@@ -96,8 +104,11 @@ class Recovery(_Base):
             return
         if m.ballot > inst.ballot:
             self._promise(inst, m.ballot)
-            # We may never have heard of it: recover it ourselves if the recoverer fails.
-            self._schedule(inst.id, self._recovery_time(), replace=False)
+            # Someone recovers it now: give them time (a timer of ours moves later), and
+            # recover it ourselves only if it is still undecided then (we may never have
+            # heard of it). Racing them with a higher ballot would preempt both.
+            self.recovering.discard(inst.id)
+            self._schedule(inst.id, self._recovery_time(inst.id))
         self.out.send(src, self._prepare_reply(inst, m.ballot))
 
     def _on_prepare_reply(self, src: str, m: PrepareReply) -> None:

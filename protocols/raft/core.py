@@ -171,7 +171,9 @@ class RaftProtocol(Replication, Clients, Protocol):
                     f"snapshot at {image.index} claims term {image.term}, the log has {term}"
                 )
             record = SnapshotRecord(image.index, term, image.data)
-            self.log.compact(image.index, term)
+            # Keep some entries the snapshot already covers: a follower a batch or two
+            # behind then gets entries, not the whole state machine (etcd does the same).
+            self.log.compact(image.index, term, keep=self.opts.catch_up_entries)
             self.snapshot = record
             self.out.compact = self.durable_state()
         return self._finish()

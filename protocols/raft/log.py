@@ -1,8 +1,10 @@
-"""The in-memory Raft log: entries after a snapshot offset, with the paper's log queries.
+"""The in-memory Raft log: entries after an offset, with the paper's log queries.
 
 Indices are 1-based as in the paper; index 0 (term 0) is the empty prefix every log shares.
-After compaction the log keeps `snapshot_index`/`snapshot_term` as its new "index 0", so
-term_at() still answers for the snapshot point and None for anything before it.
+After compaction the log keeps `offset`/`offset_term` as its new "index 0", so term_at()
+still answers there and None for anything before it. The snapshot may cover more than the
+offset: a leader keeps some entries its snapshot already holds (etcd's catch-up entries),
+so a follower a little behind is sent entries, not the whole state machine.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from protocols.raft.messages import Entry
 class RaftLog:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.snapshot_index = 0
+        self.offset = 0  # entries[0] is at offset + 1
+        self.offset_term = 0
+        self.snapshot_index = 0  # what the snapshot covers (>= offset)
         self.snapshot_term = 0
 
     # -- queries ---------------------------------------------------------------------------
@@ -23,34 +27,34 @@ class RaftLog:
     @property
     def first_index(self) -> int:
         """The first index still held as an entry (compacted ones are in the snapshot)."""
-        return self.snapshot_index + 1
+        return self.offset + 1
 
     @property
     def last_index(self) -> int:
-        return self.snapshot_index + len(self.entries)
+        return self.offset + len(self.entries)
 
     @property
     def last_term(self) -> int:
-        return self.entries[-1].term if self.entries else self.snapshot_term
+        return self.entries[-1].term if self.entries else self.offset_term
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at `index`; None when compacted away or beyond the end."""
-        if index == self.snapshot_index:
-            return self.snapshot_term
-        if index < self.snapshot_index or index > self.last_index:
+        if index == self.offset:
+            return self.offset_term
+        if index < self.offset or index > self.last_index:
             return None
-        return self.entries[index - self.snapshot_index - 1].term
+        return self.entries[index - self.offset - 1].term
 
     def entry(self, index: int) -> Entry:
         if not self.first_index <= index <= self.last_index:
             raise IndexError(f"no entry {index} (held: {self.first_index}..{self.last_index})")
-        return self.entries[index - self.snapshot_index - 1]
+        return self.entries[index - self.offset - 1]
 
     def slice(self, lo: int, max_count: int) -> list[Entry]:
         """Up to `max_count` entries from index `lo` (which must not be compacted)."""
-        start = lo - self.snapshot_index - 1
+        start = lo - self.offset - 1
         if start < 0:
-            raise IndexError(f"entry {lo} is compacted (snapshot at {self.snapshot_index})")
+            raise IndexError(f"entry {lo} is compacted (log starts after {self.offset})")
         return self.entries[start : start + max_count]
 
     def matches(self, index: int, term: int) -> bool:
@@ -107,19 +111,26 @@ class RaftLog:
         first = entries[0].index
         if first > self.last_index + 1:
             raise IndexError(f"gap: appending at {first} after last index {self.last_index}")
-        del self.entries[first - self.snapshot_index - 1 :]
+        del self.entries[first - self.offset - 1 :]
         self.entries.extend(entries)
 
-    def compact(self, index: int, term: int) -> None:
-        """Drop entries up to `index`, now covered by a snapshot taken there (section 7).
+    def compact(self, index: int, term: int, keep: int = 0) -> None:
+        """A snapshot taken at `index` now covers the log up to there (section 7): drop
+        entries up to it, except the last `keep` of them (catch-up entries for followers
+        slightly behind).
 
         If our entry at `index` has another term (or is missing), the snapshot comes from a
         log ours diverges from: everything we hold is replaced by it."""
         if index <= self.snapshot_index:
             return
         if self.term_at(index) == term:
-            del self.entries[: index - self.snapshot_index]
+            new_offset = max(self.offset, index - keep)
+            new_term = self.term_at(new_offset)
+            assert new_term is not None
+            del self.entries[: new_offset - self.offset]
+            self.offset, self.offset_term = new_offset, new_term
         else:
             self.entries = []
+            self.offset, self.offset_term = index, term
         self.snapshot_index = index
         self.snapshot_term = term

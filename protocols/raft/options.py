@@ -25,7 +25,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     max_drift: float = 0.05
     max_batch: int = 64  # entries per AppendEntries
     max_inflight: int = 16  # AppendEntries unacknowledged per follower (flow control)
-    snapshot_threshold: int = 1000  # applied entries kept in the log before compaction
+    # Applied entries held in the log before a snapshot compacts it; each snapshot writes
+    # the whole state machine (with its session table) to the WAL, so not too often.
+    snapshot_threshold: int = 10000
+    catch_up_entries: int = 5000  # entries kept behind a snapshot for slow followers
 
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work together."""
@@ -48,6 +51,8 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
         for name in ("max_batch", "max_inflight", "snapshot_threshold"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option {name!r} must be >= 1")
+        if self.catch_up_entries < 0:
+            raise ConfigError("option 'catch_up_entries' must be >= 0")
 
     @property
     def lease_duration(self) -> float:
