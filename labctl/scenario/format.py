@@ -2,7 +2,8 @@
 before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
-    [options]            protocol options, validated by the protocol
+    [options]            protocol options for every run, validated by the protocol
+    [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
@@ -107,6 +108,13 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise fail("options", "must be a table")
+    # [options] holds options for the scenario's protocol; [options.<protocol>] tables hold
+    # one protocol's own, used when the run is for that protocol (--protocol overrides).
+    for key, value in options.items():
+        if isinstance(value, dict):
+            _check_protocol(key, f"options.{key}", fail, allow_unbuilt=True)
+    common = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    options = {**common, **options.get(sc.protocol, {})}
     sc.options = options
     if sc.runnable:
         _check_options(sc.protocol, options, fail)
@@ -195,7 +203,8 @@ def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:
     try:
         decode_options(protocols.get(protocol).Options, options)
     except ConfigError as e:
-        raise fail("options", str(e)) from None
+        hint = " (options of one protocol only go in [options.<protocol>])"
+        raise fail("options", f"{e}{hint}") from None
 
 
 def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
