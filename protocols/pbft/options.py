@@ -1,0 +1,44 @@
+"""PBFT's options: the view-change timeout in float seconds, checkpoint and window sizes.
+
+Users write durations as "300ms" (parsed by `protocols.base.decode_options`); the rules
+between fields that a single type cannot express live in `Options.validate`. The defaults
+suit a lab whose messages take 1-5 ms: a request normally executes within ~15 ms, so a
+backup that waited 300 ms for one has good reason to suspect the primary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from protocols.base import ConfigError
+
+
+class Options(msgspec.Struct, forbid_unknown_fields=True):
+    # How long a backup waits for a request it holds to execute before it starts a view
+    # change; doubled for each consecutive view change without progress (paper 4.5.2).
+    view_change_timeout: float = 0.3
+    # A checkpoint every K sequence numbers (paper 4.3); stable at 2f+1 matching messages.
+    checkpoint_interval: int = 128
+    # Sequence numbers accepted lie in (low, low + window]: the low watermark is the last
+    # stable checkpoint, so at least one checkpoint fits in the window.
+    window: int = 256
+    # The lab key each replica's HMAC key is derived from (with the replica id).
+    key: str = "labctl-pbft-lab-key"
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the option for values that cannot work together."""
+        t = self.view_change_timeout
+        if not math.isfinite(t) or t <= 0:
+            raise ConfigError(f"option 'view_change_timeout' must be finite and > 0, not {t!r}")
+        if self.checkpoint_interval < 1:
+            raise ConfigError("option 'checkpoint_interval' must be >= 1")
+        if self.window < self.checkpoint_interval:
+            # Replicas could never reach the next checkpoint, so the watermark never moves.
+            raise ConfigError(
+                "option 'window' must be >= 'checkpoint_interval' "
+                f"({self.window} < {self.checkpoint_interval})"
+            )
+        if not self.key:
+            raise ConfigError("option 'key' must not be empty")

@@ -1,0 +1,297 @@
+"""View changes (paper section 4.4): VIEW-CHANGE, NEW-VIEW, their checks, and the timers.
+
+A replica that waited too long for a request to execute moves to view v+1: it stops
+taking part in view v and sends a VIEW-CHANGE with its last stable checkpoint (and the
+2f+1 checkpoint messages proving it) and every prepared certificate above it. The primary
+of v+1 collects 2f+1 of them and sends NEW-VIEW: those view-changes plus one pre-prepare
+per sequence number between the highest stable checkpoint among them (min-s) and the
+highest prepared certificate (max-s): the request of the highest-view certificate for that
+number, or the null request where there is none. Every backup checks each embedded
+message against its own sender's key and recomputes the pre-prepares, so a faulty primary
+can neither drop a prepared request nor invent one.
+
+Liveness (4.5.2): the timer for view v+1 starts only once 2f+1 view-changes for v+1 are in
+(a lone replica that lost some messages does not run ahead of everyone), expires after a
+timeout doubled per consecutive view change, and then the replica tries v+2 (cascading
+view changes past faulty primaries). A replica joins a view change as soon as f+1 others
+asked for later views (at least one of them correct). A replica still asking for a view
+others are already in gets the NEW-VIEW again, and view changes are re-sent periodically,
+which is the retransmission the paper leaves to the transport.
+
+`ViewChanges` is a mixin of PbftProtocol; the check functions are plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from protocols.base import Command
+from protocols.base import events as ev
+from protocols.pbft.messages import (
+    Checkpoint,
+    NewView,
+    PreparedCert,
+    PrePrepare,
+    ViewChange,
+    ViewRecord,
+    command_digest,
+    well_formed_pre_prepare,
+)
+
+if TYPE_CHECKING:
+    from protocols.pbft.core import PbftProtocol
+
+    _Base = PbftProtocol
+else:
+    _Base = object
+
+Verify = Callable[[Any], bool]
+
+
+def valid_checkpoint_proof(
+    verify: Verify, quorum: int, seq: int, digest: bytes, proof: Iterable[Checkpoint]
+) -> bool:
+    """2f+1 checkpoint messages from distinct replicas, each signed by its sender, all
+    for (seq, digest)."""
+    senders: set[str] = set()
+    for c in proof:
+        if c.seq != seq or c.digest != digest or c.sender in senders or not verify(c):
+            return False
+        senders.add(c.sender)
+    return len(senders) >= quorum
+
+
+def valid_prepared_cert(
+    verify: Verify,
+    primary: Callable[[int], str],
+    needed: int,
+    cert: PreparedCert,
+    below_view: int,
+) -> bool:
+    """A pre-prepare signed by the primary of its view (earlier than `below_view`) and
+    `needed` (2f: a quorum with the pre-prepare) prepares matching it from distinct
+    backups, each signed by its sender."""
+    pp = cert.pre_prepare
+    if pp.view >= below_view or pp.sender != primary(pp.view):
+        return False
+    if not well_formed_pre_prepare(pp) or not verify(pp):
+        return False
+    senders: set[str] = set()
+    for p in cert.prepares:
+        if (p.view, p.seq, p.digest) != (pp.view, pp.seq, pp.digest):
+            return False
+        if p.sender == pp.sender or p.sender in senders or not verify(p):
+            return False
+        senders.add(p.sender)
+    return len(senders) >= needed
+
+
+def new_view_plan(vcs: Iterable[ViewChange]) -> tuple[int, list[tuple[int, Command | None]]]:
+    """(min-s, [(seq, request)] for min-s < seq <= max-s): what a NEW-VIEW must re-issue.
+    For each number the request of the highest-view prepared certificate, else null."""
+    vcs = list(vcs)
+    min_s = max(vc.stable_seq for vc in vcs)
+    best: dict[int, PrePrepare] = {}
+    for vc in vcs:
+        for cert in vc.prepared:
+            pp = cert.pre_prepare
+            if pp.seq <= min_s:
+                continue
+            held = best.get(pp.seq)
+            # Two certificates of one view agree (quorum intersection); the tie-break by
+            # digest only makes the choice a function of the set, not of its order.
+            if held is None or (pp.view, pp.digest) > (held.view, held.digest):
+                best[pp.seq] = pp
+    max_s = max(best, default=min_s)
+    plan = [(s, best[s].command if s in best else None) for s in range(min_s + 1, max_s + 1)]
+    return min_s, plan
+
+
+class ViewChanges(_Base):
+    """The view-change half of PbftProtocol (a mixin: it uses the core's state)."""
+
+    def _valid_view_change(self, vc: ViewChange) -> bool:
+        if vc.stable_seq > 0 and not valid_checkpoint_proof(
+            self.signer.verify, self.quorum, vc.stable_seq, vc.stable_digest, vc.proof
+        ):
+            return False
+        seen: set[int] = set()
+        high = vc.stable_seq + self.opts.window
+        for cert in vc.prepared:
+            seq = cert.pre_prepare.seq
+            if seq in seen or not vc.stable_seq < seq <= high:
+                return False
+            seen.add(seq)
+            if not valid_prepared_cert(
+                self.signer.verify, self.primary, self.quorum - 1, cert, vc.view
+            ):
+                return False
+        return True
+
+    def _start_view_change(self, to: int, escalate: bool) -> None:
+        """Leave the current view for `to` (> view): stop accepting its messages, tell
+        everyone what we prepared and the checkpoint we stand on."""
+        if to <= self.view:
+            raise RuntimeError(f"view change from {self.view} to {to}")
+        was = self.view
+        if escalate:
+            self.backoff += 1  # paper 4.5.2: double the timeout per consecutive view change
+        self.view = to
+        self.active = False
+        self.view_changes += 1
+        self.queue.clear()
+        self.assigned.clear()
+        self.new_view_msg = None
+        self.vc_deadline = float("inf")
+        self.out.persist.append(ViewRecord(to, False))
+        self.own_vc = self._make_view_change(to)
+        self.vc_by_sender[self.me] = self.own_vc
+        self._broadcast(self.own_vc)
+        self.out.event("pbft.view_change", **{"from": was, "to": to})
+        self._view_change_progress()
+
+    def _make_view_change(self, to: int) -> ViewChange:
+        certs = self.log.certs_above(self.stable_seq, self.stable_seq + self.opts.window)
+        return self.signer.sign(
+            ViewChange(
+                view=to,
+                stable_seq=self.stable_seq,
+                stable_digest=self.stable_digest,
+                proof=self.stable_proof,
+                prepared=tuple(certs),
+                sender=self.me,
+            )
+        )
+
+    def _on_view_change(self, src: str, vc: ViewChange) -> None:
+        if not self._valid_view_change(vc):
+            self._drop("bad_view_change")
+            return
+        if vc.view < self.view or (vc.view == self.view and self.active):
+            # The sender still asks for a view we are already past or in: it lost the
+            # NEW-VIEW (or never got the messages that moved everyone on). Send it again.
+            if self.active and self.new_view_msg is not None:
+                self.out.send(src, self.new_view_msg)
+            return
+        held = self.vc_by_sender.get(src)
+        if held is None or vc.view >= held.view:
+            self.vc_by_sender[src] = vc  # one per sender, the latest: bounded memory
+        if vc.view > self.view:
+            # f+1 replicas (so at least one correct) want a later view: join the lowest
+            # view that f+1 of them ask for at least, without waiting for our own timer.
+            wanted = sorted(
+                (
+                    v.view
+                    for s, v in self.vc_by_sender.items()
+                    if s != self.me and v.view > self.view
+                ),
+                reverse=True,
+            )
+            if len(wanted) >= self.f + 1:
+                self._start_view_change(wanted[self.f], escalate=False)
+        else:
+            self._view_change_progress()
+
+    def _view_change_progress(self) -> None:
+        """2f+1 view-changes for the view we change to: start its timer; as its primary,
+        send NEW-VIEW."""
+        if self.active:
+            return
+        vcs = [v for v in self.vc_by_sender.values() if v.view == self.view]
+        if len(vcs) < self.quorum:
+            return
+        if self.vc_deadline == float("inf"):
+            self.vc_deadline = self.now + self._timeout()
+        if self.primary(self.view) == self.me and self.me in {v.sender for v in vcs}:
+            self._send_new_view(vcs)
+
+    def _send_new_view(self, vcs: list[ViewChange]) -> None:
+        mine = [v for v in vcs if v.sender == self.me]
+        others = sorted((v for v in vcs if v.sender != self.me), key=lambda v: v.sender)
+        chosen = tuple((mine + others)[: self.quorum])
+        _, plan = new_view_plan(chosen)
+        pps = tuple(
+            self.signer.sign(PrePrepare(self.view, seq, command_digest(cmd), self.me, cmd))
+            for seq, cmd in plan
+        )
+        nv = self.signer.sign(NewView(self.view, chosen, pps, self.me))
+        self._broadcast(nv)
+        self._enter_view(nv)
+
+    def _on_new_view(self, src: str, nv: NewView) -> None:
+        if nv.view < self.view or (nv.view == self.view and self.active):
+            return  # stale or a repeat of the view we are in
+        if nv.sender != self.primary(nv.view):
+            self._drop("not_primary")
+            return
+        if not self._valid_new_view(nv):
+            self._drop("bad_new_view")
+            return
+        self._enter_view(nv)
+
+    def _valid_new_view(self, nv: NewView) -> bool:
+        senders = {v.sender for v in nv.view_changes}
+        if len(senders) != len(nv.view_changes) or len(senders) < self.quorum:
+            return False
+        for vc in nv.view_changes:
+            if vc.view != nv.view or vc.sender not in self.replica_set:
+                return False
+            if not self.signer.verify(vc) or not self._valid_view_change(vc):
+                return False
+        _, plan = new_view_plan(nv.view_changes)
+        if len(plan) != len(nv.pre_prepares):
+            return False
+        for (seq, cmd), pp in zip(plan, nv.pre_prepares, strict=True):
+            if (pp.seq, pp.command, pp.sender) != (seq, cmd, nv.sender):
+                return False
+            if not well_formed_pre_prepare(pp) or not self.signer.verify(pp):
+                return False
+        return True
+
+    def _enter_view(self, nv: NewView) -> None:
+        was = self.last_active_view
+        self.view = nv.view
+        self.last_active_view = nv.view
+        self.active = True
+        self.new_view_msg = nv
+        self.own_vc = None
+        self.out.persist.append(ViewRecord(self.view, True))
+        self.vc_by_sender = {s: v for s, v in self.vc_by_sender.items() if v.view > self.view}
+        for slot in self.log.slots.values():
+            slot.forget_views_below(self.view)
+        # The checkpoint the new view starts from: adopt it, fetching its state if behind.
+        top = max(nv.view_changes, key=lambda v: v.stable_seq)
+        if top.stable_seq > self.stable_seq:
+            self._proven_checkpoint(top.stable_seq, top.stable_digest, top.proof)
+        self.assigned = {}
+        self.queue = {}
+        primary = self.primary(self.view)
+        touched = []
+        for pp in nv.pre_prepares:
+            if not self._in_window(pp.seq):
+                continue
+            slot = self.log.slot(pp.seq)
+            if slot.decided is not None and slot.decided.digest != pp.digest:
+                self._drop("conflicts_decided")  # impossible with at most f faulty
+                continue
+            self._accept_pre_prepare(slot, pp)
+            touched.append(slot)
+        self.out.event("pbft.new_view", view=self.view, primary=primary, previous=was)
+        if primary == self.me:
+            self.out.event(ev.BECAME_LEADER, term=self.view, how="new_view")
+            top_seq = max((pp.seq for pp in nv.pre_prepares), default=0)
+            self.next_seq = max(top_seq, top.stable_seq, self.stable_seq, self.last_exec) + 1
+            self.queue = {
+                rid: cmd
+                for rid, (cmd, _) in self.pending.items()
+                if rid not in self.assigned and rid not in self.executed
+            }
+            self._assign()
+        for slot in touched:
+            self._check(slot)
+        early = [pp for key, pp in sorted(self.early.items()) if key[0] == self.view]
+        self.early = {k: pp for k, pp in self.early.items() if k[0] > self.view}
+        for pp in early:
+            self._on_pre_prepare(pp)
+        self.vc_deadline = self.now + self._timeout() if self.pending else float("inf")
