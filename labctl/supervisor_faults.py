@@ -172,7 +172,7 @@ class FaultsMixin:
             answer = self._send_node_fault(node, fault)
             if not answer.get("ok"):
                 return answer
-            self.node_faults.setdefault(node, {})[kind] = fault
+            self.node_faults.setdefault(node, {})[kind] = msgspec.structs.replace(fault, node=node)
             if self._is_neutral(fault):
                 self.node_faults[node].pop(kind)
         elif kind == "byzantine":
@@ -184,7 +184,7 @@ class FaultsMixin:
             answer = self._send_node_fault(node, fault)
             if not answer.get("ok"):
                 return answer
-            self.node_faults.setdefault(node, {})[kind] = fault
+            self.node_faults.setdefault(node, {})[kind] = msgspec.structs.replace(fault, node=node)
             if self._is_neutral(fault):
                 self.node_faults[node].pop(kind)
         describe = msgspec.structs.replace(fault, node=node).describe()

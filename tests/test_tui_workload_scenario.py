@@ -86,9 +86,9 @@ async def test_scenario_runs_reports_its_verdict_and_starts_a_fresh_lab() -> Non
         assert isinstance(app.screen, ActionDialog)
         await pilot.press("enter")
         await until(pilot, lambda: src.calls)
-        # the first built-in scenario that runs with the current lab's protocol (naive has
-        # no clock-skew-lease: it sets a raft option), then a fresh lab
-        first = next(n for n in names() if n != "clock-skew-lease")
+        # the first built-in scenario that runs with the current lab's protocol (naive
+        # cannot run pbft-equivocation: it has no byzantine modes), then a fresh lab
+        first = next(n for n in names() if n != "pbft-equivocation")
         assert src.calls == [("scenario", {"name": first, "protocol": "naive", "fresh": True})]
         await until(pilot, lambda: any("verdict PASS" in n for n in notes(app)))
         note = next(n for n in notes(app) if "verdict PASS" in n)
@@ -108,12 +108,12 @@ async def test_a_scenario_that_does_not_fit_the_protocol_keeps_the_dialog_open()
         dialog = app.screen
         assert isinstance(dialog, ActionDialog)
         buttons = dialog.query_one("#f-scenario", RadioSet).query(RadioButton)
-        next(b for b in buttons if b.name == "clock-skew-lease").value = True
+        next(b for b in buttons if b.name == "pbft-equivocation").value = True
         await pilot.pause(0.05)
         await pilot.press("enter")
         await pilot.pause(0.05)
         assert app.screen is dialog
-        assert "max_drift" in str(dialog.query_one("#dialog-error", Label).render())
+        assert "no byzantine modes" in str(dialog.query_one("#dialog-error", Label).render())
         await pilot.press("escape")
         assert not src.calls
 

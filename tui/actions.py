@@ -107,6 +107,10 @@ ACTIONS: dict[str, Action] = {
                (NODE, Field("stall", "stall for (e.g. 5s)", "text", "5s"),
                 Field("fsync", "added fsync latency (e.g. 12ms)", "text", "")),
                build=_node("disk", stall="stall", fsync="fsync"), show=False),
+        Action("byzantine", "b", "Byzantine", "Make a node lie the way the protocol defines "
+               "(PBFT: silent, equivocate, forge, delay-primary), or honest again.",
+               (NODE, Field("mode", "mode", "choice", "equivocate")),
+               build=_node("byzantine", mode="mode"), show=False),
         Action("order", "o", "Order", "Send one trade order to a node, through the router.",
                (NODE, Field("user", "user", "text", "riya"),
                 Field("side", "side", "choice", "buy", ("buy", "sell")),
@@ -152,6 +156,8 @@ def defaults(action: Action, model: LabModel, protocols: list[str]) -> dict[str,
         out["protocol"] = (others or protocols or [model.protocol])[0]
     if action.kind == "workload":
         out["action"] = "stop" if model.workload else "start"
+    if action.name == "byzantine":
+        out["mode"] = (byzantine_modes(model.protocol) or ("honest",))[0]
     if action.kind == "scenario":
         current = model.protocol if model.protocol in protocols else None
         out["protocol"] = current or (protocols[0] if protocols else None)
@@ -188,7 +194,18 @@ def choices(field: Field, model: LabModel, protocols: list[str]) -> list[str]:
         return ["leader", "any", *model.order]
     if field.key == "scenario":
         return scenario_names()
+    if field.key == "mode":
+        return [*byzantine_modes(model.protocol), "honest"]
     return list(field.choices)
+
+
+def byzantine_modes(protocol: str) -> tuple[str, ...]:
+    import protocols
+
+    try:
+        return protocols.get(protocol).byzantine_modes
+    except protocols.UnknownProtocol:
+        return ()
 
 
 def check(action: Action, values: dict[str, Any]) -> str | None:
