@@ -1,0 +1,58 @@
+"""PBFT in the real lab: 4 replicas by default, clients that believe f+1 matching replies,
+and lying replicas (`labctl fault byzantine`) that the honest ones survive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labctl.checkers import check_run_dir
+from tests.conftest import CLI, wait_until
+
+
+def nodes(cli: CLI) -> dict[str, dict]:
+    return {n["id"]: n for n in cli.status()["nodes"]}
+
+
+def test_one_liar_out_of_four_is_outvoted_and_voted_out(cli: CLI) -> None:
+    cli.up("-p", "pbft")
+    view = nodes(cli)
+    assert sorted(view) == ["r0", "r1", "r2", "r3"]
+    assert view["r0"]["role"] == "primary" and view["r1"]["role"] == "backup"
+
+    put = cli.json("client", "put", "x", "1")
+    assert put["status"] == "ok" and len(put["agreed"]) >= 2  # f+1 matching replies
+
+    # A forger answers clients with values it never computed: outvoted.
+    cli.run("fault", "byzantine", "r3", "--mode", "forge")
+    got = cli.json("client", "get", "x")
+    assert got["status"] == "ok" and got["value"] == "1" and "r3" not in got["agreed"]
+    cli.run("fault", "byzantine", "r3", "--mode", "honest")
+
+    # An equivocating primary: no request gathers a quorum, the backups change view.
+    cli.run("fault", "byzantine", "primary", "--mode", "equivocate")
+    assert nodes(cli)["r0"]["byzantine"] == "equivocate"
+    put = cli.json("client", "put", "x", "2", "--timeout", "5s")
+    assert put["status"] == "ok"
+    wait_until(lambda: nodes(cli)["r1"]["view"] >= 1, timeout=5)
+    assert nodes(cli)["r1"]["role"] == "primary"
+    assert cli.json("client", "get", "x")["value"] == "2"
+    listed = cli.json("fault", "list", "--json")
+    assert any("byzantine r0 mode=equivocate" in f["describe"] for f in listed)
+
+    status = cli.status()
+    assert not status["violations"]
+    run = Path(status["run_dir"])
+    cli.run("down")
+    verdict = check_run_dir(run)
+    assert verdict["safe"], verdict["violations"]
+
+
+def test_byzantine_faults_need_a_protocol_that_has_them(cli: CLI) -> None:
+    cli.up("-n", "3", "-p", "raft")
+    result = cli.run("fault", "byzantine", "r0", "--mode", "silent", check=False)
+    assert result.returncode == 2 and "has no byzantine modes" in result.stderr
+    result = cli.run("fault", "byzantine", "r9", "--mode", "silent", check=False)
+    assert result.returncode == 2 and "r9" in result.stderr
+    result = cli.run("fault", "byzantine", "r0", check=False)
+    assert result.returncode == 2 and "--mode" in result.stderr
+    assert cli.status()["nodes"][0]["state"] == "running"
