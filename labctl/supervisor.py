@@ -57,7 +57,9 @@ class Supervisor(FaultsMixin):
         self.config = config
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
-        self.client_quorum = client_quorum(protocols.get(self.protocol), len(self.replicas))
+        proto = protocols.get(self.protocol)
+        self.client_quorum = client_quorum(proto, len(self.replicas))
+        self.broadcast = proto.byzantine_tolerant  # clients send to every replica
         self.seed = int(config.get("seed", 0))
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
@@ -441,6 +443,8 @@ class Supervisor(FaultsMixin):
                 "--retries", str(spec.get("retries", 3)), "--seed", str(self.seed),
                 "--quorum", str(self.client_quorum), "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
+            if self.broadcast:
+                argv.append("--broadcast")
             if spec.get("duration"):
                 argv += ["--duration", str(spec["duration"])]
             child = Child(name, "client", argv, logs / f"{name}.log")

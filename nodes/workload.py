@@ -73,6 +73,7 @@ class Client:
     rng: random.Random
     epoch: str = ""  # makes request ids unique across workload runs in one lab
     quorum: int = 1  # matching replies needed from distinct replicas (f+1 under PBFT)
+    broadcast: bool = False  # every request to every replica (a byzantine-tolerant protocol)
     sent_ops: int = 0
     retries_used: int = 0
     skipped: int = 0
@@ -110,7 +111,7 @@ class Client:
         return cmd, "log"
 
     def pick_node(self) -> str:
-        if self.quorum > 1:
+        if self.broadcast:
             return "all"  # a byzantine-tolerant protocol: every replica gets the request
         if self.target == "any":
             return self.rng.choice(self.replicas)
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quorum", type=int, default=1, help="matching replies needed (f+1: PBFT)")
+    p.add_argument("--broadcast", action="store_true", help="send every request to every replica")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         reads=args.reads.split(","), keys=args.keys, timeout=args.timeout, retries=args.retries,
         max_inflight=args.max_inflight, rng=random.Random(f"{args.seed}:{args.name}"),
         epoch=f"{os.getpid():x}", quorum=max(1, args.quorum),
+        broadcast=args.broadcast or args.quorum > 1,
     )  # fmt: skip
     if args.target not in ("any", "leader") and args.target not in client.replicas:
         sys.stderr.write(f"error: unknown target {args.target!r}\n")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
             if op is None:
                 continue  # a late reply to an attempt we already gave up on
             now = true_now()
-            if client.quorum > 1:
+            if client.broadcast:
                 agreed = client.vote(op, reply)
                 if agreed is None:
                     continue

@@ -17,8 +17,9 @@ is re-sent to the next replica with the same request id and counted as a timeout
 
 Keys: `--keys N` cycles through N keys; `--conflict P` instead sends a share P of the
 writes to one hot key and every other write to a key of its own (EPaxos: P is the share
-of commands that interfere). `--quorum K` (PBFT) sends every request to every replica and
-completes it when K replicas sent matching replies (f+1); a timeout re-sends to all.
+of commands that interfere). `--broadcast` (PBFT) sends every request to every replica and
+`--quorum K` completes it when K replicas sent matching replies (f+1); a timeout re-sends
+to all.
 
 Timing: `--start-at` is a `time.monotonic()` instant (shared by every process on the
 machine), so several generators started by one benchmark measure the same window:
@@ -110,7 +111,7 @@ class LoadGen:
         self._send(self.node, payload)
 
     def _send(self, node: str, payload: bytes) -> None:
-        for dst in self.replicas if self.args.quorum > 1 else (node,):
+        for dst in self.replicas if self.args.broadcast else (node,):
             try:
                 self.sock.send_multipart([dst.encode(), payload], zmq.NOBLOCK)
             except zmq.Again:
@@ -156,7 +157,7 @@ class LoadGen:
             op = self.inflight.get(reply.request_id)
             if op is None:
                 continue  # a reply to an attempt already re-sent and answered
-            if self.args.quorum > 1:
+            if self.args.broadcast:
                 if not self._agreed(reply):
                     continue
                 del self.votes[reply.request_id]
@@ -296,6 +297,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="share of requests on one hot key, the rest on keys of their own",
     )
     p.add_argument("--quorum", type=int, default=1, help="matching replies needed (PBFT: f+1)")
+    p.add_argument("--broadcast", action="store_true", help="every request to every replica")
     p.add_argument("--value-size", type=int, default=16)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=5.0)
@@ -307,6 +309,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.mode == "open" and args.rate <= 0:
         p.error("--mode open needs --rate > 0")
+    args.broadcast = args.broadcast or args.quorum > 1
     if args.conflict is not None and not 0.0 <= args.conflict <= 1.0:
         p.error("--conflict must be between 0 and 1")
     return args

@@ -53,6 +53,8 @@ def phases(procs: Procs, lab: api.Lab, protocol: str, nodes: int, warm: float,
     leader = stable_leader(lab, timeout=20)
     quorum = client_quorum(get(protocol), nodes)
     extra = ["--quorum", str(quorum), "--timeout", "2"]
+    if get(protocol).byzantine_tolerant:
+        extra.append("--broadcast")
     time.sleep(ROUTER_FLUSH)
     messages0 = replica_messages(lab)
     closed = ["--mode", "closed", "--inflight", "16", "--op", "put", *extra]

@@ -54,8 +54,8 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
                            rng=__import__("random").Random())[0]  # fmt: skip
     except FaultError as e:
         raise LabError(str(e)) from None
-    quorum = _quorum(doc.get("protocol"), len(replicas))
-    if quorum > 1:
+    quorum, broadcast = _quorum(doc.get("protocol"), len(replicas))
+    if broadcast:
         node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
     endpoint = Endpoint(zmq.Context.instance(), lab.state["router"])
     command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
@@ -64,7 +64,7 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
                    "request_id": command.request_id, "op": command.op, "key": command.key,
                    "value": command.value, "expected": command.expected})  # fmt: skip
     agreed: list[str] = []
-    if quorum > 1:
+    if broadcast:
         reply, agreed = endpoint.call_quorum(replicas, command, quorum, read_mode, wait)
     else:
         reply = endpoint.call(node, command, read_mode, wait)
@@ -98,14 +98,16 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
         raise typer.Exit(1)
 
 
-def _quorum(protocol: Any, replicas: int) -> int:
+def _quorum(protocol: Any, replicas: int) -> tuple[int, bool]:
+    """(matching replies needed, whether every replica gets the request)."""
     import protocols
     from protocols.base import client_quorum
 
     try:
-        return client_quorum(protocols.get(str(protocol)), replicas)
+        cls = protocols.get(str(protocol))
     except protocols.UnknownProtocol:
-        return 1
+        return 1, False
+    return client_quorum(cls, replicas), cls.byzantine_tolerant
 
 
 def _history(lab: Any, record: dict[str, Any]) -> None:
