@@ -37,11 +37,12 @@ class Endpoint:
             frames = self.sock.recv_multipart()
             if len(frames) == 2:
                 try:
-                    msg = self.codec.decode(frames[1])
+                    msgs, _ = self.codec.decode_all(frames[1])  # a Bundle holds several
                 except WireError:
-                    msg = None
-                if isinstance(msg, ClientReply) and msg.request_id == request_id:
-                    return msg
+                    msgs = []
+                for msg in msgs:
+                    if isinstance(msg, ClientReply) and msg.request_id == request_id:
+                        return msg
         return None
 
     def call(self, node: str, command: Command, read_mode: str = "log", timeout: float = 1.0):

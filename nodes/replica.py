@@ -87,6 +87,7 @@ class Replica:
 
         self.deadline: float | None = None  # node clock
         self.pending_reads: list[ReadReady] = []
+        self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
         self.counters: dict[str, int] = {"malformed": 0, "sent": 0, "send_dropped": 0}
         self.running = True
         self.last_status: dict[str, Any] | None = None
@@ -156,18 +157,21 @@ class Replica:
                 continue
             src = frames[0].decode("utf-8", "replace")
             try:
-                msg = self.codec.decode(frames[1])
+                msgs, bad = self.codec.decode_all(frames[1])
             except WireError:
                 self.counters["malformed"] += 1
                 continue
+            if bad:
+                self.counters["malformed"] += bad
             now = self.clock.now()
-            if isinstance(msg, ClientRequest):
-                batch.merge(self.protocol.on_client(now, src, msg))
-            elif isinstance(msg, (BrokerAck, ClientReply)):
-                key = "broker_acks" if isinstance(msg, BrokerAck) else "stray_replies"
-                self.counters[key] = self.counters.get(key, 0) + 1
-            else:
-                batch.merge(self.protocol.on_message(now, src, msg))
+            for msg in msgs:
+                if isinstance(msg, ClientRequest):
+                    batch.merge(self.protocol.on_client(now, src, msg))
+                elif isinstance(msg, (BrokerAck, ClientReply)):
+                    key = "broker_acks" if isinstance(msg, BrokerAck) else "stray_replies"
+                    self.counters[key] = self.counters.get(key, 0) + 1
+                else:
+                    batch.merge(self.protocol.on_message(now, src, msg))
 
     def execute(self, ready: Ready) -> None:
         """Carry out one batch in the order of obligation."""
@@ -206,6 +210,7 @@ class Replica:
             self.pending_reads.extend(ready.reads)
             if self.pending_reads:
                 self._answer_reads()
+            self._flush_replies()
             # 4. events.
             for e in ready.events:
                 data = dict(e.data)
@@ -245,6 +250,12 @@ class Replica:
         except zmq.Again:
             self.counters["send_dropped"] += 1  # the router is gone or swamped: a lost message
 
+    def _flush_replies(self) -> None:
+        """The answers of this batch, one frame per client (a Bundle when several)."""
+        for client, payloads in self.replies.items():
+            self._send(client, self.codec.bundle(payloads))
+        self.replies.clear()
+
     def _reply_committed(self, client: str, request_id: str, result: Any) -> None:
         status = "ok" if result.status == "ok" else "fail"
         msg = ClientReply(
@@ -255,7 +266,7 @@ class Replica:
             seq=result.index,
             value=result.value,
         )
-        self._send(client, self.codec.encode(msg))
+        self.replies.setdefault(client, []).append(self.codec.encode(msg))
 
     def _answer_reads(self) -> None:
         waiting = []
@@ -271,7 +282,7 @@ class Replica:
                 seq=r.index,
                 value=self.sm.read(r.request.command.key),
             )
-            self._send(r.client, self.codec.encode(msg))
+            self.replies.setdefault(r.client, []).append(self.codec.encode(msg))
         self.pending_reads = waiting
 
     # -- control and telemetry -----------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, Union
 
 import msgspec
 
-from protocols.base import SHARED_MESSAGES
+from protocols.base import SHARED_MESSAGES, Bundle
 
 
 class WireError(ValueError):
@@ -32,6 +32,29 @@ class Codec:
             return self._dec.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise WireError(str(e)) from None
+
+    def decode_all(self, raw: bytes) -> tuple[list[Any], int]:
+        """The messages in one frame (a `Bundle` holds several) and how many of its items
+        did not decode (counted by the caller, like any malformed message)."""
+        msg = self.decode(raw)
+        if not isinstance(msg, Bundle):
+            return [msg], 0
+        out, bad = [], 0
+        for item in msg.items:
+            try:
+                inner = self._dec.decode(item)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                bad += 1
+                continue
+            if isinstance(inner, Bundle):
+                bad += 1  # never nested
+                continue
+            out.append(inner)
+        return out, bad
+
+    def bundle(self, payloads: list[bytes]) -> bytes:
+        """One frame carrying `payloads` (already encoded), for one destination."""
+        return payloads[0] if len(payloads) == 1 else self._enc.encode(Bundle(payloads))
 
 
 class RecordCodec:

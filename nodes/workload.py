@@ -233,39 +233,40 @@ def main(argv: list[str] | None = None) -> None:
             if len(frames) != 2:
                 continue
             try:
-                reply = codec.decode(frames[1])
+                msgs, _ = codec.decode_all(frames[1])  # a Bundle holds several replies
             except WireError:
                 continue
-            if not isinstance(reply, ClientReply):
-                continue
-            op = client.inflight.get(reply.request_id)
-            if op is None:
-                continue  # a late reply to an attempt we already gave up on
-            now = true_now()
-            if client.broadcast:
-                agreed = client.vote(op, reply)
-                if agreed is None:
+            for reply in msgs:
+                if not isinstance(reply, ClientReply):
                     continue
-                reply = agreed
-            if reply.status == "not_leader":
-                client.leader_hint = reply.leader
-                # Follow the redirect unless told to use one fixed node.
-                hint = reply.leader if client.target in ("any", "leader") else None
-                if hint and hint != op.node and op.redirects < len(client.replicas):
-                    op.redirects += 1
-                    op.node = hint
-                    send(op, now)
+                op = client.inflight.get(reply.request_id)
+                if op is None:
+                    continue  # a late reply to an attempt we already gave up on
+                now = true_now()
+                if client.broadcast:
+                    agreed = client.vote(op, reply)
+                    if agreed is None:
+                        continue
+                    reply = agreed
+                if reply.status == "not_leader":
+                    client.leader_hint = reply.leader
+                    # Follow the redirect unless told to use one fixed node.
+                    hint = reply.leader if client.target in ("any", "leader") else None
+                    if hint and hint != op.node and op.redirects < len(client.replicas):
+                        op.redirects += 1
+                        op.node = hint
+                        send(op, now)
+                    else:
+                        complete(op, "fail", now, error="not_leader", leader=reply.leader)
+                elif reply.status == "ok":
+                    if client.target == "leader":
+                        client.leader_hint = reply.node
+                    extra: dict[str, Any] = {"seq": reply.seq, "term": reply.term}
+                    if op.command.op in ("get", "cas"):
+                        extra["value"] = reply.value
+                    complete(op, "ok", now, **extra)
                 else:
-                    complete(op, "fail", now, error="not_leader", leader=reply.leader)
-            elif reply.status == "ok":
-                if client.target == "leader":
-                    client.leader_hint = reply.node
-                extra: dict[str, Any] = {"seq": reply.seq, "term": reply.term}
-                if op.command.op in ("get", "cas"):
-                    extra["value"] = reply.value
-                complete(op, "ok", now, **extra)
-            else:
-                complete(op, "fail", now, error=reply.error or reply.status, value=reply.value)
+                    complete(op, "fail", now, error=reply.error or reply.status, value=reply.value)
         # Timeouts and backoff.
         now = true_now()
         for op in list(client.inflight.values()):

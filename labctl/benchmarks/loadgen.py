@@ -85,6 +85,7 @@ class LoadGen:
         self.counts = {"sent": 0, "ok": 0, "ok_total": 0, "fail": 0, "timeouts": 0,
                        "redirects": 0, "skipped": 0, "resent": 0}  # fmt: skip
         self.votes: dict[str, dict[str, tuple[Any, ...]]] = {}  # --quorum: rid -> node -> reply
+        self.outbox: dict[str, list[bytes]] = {}  # this turn's requests, per replica
         self.running = True
 
     # -- requests --------------------------------------------------------------------------
@@ -112,10 +113,17 @@ class LoadGen:
 
     def _send(self, node: str, payload: bytes) -> None:
         for dst in self.replicas if self.args.broadcast else (node,):
+            self.outbox.setdefault(dst, []).append(payload)
+
+    def _flush(self) -> None:
+        """What this turn of the loop sends, one frame per replica (a Bundle when several):
+        clients batch like any transport, and the router forwards one frame, not 64."""
+        for dst, payloads in self.outbox.items():
             try:
-                self.sock.send_multipart([dst.encode(), payload], zmq.NOBLOCK)
+                self.sock.send_multipart([dst.encode(), self.codec.bundle(payloads)], zmq.NOBLOCK)
             except zmq.Again:
-                pass  # a lost attempt: the timeout re-sends it
+                pass  # lost attempts: the timeout re-sends them
+        self.outbox.clear()
 
     def _agreed(self, reply: ClientReply) -> bool:
         """--quorum: whether `quorum` replicas have now sent this same reply."""
@@ -149,43 +157,44 @@ class LoadGen:
             if len(frames) != 2:
                 continue
             try:
-                reply = self.codec.decode(frames[1])
+                msgs, _ = self.codec.decode_all(frames[1])  # a Bundle holds several replies
             except WireError:
                 continue
-            if not isinstance(reply, ClientReply):
-                continue
-            op = self.inflight.get(reply.request_id)
-            if op is None:
-                continue  # a reply to an attempt already re-sent and answered
-            if self.args.broadcast:
-                if not self._agreed(reply):
+            for reply in msgs:
+                if not isinstance(reply, ClientReply):
                     continue
-                del self.votes[reply.request_id]
-            now = time.monotonic()
-            if reply.status == "not_leader":
-                self.counts["redirects"] += 1
-                hint = reply.leader
-                if hint and hint != op[1] and hint in self.replicas:
-                    self.node = hint
-                    self._resend(reply.request_id, op, hint, now)
+                op = self.inflight.get(reply.request_id)
+                if op is None:
+                    continue  # a reply to an attempt already re-sent and answered
+                if self.args.broadcast:
+                    if not self._agreed(reply):
+                        continue
+                    del self.votes[reply.request_id]
+                now = time.monotonic()
+                if reply.status == "not_leader":
+                    self.counts["redirects"] += 1
+                    hint = reply.leader
+                    if hint and hint != op[1] and hint in self.replicas:
+                        self.node = hint
+                        self._resend(reply.request_id, op, hint, now)
+                    else:
+                        # No (useful) hint: the cluster is electing; try the next replica soon.
+                        nxt = self._next_replica(op[1])
+                        self.node = nxt
+                        op[1] = nxt
+                        op[3] = now - self.args.timeout + 0.005  # re-sent by the scan in ~5 ms
+                        op[4] = True
+                    continue
+                del self.inflight[reply.request_id]
+                done += 1
+                if reply.status == "ok":
+                    self.counts["ok_total"] += 1
+                    self.node = reply.node
+                    if lo <= now < hi:
+                        self.counts["ok"] += 1
+                        self.latencies.append((now - op[0]) * 1000)
                 else:
-                    # No (useful) hint: the cluster is electing; try the next replica soon.
-                    nxt = self._next_replica(op[1])
-                    self.node = nxt
-                    op[1] = nxt
-                    op[3] = now - self.args.timeout + 0.005  # re-sent by the scan in ~5 ms
-                    op[4] = True
-                continue
-            del self.inflight[reply.request_id]
-            done += 1
-            if reply.status == "ok":
-                self.counts["ok_total"] += 1
-                self.node = reply.node
-                if lo <= now < hi:
-                    self.counts["ok"] += 1
-                    self.latencies.append((now - op[0]) * 1000)
-            else:
-                self.counts["fail"] += 1
+                    self.counts["fail"] += 1
 
     def _scan_timeouts(self, now: float) -> None:
         limit = now - self.args.timeout
@@ -245,6 +254,7 @@ class LoadGen:
             if now >= next_scan:
                 self._scan_timeouts(now)
                 next_scan = now + TIMEOUT_SCAN
+            self._flush()
             # Sleep until a reply, the next scheduled send or the next timeout scan.
             wake = next_scan
             if not closed and issuing:

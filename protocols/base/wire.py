@@ -77,9 +77,18 @@ class BrokerAck(msgspec.Struct, frozen=True, tag=True):
     highest_token: int
 
 
+class Bundle(msgspec.Struct, frozen=True, tag=True):
+    """Several encoded messages for one destination in one frame: the client traffic of one
+    batch (a replica's replies to one client, a load generator's requests to one replica)
+    crosses the router once instead of once per message. Never nested."""
+
+    items: list[bytes]
+
+
 SHARED_MESSAGES: tuple[type[msgspec.Struct], ...] = (
     ClientRequest,
     ClientReply,
     BrokerWrite,
     BrokerAck,
+    Bundle,
 )
