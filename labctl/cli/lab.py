@@ -175,6 +175,8 @@ def _cell(node: dict[str, Any], key: str) -> str:
         return f"{v * 100:.0f}%"
     if key == "byzantine":
         return v or "honest"
+    if key == "seq" and node.get("role") != "primary":
+        return "-"  # the next sequence number is the primary's to assign
     return _s(v)
 
 

@@ -165,7 +165,16 @@ PBFT_COLUMNS: list[Column] = [
     Column("role", 2, _role),
     Column("view", 3, _field("view"), "right"),
     Column("primary", 4, _field("primary")),
-    Column("seq", 7, _field("seq"), "right"),
+    # The next sequence number is the primary's to assign; a backup's counter means nothing.
+    Column(
+        "seq",
+        7,
+        lambda m, n, s: Text(
+            _s(s.get("seq")) if s.get("role") == "primary" else "-",
+            "" if s.get("role") == "primary" else "dim",
+        ),
+        "right",
+    ),
     Column("commit", 5, _field("commit_index"), "right"),
     Column("applied", 8, _field("applied_index"), "right"),
     Column("ckpt", 6, _field("checkpoint"), "right"),
