@@ -166,21 +166,13 @@ class FaultsMixin:
                 self._wait(lambda: c.state == "running", node, timeout=10.0)
             except StartupError as e:
                 return error(str(e), "lab_failed")
-        elif kind in ("clock", "disk"):
-            if c.state != "running":
-                return error(f"{node} is {c.state}: it cannot take a {kind} fault now", "bad_state")
-            answer = self._send_node_fault(node, fault)
-            if not answer.get("ok"):
-                return answer
-            self.node_faults.setdefault(node, {})[kind] = msgspec.structs.replace(fault, node=node)
-            if self._is_neutral(fault):
-                self.node_faults[node].pop(kind)
-        elif kind == "byzantine":
-            problem = byzantine_problem(self.protocol, fault.mode)
+        elif kind in ("clock", "disk", "byzantine"):
+            # Faults the node itself carries out, through its control socket.
+            problem = byzantine_problem(self.protocol, fault.mode) if kind == "byzantine" else None
             if problem:
                 return error(problem, "bad_fault")
             if c.state != "running":
-                return error(f"{node} is {c.state}: it cannot turn byzantine now", "bad_state")
+                return error(f"{node} is {c.state}: it cannot take a {kind} fault now", "bad_state")
             answer = self._send_node_fault(node, fault)
             if not answer.get("ok"):
                 return answer

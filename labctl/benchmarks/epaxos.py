@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -36,10 +34,10 @@ from labctl.benchmarks.labs import (
     bench_lab,
     loadgens,
     merged_latency,
+    run_terminable,
     stable_leader,
     status_sum,
     sum_results,
-    terminate,
 )
 from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
@@ -88,14 +86,7 @@ def phases(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        return _run(quick)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_terminable(_run, quick)
 
 
 def _run(quick: bool) -> dict[str, Any]:

@@ -13,10 +13,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +248,19 @@ def divergence_offline(run_dir: str, per_key: bool = False) -> dict[str, Any]:
         "divergent_indexes": len(violations),  # per_key: divergent keys
         "first": violations[0].detail if violations else None,
     }
+
+
+def run_terminable(body: Callable[[bool], dict[str, Any]], quick: bool) -> dict[str, Any]:
+    """Run a benchmark so that SIGTERM unwinds it like an exception: every `finally`
+    takes its labs down and kills its generators."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return body(quick)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def terminate(signum: int, frame: Any) -> None:

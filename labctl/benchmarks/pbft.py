@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -33,9 +31,9 @@ from labctl.benchmarks.labs import (
     loadgens,
     merged_latency,
     replica_messages,
+    run_terminable,
     stable_leader,
     sum_results,
-    terminate,
 )
 from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
@@ -82,14 +80,7 @@ def phases(procs: Procs, lab: api.Lab, protocol: str, nodes: int, warm: float,
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        return _run(quick)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_terminable(_run, quick)
 
 
 def _run(quick: bool) -> dict[str, Any]:

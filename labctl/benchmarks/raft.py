@@ -40,7 +40,6 @@ import os
 import signal
 import statistics
 import sys
-import threading
 import time
 from typing import Any
 
@@ -52,9 +51,9 @@ from labctl.benchmarks.labs import (
     applied_index,
     bench_lab,
     loadgens,
+    run_terminable,
     stable_leader,
     sum_results,
-    terminate,
 )
 from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
@@ -299,14 +298,7 @@ def labctl_ladder(
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        return _run(quick)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_terminable(_run, quick)
 
 
 def _run(quick: bool) -> dict[str, Any]:

@@ -213,6 +213,20 @@ class Protocol(abc.ABC):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
 
+    def check_config(self, config: NodeConfig) -> None:
+        """Raise unless `config` carries this protocol's validated options and a sane
+        replica set (this node in it, no id twice): a lab misconfigured fails at start."""
+        if not isinstance(config.options, self.Options):
+            got = type(config.options).__name__
+            raise TypeError(f"{self.name} needs {self.name} Options, got {got}")
+        validate = getattr(config.options, "validate", None)
+        if validate is not None:
+            validate()
+        if config.node_id not in config.replicas:
+            raise ValueError(f"{config.node_id!r} is not one of the replicas {config.replicas}")
+        if len(set(config.replicas)) != len(config.replicas):
+            raise ValueError(f"duplicate replica ids in {config.replicas}")
+
     @abc.abstractmethod
     def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready: ...
 

@@ -108,13 +108,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
-        if not isinstance(config.options, Options):
-            raise TypeError(f"pbft needs pbft Options, got {type(config.options).__name__}")
-        config.options.validate()
-        if config.node_id not in config.replicas:
-            raise ValueError(f"{config.node_id!r} is not one of the replicas {config.replicas}")
-        if len(set(config.replicas)) != len(config.replicas):
-            raise ValueError(f"duplicate replica ids in {config.replicas}")
+        self.check_config(config)
         self.opts: Options = config.options
         self.me = config.node_id
         self.replicas = config.replicas
