@@ -201,6 +201,8 @@ class Replica:
                      "op": c.command.op, "key": c.command.key, "value": c.command.value,
                      "duplicate": result.duplicate, "result": result.status}
                 )  # fmt: skip
+                if c.view is not None:
+                    applied[-1]["view"] = c.view
                 if c.reply:
                     self._reply_committed(c.command.client, c.command.request_id, result)
             if applied:

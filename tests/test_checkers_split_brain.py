@@ -44,3 +44,36 @@ def test_malformed_records_are_counted_not_raised() -> None:
     assert c.on_event({"kind": "became_leader", "src": "r0", "t": 1, "term": "one"}) == []
     assert c.on_event({"kind": "became_leader", "src": "r0", "term": True, "t": 1}) == []
     assert c.malformed == 2
+
+
+def decided(src: str, t: float, index: int, rid: str, view: int) -> dict[str, Any]:
+    return {"kind": "applied", "src": src, "t": t, "index": index, "term": 0, "view": view,
+            "request_id": rid, "op": "put", "key": "x", "value": "1", "duplicate": False,
+            "result": "ok"}  # fmt: skip
+
+
+def test_pbft_two_requests_decided_at_one_seq_in_one_view() -> None:
+    c = SplitBrainChecker()
+    records = [
+        decided("r2", 1, 7, "c0:1", view=3),
+        decided("r1", 2, 7, "c0:1", view=3),
+        decided("r3", 3, 7, "c1:9", view=3),
+        decided("r0", 4, 7, "c2:2", view=3),
+    ]
+    found = [v for r in records for v in c.on_event(r)]
+    assert len(found) == 1  # once per (view, seq)
+    (v,) = found
+    assert (v.kind, v.t, v.nodes) == ("split-brain", 3, ["r2", "r3"])
+    assert v.evidence == {"view": 3, "index": 7, "decided": {"r2": "c0:1", "r3": "c1:9"}}
+    assert "seq 7 in view 3" in v.detail
+
+
+def test_pbft_one_request_re_proposed_in_a_later_view_is_no_split_brain() -> None:
+    c = SplitBrainChecker()
+    records = [
+        decided("r1", 1, 7, "c0:1", view=3),
+        decided("r2", 2, 7, "c0:1", view=4),
+        decided("r3", 3, 8, "c1:9", view=3),
+        decided("r3", 4, 7, "c0:1", view=3),
+    ]
+    assert [v for r in records for v in c.on_event(r)] == []

@@ -5,6 +5,11 @@ leaders break election safety just as two elected ones would. Two leaders at the
 moment in different terms are normal during a handover (the old one has not heard of the
 new term yet) and are not flagged; a node that becomes leader again in the same term (a
 restart replaying its WAL) is not a second leader.
+
+Where a protocol reports the view each command was decided in (PBFT: `view` on applied
+events), split brain is also two different requests decided at one sequence number in one
+view, on two replicas: the equivocation that a quorum of honest replicas is meant to make
+impossible, and that f+1 liars can bring about.
 """
 
 from __future__ import annotations
@@ -17,14 +22,19 @@ from protocols.base import events as ev
 
 
 class SplitBrainChecker(Checker):
-    kinds: ClassVar[frozenset[str]] = frozenset({ev.BECAME_LEADER})
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.BECAME_LEADER, ev.APPLIED})
 
     def __init__(self) -> None:
         super().__init__()
         # term -> node -> (t, how) of its first became_leader in that term
         self.leaders: dict[int, dict[str, tuple[float, str | None]]] = {}
+        # (view, index) -> node -> request id, for applied events that carry a view
+        self.decided: dict[tuple[int, int], dict[str, str]] = {}
+        self.reported: set[tuple[int, int]] = set()
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        if rec.get("kind") == ev.APPLIED:
+            return self._decided(rec) if "view" in rec else []
         term, node, t = get_int(rec, "term"), get_str(rec, "src"), get_float(rec, "t")
         if term is None or node is None or t is None:
             self.malformed += 1
@@ -48,5 +58,32 @@ class SplitBrainChecker(Checker):
                     "term": term,
                     "leaders": {n: {"t": lt, "how": how} for n, (lt, how) in leaders.items()},
                 },
+            )
+        ]
+
+    def _decided(self, rec: Mapping[str, Any]) -> list[Violation]:
+        view, index = get_int(rec, "view"), get_int(rec, "index")
+        node, rid, t = get_str(rec, "src"), get_str(rec, "request_id"), get_float(rec, "t")
+        if view is None or index is None or node is None or rid is None or t is None:
+            self.malformed += 1
+            return []
+        key = (view, index)
+        decided = self.decided.setdefault(key, {})
+        decided[node] = rid
+        if key in self.reported:
+            return []
+        other = next((n for n, r in decided.items() if r != rid), None)
+        if other is None:
+            return []
+        self.reported.add(key)
+        (a, ra), (b, rb) = sorted([(other, decided[other]), (node, rid)])
+        return [
+            Violation(
+                kind="split-brain",
+                t=t,
+                nodes=[a, b],
+                detail=f"two requests decided at seq {index} in view {view}: {ra} on {a}, "
+                f"{rb} on {b}",
+                evidence={"view": view, "index": index, "decided": {a: ra, b: rb}},
             )
         ]

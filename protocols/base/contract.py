@@ -66,6 +66,9 @@ class Committed:
     term: int
     command: Command
     reply: bool = False  # this node accepted the request: answer the client after apply
+    # The view (PBFT) the decision was made in, when `term` cannot say it: telemetry for the
+    # checkers (two requests decided at one index in one view is a split brain), not state.
+    view: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -538,7 +538,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
                     del self.executed[next(iter(self.executed))]
                 self.pending.pop(rid, None)
                 self.queue.pop(rid, None)
-                self.out.committed.append(Committed(seq, 0, cmd, reply=seq > self.replay_upto))
+                self.out.committed.append(
+                    Committed(seq, 0, cmd, reply=seq > self.replay_upto, view=slot.decided.view)
+                )
                 ran = True
             if seq % self.opts.checkpoint_interval == 0:
                 self.awaiting_snapshot = seq
