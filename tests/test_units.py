@@ -112,3 +112,19 @@ def test_state_machine_snapshot_round_trip() -> None:
     copy = StateMachine(exactly_once=True)
     copy.restore(sm.snapshot())
     assert copy.read("x") == "1" and copy.applied_index == 1 and "a" in copy.sessions
+
+
+def test_a_bundle_carries_several_messages_and_never_hides_a_bad_one() -> None:
+    from nodes.wire import Codec, WireError
+    from protocols.base import Bundle, ClientReply
+
+    codec = Codec()
+    replies = [ClientReply(f"c0:{i}", "ok", "r0", seq=i) for i in range(3)]
+    one = codec.encode(replies[0])
+    assert codec.bundle([one]) == one  # a single message travels as itself
+    frame = codec.bundle([codec.encode(r) for r in replies])
+    assert codec.decode_all(frame) == (replies, 0)
+    nested = codec.encode(Bundle([frame, one, b"\xc1garbage"]))
+    assert codec.decode_all(nested) == ([replies[0]], 2)  # nested and garbage: counted
+    with pytest.raises(WireError):
+        codec.decode_all(b"\xc1")
