@@ -14,6 +14,9 @@ would be too easy.
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,11 +109,10 @@ def test_random_schedules_with_up_to_f_byzantine_replicas_keep_pbft_safe(
         apply_step(net, step, liars, counter)
         net.check()
 
-    # Liveness once the faults are gone.
+    # Liveness once the crash and network faults are gone: the liars (at most f) keep
+    # lying, and the honest replicas must still agree on a view and make progress.
     net.heal()
     net.restart_all()
-    for node in list(net.byzantine):
-        net.set_byzantine(node, None)
     rid = put_all(net, "final", "1", client="cf")
     answer = wait_accepted(net, rid, 40.0)
     assert answer[0] == "ok" and answer[2] == "1"
@@ -119,4 +121,49 @@ def test_random_schedules_with_up_to_f_byzantine_replicas_keep_pbft_safe(
         i: net.status(i) for i in honest
     }
     assert net.kv(honest[0]).get("final") == "1"
+    net.check()
+
+
+def random_steps(rng: random.Random, count: int) -> list[tuple]:
+    """A schedule like the Hypothesis one, drawn from a seeded generator."""
+    steps: list[tuple] = []
+    for _ in range(count):
+        kind = rng.choice(["run", "write", "write", "partition", "cut", "heal", "loss", "crash",
+                           "restart"])  # fmt: skip
+        steps.append({
+            "run": lambda: ("run", rng.uniform(0.01, 0.5)),
+            "write": lambda: ("write", rng.randrange(1, 12)),
+            "partition": lambda: ("partition", set(rng.sample(range(7), rng.randrange(1, 4)))),
+            "cut": lambda: ("cut", rng.randrange(7), rng.randrange(7)),
+            "heal": lambda: ("heal", 0),
+            "loss": lambda: ("loss", rng.choice([0.0, 0.1, 0.3])),
+            "crash": lambda: ("crash", rng.randrange(7), rng.random() < 0.3),
+            "restart": lambda: ("restart", rng.randrange(7)),
+        }[kind]())  # fmt: skip
+    return steps
+
+
+# Schedules that once left the honest replicas waiting in different views for good (a
+# silent liar, one replica that escalated while cut off, the others never hearing its
+# view-change for theirs): they must meet in one view again once the network heals.
+@pytest.mark.parametrize("seed", [31, 113, 299])
+def test_honest_replicas_scattered_over_views_meet_again(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([4, 4, 7])
+    options = {"view_change_timeout": 0.1, "checkpoint_interval": 16, "window": 64}
+    net = SimNet(PbftProtocol, n, seed=seed, options=options)
+    liars = [
+        (x, rng.choice(PbftProtocol.byzantine_modes)) for x in rng.sample(net.ids, (n - 1) // 3)
+    ]
+    for node, mode in liars:
+        net.set_byzantine(node, mode)
+    counter = [0]
+    for step in random_steps(rng, rng.randrange(10, 60)):
+        apply_step(net, step, liars, counter)
+        net.check()
+    net.heal()
+    net.loss = 0.0
+    net.restart_all()
+    answer = wait_accepted(net, put_all(net, "final", "1", client="cf"), 40.0)
+    assert answer[0] == "ok"
     net.check()

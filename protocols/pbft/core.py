@@ -86,7 +86,7 @@ INF = float("inf")
 # Messages only a replica in (or entering) their view sends.
 VIEW_MESSAGES = (PrePrepare, Prepare, Commit, NewView)
 MAX_EXECUTED = 20_000  # request ids remembered as executed (as the state machine's sessions)
-MAX_BACKOFF = 5  # the view-change timeout doubles at most this many times
+MAX_BACKOFF = 3  # the view-change timeout doubles at most this many times (2.4 s)
 FETCH_BATCH = 16  # commit certificates sent per FetchCommitted
 
 
@@ -127,6 +127,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.view = 0
         self.active = True  # False while changing to `view`
         self.last_active_view = 0  # the view we were last active in (for events)
+        self.vc_here: dict[str, ViewChange] = {}  # view-changes for exactly our view
         self.vc_by_sender: dict[str, ViewChange] = {}  # the latest view-change of each
         self.own_vc: ViewChange | None = None
         self.new_view_msg: NewView | None = None  # the NEW-VIEW of the view we are in
@@ -218,6 +219,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             self.own_vc = self._make_view_change(self.view)
             self.vc_by_sender[self.me] = self.own_vc
             self._broadcast(self.own_vc)
+            # As in _start_view_change: do not wait forever for a view nobody else joins.
+            self.vc_deadline = now + 2 * self._timeout()
         elif self.primary(self.view) == self.me:
             self.out.event(ev.BECAME_LEADER, term=self.view, how="restart")
         self._execute()

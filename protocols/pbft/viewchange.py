@@ -143,10 +143,15 @@ class ViewChanges(_Base):
         self.queue.clear()
         self.assigned.clear()
         self.new_view_msg = None
-        self.vc_deadline = float("inf")
+        # The paper starts this view's timer only once 2f+1 view-changes for it arrived.
+        # Alone with fewer (the others moved on while we were cut off, or never will come
+        # here), we would wait forever: give up on this view after twice the timeout, so
+        # honest replicas scattered over views meet again in a later one.
+        self.vc_deadline = self.now + 2 * self._timeout()
         self.out.persist.append(ViewRecord(to, False))
         self.own_vc = self._make_view_change(to)
         self.vc_by_sender[self.me] = self.own_vc
+        self.vc_here = {}
         self._broadcast(self.own_vc)
         self.out.event("pbft.view_change", **{"from": was, "to": to})
         self._view_change_progress()
@@ -173,10 +178,20 @@ class ViewChanges(_Base):
             # NEW-VIEW (or never got the messages that moved everyone on). Send it again.
             if self.active and self.new_view_msg is not None:
                 self.out.send(src, self.new_view_msg)
+            elif not self.active and vc.view < self.view:
+                # We both change views, it to a lower one: it may never have had our
+                # view-change for its view (lost while we were cut off), and we re-send only
+                # our latest. Sending one for its view (we left it: we accept nothing below
+                # ours anyway) lets it count us, time out there with us, and catch up.
+                self.out.send(src, self._make_view_change(vc.view))
             return
         held = self.vc_by_sender.get(src)
         if held is None or vc.view >= held.view:
             self.vc_by_sender[src] = vc  # one per sender, the latest: bounded memory
+        if vc.view == self.view:
+            # Kept apart: a sender already asking for a later view may still send one for
+            # ours (see above), and the NEW-VIEW for ours needs exactly those.
+            self.vc_here[src] = vc
         if vc.view > self.view:
             # f+1 replicas (so at least one correct) want a later view: join the lowest
             # view that f+1 of them ask for at least, without waiting for our own timer.
@@ -198,11 +213,12 @@ class ViewChanges(_Base):
         send NEW-VIEW."""
         if self.active:
             return
-        vcs = [v for v in self.vc_by_sender.values() if v.view == self.view]
+        here = {s: v for s, v in self.vc_by_sender.items() if v.view == self.view}
+        here.update((s, v) for s, v in self.vc_here.items() if v.view == self.view)
+        vcs = list(here.values())
         if len(vcs) < self.quorum:
             return
-        if self.vc_deadline == float("inf"):
-            self.vc_deadline = self.now + self._timeout()
+        self.vc_deadline = min(self.vc_deadline, self.now + self._timeout())
         if self.primary(self.view) == self.me and self.me in {v.sender for v in vcs}:
             self._send_new_view(vcs)
 
