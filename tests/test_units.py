@@ -128,3 +128,22 @@ def test_a_bundle_carries_several_messages_and_never_hides_a_bad_one() -> None:
     assert codec.decode_all(nested) == ([replies[0]], 2)  # nested and garbage: counted
     with pytest.raises(WireError):
         codec.decode_all(b"\xc1")
+
+
+def test_a_pbft_client_believes_f_plus_1_matching_replies_only() -> None:
+    import random
+
+    from nodes.workload import Client, Op
+    from protocols.base import ClientReply
+
+    client = Client(name="c0", replicas=["r0", "r1", "r2", "r3"], kind="kv", target="leader",
+                    reads=["log"], keys=1, timeout=1.0, retries=1, max_inflight=4,
+                    rng=random.Random(1), quorum=2, broadcast=True)  # fmt: skip
+    assert client.pick_node() == "all"
+    op = Op(Command(request_id="c0:1", client="c0", op="get", key="x"), "log", 0.0, "all")
+    forged = ClientReply("c0:1", "ok", "r3", seq=5, value="forged-by-r3")
+    honest = [ClientReply("c0:1", "ok", n, seq=5, value="1") for n in ("r0", "r1")]
+    assert client.vote(op, forged) is None
+    assert client.vote(op, honest[0]) is None  # one honest reply is not enough
+    assert client.vote(op, forged) is None  # the same liar twice is still one replica
+    assert client.vote(op, honest[1]) == honest[1]
