@@ -14,7 +14,7 @@ import psutil
 
 
 def say(msg: str) -> None:
-    sys.stderr.write(f"  raft: {msg}\n")
+    sys.stderr.write(f"  bench: {msg}\n")
     sys.stderr.flush()
 
 
