@@ -24,10 +24,8 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
                     options: dict[str, Any] | None = None) -> Scenario:  # fmt: skip
     rng = random.Random(seed)
     replicas = [f"r{i}" for i in range(nodes)]
-    if protocol == "raft" and options is None:
-        # A run is too short to reach Raft's default snapshot threshold: snapshot (and
-        # install snapshots on followers that fell behind) under the faults too.
-        options = {"snapshot_threshold": 500, "catch_up_entries": 100}
+    if options is None:
+        options = dict(protocols.get(protocol).short_run_options)
     max_drift = float((options or {}).get("max_drift", 0.05))
     steps: list[tuple[float, dict[str, Any]]] = []
     modes = protocols.get(protocol).byzantine_modes

@@ -115,7 +115,10 @@ class Ready:
 
     def send_parallel(self, dst: str, msg: msgspec.Struct) -> None:
         """A message that may leave before this batch's fsync (see obligation 0)."""
-        self.messages.append((dst, msg)) if self.barrier else self.parallel.append((dst, msg))
+        if self.barrier:
+            self.messages.append((dst, msg))
+        else:
+            self.parallel.append((dst, msg))
 
     def raise_barrier(self) -> None:
         """This batch persists a term or a vote: nothing of it may leave before the fsync."""
@@ -212,6 +215,9 @@ class Protocol(abc.ABC):
     byzantine_tolerant: ClassVar[bool] = False
     # The misbehaviours `set_byzantine` accepts (`labctl fault byzantine NODE --mode M`).
     byzantine_modes: ClassVar[tuple[str, ...]] = ()
+    # Options that make a short chaos run exercise what only a long one would otherwise
+    # (Raft: snapshots and InstallSnapshot under faults).
+    short_run_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
