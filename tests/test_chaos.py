@@ -42,4 +42,7 @@ def test_randomized_chaos_finds_zero_violations(cli: CLI, protocol: str, nodes: 
     doc = json.loads(result.stdout)
     assert result.returncode == 0, (doc["results"], result.stderr[-2000:])
     assert doc["violating_runs"] == 0 and doc["failed_runs"] == 0
-    assert all(r["ops"]["ok"] > 100 for r in doc["results"])
+    # Progress, not a figure: with 2 liars out of 7, PBFT's quorum needs every honest
+    # replica, so each crash or partition of one halts it until healed.
+    least = 30 if protocol == "pbft" else 100
+    assert all(r["ops"]["ok"] > least for r in doc["results"]), doc["results"]
