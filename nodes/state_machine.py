@@ -12,6 +12,7 @@ the lab shows the double buy.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -48,7 +49,10 @@ class StateMachine:
         self.applied_term = 0
         self.kv: dict[str, str] = {}
         self.orders: list[tuple[int, str, str]] = []  # (index, order_id, request_id)
-        self.sessions: dict[str, ApplyResult] = {}
+        # Ordered by apply: evicting the oldest is popitem(last=False), O(1). A plain dict's
+        # next(iter(...)) walks past every entry deleted from its front since the last
+        # resize: it was the replica's largest single cost at 20k writes/s.
+        self.sessions: OrderedDict[str, ApplyResult] = OrderedDict()
 
     def apply(self, index: int, term: int, command: Command) -> ApplyResult:
         previous = self.sessions.get(command.request_id)
@@ -62,7 +66,7 @@ class StateMachine:
         if command.op != "get" and previous is None:
             self.sessions[command.request_id] = result
             if len(self.sessions) > MAX_SESSIONS:
-                del self.sessions[next(iter(self.sessions))]
+                self.sessions.popitem(last=False)
         return result
 
     def _execute(self, index: int, term: int, c: Command) -> ApplyResult:
@@ -98,7 +102,7 @@ class StateMachine:
         self.applied_term = image.applied_term
         self.kv = dict(image.kv)
         self.orders = [tuple(o) for o in image.orders]  # type: ignore[misc]
-        self.sessions = dict(image.sessions)
+        self.sessions = OrderedDict(image.sessions)
 
     def summary(self) -> dict[str, Any]:
         return {
