@@ -52,8 +52,10 @@ class RunDir:
         self.path = path
         (path / "logs").mkdir(parents=True)
         (path / "data").mkdir()
-        self._events = open(path / "events.jsonl", "a")  # noqa: SIM115 - open for the run
-        self._history = open(path / "history.jsonl", "a")  # noqa: SIM115
+        # Binary: the encoder already makes UTF-8 JSON, no str round trip per line (the
+        # supervisor writes one line per applied command per replica).
+        self._events = open(path / "events.jsonl", "ab")  # noqa: SIM115 - open for the run
+        self._history = open(path / "history.jsonl", "ab")  # noqa: SIM115
         self._last_flush = 0.0
         self._encoder = msgspec.json.Encoder()
 
@@ -62,10 +64,10 @@ class RunDir:
         (self.path / "lab.json").write_text(json.dumps(doc, indent=2))
 
     def event(self, record: dict[str, Any]) -> None:
-        self._events.write(self._encoder.encode(record).decode() + "\n")
+        self._events.write(self._encoder.encode(record) + b"\n")
 
     def history(self, record: dict[str, Any]) -> None:
-        self._history.write(self._encoder.encode(record).decode() + "\n")
+        self._history.write(self._encoder.encode(record) + b"\n")
 
     def maybe_flush(self, now: float) -> None:
         if now - self._last_flush >= FLUSH_INTERVAL:
