@@ -164,6 +164,11 @@ class Replica:
             if bad:
                 self.counters["malformed"] += bad
             now = self.clock.now()
+            if len(msgs) > 1 and all(isinstance(m, ClientRequest) for m in msgs):
+                # A client's bundle: the protocol may take it as one (Raft replicates it
+                # in one AppendEntries per follower).
+                batch.merge(self.protocol.on_clients(now, src, msgs))
+                continue
             for msg in msgs:
                 if isinstance(msg, ClientRequest):
                     batch.merge(self.protocol.on_client(now, src, msg))

@@ -57,6 +57,12 @@ from protocols.base import (
 from protocols.base import events as ev
 
 
+class ClientBundle(msgspec.Struct, frozen=True):
+    """Several requests of one client delivered together (the lab's Bundle, undecoded)."""
+
+    requests: tuple[ClientRequest, ...]
+
+
 class SafetyViolation(AssertionError):
     """A property every correct protocol keeps was broken in this run."""
 
@@ -329,6 +335,8 @@ class SimNet:
         now = node.clock.now(self.now)
         if isinstance(msg, ClientRequest):
             ready = node.protocol.on_client(now, src, msg)
+        elif isinstance(msg, ClientBundle):
+            ready = node.protocol.on_clients(now, src, list(msg.requests))
         else:
             ready = node.protocol.on_message(now, src, msg)
         self._carry_out(node, ready)
@@ -665,6 +673,14 @@ class SimNet:
         """Send `command` from its client endpoint to `node`; returns its request id."""
         self._send(command.client, node, ClientRequest(command, read_mode))
         return command.request_id
+
+    def request_bundle(self, node: str, commands: list[Command]) -> list[str]:
+        """Send `commands` (one client's) to `node` as one bundle, as a load generator's
+        turn does in the lab; returns their request ids."""
+        self._send(
+            commands[0].client, node, ClientBundle(tuple(ClientRequest(c) for c in commands))
+        )
+        return [c.request_id for c in commands]
 
     def command(self, op: str, client: str = "c0", request_id: str = "", **fields: Any) -> Command:
         rid = request_id or f"{client}-{next(self._request_ids)}"

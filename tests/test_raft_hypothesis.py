@@ -30,6 +30,7 @@ STEP = st.one_of(
     st.tuples(st.just("run"), st.floats(0.001, 0.6)),
     st.tuples(st.just("write"), NODE),
     st.tuples(st.just("write_to_leader"), st.just(0)),
+    st.tuples(st.just("bundle"), st.integers(2, 12)),  # a client's bundle, to the leader
     st.tuples(st.just("read"), NODE, st.sampled_from(["log", "quorum", "lease"])),
     st.tuples(st.just("partition"), st.sets(NODE)),
     st.tuples(st.just("cut"), NODE, NODE),
@@ -62,6 +63,14 @@ def apply_step(net: SimNet, step: tuple, counter: list[int]) -> None:
         if target is not None and net.nodes[target].alive:
             counter[0] += 1
             net.put(target, f"k{counter[0] % 3}", str(counter[0]))
+    elif kind == "bundle":
+        target = net.leader()
+        if target is not None:
+            commands = []
+            for _ in range(args[0]):
+                counter[0] += 1
+                commands.append(net.command("put", key=f"k{counter[0] % 3}", value=str(counter[0])))
+            net.request_bundle(target, commands)
     elif kind == "read":
         target = ids[args[0] % len(ids)]
         if net.nodes[target].alive:

@@ -214,3 +214,19 @@ def test_followers_learn_the_commit_index() -> None:
     assert net.run_until(
         lambda: all(net.status(i)["commit_index"] >= reply.seq for i in net.ids), 0.5
     )
+
+
+def test_a_bundle_of_requests_is_replicated_in_one_message_per_follower() -> None:
+    net = make_net(3, seed=12)
+    leader = net.wait_leader()
+    net.run_for(0.2)
+    since = net.now
+    rids = net.request_bundle(leader, [net.command("put", key=f"k{i}", value=str(i))
+                                       for i in range(40)])  # fmt: skip
+    assert net.run_until(lambda: all(net.reply_for(r) is not None for r in rids), 2.0)
+    assert all(net.reply_for(r).status == "ok" for r in rids)
+    carrying = [s for s in net.messages_of("AppendEntries", since) if s.msg.entries]
+    # One AppendEntries per follower carries the whole bundle (40 <= max_batch).
+    assert len(carrying) == 2 and all(len(s.msg.entries) == 40 for s in carrying)
+    assert net.run_until(lambda: all(net.kv(n).get("k39") == "39" for n in net.ids), 1.0)
+    net.check()

@@ -7,6 +7,8 @@ It is driven by four inputs, each carrying `now` (the node's own clock, in secon
   order they were persisted;
 - `on_message(now, src, msg)`: a peer message (one of the protocol's `messages` types);
 - `on_client(now, client, request)`: a client request arriving from endpoint `client`;
+  `on_clients(now, client, requests)` several at once (a client's bundle): by default one
+  `on_client` each, and a protocol may do better (Raft replicates them in one message);
 - `on_tick(now)`: the deadline the protocol last asked for has passed.
 
 Every input returns a `Ready`. The caller (the replica runtime, or the in-memory test
@@ -244,6 +246,13 @@ class Protocol(abc.ABC):
 
     @abc.abstractmethod
     def on_client(self, now: float, client: str, request: ClientRequest) -> Ready: ...
+
+    def on_clients(self, now: float, client: str, requests: list[ClientRequest]) -> Ready:
+        """Several requests from one client at once; the same as one `on_client` each."""
+        out = Ready()
+        for request in requests:
+            out.merge(self.on_client(now, client, request))
+        return out
 
     @abc.abstractmethod
     def on_tick(self, now: float) -> Ready: ...

@@ -38,6 +38,7 @@ class Clients:
     lease_expiry: float | None
     now: float
     out: Ready
+    _batching: bool
 
     if TYPE_CHECKING:  # provided by the Replication mixin
 
@@ -67,6 +68,8 @@ class Clients:
         self.out.persist.append(LogEntries((entry,)))
         if command is not None:
             self.proposals[entry.index] = command.request_id
+        if self._batching:
+            return  # on_clients replicates the whole bundle at its end
         self._bcast_append()
         self._maybe_commit()  # a cluster of one commits alone
 

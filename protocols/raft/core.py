@@ -107,6 +107,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         self.out = Ready()
         self._started = False
         self._persisted_hard_state = HardState(0, None)
+        self._batching = False  # on_clients: append now, replicate once at the end
         self._step_role = self._step_follower
         self._tick_role = self._tick_election
 
@@ -151,6 +152,28 @@ class RaftProtocol(Replication, Clients, Protocol):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
         self._handle_client(client, request)
+        return self._finish()
+
+    def on_clients(self, now: float, client: str, requests: list[ClientRequest]) -> Ready:
+        """A bundle of requests: appended together, then replicated in one AppendEntries
+        per follower, not one each (flow control would otherwise spend its whole window
+        on single-entry messages before batching starts)."""
+        self._begin(now)
+        self._batching = True
+        try:
+            for request in requests:
+                if not isinstance(request, ClientRequest):
+                    raise TypeError(
+                        f"on_clients needs ClientRequests, got {type(request).__name__}"
+                    )
+                self._handle_client(client, request)
+        finally:
+            self._batching = False
+        if self.role == LEADER:
+            for peer in self.peers:
+                while self._send_append(peer, send_if_empty=False):
+                    pass  # max_batch entries a message, until flow control says wait
+            self._maybe_commit()  # a cluster of one commits alone
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:
