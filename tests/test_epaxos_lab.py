@@ -15,8 +15,7 @@ def nodes(cli: CLI) -> dict[str, dict]:
 
 def test_every_replica_leads_its_own_writes_and_a_killed_one_catches_up(cli: CLI) -> None:
     cli.up("-n", "3", "-p", "epaxos")
-    view = nodes(cli)
-    assert {s["role"] for s in view.values()} == {"replica"}
+    wait_until(lambda: {s.get("role") for s in nodes(cli).values()} == {"replica"}, timeout=3)
     assert cli.status()["leaders"] == []
 
     for i, via in enumerate(["r0", "r1", "r2"]):

@@ -15,9 +15,9 @@ def nodes(cli: CLI) -> dict[str, dict]:
 
 def test_one_liar_out_of_four_is_outvoted_and_voted_out(cli: CLI) -> None:
     cli.up("-p", "pbft")
-    view = nodes(cli)
-    assert sorted(view) == ["r0", "r1", "r2", "r3"]
-    assert view["r0"]["role"] == "primary" and view["r1"]["role"] == "backup"
+    assert sorted(nodes(cli)) == ["r0", "r1", "r2", "r3"]
+    wait_until(lambda: nodes(cli)["r0"]["role"] == "primary", timeout=3)
+    wait_until(lambda: nodes(cli)["r1"]["role"] == "backup", timeout=3)
 
     put = cli.json("client", "put", "x", "1")
     assert put["status"] == "ok" and len(put["agreed"]) >= 2  # f+1 matching replies
@@ -30,11 +30,17 @@ def test_one_liar_out_of_four_is_outvoted_and_voted_out(cli: CLI) -> None:
 
     # An equivocating primary: no request gathers a quorum, the backups change view.
     cli.run("fault", "byzantine", "primary", "--mode", "equivocate")
-    assert nodes(cli)["r0"]["byzantine"] == "equivocate"
+    # Status telemetry is published at most every 50 ms: the liar shows up shortly.
+    wait_until(lambda: nodes(cli)["r0"]["byzantine"] == "equivocate", timeout=3)
     put = cli.json("client", "put", "x", "2", "--timeout", "5s")
     assert put["status"] == "ok"
-    wait_until(lambda: nodes(cli)["r1"]["view"] >= 1, timeout=5)
-    assert nodes(cli)["r1"]["role"] == "primary"
+    # An honest replica leads a later view (r1, unless the change cascaded further).
+    wait_until(
+        lambda: any(
+            n != "r0" and s["role"] == "primary" and s["view"] >= 1 for n, s in nodes(cli).items()
+        ),
+        timeout=5,
+    )
     assert cli.json("client", "get", "x")["value"] == "2"
     listed = cli.json("fault", "list", "--json")
     assert any("byzantine r0 mode=equivocate" in f["describe"] for f in listed)
