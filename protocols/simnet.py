@@ -379,6 +379,15 @@ class SimNet:
                 self._apply(node, c)
             node.reads.extend(ready.reads)
             self._answer_reads(node)
+            # 3b. records written after the answers (a crash may still lose them).
+            if ready.persist_after:
+                if node.crash_mid_write:
+                    node.disk.extend(
+                        ready.persist_after[: self.rng.randrange(len(ready.persist_after))]
+                    )
+                    self._kill(node)
+                    return
+                node.disk.extend(ready.persist_after)
             # 4. events.
             for e in ready.events:
                 self._record_event(node, e.kind, e.data)

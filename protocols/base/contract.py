@@ -29,6 +29,9 @@ network) MUST carry out its fields in this order, the order of obligation:
    answer the command's client with the result (this node accepted the request).
    `reads`: answer each read from the state machine once everything up to its index is
    applied (ReadIndex / lease reads).
+   `persist_after`: records written (append + fsync) only once this batch's messages are
+   sent and its answers given. Nothing in the batch may depend on them being durable: an
+   EPaxos command leader's Commit record, whose decision is already durable at a quorum.
 4. `events`: publish as telemetry.
 5. `next_deadline`: call `on_tick` when the node clock reaches it (None: no wish).
 
@@ -105,6 +108,7 @@ class Ready:
     messages: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     committed: list[Committed] = field(default_factory=list)
     reads: list[ReadReady] = field(default_factory=list)
+    persist_after: list[msgspec.Struct] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     next_deadline: float | None = None
     want_snapshot: bool = False
@@ -145,6 +149,7 @@ class Ready:
         self.messages.extend(later.messages)
         self.committed.extend(later.committed)
         self.reads.extend(later.reads)
+        self.persist_after.extend(later.persist_after)
         self.events.extend(later.events)
         if later.next_deadline is not None:
             self.next_deadline = later.next_deadline
@@ -168,6 +173,7 @@ class Ready:
             or self.messages
             or self.committed
             or self.reads
+            or self.persist_after
             or self.events
             or self.want_snapshot
             or self.restore

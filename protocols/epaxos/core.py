@@ -166,7 +166,11 @@ class EPaxosProtocol(Recovery, Protocol):
         for record in recovered:
             if not isinstance(record, InstanceState):
                 raise TypeError(f"not an epaxos record: {type(record).__name__}")
-            self.instances[(record.replica, record.inum)] = Instance.from_record(record)
+            iid = (record.replica, record.inum)
+            held = self.instances.get(iid)
+            if held is not None and held.status == COMMITTED:
+                continue  # a commit is final (its record may precede a late vote's)
+            self.instances[iid] = Instance.from_record(record)
         for iid in sorted(self.instances):
             inst = self.instances[iid]
             self.known_max[iid[0]] = max(self.known_max[iid[0]], iid[1])
@@ -531,7 +535,9 @@ class EPaxosProtocol(Recovery, Protocol):
             return
         inst.status, inst.cmds, inst.seq, inst.deps = COMMITTED, cmds, seq, deps
         self.conflicts.add(inst)
-        self._persist(inst)
+        # The decision is durable already (a fast quorum pre-accepted these attributes, or
+        # a majority accepted them): our own record of it need not delay the answer.
+        self.out.persist_after.append(inst.record())
         self.committed_count += 1
         self.timer_at.pop(iid, None)
         self._execute_from(inst)
