@@ -67,7 +67,8 @@ class Manual:
         self.outbox.clear()  # the start-up Syncs
 
     def _take(self, src: str, ready: Any) -> None:
-        self.outbox.extend((src, dst, m) for dst, m in ready.messages)
+        # Obligation order: what may leave before the fsync first, then the rest.
+        self.outbox.extend((src, dst, m) for dst, m in [*ready.parallel, *ready.messages])
         self.applied[src].extend(c.command.request_id for c in ready.committed)
 
     def client(self, node: str, command: Any) -> None:

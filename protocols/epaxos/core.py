@@ -54,6 +54,7 @@ from protocols.epaxos.messages import (
     PreAcceptReply,
     Prepare,
     PrepareReply,
+    Reservation,
     Sync,
     TryPreAccept,
     TryPreAcceptReply,
@@ -64,6 +65,7 @@ from protocols.epaxos.recovery import Recovery
 
 RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
 MAX_BACKOFF_DOUBLINGS = 4
+RESERVE_BLOCK = 16  # own instance numbers reserved by one durable record
 RECOVERED_EVENT = "epaxos.recovered"  # data: instance, noop
 MAX_GAP = 256  # instances one input may schedule or send for catching up
 
@@ -133,6 +135,7 @@ class EPaxosProtocol(Recovery, Protocol):
         self.max_ballot = 0
         self.leading: dict[InstanceId, Lead] = {}
         self.recovery_tries: dict[InstanceId, int] = {}  # attempts at undecided instances
+        self.reserved_upto = 0  # our instance numbers a PreAccept may have left for
         self.recovering: set[InstanceId] = set()  # recoveries this replica drives now
         self.inflight: set[InstanceId] = set()  # own instances this process still drives
         self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
@@ -164,6 +167,9 @@ class EPaxosProtocol(Recovery, Protocol):
         self._started = True
         self._begin(now)
         for record in recovered:
+            if isinstance(record, Reservation):
+                self.reserved_upto = max(self.reserved_upto, record.upto)
+                continue
             if not isinstance(record, InstanceState):
                 raise TypeError(f"not an epaxos record: {type(record).__name__}")
             iid = (record.replica, record.inum)
@@ -183,6 +189,12 @@ class EPaxosProtocol(Recovery, Protocol):
                 self.committed_count += 1
             else:
                 self._schedule(iid, self._recovery_time())
+        # Numbers we reserved but find no record of: a PreAccept for one may have left
+        # before the crash. Never reuse them; recover each now (a no-op if nobody saw it).
+        for inum in range(self.next_inum, self.reserved_upto + 1):
+            self._instance((self.idx, inum))
+            self._schedule((self.idx, inum), now)
+        self.next_inum = max(self.next_inum, self.reserved_upto + 1)
         # The state machine starts empty at every start: execute the committed history
         # again, from scratch, in a valid order (indexes 1, 2, 3...).
         for iid in sorted(self.instances):
@@ -340,17 +352,28 @@ class EPaxosProtocol(Recovery, Protocol):
                 self._learn_numbers(q, theirs + 1)
                 self.known_max[q] = theirs
 
-    def _persist(self, inst: Instance) -> None:
+    def _persist(self, inst: Instance, barrier: bool = True) -> None:
         self.out.persist.append(inst.record())
+        if barrier:
+            # A promise or a vote: no message of this batch may leave before it is durable.
+            self.out.raise_barrier()
 
     def _vote(
-        self, inst: Instance, status: int, ballot: int, cmds: Cmds, seq: int, deps: Deps, orig: bool
+        self,
+        inst: Instance,
+        status: int,
+        ballot: int,
+        cmds: Cmds,
+        seq: int,
+        deps: Deps,
+        orig: bool,
+        barrier: bool = True,
     ) -> None:
         first = inst.status == NONE and inst.cmds is None
         inst.status, inst.ballot, inst.vballot, inst.orig = status, ballot, ballot, orig
         inst.cmds, inst.seq, inst.deps = cmds, seq, deps
         self.conflicts.add(inst)
-        self._persist(inst)
+        self._persist(inst, barrier)
         if first and inst.replica != self.idx:
             self._schedule(inst.id, self._recovery_time(), replace=False)
 
@@ -384,9 +407,14 @@ class EPaxosProtocol(Recovery, Protocol):
             self.next_inum += 1  # a recovery's placeholder took this number
         iid = (self.idx, self.next_inum)
         self.next_inum += 1
+        if iid[1] > self.reserved_upto:
+            # Durable before any PreAccept for these numbers leaves (the barrier).
+            self.reserved_upto = iid[1] + RESERVE_BLOCK - 1
+            self.out.persist.append(Reservation(self.reserved_upto))
+            self.out.raise_barrier()
         seq, deps = self.conflicts.attributes(cmds, 0, (), iid)
         inst = self._instance(iid)
-        self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True)
+        self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True, barrier=False)
         self.inflight.add(iid)
         self.proposed_here.add(iid)
         self.leading[iid] = Lead(0, "preaccept", False, cmds, seq, deps)
@@ -398,7 +426,10 @@ class EPaxosProtocol(Recovery, Protocol):
             targets = self._thrifty_targets()
         msg = PreAccept(0, iid[0], iid[1], cmds, seq, deps)
         for p in targets:
-            self.out.send(p, msg)
+            # Our own proposal in a reserved number: it may travel while our vote for it is
+            # being written (as a Raft leader's entries do); we count our own vote only
+            # after that write returned, which the runtime's loop guarantees.
+            self.out.send_parallel(p, msg)
         self._schedule(iid, self.now + self.opts.resend_interval)
 
     def _thrifty_targets(self) -> tuple[str, ...]:

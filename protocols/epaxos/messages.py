@@ -153,7 +153,15 @@ class InstanceState(msgspec.Struct, frozen=True, tag=True):
     deps: Deps
 
 
-RECORDS: tuple[type[msgspec.Struct], ...] = (InstanceState,)
+class Reservation(msgspec.Struct, frozen=True, tag=True):
+    """This replica may have sent PreAccepts for its own instances up to `upto` (they leave
+    while its fsync runs): after a restart it never reuses a number up to there, and
+    recovers the ones it cannot find on its disk."""
+
+    upto: int
+
+
+RECORDS: tuple[type[msgspec.Struct], ...] = (InstanceState, Reservation)
 
 _WITH_ATTRS = (PreAccept, Accept, Commit, TryPreAccept)
 
