@@ -458,18 +458,27 @@ class EPaxosProtocol(Recovery, Protocol):
         self._vote(inst, PREACCEPTED, m.ballot, m.cmds, seq, deps, orig)
         self.out.send(src, PreAcceptReply(m.ballot, m.replica, m.inum, True, seq, deps))
 
-    def _on_pre_accept_reply(self, src: str, m: PreAcceptReply) -> None:
+    def _current_reply(self, m: PreAcceptReply | AcceptReply, phase: str) -> Lead | None:
+        """The phase a reply answers, if we still drive it in the reply's ballot; a refusal
+        from a higher ballot makes us give the instance up."""
         iid = (m.replica, m.inum)
         lead = self.leading.get(iid)
         inst = self.instances.get(iid)
-        if lead is None or lead.phase != "preaccept" or inst is None:
-            return
+        if lead is None or lead.phase != phase or inst is None:
+            return None
         if not m.ok:
             if m.ballot > lead.ballot:
                 self._promise(inst, m.ballot)
                 self._abandon(iid)
-            return
-        if m.ballot != lead.ballot or inst.ballot != lead.ballot or src in lead.replies:
+            return None
+        if m.ballot != lead.ballot or inst.ballot != lead.ballot:
+            return None
+        return lead
+
+    def _on_pre_accept_reply(self, src: str, m: PreAcceptReply) -> None:
+        iid = (m.replica, m.inum)
+        lead = self._current_reply(m, "preaccept")
+        if lead is None or src in lead.replies:
             return
         lead.replies[src] = m
         if m.seq != lead.seq or m.deps != lead.deps:
@@ -514,16 +523,8 @@ class EPaxosProtocol(Recovery, Protocol):
 
     def _on_accept_reply(self, src: str, m: AcceptReply) -> None:
         iid = (m.replica, m.inum)
-        lead = self.leading.get(iid)
-        inst = self.instances.get(iid)
-        if lead is None or lead.phase != "accept" or inst is None:
-            return
-        if not m.ok:
-            if m.ballot > lead.ballot:
-                self._promise(inst, m.ballot)
-                self._abandon(iid)
-            return
-        if m.ballot != lead.ballot or inst.ballot != lead.ballot:
+        lead = self._current_reply(m, "accept")
+        if lead is None:
             return
         lead.replies[src] = m
         if len(lead.replies) >= self.slow_peers:
