@@ -218,9 +218,10 @@ class Replica:
             if self.pending_reads:
                 self._answer_reads()
             self._flush_replies()
-            # 3b. records the answers did not wait for (a decision durable elsewhere).
+            # 3b. records the answers did not wait for (a decision durable elsewhere):
+            # written, and made durable by the next batch's fsync, not one of their own.
             if ready.persist_after:
-                self.wal.append([self.records.encode(r) for r in ready.persist_after])
+                self.wal.append([self.records.encode(r) for r in ready.persist_after], sync=False)
             # 4. events.
             for e in ready.events:
                 data = dict(e.data)

@@ -49,8 +49,10 @@ class WAL:
             os.fsync(wal._fd)
         return wal, payloads
 
-    def append(self, payloads: list[bytes]) -> None:
-        """Write every payload, then fsync once: the batch is durable when this returns."""
+    def append(self, payloads: list[bytes], sync: bool = True) -> None:
+        """Write every payload, then fsync once: the batch is durable when this returns.
+        With `sync` False only the write happens; the next fsync (of any later append)
+        covers these records too, as the file is append-only."""
         if not payloads:
             return
         buf = bytearray()
@@ -62,7 +64,8 @@ class WAL:
             n = os.write(self._fd, view)
             view = view[n:]
         self.bytes_written += len(buf)
-        self.sync()
+        if sync:
+            self.sync()
 
     def sync(self) -> None:
         start = time.perf_counter()

@@ -175,6 +175,7 @@ class SimNode:
     reads: list[ReadReady] = field(default_factory=list)
     incarnation: int = 0
     crash_mid_write: bool = False
+    unsynced: list[msgspec.Struct] = field(default_factory=list)  # written, not fsynced
     paused_until: float = 0.0
     key_positions: dict[str, int] = field(default_factory=dict)  # per_key: applied per key
 
@@ -361,13 +362,16 @@ class SimNet:
             # replaces the whole disk with the protocol's complete durable state).
             if ready.compact is not None:
                 node.disk = list(ready.compact)
+                node.unsynced = []
             if ready.persist:
+                # One fsync covers the lazily written records before these (append-only);
+                # a crash in the middle keeps a prefix of both.
+                written, node.unsynced = [*node.unsynced, *ready.persist], []
                 if node.crash_mid_write:
-                    keep = self.rng.randrange(len(ready.persist))
-                    node.disk.extend(ready.persist[:keep])
+                    node.disk.extend(written[: self.rng.randrange(len(written))])
                     self._kill(node)
                     return
-                node.disk.extend(ready.persist)
+                node.disk.extend(written)
             # 2. messages.
             for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
                 self._send(node.id, dst, msg)
@@ -379,15 +383,14 @@ class SimNet:
                 self._apply(node, c)
             node.reads.extend(ready.reads)
             self._answer_reads(node)
-            # 3b. records written after the answers (a crash may still lose them).
+            # 3b. records written after the answers without an fsync: durable with the
+            # next batch that persists, and any crash before it may lose a suffix of them.
             if ready.persist_after:
                 if node.crash_mid_write:
-                    node.disk.extend(
-                        ready.persist_after[: self.rng.randrange(len(ready.persist_after))]
-                    )
+                    node.unsynced.extend(ready.persist_after)
                     self._kill(node)
                     return
-                node.disk.extend(ready.persist_after)
+                node.unsynced.extend(ready.persist_after)
             # 4. events.
             for e in ready.events:
                 self._record_event(node, e.kind, e.data)
@@ -559,6 +562,10 @@ class SimNet:
         self._carry_out(node, ready)
 
     def _kill(self, node: SimNode) -> None:
+        # Records written without an fsync: a prefix of them made it to the platter.
+        if node.unsynced:
+            node.disk.extend(node.unsynced[: self.rng.randrange(len(node.unsynced) + 1)])
+            node.unsynced = []
         node.protocol = None
         node.deadline = None
         node.reads = []

@@ -62,14 +62,34 @@ class Manual:
         }
         self.outbox: list[tuple[str, str, Any]] = []
         self.applied: dict[str, list[str]] = {i: [] for i in ids}
+        self.opts = opts
+        self.disk: dict[str, list[Any]] = {i: [] for i in ids}  # fsynced records
+        self.unsynced: dict[str, list[Any]] = {i: [] for i in ids}  # written lazily
         for i, p in self.replicas.items():
             self._take(i, p.start(0.0, []))
         self.outbox.clear()  # the start-up Syncs
 
     def _take(self, src: str, ready: Any) -> None:
         # Obligation order: what may leave before the fsync first, then the rest.
+        if ready.persist:  # one fsync covers the lazily written records before these
+            self.disk[src] += [*self.unsynced[src], *ready.persist]
+            self.unsynced[src] = []
         self.outbox.extend((src, dst, m) for dst, m in [*ready.parallel, *ready.messages])
         self.applied[src].extend(c.command.request_id for c in ready.committed)
+        self.unsynced[src] += ready.persist_after
+
+    def restart(self, node: str, seed: int = 99) -> None:
+        """Crash `node` losing what it wrote without an fsync, start it from its disk;
+        messages in flight to or from the old process are gone."""
+        from protocols.base import NodeConfig
+
+        self.unsynced[node] = []
+        self.drop(src=node)
+        self.drop(dst=node)
+        config = NodeConfig(node, self.ids, self.opts, random.Random(seed))
+        self.replicas[node] = p = EPaxosProtocol(config)
+        self.applied[node] = []
+        self._take(node, p.start(self.now, list(self.disk[node])))
 
     def client(self, node: str, command: Any) -> None:
         from protocols.base import ClientRequest

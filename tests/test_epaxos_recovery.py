@@ -140,6 +140,43 @@ def test_an_instance_nobody_saw_becomes_a_no_op() -> None:
     assert m.applied["r1"] == m.applied["r2"] == ["b"]  # the no-op is not a command
 
 
+def test_a_leader_that_forgot_its_fast_commit_is_no_evidence_in_recovery() -> None:
+    """Commit records are written without an fsync. r1 fast-commits "a" with r2 (n=3)
+    at seq 0, then r1 and r0 lose their Commit records in a crash. r0 meanwhile saw a
+    conflicting "b", so a Phase 1 through r0 would give "a" another seq. r1 restarted
+    cannot vouch that it never decided "a": recovery must wait for r2, and keep seq 0."""
+    m = Manual(3)
+    m.client("r0", put("b"))
+    m.drop("PreAccept", src="r0")  # (0,1) "b": known at r0 only
+    m.client("r1", put("a"))
+    m.deliver("PreAccept", src="r1", dst="r2")
+    m.drop("PreAccept", src="r1")
+    m.deliver("PreAcceptReply")
+    decided = m.replicas["r1"].instances[(1, 1)]
+    assert decided.status == COMMITTED and m.replicas["r1"].fast == 1
+    m.deliver("Commit")
+    assert m.applied["r2"] == ["a"]  # executed at r2 with seq 0
+    m.restart("r1")
+    m.restart("r0", seed=98)
+    assert m.replicas["r1"].instances[(1, 1)].status == PREACCEPTED  # the Commit is lost
+    m.outbox.clear()  # start-up Syncs
+    m.recover("r1", (1, 1))
+    m.drop(dst="r2")  # r2, the only other one that knows, is cut off
+    m.deliver("Prepare")
+    m.deliver("PrepareReply")
+    # r1 (its own answer does not count) and r0 are no majority: nothing is decided.
+    assert m.replicas["r1"].leading[(1, 1)].phase == "prepare"
+    assert not [x for x in m.outbox if type(x[2]).__name__ in ("PreAccept", "Accept")]
+    m.recover("r1", (1, 1))  # r2 reachable again, a new attempt
+    for _ in range(6):
+        for kind in ("Prepare", "PrepareReply", "TryPreAccept", "TryPreAcceptReply",
+                     "PreAccept", "PreAcceptReply", "Accept", "AcceptReply", "Commit"):  # fmt: skip
+            m.deliver(kind)
+    attrs = {i: (p.instances[(1, 1)].seq, p.instances[(1, 1)].deps) for i, p in m.replicas.items()}
+    assert set(attrs.values()) == {(0, (0, 0, 0))}, attrs
+    assert committed_attributes(m.replicas) == []
+
+
 def test_two_recoveries_in_different_ballots_commit_one_set_of_dependencies() -> None:
     """Sutra 2019: recovery must compare vote ballots, not promises. r4 pre-accepted other
     attributes in ballot b1 and later promised a higher ballot; r2 accepted the attributes

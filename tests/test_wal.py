@@ -19,6 +19,18 @@ def test_records_come_back_in_order(tmp_path: Path) -> None:
     assert recovered == [b"one", b"two", b"three"]
 
 
+def test_a_lazy_append_costs_no_fsync_and_the_next_fsync_covers_it(tmp_path: Path) -> None:
+    wal, _ = WAL.open(tmp_path / "wal.log")
+    wal.append([b"vote"])
+    wal.append([b"commit"], sync=False)  # an EPaxos Commit record: no fsync of its own
+    assert wal.fsyncs == 1
+    wal.append([b"next vote"])
+    assert wal.fsyncs == 2
+    wal.close()
+    _, recovered = WAL.open(tmp_path / "wal.log")
+    assert recovered == [b"vote", b"commit", b"next vote"]
+
+
 def test_a_torn_tail_is_cut_off_and_later_appends_survive(tmp_path: Path) -> None:
     path = tmp_path / "wal.log"
     wal, _ = WAL.open(path)

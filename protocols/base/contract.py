@@ -29,9 +29,11 @@ network) MUST carry out its fields in this order, the order of obligation:
    answer the command's client with the result (this node accepted the request).
    `reads`: answer each read from the state machine once everything up to its index is
    applied (ReadIndex / lease reads).
-   `persist_after`: records written (append + fsync) only once this batch's messages are
-   sent and its answers given. Nothing in the batch may depend on them being durable: an
-   EPaxos command leader's Commit record, whose decision is already durable at a quorum.
+   `persist_after`: records appended only once this batch's messages are sent and its
+   answers given, and with no fsync of their own: the next batch's fsync makes them
+   durable, and a machine crash before it may lose them. Nothing may depend on them being
+   durable: an EPaxos Commit record, whose decision is already durable at a quorum (a
+   replica that loses one recovers the instance and finds the same decision).
 4. `events`: publish as telemetry.
 5. `next_deadline`: call `on_tick` when the node clock reaches it (None: no wish).
 

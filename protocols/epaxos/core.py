@@ -179,6 +179,9 @@ class EPaxosProtocol(Recovery, Protocol):
             self.instances[iid] = Instance.from_record(record)
         for iid in sorted(self.instances):
             inst = self.instances[iid]
+            # Our own instance, voted for but not known committed: we may have decided it
+            # on the fast path and lost that record (written lazily) in the crash.
+            inst.forgetful = inst.replica == self.idx and inst.status != COMMITTED and self.n > 1
             self.known_max[iid[0]] = max(self.known_max[iid[0]], iid[1])
             self.max_ballot = max(self.max_ballot, inst.ballot)
             if inst.replica == self.idx:
@@ -566,9 +569,12 @@ class EPaxosProtocol(Recovery, Protocol):
         if inst.status == COMMITTED:
             return
         inst.status, inst.cmds, inst.seq, inst.deps = COMMITTED, cmds, seq, deps
+        inst.forgetful = False
         self.conflicts.add(inst)
         # The decision is durable already (a fast quorum pre-accepted these attributes, or
-        # a majority accepted them): our own record of it need not delay the answer.
+        # a majority accepted them): our record of it is written after the answers, with
+        # no fsync of its own. A crash may lose it; recovery then finds the same decision
+        # (a command leader that lost its own is `forgetful`, see recovery.py rule 3).
         self.out.persist_after.append(inst.record())
         self.committed_count += 1
         self.timer_at.pop(iid, None)

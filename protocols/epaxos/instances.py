@@ -30,6 +30,10 @@ class Instance:
     deps: Deps = ()
     executed: bool = False
     indexed: bool = False  # listed in the conflict index's per-key instance lists
+    # Our own instance after a restart, not known committed: we cannot vouch that we never
+    # decided it in ballot 0 (Commit records are written lazily). Not persisted: it is
+    # derived again at every start.
+    forgetful: bool = False
 
     @property
     def id(self) -> InstanceId:

@@ -80,7 +80,9 @@ class PrepareReply(msgspec.Struct, frozen=True, tag=True):
     """The sender's state of the instance. `vballot` is the ballot it last voted in
     (pre-accepted or accepted), distinct from the promise `ballot`: recovery picks the
     attributes of the highest vote ballot (Sutra 2019). `orig`: the attributes are the
-    command leader's own, unchanged (the fast path's evidence)."""
+    command leader's own, unchanged (the fast path's evidence). `forgetful`: the sender is
+    the command leader and restarted since it voted: it may have fast-committed the
+    instance and lost the record, so its answer proves nothing about ballot 0."""
 
     ballot: int
     replica: int
@@ -92,6 +94,7 @@ class PrepareReply(msgspec.Struct, frozen=True, tag=True):
     cmds: Cmds | None = None
     seq: int = 0
     deps: Deps = ()
+    forgetful: bool = False
 
 
 class TryPreAccept(msgspec.Struct, frozen=True, tag=True):

@@ -13,7 +13,11 @@ Given a majority of Prepare replies (the recoverer's own included), in this orde
 2. someone accepted it: Accept, in our ballot, the attributes accepted in the highest vote
    ballot (plain Paxos);
 3. the command leader answered without having committed: nothing was decided in ballot 0
-   (it promised our ballot, so it never will): Phase 1 again, slow path only;
+   (it promised our ballot, so it never will): Phase 1 again, slow path only. Only a
+   leader that kept its memory can say so: Commit records are written lazily, so one that
+   restarted since it voted may have fast-committed and forgotten. Its replies say
+   `forgetful` and are not counted (its own, when it recovers, neither): the majority is
+   then one the leader is not part of, the tech report's setting where the leader failed;
 4. at least F replicas other than the leader hold the leader's own attributes (`orig`):
    they may have been fast-committed, Accept them;
 5. at least floor((F+1)/2) do: TryPreAccept them at the other replicas. Each either
@@ -69,7 +73,8 @@ class Recovery(_Base):
         lead = self.leading[iid] = Lead(
             ballot, "prepare", True, deadline=self._recovery_time(iid), fast=False
         )
-        lead.replies[self.me] = self._prepare_reply(inst, ballot)
+        if not inst.forgetful:
+            lead.replies[self.me] = self._prepare_reply(inst, ballot)
         if tries == 1:  # telemetry per instance, not per attempt (a partition makes many)
             self.out.event(RECOVERY_EVENT, instance=list(iid), ballot=ballot)
         msg = Prepare(ballot, iid[0], iid[1])
@@ -92,6 +97,7 @@ class Recovery(_Base):
             inst.cmds,
             inst.seq,
             inst.deps,
+            inst.forgetful,
         )
 
     def _on_prepare(self, src: str, m: Prepare) -> None:
@@ -124,8 +130,8 @@ class Recovery(_Base):
                 self._promise(self._instance(iid), m.ballot)
                 self._abandon(iid)
             return
-        if m.ballot != lead.ballot or src in lead.replies:
-            return
+        if m.ballot != lead.ballot or src in lead.replies or m.forgetful:
+            return  # a forgetful leader's promise holds, but its state is no evidence
         lead.replies[src] = m
         if len(lead.replies) >= self.slow_peers + 1:
             self._decide(iid, lead)
