@@ -218,6 +218,8 @@ class Replica:
             if self.pending_reads:
                 self._answer_reads()
             self._flush_replies()
+            for dst, msg in ready.after:
+                self._send(dst, self.codec.encode(msg))
             # 3b. records the answers did not wait for (a decision durable elsewhere):
             # written, and made durable by the next batch's fsync, not one of their own.
             if ready.persist_after:

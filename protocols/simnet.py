@@ -383,6 +383,8 @@ class SimNet:
                 self._apply(node, c)
             node.reads.extend(ready.reads)
             self._answer_reads(node)
+            for dst, msg in ready.after:
+                self._send(node.id, dst, msg)
             # 3b. records written after the answers without an fsync: durable with the
             # next batch that persists, and any crash before it may lose a suffix of them.
             if ready.persist_after:

@@ -76,6 +76,7 @@ class Manual:
             self.unsynced[src] = []
         self.outbox.extend((src, dst, m) for dst, m in [*ready.parallel, *ready.messages])
         self.applied[src].extend(c.command.request_id for c in ready.committed)
+        self.outbox.extend((src, dst, m) for dst, m in ready.after)
         self.unsynced[src] += ready.persist_after
 
     def restart(self, node: str, seed: int = 99) -> None:

@@ -66,7 +66,7 @@ def test_a_long_chain_needs_no_recursion() -> None:
 def test_concurrent_conflicting_commands_form_a_cycle_executed_alike() -> None:
     # Fixed latency: r0's and r1's PreAccepts cross, so each leader's instance ends up
     # depending on the other's.
-    net = make_net(3, seed=31, latency=(0.002, 0.002))
+    net = make_net(3, seed=31, latency=(0.002, 0.002), thrifty=False)
     a = net.put("r0", "k", "a")
     b = net.put("r1", "k", "b")
     assert net.run_until(lambda: all(len(applied_ids(net, i)) == 2 for i in net.ids), 2.0)

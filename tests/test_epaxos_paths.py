@@ -20,7 +20,7 @@ from tests.epaxos_helpers import (
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_fast_path_commits_without_conflicts(n: int) -> None:
-    net = make_net(n, seed=3)
+    net = make_net(n, seed=3, thrifty=False)
     for i in range(2 * n):
         node = net.ids[i % n]
         reply = write(net, node, f"key{i}", str(i))
@@ -92,7 +92,7 @@ def test_batching_puts_waiting_requests_into_one_instance() -> None:
 
 
 def test_reads_go_through_consensus_in_every_mode() -> None:
-    net = make_net(3, seed=8)
+    net = make_net(3, seed=8, thrifty=False)
     write(net, "r0", "x", "1")
     for mode, node in (("log", "r1"), ("quorum", "r2"), ("lease", "r0")):
         rid = net.get(node, "x", read_mode=mode)

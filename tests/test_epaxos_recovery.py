@@ -182,7 +182,7 @@ def test_two_recoveries_in_different_ballots_commit_one_set_of_dependencies() ->
     attributes in ballot b1 and later promised a higher ballot; r2 accepted the attributes
     r1 committed, in b1. A recoverer that took r4's promise for its vote ballot would redo
     Phase 1 and commit different dependencies from r1's."""
-    m = Manual(5)
+    m = Manual(5, thrifty=False)
     m.client("r0", put("gamma"))
     m.deliver("PreAccept", src="r0", dst="r1")  # gamma pre-accepted at r1 only
     m.drop(src="r0")

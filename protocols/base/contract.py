@@ -29,6 +29,8 @@ network) MUST carry out its fields in this order, the order of obligation:
    answer the command's client with the result (this node accepted the request).
    `reads`: answer each read from the state machine once everything up to its index is
    applied (ReadIndex / lease reads).
+   `after`: messages sent once this batch's answers are out: notices no answer waits for
+   (an EPaxos command leader's Commit to its peers leaves after its client's answer).
    `persist_after`: records appended only once this batch's messages are sent and its
    answers given, and with no fsync of their own: the next batch's fsync makes them
    durable, and a machine crash before it may lose them. Nothing may depend on them being
@@ -110,6 +112,7 @@ class Ready:
     messages: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     committed: list[Committed] = field(default_factory=list)
     reads: list[ReadReady] = field(default_factory=list)
+    after: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     persist_after: list[msgspec.Struct] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     next_deadline: float | None = None
@@ -127,6 +130,10 @@ class Ready:
             self.messages.append((dst, msg))
         else:
             self.parallel.append((dst, msg))
+
+    def send_after(self, dst: str, msg: msgspec.Struct) -> None:
+        """A message that leaves after this batch's answers (see obligation 3)."""
+        self.after.append((dst, msg))
 
     def raise_barrier(self) -> None:
         """This batch persists a term or a vote: nothing of it may leave before the fsync."""
@@ -151,6 +158,7 @@ class Ready:
         self.messages.extend(later.messages)
         self.committed.extend(later.committed)
         self.reads.extend(later.reads)
+        self.after.extend(later.after)
         self.persist_after.extend(later.persist_after)
         self.events.extend(later.events)
         if later.next_deadline is not None:
@@ -175,6 +183,7 @@ class Ready:
             or self.messages
             or self.committed
             or self.reads
+            or self.after
             or self.persist_after
             or self.events
             or self.want_snapshot

@@ -545,7 +545,7 @@ class EPaxosProtocol(Recovery, Protocol):
             self.out.event(RECOVERED_EVENT, instance=list(iid), noop=not cmds)
         msg = Commit(iid[0], iid[1], cmds, seq, deps)
         for p in self.peers:
-            self.out.send(p, msg)
+            self.out.send_after(p, msg)  # our client's answer does not wait for these
         self._learn_commit(iid, cmds, seq, deps)
         if iid in self.inflight:
             self.inflight.discard(iid)

@@ -16,7 +16,7 @@ from protocols.base import ConfigError
 class Options(msgspec.Struct, forbid_unknown_fields=True):
     # Send PreAccept only to a fast quorum (minus the leader) instead of every peer; the
     # others get it on the first resend if some of those do not answer in time.
-    thrifty: bool = False
+    thrifty: bool = True
     # Commands per instance: requests that arrive while `max_inflight` of this replica's
     # instances are undecided wait, and then go together into one instance.
     batch: int = 16
