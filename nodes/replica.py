@@ -73,6 +73,7 @@ class Replica:
         # Each replica's randomness is seeded from the lab seed and its id: runs repeat.
         rng = random.Random(f"{args.seed}:{self.id}")
         self.protocol = proto_cls(NodeConfig(self.id, replicas, options, rng))
+        self.peers = frozenset(r for r in replicas if r != self.id)
         self.codec = Codec(proto_cls.messages)
         self.records = RecordCodec(proto_cls.records)
         self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
@@ -88,7 +89,13 @@ class Replica:
         self.deadline: float | None = None  # node clock
         self.pending_reads: list[ReadReady] = []
         self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
-        self.counters: dict[str, int] = {"malformed": 0, "sent": 0, "send_dropped": 0}
+        # sent: frames; peer_messages: protocol messages to peers (a bundle holds several)
+        self.counters: dict[str, int] = {
+            "malformed": 0,
+            "sent": 0,
+            "send_dropped": 0,
+            "peer_messages": 0,
+        }
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -184,16 +191,14 @@ class Replica:
             # 0. a leader's new entries go out while its own fsync runs (thesis 10.2.1).
             early = ready.compact is None
             if early:
-                for dst, msg in ready.parallel:
-                    self._send(dst, self.codec.encode(msg))
+                self._send_all(ready.parallel)
             # 1. persist, one fsync for the whole batch, before anything else leaves.
             if ready.compact is not None:
                 self.wal.rewrite([self.records.encode(r) for r in ready.compact])
             if ready.persist:
                 self.wal.append([self.records.encode(r) for r in ready.persist])
             # 2. messages to peers, clients and the broker.
-            for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
-                self._send(dst, self.codec.encode(msg))
+            self._send_all(ready.messages if early else [*ready.parallel, *ready.messages])
             # 3. restore a peer's image, then apply, answering the clients this node
             # accepted requests from.
             applied: list[dict[str, Any]] = []
@@ -218,8 +223,7 @@ class Replica:
             if self.pending_reads:
                 self._answer_reads()
             self._flush_replies()
-            for dst, msg in ready.after:
-                self._send(dst, self.codec.encode(msg))
+            self._send_all(ready.after)
             # 3b. records the answers did not wait for (a decision durable elsewhere):
             # written, and made durable by the next batch's fsync, not one of their own.
             if ready.persist_after:
@@ -262,6 +266,20 @@ class Replica:
             self.counters["sent"] += 1
         except zmq.Again:
             self.counters["send_dropped"] += 1  # the router is gone or swamped: a lost message
+
+    def _send_all(self, pairs: list[tuple[str, msgspec.Struct]]) -> None:
+        """Send in order; what goes to one peer leaves as one frame (a Bundle when
+        several): under load a batch holds many messages per peer (a follower's acks, a
+        leader's AppendEntries), and the router's cost is per frame."""
+        bundles: dict[str, list[bytes]] = {}
+        for dst, msg in pairs:
+            if dst in self.peers:
+                bundles.setdefault(dst, []).append(self.codec.encode(msg))
+            else:
+                self._send(dst, self.codec.encode(msg))  # clients, the broker: one by one
+        for dst, payloads in bundles.items():
+            self.counters["peer_messages"] += len(payloads)
+            self._send(dst, self.codec.bundle(payloads))
 
     def _flush_replies(self) -> None:
         """The answers of this batch, one frame per client (a Bundle when several)."""

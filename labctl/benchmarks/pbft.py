@@ -10,9 +10,10 @@ on, through the fault router:
   request to every replica and accept a result once f+1 replicas sent the same reply
   (loadgen --quorum); Raft clients send to the leader;
 - request latency p50/p99 at an offered 200 requests/s, open loop;
-- messages per request: what the router carried from replica to replica during the
-  throughput phase, over the requests completed in it (client requests and replies are
-  not counted). PBFT's prepare and commit rounds are all-to-all, so this grows with n^2;
+- messages per request: the protocol messages replicas sent each other during the
+  throughput phase (their own count: a frame through the router may bundle several to
+  one peer), over the requests completed in it (client requests and replies are not
+  counted). PBFT's prepare and commit rounds are all-to-all, so this grows with n^2;
   Raft's leader talks to each follower, so it grows with n.
 """
 
@@ -43,7 +44,7 @@ from protocols.base import client_quorum
 SIZES = (4, 7)
 OFFERED = 200.0
 GENERATORS = 4
-ROUTER_FLUSH = 0.4  # the router reports its counters every 250 ms
+ROUTER_FLUSH = 0.4  # status reports (with the message counters) come every 50 ms at most
 
 
 def phases(procs: Procs, lab: api.Lab, protocol: str, nodes: int, warm: float,
