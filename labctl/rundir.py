@@ -66,6 +66,22 @@ class RunDir:
     def event(self, record: dict[str, Any]) -> None:
         self._events.write(self._encoder.encode(record) + b"\n")
 
+    def applied_events(self, t: float, src: str, entries: list[Any]) -> int:
+        """One "applied" event per entry, the same bytes as `event({"t": t, "src": src,
+        "kind": "applied", **entry})`; returns how many entries were not dicts (skipped)."""
+        head = self._encoder.encode({"t": t, "src": src, "kind": "applied"})[:-1]
+        lines = []
+        bad = 0
+        for entry in entries:
+            if not isinstance(entry, dict):
+                bad += 1
+                continue
+            body = self._encoder.encode(entry)
+            lines.append(head + (b"," + body[1:] if len(body) > 2 else b"}"))
+        if lines:
+            self._events.write(b"\n".join(lines) + b"\n")
+        return bad
+
     def history(self, record: dict[str, Any]) -> None:
         self._history.write(self._encoder.encode(record) + b"\n")
 

@@ -147,3 +147,19 @@ def test_a_pbft_client_believes_f_plus_1_matching_replies_only() -> None:
     assert client.vote(op, honest[0]) is None  # one honest reply is not enough
     assert client.vote(op, forged) is None  # the same liar twice is still one replica
     assert client.vote(op, honest[1]) == honest[1]
+
+
+def test_applied_events_are_written_as_the_supervisor_writes_any_event(tmp_path) -> None:
+    from labctl.rundir import RunDir
+
+    run = RunDir(tmp_path, "lab", "raft")
+    entries = [
+        {"index": 1, "term": 2, "request_id": 'a"},{"index', "op": "put", "value": None},
+        {},
+    ]
+    assert run.applied_events(1.25, "r0", [*entries, "not a dict"]) == 1
+    for entry in entries:
+        run.event({"t": 1.25, "src": "r0", "kind": "applied", **entry})
+    run.flush()
+    lines = (run.path / "events.jsonl").read_bytes().splitlines()
+    assert lines[:2] == lines[2:]
