@@ -236,7 +236,7 @@ class Supervisor(FaultsMixin):
             self._on_history(src, t, data)
             return
         if kind == "applied.batch":
-            self._on_applied(src, t, data.get("entries"))
+            self._on_applied(src, t, data.get("entries", []), data.get("rows", []))
             return
         child = self.children.get(src)
         if kind == "router.ready":
@@ -262,12 +262,20 @@ class Supervisor(FaultsMixin):
         if self.checkers is not None and not self.checkers.finished and kind != "violation":
             self._report(self.checkers.on_event(record))
 
-    def _on_applied(self, src: str, t: float, entries: Any) -> None:
+    def _on_applied(self, src: str, t: float, entries: Any, rows: Any) -> None:
         """A replica's batch of applied commands: one "applied" event each, in order (for
-        the record and the checkers; dashboards read applied_index from node.status)."""
-        if not isinstance(entries, list):
+        the record and the checkers; dashboards read applied_index from node.status).
+        `entries` are dicts (what a snapshot restore brought), `rows` lists of the fields
+        events.APPLIED_ROW names (the commands applied, after them)."""
+        if not isinstance(entries, list) or not isinstance(rows, list):
             self.counters["malformed"] += 1
             return
+        fields = ev.APPLIED_ROW
+        for row in rows:
+            if isinstance(row, list) and len(fields) - 1 <= len(row) <= len(fields):
+                entries.append(dict(zip(fields, row)))  # noqa: B905 - view is optional
+            else:
+                entries.append(None)  # counted as malformed below
         checking = self.checkers is not None and not self.checkers.finished
         if not checking:
             # Nobody reads the records here (benchmarks run without checkers): write the

@@ -201,24 +201,22 @@ class Replica:
             self._send_all(ready.messages if early else [*ready.parallel, *ready.messages])
             # 3. restore a peer's image, then apply, answering the clients this node
             # accepted requests from.
-            applied: list[dict[str, Any]] = []
-            if ready.restore is not None:
-                applied += self._restore(ready.restore.data)
+            restored = self._restore(ready.restore.data) if ready.restore is not None else []
+            rows: list[list[Any]] = []  # fields: events.APPLIED_ROW
             for c in ready.committed:
-                result = self.sm.apply(c.index, c.term, c.command)
-                applied.append(
-                    {"index": c.index, "term": c.term, "request_id": c.command.request_id,
-                     "op": c.command.op, "key": c.command.key, "value": c.command.value,
-                     "duplicate": result.duplicate, "result": result.status}
-                )  # fmt: skip
+                cmd = c.command
+                result = self.sm.apply(c.index, c.term, cmd)
+                row = [c.index, c.term, cmd.request_id, cmd.op, cmd.key, cmd.value,
+                       result.duplicate, result.status]  # fmt: skip
                 if c.view is not None:
-                    applied[-1]["view"] = c.view
+                    row.append(c.view)
+                rows.append(row)
                 if c.reply:
-                    self._reply_committed(c.command.client, c.command.request_id, result)
-            if applied:
+                    self._reply_committed(cmd.client, cmd.request_id, result)
+            if rows or restored:
                 # One message per batch, not per command: the supervisor expands it into
                 # one "applied" event each (telemetry per entry cost more than the apply).
-                self.telemetry.emit(APPLIED_BATCH, entries=applied)
+                self.telemetry.emit(APPLIED_BATCH, entries=restored, rows=rows)
             self.pending_reads.extend(ready.reads)
             if self.pending_reads:
                 self._answer_reads()

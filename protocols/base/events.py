@@ -11,3 +11,7 @@ VOTE_GRANTED = "vote_granted"  # data: term, to
 COMMITTED = "committed"  # data: index, term (sampled by the runtime)
 LEASE = "lease"  # data: term, expiry (node clock), expiry_true is added by the runtime
 APPLIED = "applied"  # added by the runtime: index, request_id, op
+# The runtime sends a batch's applied commands as rows (lists, cheaper to build and encode
+# than one dict each); the supervisor names the fields in this order. A row has a 9th
+# field, `view`, only when the protocol reports one (PBFT).
+APPLIED_ROW = ("index", "term", "request_id", "op", "key", "value", "duplicate", "result", "view")
