@@ -10,7 +10,8 @@ key of its own, labctl/benchmarks/loadgen.py --conflict), on a 5-replica EPaxos 
 - committed writes/s, closed loop, 5 generators x 16 in flight (EPaxos: generator i talks
   to replica i, as clients talk to their nearest replica; Raft: all to the leader);
 - write latency p50/p99 at an offered 500 writes/s, open loop, 5 generators x 100/s, in
-  3 rounds per protocol that alternate between the two labs (both stay up), pooled;
+  3 rounds per protocol that alternate between the two labs (both stay up), pooled, once
+  both labs are quiet again after the throughput phases (`settle_s`: how long that took);
 - EPaxos's fast-path ratio over both phases: instances committed on the fast path over
   all instances committed, summed over the replicas' status (fast_path, slow_path).
 
@@ -44,6 +45,7 @@ from labctl.benchmarks.labs import (
     loadgens,
     merged_latency,
     run_terminable,
+    settle,
     stable_leader,
     status_sum,
     sum_results,
@@ -145,6 +147,7 @@ def _run(quick: bool) -> dict[str, Any]:
                     level[p] = throughput(procs, lab, p, conflict, warm, dur)
                     level[p]["_fast0"] = (fast0, slow0)
                 samples: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in protocols}
+                level["settle_s"] = settle(list(labs.values()))
                 for i in range(rounds):
                     for p in protocols if i % 2 == 0 else protocols[::-1]:
                         _say(f"{p}, {conflict:.0%} conflicting: latency, round {i + 1} ...")

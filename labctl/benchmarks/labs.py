@@ -156,6 +156,37 @@ def _schedstat(pid: int) -> tuple[int, int] | None:
     return wait, slices
 
 
+def settle(labs: list[api.Lab], quiet_pct: float = 15.0, limit: float = 5.0) -> float:
+    """Wait until the labs' processes together use under `quiet_pct` % of a core (what a
+    load phase left behind: a snapshot, a backlog, a compaction), at most `limit` seconds;
+    returns how long it took. A latency round that starts in another phase's tail measures
+    that tail."""
+    procs: list[psutil.Process] = []
+    for lab in labs:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(lab.state["supervisor_pid"]))
+        for p in lab.status()["processes"].values():
+            if p.get("pid"):
+                with contextlib.suppress(psutil.Error):
+                    procs.append(psutil.Process(p["pid"]))
+
+    def cpu() -> float:
+        total = 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(0.25)
+        if 100 * (cpu() - c0) / (time.monotonic() - t0) < quiet_pct:
+            break
+    return round(time.monotonic() - start, 2)
+
+
 def _usage(
     lab: api.Lab, gens: list[subprocess.Popen[bytes]], at: float, duration: float
 ) -> dict[str, Any]:
