@@ -417,6 +417,11 @@ class EPaxosProtocol(Recovery, Protocol):
             self.out.raise_barrier()
         seq, deps = self.conflicts.attributes(cmds, 0, (), iid)
         inst = self._instance(iid)
+        # Our own vote must be durable before we count it, though recovery never takes it
+        # as evidence: we are a member of the fast quorum, and a later interfering command
+        # may meet this one only in us. Written lazily (tried), a leader that crashed forgot
+        # the command, and two interfering commands committed without either depending on
+        # the other (simnet schedules found it).
         self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True, barrier=False)
         self.inflight.add(iid)
         self.proposed_here.add(iid)
