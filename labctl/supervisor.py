@@ -278,8 +278,8 @@ class Supervisor(FaultsMixin):
                 entries.append(None)  # counted as malformed below
         checking = self.checkers is not None and not self.checkers.finished
         if not checking:
-            # Nobody reads the records here (benchmarks run without checkers): write the
-            # lines without building a dict per command.
+            # Nobody reads the records here (benchmarks run without checkers): the lines
+            # are written straight from the entries, without a record dict each.
             self.counters["malformed"] += self.run.applied_events(t, src, entries)
             return
         for entry in entries:

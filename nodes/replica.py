@@ -266,9 +266,9 @@ class Replica:
             self.counters["send_dropped"] += 1  # the router is gone or swamped: a lost message
 
     def _send_all(self, pairs: list[tuple[str, msgspec.Struct]]) -> None:
-        """Send in order; what goes to one peer leaves as one frame (a Bundle when
-        several): under load a batch holds many messages per peer (a follower's acks, a
-        leader's AppendEntries), and the router's cost is per frame."""
+        """Send, in order per destination; what goes to one peer leaves as one frame (a
+        Bundle when several): under load a batch holds many messages per peer (a
+        follower's acks, a leader's AppendEntries), and the router's cost is per frame."""
         bundles: dict[str, list[bytes]] = {}
         for dst, msg in pairs:
             if dst in self.peers:
