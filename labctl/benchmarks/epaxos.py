@@ -94,19 +94,24 @@ def latency_round(procs: Procs, lab: api.Lab, protocol: str, conflict: float, wa
     return lat
 
 
-def regions(lab: api.Lab) -> list[dict[str, Any]]:
+def regions(lab: api.Lab) -> None:
     """Five regions, replica ri and generator ci in region i: every link between two
     regions gets the seed's inter-zone latency, one-way rules so each direction is delayed
     once. EPaxos's generator i talks to its own replica; Raft's all talk to the leader,
     wherever it is (the deployment EPaxos was designed for, seed chapter 53)."""
     ids = [n["id"] for n in lab.status()["nodes"]]
-    out = []
     for i, r in enumerate(ids):
         others = [x for j, x in enumerate(ids) if j != i]
         others += [f"c{j}" for j in range(NODES) if j != i]
         spec = {"fault": "delay", "from": [r, f"c{i}"], "to": others, "ms": SEED_LINK_MS,
                 "jitter": SEED_JITTER_MS, "oneway": True}  # fmt: skip
-        out.append(lab.fault(spec))
+        lab.fault(spec)
+
+
+def pooled_latency(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Percentiles over every round's samples, and each round's own p50 (the noise)."""
+    out = merged_latency([r for rnd in rounds for r in rnd])
+    out["p50_per_round"] = [merged_latency(rnd)["p50"] for rnd in rounds]
     return out
 
 
@@ -138,14 +143,13 @@ def _run(quick: bool) -> dict[str, Any]:
                 p: stack.enter_context(bench_lab(p, NODES, True, f"bench-{p}", after=after[p]))
                 for p in protocols
             }
+            ep = labs["epaxos"]
             for conflict in CONFLICTS:
                 level = result["levels"].setdefault(f"{conflict:.0%}", {})
+                fast0, slow0 = status_sum(ep, "fast_path"), status_sum(ep, "slow_path")
                 for p in protocols:
                     _say(f"{p}, {conflict:.0%} conflicting: throughput ...")
-                    lab = labs[p]
-                    fast0, slow0 = status_sum(lab, "fast_path"), status_sum(lab, "slow_path")
-                    level[p] = throughput(procs, lab, p, conflict, warm, dur)
-                    level[p]["_fast0"] = (fast0, slow0)
+                    level[p] = throughput(procs, labs[p], p, conflict, warm, dur)
                 samples: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in protocols}
                 level["settle_s"] = settle(list(labs.values()))
                 for i in range(rounds):
@@ -153,18 +157,10 @@ def _run(quick: bool) -> dict[str, Any]:
                         _say(f"{p}, {conflict:.0%} conflicting: latency, round {i + 1} ...")
                         samples[p].append(latency_round(procs, labs[p], p, conflict, warm, dur))
                 for p in protocols:
-                    level[p]["latency_500_ms"] = merged_latency(
-                        [r for rnd in samples[p] for r in rnd]
-                    )
-                    level[p]["latency_500_ms"]["p50_per_round"] = [
-                        merged_latency(rnd)["p50"] for rnd in samples[p]
-                    ]
+                    level[p]["latency_500_ms"] = pooled_latency(samples[p])
                 time.sleep(0.2)  # the last status reports
-                lab = labs["epaxos"]
-                fast0, slow0 = level["epaxos"].pop("_fast0")
-                level["raft"].pop("_fast0")
-                fast = status_sum(lab, "fast_path") - fast0
-                slow = status_sum(lab, "slow_path") - slow0
+                fast = status_sum(ep, "fast_path") - fast0
+                slow = status_sum(ep, "slow_path") - slow0
                 e = level["epaxos"]
                 e["fast_path"], e["slow_path"] = fast, slow
                 e["fast_path_ratio"] = round(fast / (fast + slow), 3) if fast + slow else None
@@ -182,8 +178,7 @@ def _run(quick: bool) -> dict[str, Any]:
                         finally:
                             labs[p].fault({"fault": "heal"})
                 for p in protocols:
-                    level[p] = merged_latency([r for rnd in pooled[p] for r in rnd])
-                    level[p]["p50_per_round"] = [merged_latency(rnd)["p50"] for rnd in pooled[p]]
+                    level[p] = pooled_latency(pooled[p])
     finally:
         procs.kill_all()
     result["divergence"] = {p: after[p].get("divergence") for p in protocols}
