@@ -121,9 +121,12 @@ def regions(lab: api.Lab) -> None:
 
 
 def pooled_latency(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Percentiles over every round's samples, and each round's own p50 (the noise)."""
+    """Percentiles over every round's samples, each round's own p50 (the noise: None for
+    a round that completed nothing), and what failed: timeouts and failures per round."""
     out = merged_latency([r for rnd in rounds for r in rnd])
-    out["p50_per_round"] = [merged_latency(rnd)["p50"] for rnd in rounds]
+    out["p50_per_round"] = [merged_latency(rnd).get("p50") for rnd in rounds]
+    out["timeouts_per_round"] = [sum(r["timeouts"] for r in rnd) for rnd in rounds]
+    out["fail_per_round"] = [sum(r["fail"] for r in rnd) for rnd in rounds]
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from labctl import api
-from labctl.benchmarks.procs import Procs
+from labctl.benchmarks.procs import Procs, say
 from labctl.checkers.base import protocol_orders_per_key
 from labctl.checkers.divergence import DivergenceChecker
 from protocols.base import events as ev
@@ -67,7 +67,10 @@ def bench_lab(
             if after is not None:
                 per_key = protocol_orders_per_key(protocol)
                 after["divergence"] = divergence_offline(lab.state["run_dir"], per_key)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("LABCTL_BENCH_KEEP"):
+            say(f"kept {tmp} (LABCTL_BENCH_KEEP)")  # its run dir: logs, events
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stable_leader(lab: api.Lab, timeout: float = 10.0) -> str:
