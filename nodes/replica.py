@@ -13,6 +13,7 @@ Bad bytes on the wire are counted and dropped; the process never dies of its inp
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -58,6 +59,15 @@ MAX_DRAIN = 512
 APPLIED_BATCH = ev.APPLIED + ".batch"  # messages folded into one batch (one fsync) at most
 STATUS_INTERVAL = 0.05  # status telemetry at most this often, and only when it changed
 PARENT_CHECK = 0.2
+# The cyclic garbage collector's full collections walk every live object: a replica's
+# history (EPaxos's instance space grows with every command) makes each one a pause of
+# 30-150 ms at 40k-200k instances, long enough for peers to start recovering this
+# replica's instances. Every FREEZE_INTERVAL what has survived so far moves to the
+# permanent generation, which collections skip. Those objects are still freed by reference
+# counting when dropped; only garbage reference cycles among them are never collected:
+# protocol state is trees of records (log entries, instances, sessions), and the few cycles
+# (a protocol object and its helpers) live as long as the process.
+FREEZE_INTERVAL = 1.0
 
 
 class Replica:
@@ -130,6 +140,8 @@ class Replica:
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
         next_parent_check = true_time() + PARENT_CHECK
+        gc.freeze()  # the recovered history
+        next_freeze = true_time() + FREEZE_INTERVAL
         while self.running:
             now_true = true_time()
             wait = PARENT_CHECK
@@ -147,6 +159,9 @@ class Replica:
             if self.control in events:
                 serve_control(self.control, self.handle_control, self.counters)
             self._maybe_publish_status()
+            if true_time() >= next_freeze:
+                gc.freeze()
+                next_freeze = true_time() + FREEZE_INTERVAL
             if true_time() >= next_parent_check:
                 next_parent_check = true_time() + PARENT_CHECK
                 if not parent_alive(self.parent_pid):
