@@ -9,6 +9,7 @@ highest seq seen on it, so computing attributes costs O(keys * replicas), not O(
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from protocols.base import Command
@@ -109,11 +110,11 @@ class Conflicts:
         if inst.cmds:
             inst.indexed = True
 
-    def on_keys(self, cmds: Cmds) -> list[InstanceId]:
-        """Every instance recorded on the keys of `cmds` (rare path: TryPreAccept)."""
-        seen: list[InstanceId] = []
-        for key in keys_of(cmds):
+    def on_keys(self, cmds: Cmds) -> Iterator[InstanceId]:
+        """Every instance recorded on the keys of `cmds`, newest first per key (the
+        TryPreAccept path looks for one conflict: it is among the instances concurrent
+        with the one recovered, and a hot key's list holds its whole history)."""
+        for key in sorted(keys_of(cmds)):
             kc = self.keys.get(key)
             if kc is not None:
-                seen.extend(kc.instances)
-        return seen
+                yield from reversed(kc.instances)
