@@ -29,9 +29,10 @@ five. On loopback every hop costs the same, so a leader costs nothing; across re
 is the extra round trip EPaxos was designed to save.
 
 What it should show: without conflicts EPaxos commits on the fast path (one round trip to
-a fast quorum) at least as fast as Raft's leader; with every command on one key, every
-PreAccept reply carries new dependencies, the fast path is lost and the Accept round is
-paid. The divergence check (per key) of every EPaxos run is part of the result.
+a fast quorum) at least as fast as Raft's leader: across regions, and on loopback with the
+same clients; with every command on one key, every PreAccept reply carries new
+dependencies, the fast path is lost and the Accept round is paid. The divergence check
+(per key) of every EPaxos run is part of the result.
 """
 
 from __future__ import annotations
