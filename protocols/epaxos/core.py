@@ -347,8 +347,10 @@ class EPaxosProtocol(Recovery, Protocol):
         sent = 0
         for q, theirs in enumerate(m.known):
             for j in range(theirs + 1, self.known_max[q] + 1):
+                if sent >= MAX_GAP:
+                    break  # the rest with a later Sync: a peer far behind is not one input
                 inst = self.instances.get((q, j))
-                if inst is not None and inst.status == COMMITTED and sent < MAX_GAP:
+                if inst is not None and inst.status == COMMITTED:
                     self.out.send(src, Commit(q, j, inst.cmds or (), inst.seq, inst.deps))
                     sent += 1
             if theirs > self.known_max[q]:
