@@ -192,6 +192,16 @@ class EPaxosProtocol(Recovery, Protocol):
                 self.committed_count += 1
             else:
                 self._schedule(iid, self._recovery_time())
+        # Numbers below the highest we know of that we hold no record of: we never heard
+        # of them, and the timers `_learn_numbers` set for them died with the process.
+        # Peers' Syncs only send what lies above our highest, so nothing else would ever
+        # fill these holes: recover each (whoever has it committed answers so).
+        for q in range(self.n):
+            if q == self.idx:
+                continue  # our own numbers: the reservations below
+            for j in range(1, self.known_max[q]):
+                if (q, j) not in self.instances:
+                    self._schedule((q, j), self._recovery_time(), replace=False)
         # Numbers we reserved but find no record of: a PreAccept for one may have left
         # before the crash. Never reuse them; recover each now (a no-op if nobody saw it).
         for inum in range(self.next_inum, self.reserved_upto + 1):

@@ -149,7 +149,11 @@ class Executor:
                         self._mark(inst)
                         execute(inst)
         except Blocked as b:
-            for v, _ in work:
+            # Every node still on Tarjan's stack reaches the blocker: those on the path
+            # through it, and those waiting to join a component rooted on that path. A
+            # later traversal (another waiter re-run once this blocker commits) stops at
+            # the first of them instead of walking the region again.
+            for v in stack:
                 if not self._executed(v):
                     self.blocked_on[v] = b.on
             return b.on
