@@ -284,3 +284,22 @@ def test_a_restarted_replica_fills_a_hole_below_the_highest_instance_it_knows() 
     assert len({str(sorted(net.kv(i).items())) for i in net.ids}) == 1
     assert agreement_problems(net) == []
     net.check()
+
+
+def test_a_replica_cut_off_for_hundreds_of_instances_catches_up_after_the_heal() -> None:
+    # r0 is cut off while r1 commits 400 writes on keys of their own (nothing will ever
+    # depend on them). After the heal, the first new instance tells r0 how far r1 got;
+    # recovery timers cover only the last batch below it, and the Syncs must bring the
+    # rest (they asked only above the highest number r0 had seen, and r0 stayed behind).
+    net = make_net(3, seed=3)
+    net.partition({"r0"}, {"r1", "r2"})
+    for k in range(400):
+        net.put("r1", f"k{k}", "v")
+        net.run_for(0.002)
+    net.run_for(0.5)
+    assert len(net.kv("r1")) == 400 and net.kv("r0") == {}
+    net.heal()
+    write(net, "r1", "after", "x")
+    assert net.run_until(lambda: len(net.kv("r0")) == 401, 10.0), len(net.kv("r0"))
+    assert agreement_problems(net) == []
+    net.check()

@@ -145,6 +145,7 @@ class EPaxosProtocol(Recovery, Protocol):
         self.timer_at: dict[InstanceId, float] = {}
         self._timer_seq = 0
         self.known_max = [0] * self.n  # highest instance number seen per replica
+        self.committed_upto = [0] * self.n  # per replica, every instance up to it committed
         self.sync_at = math.inf
         self._sync_turn = 0
 
@@ -214,9 +215,11 @@ class EPaxosProtocol(Recovery, Protocol):
             inst = self.instances[iid]
             if inst.status == COMMITTED:
                 self._execute_from(inst)
+        for q in range(self.n):
+            self._advance_committed(q)
         # Ask everyone for what was committed while we were down.
         for p in self.peers:
-            self.out.send(p, Sync(tuple(self.known_max)))
+            self.out.send(p, Sync(self._sync_point()))
         self.sync_at = now + self.opts.sync_interval
         return self._finish()
 
@@ -257,7 +260,7 @@ class EPaxosProtocol(Recovery, Protocol):
             self._check(iid)
         if now >= self.sync_at and self.peers:
             self._sync_turn = (self._sync_turn + 1) % len(self.peers)
-            self.out.send(self.peers[self._sync_turn], Sync(tuple(self.known_max)))
+            self.out.send(self.peers[self._sync_turn], Sync(self._sync_point()))
             self.sync_at = now + self.opts.sync_interval
         return self._finish()
 
@@ -352,6 +355,23 @@ class EPaxosProtocol(Recovery, Protocol):
         for j in range(max(known + 1, inum - MAX_GAP), inum):
             if (q, j) not in self.instances:
                 self._schedule((q, j), self._recovery_time(), replace=False)
+
+    def _sync_point(self) -> tuple[int, ...]:
+        """What a Sync says we know, per replica: the highest number we have seen, or,
+        when more than a batch lies undecided below it here (we were cut off while the
+        others went on, and a new instance told us how far), the top of our committed
+        prefix: peers send what they committed above it, a batch per Sync, until the
+        backlog is gone. Recovery timers cover only the last batch below a new number."""
+        return tuple(
+            c if k - c > MAX_GAP else k
+            for k, c in zip(self.known_max, self.committed_upto, strict=True)
+        )
+
+    def _advance_committed(self, q: int) -> None:
+        c = self.committed_upto[q]
+        while (inst := self.instances.get((q, c + 1))) is not None and inst.status == COMMITTED:
+            c += 1
+        self.committed_upto[q] = c
 
     def _on_sync(self, src: str, m: Sync) -> None:
         sent = 0
@@ -594,6 +614,8 @@ class EPaxosProtocol(Recovery, Protocol):
         # (a command leader that lost its own is `forgetful`, see recovery.py rule 3).
         self.out.persist_after.append(inst.record())
         self.committed_count += 1
+        if iid[1] == self.committed_upto[iid[0]] + 1:
+            self._advance_committed(iid[0])
         self.timer_at.pop(iid, None)
         self._execute_from(inst)
         for blocked in sorted(self.waiting.pop(iid, ())):

@@ -120,9 +120,10 @@ class TryPreAcceptReply(msgspec.Struct, frozen=True, tag=True):
 
 
 class Sync(msgspec.Struct, frozen=True, tag=True):
-    """Anti-entropy: the highest instance number the sender knows per replica. The
-    receiver answers with Commits of what it has committed above those numbers, so a
-    replica that was down or cut off when a Commit went out still learns it."""
+    """Anti-entropy: per replica, the highest instance number the sender knows (or, with
+    a backlog, the top of its committed prefix). The receiver answers with Commits of what
+    it has committed above those numbers, so a replica that was down or cut off when a
+    Commit went out still learns it."""
 
     known: tuple[int, ...]
 
