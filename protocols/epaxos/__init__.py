@@ -6,6 +6,7 @@ instances.py    the instance space entry and the per-key conflict index
 execution.py    the dependency graph executor (iterative Tarjan SCCs)
 core.py         EPaxosProtocol: inputs, command leading, commit, timers, status
 recovery.py     explicit Prepare, TryPreAccept, no-op (a mixin of EPaxosProtocol)
+catchup.py      instances missed while down or cut off: holes, Sync (a mixin too)
 invariants.py   checks over several replicas for tests (committed attributes agree)
 """
 

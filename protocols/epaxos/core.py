@@ -5,7 +5,8 @@ instances it opens in its own row of the instance space. A command commits on th
 path when a fast quorum (F + floor((F+1)/2) replicas, leader included, N = 2F+1) pre-accepts
 it with the leader's own attributes, otherwise after a Paxos Accept round at a majority.
 Recovery of instances whose leader went quiet (explicit Prepare, TryPreAccept) lives in
-recovery.py, a mixin of this class; execution order in execution.py.
+recovery.py and catching up on missed instances in catchup.py, mixins of this class;
+execution order in execution.py.
 
 Timers: one per instance at most, kept in a heap and validated lazily when they fire. A
 command leader re-sends its phase every `resend_interval`; any replica that knows of an
@@ -35,6 +36,7 @@ from protocols.base import (
     Ready,
     reply,
 )
+from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
 from protocols.epaxos.messages import (
@@ -67,7 +69,6 @@ RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's firs
 MAX_BACKOFF_DOUBLINGS = 4
 RESERVE_BLOCK = 16  # own instance numbers reserved by one durable record
 RECOVERED_EVENT = "epaxos.recovered"  # data: instance, noop
-MAX_GAP = 256  # instances one input may schedule or send for catching up
 
 
 @dataclass(slots=True)
@@ -95,7 +96,7 @@ def pairwise_max(a: Deps, b: Deps) -> Deps:
     return tuple(x if x >= y else y for x, y in zip(a, b, strict=True))
 
 
-class EPaxosProtocol(Recovery, Protocol):
+class EPaxosProtocol(Recovery, CatchUp, Protocol):
     name: ClassVar[str] = "epaxos"
     description: ClassVar[str] = (
         "Egalitarian Paxos: leaderless, fast path at a fast quorum, slow path by Accept, "
@@ -193,16 +194,7 @@ class EPaxosProtocol(Recovery, Protocol):
                 self.committed_count += 1
             else:
                 self._schedule(iid, self._recovery_time())
-        # Numbers below the highest we know of that we hold no record of: we never heard
-        # of them, and the timers `_learn_numbers` set for them died with the process.
-        # Peers' Syncs only send what lies above our highest, so nothing else would ever
-        # fill these holes: recover each (whoever has it committed answers so).
-        for q in range(self.n):
-            if q == self.idx:
-                continue  # our own numbers: the reservations below
-            for j in range(1, self.known_max[q]):
-                if (q, j) not in self.instances:
-                    self._schedule((q, j), self._recovery_time(), replace=False)
+        self._recover_holes()
         # Numbers we reserved but find no record of: a PreAccept for one may have left
         # before the crash. Never reuse them; recover each now (a no-op if nobody saw it).
         for inum in range(self.next_inum, self.reserved_upto + 1):
@@ -215,9 +207,9 @@ class EPaxosProtocol(Recovery, Protocol):
             inst = self.instances[iid]
             if inst.status == COMMITTED:
                 self._execute_from(inst)
+        # Ask everyone for what was committed while we were down.
         for q in range(self.n):
             self._advance_committed(q)
-        # Ask everyone for what was committed while we were down.
         for p in self.peers:
             self.out.send(p, Sync(self._sync_point()))
         self.sync_at = now + self.opts.sync_interval
@@ -343,49 +335,6 @@ class EPaxosProtocol(Recovery, Protocol):
             inst = self.instances[iid] = Instance(iid[0], iid[1])
             self._learn_numbers(iid[0], iid[1])
         return inst
-
-    def _learn_numbers(self, q: int, inum: int) -> None:
-        """Instances of q numbered below one we know of exist (or were recovered as
-        no-ops): those we never heard of get a recovery timer, like any undecided one."""
-        known = self.known_max[q]
-        if inum <= known:
-            return
-        self.known_max[q] = inum
-        # Bounded: a long gap is filled a slice at a time, as later instances arrive.
-        for j in range(max(known + 1, inum - MAX_GAP), inum):
-            if (q, j) not in self.instances:
-                self._schedule((q, j), self._recovery_time(), replace=False)
-
-    def _sync_point(self) -> tuple[int, ...]:
-        """What a Sync says we know, per replica: the highest number we have seen, or,
-        when more than a batch lies undecided below it here (we were cut off while the
-        others went on, and a new instance told us how far), the top of our committed
-        prefix: peers send what they committed above it, a batch per Sync, until the
-        backlog is gone. Recovery timers cover only the last batch below a new number."""
-        return tuple(
-            c if k - c > MAX_GAP else k
-            for k, c in zip(self.known_max, self.committed_upto, strict=True)
-        )
-
-    def _advance_committed(self, q: int) -> None:
-        c = self.committed_upto[q]
-        while (inst := self.instances.get((q, c + 1))) is not None and inst.status == COMMITTED:
-            c += 1
-        self.committed_upto[q] = c
-
-    def _on_sync(self, src: str, m: Sync) -> None:
-        sent = 0
-        for q, theirs in enumerate(m.known):
-            for j in range(theirs + 1, self.known_max[q] + 1):
-                if sent >= MAX_GAP:
-                    break  # the rest with a later Sync: a peer far behind is not one input
-                inst = self.instances.get((q, j))
-                if inst is not None and inst.status == COMMITTED:
-                    self.out.send(src, Commit(q, j, inst.cmds or (), inst.seq, inst.deps))
-                    sent += 1
-            if theirs > self.known_max[q]:
-                self._learn_numbers(q, theirs + 1)
-                self.known_max[q] = theirs
 
     def _persist(self, inst: Instance, barrier: bool = True) -> None:
         self.out.persist.append(inst.record())
@@ -682,5 +631,5 @@ EPaxosProtocol._HANDLERS = {
     PrepareReply: Recovery._on_prepare_reply,
     TryPreAccept: Recovery._on_try_pre_accept,
     TryPreAcceptReply: Recovery._on_try_pre_accept_reply,
-    Sync: EPaxosProtocol._on_sync,
+    Sync: CatchUp._on_sync,
 }

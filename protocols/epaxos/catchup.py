@@ -1,0 +1,85 @@
+"""Catching up: instances a replica missed while it was down or cut off.
+
+A replica learns that instance numbers exist from the instances it hears of, and recovers
+the ones it never heard of like any undecided instance (a Prepare: whoever has it
+committed answers so). Every `sync_interval` it also tells one peer, in turn, how far it
+knows each replica's instances (`Sync`); the peer sends the Commits above that, a batch at
+a time (`MAX_GAP`), so no single input does unbounded work.
+
+Two ways to fall behind for good, both found by seeded random schedules in simnet:
+
+- a replica restarts with holes below the highest number it knows (the timers for them
+  died with the process): `_recover_holes` at start;
+- a replica cut off while hundreds of instances commit learns, at the heal, how far the
+  others got, and timers cover only the last batch below that: its Syncs then ask from the
+  top of its committed prefix (`committed_upto`) until the backlog is gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.epaxos.messages import COMMITTED, Commit, Sync
+
+if TYPE_CHECKING:
+    from protocols.epaxos.core import EPaxosProtocol as _Base
+else:
+    _Base = object
+
+MAX_GAP = 256  # instances one input may schedule or send for catching up
+
+
+class CatchUp(_Base):
+    def _learn_numbers(self, q: int, inum: int) -> None:
+        """Instances of q numbered below one we know of exist (or were recovered as
+        no-ops): those we never heard of get a recovery timer, like any undecided one."""
+        known = self.known_max[q]
+        if inum <= known:
+            return
+        self.known_max[q] = inum
+        # Bounded: one input schedules at most a batch; Syncs bring a longer backlog.
+        for j in range(max(known + 1, inum - MAX_GAP), inum):
+            if (q, j) not in self.instances:
+                self._schedule((q, j), self._recovery_time(), replace=False)
+
+    def _sync_point(self) -> tuple[int, ...]:
+        """What a Sync says we know, per replica: the highest number we have seen, or,
+        when more than a batch lies undecided below it here (we were cut off while the
+        others went on, and a new instance told us how far), the top of our committed
+        prefix: peers send what they committed above it, a batch per Sync, until the
+        backlog is gone. Recovery timers cover only the last batch below a new number."""
+        return tuple(
+            c if k - c > MAX_GAP else k
+            for k, c in zip(self.known_max, self.committed_upto, strict=True)
+        )
+
+    def _advance_committed(self, q: int) -> None:
+        c = self.committed_upto[q]
+        while (inst := self.instances.get((q, c + 1))) is not None and inst.status == COMMITTED:
+            c += 1
+        self.committed_upto[q] = c
+
+    def _on_sync(self, src: str, m: Sync) -> None:
+        sent = 0
+        for q, theirs in enumerate(m.known):
+            for j in range(theirs + 1, self.known_max[q] + 1):
+                if sent >= MAX_GAP:
+                    break  # the rest with a later Sync: a peer far behind is not one input
+                inst = self.instances.get((q, j))
+                if inst is not None and inst.status == COMMITTED:
+                    self.out.send(src, Commit(q, j, inst.cmds or (), inst.seq, inst.deps))
+                    sent += 1
+            if theirs > self.known_max[q]:
+                self._learn_numbers(q, theirs + 1)
+                self.known_max[q] = theirs
+
+    def _recover_holes(self) -> None:
+        """At start: numbers below the highest we know of that we hold no record of. We
+        never heard of them, and the timers `_learn_numbers` set for them died with the
+        process; recover each (whoever has it committed answers so)."""
+        for q in range(self.n):
+            if q == self.idx:
+                continue  # our own numbers: the caller handles our reservations
+            for j in range(1, self.known_max[q]):
+                if (q, j) not in self.instances:
+                    self._schedule((q, j), self._recovery_time(), replace=False)
