@@ -159,9 +159,9 @@ class Replica:
             if self.control in events:
                 serve_control(self.control, self.handle_control, self.counters)
             self._maybe_publish_status()
-            if true_time() >= next_freeze:
+            if now_true >= next_freeze:  # the loop's clock reading is close enough
                 gc.freeze()
-                next_freeze = true_time() + FREEZE_INTERVAL
+                next_freeze = now_true + FREEZE_INTERVAL
             if true_time() >= next_parent_check:
                 next_parent_check = true_time() + PARENT_CHECK
                 if not parent_alive(self.parent_pid):

@@ -38,7 +38,11 @@ class CatchUp(_Base):
             return
         self.known_max[q] = inum
         # Bounded: one input schedules at most a batch; Syncs bring a longer backlog.
-        for j in range(max(known + 1, inum - MAX_GAP), inum):
+        self._recover_unknown(q, max(known + 1, inum - MAX_GAP), inum)
+
+    def _recover_unknown(self, q: int, lo: int, hi: int) -> None:
+        """A recovery timer for each of q's numbers in [lo, hi) we hold no record of."""
+        for j in range(lo, hi):
             if (q, j) not in self.instances:
                 self._schedule((q, j), self._recovery_time(), replace=False)
 
@@ -76,10 +80,9 @@ class CatchUp(_Base):
     def _recover_holes(self) -> None:
         """At start: numbers below the highest we know of that we hold no record of. We
         never heard of them, and the timers `_learn_numbers` set for them died with the
-        process; recover each (whoever has it committed answers so)."""
+        process; recover each (whoever has it committed answers so). Below the committed
+        prefix there are none."""
         for q in range(self.n):
-            if q == self.idx:
-                continue  # our own numbers: the caller handles our reservations
-            for j in range(1, self.known_max[q]):
-                if (q, j) not in self.instances:
-                    self._schedule((q, j), self._recovery_time(), replace=False)
+            self._advance_committed(q)
+            if q != self.idx:  # our own numbers: the caller handles our reservations
+                self._recover_unknown(q, self.committed_upto[q] + 1, self.known_max[q])

@@ -194,7 +194,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
                 self.committed_count += 1
             else:
                 self._schedule(iid, self._recovery_time())
-        self._recover_holes()
+        self._recover_holes()  # and computes the committed prefix
         # Numbers we reserved but find no record of: a PreAccept for one may have left
         # before the crash. Never reuse them; recover each now (a no-op if nobody saw it).
         for inum in range(self.next_inum, self.reserved_upto + 1):
@@ -208,8 +208,6 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             if inst.status == COMMITTED:
                 self._execute_from(inst)
         # Ask everyone for what was committed while we were down.
-        for q in range(self.n):
-            self._advance_committed(q)
         for p in self.peers:
             self.out.send(p, Sync(self._sync_point()))
         self.sync_at = now + self.opts.sync_interval
