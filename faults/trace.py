@@ -123,7 +123,7 @@ class TraceWriter:
         self.pending = []
         room = self.cap - self.kept
         if len(pending) > room:
-            for rec in pending[max(room, 0):]:
+            for rec in pending[max(room, 0) :]:
                 fate = rec[3]
                 self.not_kept[fate if 0 <= fate < len(FATES) else ERROR] += 1
             pending = pending[: max(room, 0)]
