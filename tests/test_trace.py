@@ -115,8 +115,9 @@ def test_every_fate_is_recorded_with_its_type(ctx: zmq.Context, tmp_path: Path) 
         ("r0", "r1", "duplicate", "RequestVote"): 2,
         ("r0", "ghost", "unroutable", "RequestVote"): 3,
     }
-    delayed = [m for m in trace.messages if m.t_out is not None and m.t_out != m.t_in]
-    assert len(delayed) == 3 and all(m.t_out - m.t_in >= 0.045 for m in delayed)
+    # The slow path (any rule) forwards within microseconds; the delayed link's waited.
+    delayed = [m for m in trace.messages if m.t_out is not None and m.t_out - m.t_in >= 0.045]
+    assert [m.type for m in delayed] == ["Heartbeat"] * 3
     never = [m for m in trace.messages if m.fate in ("dropped", "lost", "unroutable")]
     assert never and all(m.t_out is None for m in never)
     first = next(m for m in trace.messages if m.type == "Heartbeat")
