@@ -80,18 +80,23 @@ def test_every_fate_is_recorded_with_its_type(ctx: zmq.Context, tmp_path: Path) 
         vote = ENC.encode(RequestVote(term=5, last_index=10, last_term=4))
         for _ in range(10):
             a.send_multipart([b"r1", hb])
+        barrier(a)  # control and data are two sockets: a rule must not overtake frames
         router.set_links(("r0", "r1", {"drop": True}))
         for _ in range(5):
             a.send_multipart([b"r1", vote])
+        barrier(a)
         router.set_links(("r0", "r1", {"loss": 1.0}))
         for _ in range(4):
             a.send_multipart([b"r1", hb])
+        barrier(a)
         router.set_links(("r0", "r1", {"duplicate": 1.0}))
         for _ in range(2):
             a.send_multipart([b"r1", vote])
+        barrier(a)
         router.set_links(("r0", "r1", {"delay": 0.05}))
         for _ in range(3):
             a.send_multipart([b"r1", hb])
+        barrier(a)
         router.set_links()
         for _ in range(3):
             a.send_multipart([b"ghost", vote])
