@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import client, dash, fault, lab, scenario
+from labctl.cli import client, dash, fault, lab, report, scenario
 from labctl.errors import EXIT_LAB_FAILED, LabError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(scenario.app, name="scenario")
 app.command("check")(scenario.check)
 app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)
+app.command("report")(report.report)
 
 
 @app.command(
