@@ -61,7 +61,7 @@ def report(
     lab_dir: LabDir = None,
 ) -> None:
     """Write RUN/report.html: verdict, rates, latency, timelines, violations, a space-time
-    diagram (and the figures as PNG beside it). Needs matplotlib: pip install 'labctl[report]'."""
+    diagram (and the figures as PNG beside it). Needs matplotlib (the "report" extra)."""
     from labctl import report as rep
 
     path = find_run(run, lab_dir)

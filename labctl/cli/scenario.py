@@ -10,6 +10,10 @@ from labctl.cli.common import Json, LabDir, print_json
 from labctl.errors import LabError
 
 app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
+Report = Annotated[
+    bool,
+    typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
+]
 
 
 def _load(name: str, protocol: str | None = None) -> Any:
@@ -28,10 +32,11 @@ def run(
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    report: Report = True,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Run a scenario in an isolated lab and give its verdict.
+    """Run a scenario in an isolated lab and give its verdict (and RUN/report.html).
 
     Exit 0 when its expectations are met, 1 if not, 2 for a broken scenario, 3 when the
     lab itself failed."""
@@ -48,8 +53,8 @@ def run(
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
     if dash:
-        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
-    raise typer.Exit(runner.run(sc, lab_dir, json_out))
+        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
+    raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
 
 
 @app.command("list")
@@ -113,6 +118,10 @@ def chaos(
         typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="A report for each run that broke something."),
+    ] = True,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -136,7 +145,7 @@ def chaos(
         raise LabError(f"bad --duration or --nodes: {e}") from None
     if seconds < 6 or runs < 1 or not all(1 <= n <= 15 for n in sizes):
         raise LabError("--duration must be at least 6s, --runs at least 1, --nodes 1..15")
-    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir)
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, report=report)
     if json_out:
         print_json(result)
     if result["failed_runs"]:
