@@ -155,7 +155,7 @@ def load_run(run_dir: Path | str) -> RunData:
     verdict = summary.get("verdict") or ("unsafe" if violations else "safe")
     nodes = {r: NodeLine(r) for r in replicas}
     faults = _faults(events, t_end, replicas)
-    _fold_nodes(nodes, events, faults, t_end)
+    _fold_nodes(nodes, events, faults, t_end, TERM_WORD.get(protocol, "term"))
     ops: dict[str, list[tuple[float, float, str]]] = {"ok": [], "fail": [], "info": []}
     invoked = 0
     for h in history:
@@ -319,7 +319,11 @@ def _number_after(label: str, key: str) -> float | None:
 
 
 def _fold_nodes(
-    nodes: dict[str, NodeLine], events: list[dict[str, Any]], faults: list[FaultBand], t_end: float
+    nodes: dict[str, NodeLine],
+    events: list[dict[str, Any]],
+    faults: list[FaultBand],
+    t_end: float,
+    word: str = "term",
 ) -> None:
     changes: dict[str, list[tuple[float, str, int | None]]] = {n: [] for n in nodes}
     raw_leases: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes}
@@ -342,15 +346,18 @@ def _fold_nodes(
         elif kind in ROLE_EVENTS:
             changes[src].append((e["t"], ROLE_EVENTS[kind], term))
             how = e.get("how") or e.get("reason") or ""
-            label = f"{ROLE_EVENTS[kind] if kind != 'stepped_down' else 'stepped down'}"
-            line.marks.append(
-                (
-                    e["t"],
-                    kind,
-                    f"{label} {term if term is not None else ''}"
-                    f"{' (' + str(how) + ')' if how else ''}".strip(),
-                )
-            )
+            label = ROLE_EVENTS[kind] if kind != "stepped_down" else "stepped down"
+            if term is not None:
+                label += f", {word} {term}"
+            if how:
+                label += f" ({how})"
+            if line.marks and e["t"] - line.marks[-1][0] < 0.005:
+                # One transition reported twice (stepped down, then follower): one label.
+                t_prev, kind_prev, label_prev = line.marks[-1]
+                if label_prev.split(",")[0] != label.split(",")[0]:
+                    line.marks[-1] = (t_prev, kind_prev, f"{label_prev}; {label.split(',')[0]}")
+                continue
+            line.marks.append((e["t"], kind, label))
         elif kind == "lease":
             expiry = e.get("expiry_true")
             if isinstance(expiry, (int, float)) and expiry > e["t"]:

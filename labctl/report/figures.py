@@ -24,6 +24,7 @@ ROLE_COLORS = {
     "candidate": "#f77f00",
     "view_changing": "#f77f00",
     "follower": "#a9c6de",
+    "pre_candidate": "#fcbf7f",
     "backup": "#a9c6de",
 }
 FAULT_COLORS = ["#8e7dbe", "#e9c46a", "#90be6d", "#f28482", "#4d908e", "#f9844a", "#577590"]
@@ -221,20 +222,26 @@ def timelines_figure(run: RunData) -> Figure:
                 bars, (y - 0.32, 0.64), color=ROLE_COLORS.get(role, "#dddddd"), lw=0
             )
             seen_roles.add(role)
-        last_term = None
+        # A label where the term changes; of labels closer than one label's width, the
+        # later one (a term-0 instant before term 1 at start-up says nothing).
+        changes: list[tuple[float, int]] = []
         for s, e, _, term in line.roles:
-            if term is not None and term != last_term and run.rel(e) - run.rel(s) > 0:
-                ax_role.text(
-                    max(run.rel(s), 0.0),
-                    y + 0.36,
-                    f"{word} {term}",
-                    fontsize=6.5,
-                    va="bottom",
-                    ha="left",
-                    color="#222",
-                    clip_on=True,
-                )
-                last_term = term
+            if term is not None and e > s and (not changes or changes[-1][1] != term):
+                changes.append((max(run.rel(s), 0.0), term))
+        min_gap = 0.045 * max(run.rel(run.t_end), 0.1)
+        for i, (x0, term) in enumerate(changes):
+            if i + 1 < len(changes) and changes[i + 1][0] - x0 < min_gap:
+                continue
+            ax_role.text(
+                x0,
+                y + 0.36,
+                f"{word} {term}",
+                fontsize=6.5,
+                va="bottom",
+                ha="left",
+                color="#222",
+                clip_on=True,
+            )
         for what in ("paused", "killed"):
             spans = [(run.rel(s), max(e - s, 1e-3)) for s, e, w in line.down if w == what]
             if spans:
@@ -298,6 +305,16 @@ def timelines_figure(run: RunData) -> Figure:
                 lw=1.0,
             )
         ax_lease.axvspan(run.rel(s), run.rel(e), color=VIOLATION_COLOR, alpha=0.12, lw=0)
+        ax_lease.text(
+            run.rel(e),
+            rows[a],
+            f" {a}+{b} overlap {(e - s) * 1000:.0f} ms",
+            fontsize=7.5,
+            color=VIOLATION_COLOR,
+            va="center",
+            ha="left",
+            fontweight="bold",
+        )
     ax_lease.set_yticks(list(rows.values()), list(rows.keys()))
     ax_lease.set_ylim(-0.6, n - 0.4)
     title = "Leases in true time (green: the node believes it holds one"

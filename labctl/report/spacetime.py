@@ -41,7 +41,7 @@ TYPE_COLORS = [
     "#457b9d",
     "#9c6644",
 ]
-CLIENT_COLOR = (0.6, 0.6, 0.6, 0.45)
+CLIENT_COLOR = (0.6, 0.6, 0.6, 0.35)
 TIME_KEYS = ("t", "at", "from", "until", "acked_at")
 
 
@@ -61,10 +61,20 @@ def choose_window(run: RunData) -> Window:
         return Window(max(t0, run.t0 - 0.2), t1, f"around the first violation ({v.kind})")
     if run.faults:
         f = run.faults[0]
-        after = [
-            t for line in run.nodes.values() for t, _, _ in line.marks if f.start < t <= f.start + 3
+        # Up to the first new leader and the first step-down after it (what the fault
+        # caused), not every fruitless election a cut-off node keeps starting.
+        after = sorted(
+            (t, kind)
+            for line in run.nodes.values()
+            for t, kind, _ in line.marks
+            if f.start < t <= f.start + 3
+        )
+        firsts = [
+            next((t for t, k in after if k == want), None)
+            for want in ("became_leader", "stepped_down", "became_follower")
         ]
-        t1 = max([f.start + 1.0] + [t + 0.25 for t in after])
+        found = [t for t in firsts if t is not None]
+        t1 = max(found) + 0.3 if found else f.start + 1.0
         return Window(f.start - 0.25, t1, f"around the first fault (F{f.n} {f.label})")
     return Window(run.t0, min(run.t_end, run.t0 + 1.0), "the first second (no fault, no violation)")
 
