@@ -63,6 +63,7 @@ def write_report(
         # Only the window's frames become Messages: a 200,000-frame trace stays cheap.
         trace = tr.read_trace(tr.trace_path(root), win.t0 - 1.0, win.t1)
         trace_info = {"kept": trace.kept, "not_kept": trace.not_kept, "torn": trace.torn}
+        win = spacetime.narrow(win, trace, set(run.replicas))
     built = {
         "rate": figures.rate_figure(run),
         "latency": figures.latency_figure(run),

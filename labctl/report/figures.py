@@ -105,7 +105,7 @@ def violation_legend(run: RunData) -> str:
     marks = violation_marks(run)
     if not marks:
         return ""
-    return "   violations (first of each, dashed red): " + " · ".join(
+    return "\nviolations (the first of each kind, dashed red): " + " · ".join(
         f"{letter} {kind} x{counts[kind]}" for letter, kind, _ in marks
     )
 
@@ -180,6 +180,9 @@ def latency_figure(run: RunData) -> Figure:
         from matplotlib.ticker import FuncFormatter, NullFormatter
 
         ax.set_yscale("log")
+        from matplotlib.ticker import LogLocator
+
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(loc="upper right", fontsize=8, framealpha=0.9, markerscale=2)

@@ -164,6 +164,23 @@ def _trace_note(trace_info: dict[str, Any]) -> str:
     return f'<p class="{cls}">Message trace: {"; ".join(parts)}.</p>'
 
 
+def _meaning(run: RunData) -> str:
+    """What the badge means: a scenario's verdict is about its expectations, which for a
+    protocol meant to break (naive) include finding violations."""
+    n = len(run.violations)
+    if run.expectations:
+        met = sum(1 for x in run.expectations if x.get("met"))
+        found = f"; {n} violations were found" if n else "; no violation was found"
+        word = "PASS" if run.verdict == "pass" else "FAIL"
+        return (
+            f"{word}: {met} of {len(run.expectations)} of the scenario's expectations met "
+            f"(listed below){found}."
+        )
+    if n:
+        return f"UNSAFE: the checkers found {n} violations."
+    return "SAFE: every checker stayed silent."
+
+
 def render(
     run: RunData, figures: dict[str, bytes], spacetime: dict[str, Any], trace_info: dict[str, Any]
 ) -> str:
@@ -176,8 +193,8 @@ def render(
     body = f"""
 <main>
 <h1><span class="verdict {_e(verdict)}">{_e(verdict.upper())}</span>{_e(title)}</h1>
-<p class="sub">{nviol} violations · operations: {run.invoked} invoked, {counts} ·
-run record <code>{_e(run.path)}</code></p>
+<p class="sub">{_e(_meaning(run))}<br>{nviol} violations · operations: {run.invoked}
+invoked, {counts} · run record <code>{_e(run.path)}</code></p>
 <nav><a href="#params">parameters</a><a href="#rate">throughput</a><a href="#latency">latency</a>
 <a href="#timelines">timelines</a><a href="#violations">violations</a>
 <a href="#spacetime">space-time diagram</a></nav>

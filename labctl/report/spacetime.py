@@ -14,6 +14,7 @@ that preceded it; in a safe run, around the first fault and the role changes aft
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,36 @@ class Window:
     t0: float  # true time
     t1: float
     why: str  # what the default picked, for the caption
+    anchor: float | None = None  # the moment it is about (a default window narrows on it)
+
+
+# Past this many frames between replicas an arrow no longer reads as an arrow: a default
+# window narrows around its anchor until it holds this many (an asked-for one never does).
+READABLE_FRAMES = 260
+# Past this many frames in all, client and broker traffic is left out of the picture.
+CLIENT_FRAMES = 500
+
+
+def narrow(window: Window, trace: Trace, replicas: set[str]) -> Window:
+    """A default window shrunk about its anchor (keeping the share before and after it)
+    until the frames between replicas are readable; never below 40 ms."""
+    if window.anchor is None:
+        return window
+    times = sorted(m.t_in for m in trace.messages if m.src in replicas and m.dst in replicas)
+
+    def count(t0: float, t1: float) -> int:
+        return bisect.bisect_right(times, t1) - bisect.bisect_left(times, t0)
+
+    before, after = window.anchor - window.t0, window.t1 - window.anchor
+    k = 1.0
+    while count(window.anchor - before * k, window.anchor + after * k) > READABLE_FRAMES:
+        if (before + after) * k * 0.8 < 0.04:
+            break
+        k *= 0.8
+    if k == 1.0:
+        return window
+    why = window.why + ", narrowed to stay readable"
+    return Window(window.anchor - before * k, window.anchor + after * k, why, window.anchor)
 
 
 def choose_window(run: RunData) -> Window:
@@ -58,7 +89,7 @@ def choose_window(run: RunData) -> Window:
         before = [f for f in run.faults if f.start <= v.t and v.t - f.start <= 3.0]
         t0 = min([v.t - 0.5] + [f.start - 0.2 for f in before[-1:]])
         t1 = v.t + 0.3
-        return Window(max(t0, run.t0 - 0.2), t1, f"around the first violation ({v.kind})")
+        return Window(max(t0, run.t0 - 0.2), t1, f"around the first violation ({v.kind})", v.t)
     if run.faults:
         f = run.faults[0]
         # Up to the first new leader and the first step-down after it (what the fault
@@ -75,7 +106,7 @@ def choose_window(run: RunData) -> Window:
         ]
         found = [t for t in firsts if t is not None]
         t1 = max(found) + 0.3 if found else f.start + 1.0
-        return Window(f.start - 0.25, t1, f"around the first fault (F{f.n} {f.label})")
+        return Window(f.start - 0.25, t1, f"around the first fault (F{f.n} {f.label})", f.start)
     return Window(run.t0, min(run.t_end, run.t0 + 1.0), "the first second (no fault, no violation)")
 
 
@@ -138,6 +169,10 @@ def spacetime_figure(
             or (m.t_out is not None and window.t0 <= m.t_out <= window.t1)
         ]
     )
+    hidden = 0
+    if len(msgs) > CLIENT_FRAMES:
+        kept = [m for m in msgs if m.src in replicas and m.dst in replicas]
+        hidden, msgs = len(msgs) - len(kept), kept
     used = {_lane_of(m.src, replicas) for m in msgs} | {_lane_of(m.dst, replicas) for m in msgs}
     lanes = (
         ([CLIENTS] if CLIENTS in used else [])
@@ -188,6 +223,18 @@ def spacetime_figure(
                 color="#333",
                 fontweight="bold",
                 bbox={"fc": "white", "ec": fault_color(band), "lw": 0.8, "pad": 1.5},
+            )
+        else:  # in force since before the window: say so at its top
+            ax.text(
+                -0.45,
+                rel(window.t0),
+                f"F{band.n} {band.label} (since {rel(band.start):.2f} s)",
+                fontsize=7.5,
+                va="top",
+                ha="left",
+                color="#333",
+                bbox={"fc": "white", "ec": fault_color(band), "lw": 0.8, "pad": 1.5},
+                zorder=9,
             )
         if band.end <= window.t1 and band.healed:
             ax.axhline(rel(band.end), color=fault_color(band), lw=1.0, ls=":", zorder=1)
@@ -240,6 +287,12 @@ def spacetime_figure(
             lost_x.append(xe), lost_y.append(ye)
         if _evidence_message(m, first_v):
             ev_x.append(x0 + 0.5 * (x1 - x0)), ev_y.append(y0)
+            if len(ev_x) <= 24:  # the evidence always says what it is
+                fields = " ".join(f"{k}={v}" for k, v in m.fields.items() if k in ("view", "seq"))
+                labels.append(
+                    (x0 + 0.5 * (x1 - x0), y0, f"{m.type} {fields}", VIOLATION_COLOR, "top")
+                )
+                continue
         era = sum(1 for b in boundaries if b <= m.t_in)
         key = (a, b, m.type, arrived, era)  # by lane: every client is one lane
         if key not in labelled and len(labels) < MAX_LABELS:
@@ -347,14 +400,19 @@ def spacetime_figure(
 
     letters = {kind: letter for letter, kind, _ in violation_marks(run)}
     shown: set[str] = set()
+    label_ys: list[float] = []
     for v in run.violations:
         if not window.t0 <= v.t <= window.t1 or v.kind in shown:
             continue
         shown.add(v.kind)
         ax.axhline(rel(v.t), color=VIOLATION_COLOR, lw=1.3, ls="--", zorder=5)
+        y = rel(v.t)
+        while any(abs(y - other) < 0.018 * span for other in label_ys):
+            y += 0.018 * span  # two kinds found together: stack their labels
+        label_ys.append(y)
         ax.text(
             -0.45,
-            rel(v.t),
+            y,
             f"{letters.get(v.kind, '')} {v.kind}: {v.detail}"[:90],
             fontsize=8,
             color=VIOLATION_COLOR,
@@ -376,7 +434,7 @@ def spacetime_figure(
     drawn = sum(fates.values())
     title = (
         f"Space-time diagram {rel(window.t0):.2f}-{rel(window.t1):.2f} s, {window.why}: "
-        f"{drawn} frames"
+        f"{drawn} frames" + (f" ({hidden} client/broker frames not drawn)" if hidden else "")
     )
     ax.set_title(title, fontsize=10, loc="left", pad=22)
     from matplotlib.lines import Line2D
@@ -394,5 +452,6 @@ def spacetime_figure(
         "window": (rel(window.t0), rel(window.t1)),
         "why": window.why,
         "trace_missing": trace is None,
+        "clients_hidden": hidden,
     }
     return fig, info
