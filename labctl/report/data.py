@@ -21,6 +21,8 @@ from faults.model import LINK_KINDS
 
 # What the protocols call their term, for labels.
 TERM_WORD = {"pbft": "view", "epaxos": "ballot"}
+# PBFT's status says primary/backup; its role events say leader/follower: one word per role.
+ROLE_WORDS = {"pbft": {"leader": "primary", "follower": "backup", "candidate": "view_changing"}}
 ROLE_EVENTS = {
     "became_leader": "leader",
     "became_follower": "follower",
@@ -155,7 +157,9 @@ def load_run(run_dir: Path | str) -> RunData:
     verdict = summary.get("verdict") or ("unsafe" if violations else "safe")
     nodes = {r: NodeLine(r) for r in replicas}
     faults = _faults(events, t_end, replicas)
-    _fold_nodes(nodes, events, faults, t_end, TERM_WORD.get(protocol, "term"))
+    _fold_nodes(
+        nodes, events, faults, t_end, TERM_WORD.get(protocol, "term"), ROLE_WORDS.get(protocol)
+    )
     ops: dict[str, list[tuple[float, float, str]]] = {"ok": [], "fail": [], "info": []}
     invoked = 0
     for h in history:
@@ -324,7 +328,9 @@ def _fold_nodes(
     faults: list[FaultBand],
     t_end: float,
     word: str = "term",
+    roles: dict[str, str] | None = None,
 ) -> None:
+    roles = roles or {}
     changes: dict[str, list[tuple[float, str, int | None]]] = {n: [] for n in nodes}
     raw_leases: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes}
     for e in events:
@@ -344,7 +350,7 @@ def _fold_nodes(
             if isinstance(expiry, (int, float)) and expiry > e["t"]:
                 raw_leases[src].append((e["t"], float(expiry)))
         elif kind in ROLE_EVENTS:
-            changes[src].append((e["t"], ROLE_EVENTS[kind], term))
+            changes[src].append((e["t"], roles.get(ROLE_EVENTS[kind], ROLE_EVENTS[kind]), term))
             how = e.get("how") or e.get("reason") or ""
             label = ROLE_EVENTS[kind] if kind != "stepped_down" else "stepped down"
             if term is not None:
