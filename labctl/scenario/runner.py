@@ -56,6 +56,7 @@ def _finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
     page = after_run(summary.get("run_dir"), report)
     if page is not None:
         summary["report"] = str(page)
+        Path(summary["run_dir"], "summary.json").write_text(json.dumps(summary, indent=2))
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
 
