@@ -294,7 +294,8 @@ def spacetime_figure(
                 )
                 continue
         era = sum(1 for b in boundaries if b <= m.t_in)
-        key = (a, b, m.type, arrived, era)  # by lane: every client is one lane
+        # Client traffic: one label per type in the window (it is the backdrop, not the story).
+        key = ("", "", m.type, arrived, 0) if client else (a, b, m.type, arrived, era)
         if key not in labelled and len(labels) < MAX_LABELS:
             labelled.add(key)
             if m.type != "?":
