@@ -49,6 +49,8 @@ def write_report(
     from labctl.report.data import load_run
 
     root = Path(run_dir)
+    if not (root / "events.jsonl").is_file():
+        raise ValueError(f"{root}: not a run directory (no events.jsonl)")
     run = load_run(root)
     if window is not None:
         t0, t1 = window
