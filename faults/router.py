@@ -275,7 +275,9 @@ class Router:
         links = self.links
         # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
         # tuple is encoded at the next flush (faults/trace.py).
-        tap = self.trace.pending.append if self.trace else None
+        # `tap` is bound per call: a flush replaces the pending list (only at the end here).
+        trace = self.trace
+        tap = trace.pending.append if trace is not None else None
         monotonic = time.monotonic
         n = 0
         while n < DRAIN_BATCH:
@@ -316,6 +318,8 @@ class Router:
                         tap((monotonic(), None, link.tid, fate, len(payload), _head(payload)))
             else:
                 self._apply_rule(link, src, dst, payload)
+        if trace is not None and len(trace.pending) >= tr.FLUSH_RECORDS:
+            trace.flush()
         return n
 
     def _discard_rest(self) -> None:
