@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
+from faults.linkplan import link_table
 from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
-from labctl.linkplan import link_table
-from labctl.targets import resolve
+from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from faults.linkplan import link_table
 from faults.model import FaultError, parse_fault
-from labctl.linkplan import link_table
 from nodes.clock import NodeClock
 from nodes.state_machine import StateMachine
 from protocols.base import Command, DurationError, Order, parse_duration
