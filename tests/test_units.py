@@ -133,7 +133,7 @@ def test_a_bundle_carries_several_messages_and_never_hides_a_bad_one() -> None:
 def test_a_pbft_client_believes_f_plus_1_matching_replies_only() -> None:
     import random
 
-    from nodes.workload import Client, Op
+    from nodes.operations import Client, Op
     from protocols.base import ClientReply
 
     client = Client(name="c0", replicas=["r0", "r1", "r2", "r3"], kind="kv", target="leader",
