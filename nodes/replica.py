@@ -38,7 +38,7 @@ from nodes.process import (
     serve_control,
 )
 from nodes.process import true_now as true_time
-from nodes.state_machine import StateMachine
+from nodes.state_machine import StateMachine, applied_row
 from nodes.wal import WAL
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
@@ -221,11 +221,7 @@ class Replica:
             for c in ready.committed:
                 cmd = c.command
                 result = self.sm.apply(c.index, c.term, cmd)
-                row = [c.index, c.term, cmd.request_id, cmd.op, cmd.key, cmd.value,
-                       result.duplicate, result.status]  # fmt: skip
-                if c.view is not None:
-                    row.append(c.view)
-                rows.append(row)
+                rows.append(applied_row(c.index, c.term, cmd, result, c.view))
                 if c.reply:
                     self._reply_committed(cmd.client, cmd.request_id, result)
             if rows or restored:
@@ -264,14 +260,7 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
-        covered = sorted(
-            (r.index, rid, r) for rid, r in self.sm.sessions.items() if r.index > before
-        )
-        return [
-            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
-             "result": r.status, "from_snapshot": True}
-            for index, rid, r in covered
-        ]  # fmt: skip
+        return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:

@@ -104,9 +104,30 @@ class StateMachine:
         self.orders = [tuple(o) for o in image.orders]  # type: ignore[misc]
         self.sessions = OrderedDict(image.sessions)
 
+    def covered_since(self, before: int) -> list[dict[str, Any]]:
+        """After a restore: each write the image holds above index `before` (from its
+        session table), as an "applied" event's fields marked from_snapshot, so the
+        checkers see a replica holding what it holds."""
+        covered = sorted((r.index, rid, r) for rid, r in self.sessions.items() if r.index > before)
+        return [
+            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
+             "result": r.status, "from_snapshot": True}
+            for index, rid, r in covered
+        ]  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         return {
             "applied_index": self.applied_index,
             "keys": len(self.kv),
             "orders": len(self.orders),
         }
+
+
+def applied_row(index: int, term: int, command: Command, result: ApplyResult,
+                view: int | None = None) -> list[Any]:  # fmt: skip
+    """The fields of one "applied" event (protocols.base.events.APPLIED_ROW), as a row."""
+    row = [index, term, command.request_id, command.op, command.key, command.value,
+           result.duplicate, result.status]  # fmt: skip
+    if view is not None:
+        row.append(view)
+    return row
