@@ -38,6 +38,7 @@ from protocols.raft.messages import (
     VoteResponse,
     well_formed,
 )
+from protocols.raft.mutations import MUTATIONS
 from protocols.raft.options import Options
 from protocols.raft.progress import SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
@@ -59,6 +60,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         "ReadIndex and lease reads, snapshots"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3
@@ -202,7 +204,7 @@ class RaftProtocol(Replication, Clients, Protocol):
     def durable_state(self) -> list[msgspec.Struct]:
         """Everything that must survive a crash, as WAL records: the WAL is rewritten with
         exactly this after a snapshot, so it does not grow with the whole history."""
-        hard = HardState(self.term, self.vote)
+        hard = self._hard_state()
         self._persisted_hard_state = hard
         records: list[msgspec.Struct] = [hard]
         if self.snapshot is not None:
@@ -220,7 +222,7 @@ class RaftProtocol(Replication, Clients, Protocol):
 
     def _finish(self) -> Ready:
         out = self.out
-        hard = HardState(self.term, self.vote)
+        hard = self._hard_state()
         if hard != self._persisted_hard_state:
             # Term and vote reach the disk before any message of this batch leaves: a vote
             # forgotten in a crash could be given twice in one term (section 5.2).
@@ -230,6 +232,14 @@ class RaftProtocol(Replication, Clients, Protocol):
         out.next_deadline = self._next_deadline()
         self.out = Ready()
         return out
+
+    def _hard_state(self) -> HardState:
+        """The term and vote as they must be written (Figure 2's persistent state)."""
+        if self.opts.mutate == "forget-vote":
+            # Mutation: the vote stays in memory. Without it on disk, a node that restarts
+            # within the term votes again, and two candidates win the same term (5.2).
+            return HardState(self.term, None)
+        return HardState(self.term, self.vote)
 
     def _recover(self, record: msgspec.Struct) -> None:
         if isinstance(record, HardState):
