@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import protocols
 from protocols.base import ClientRequest
+from protocols.base import events as ev
 from protocols.simnet import SimNet
 
 
@@ -25,24 +26,53 @@ def kinds(net: SimNet) -> set[str]:
         found.add("nonlinearizable")
     if lost_writes(net):
         found.add("lost-write")
+    if lease_overlaps(net):
+        found.add("lease-overlap")
     return found
 
 
 def lost_writes(net: SimNet) -> list[str]:
-    """Writes acknowledged "ok" that no running replica has applied at the index the
-    reply named (a later leader overwrote them), once the run is over."""
+    """Writes acknowledged "ok" absent from the final state: applied by no running
+    replica, or missing from a final leader that applied past the index the reply named
+    (the lab's lost-write checker, on simnet's applied lists)."""
     writes = {s.msg.command.request_id for s in net.sent
               if isinstance(s.msg, ClientRequest) and s.msg.command.op != "get"}  # fmt: skip
-    alive = net.alive()
-    at = {i: {idx: c.request_id for idx, _, c in net.applied(i)} for i in alive}
+    applied = {i: net.applied(i) for i in net.alive()}
+    # The final leaders: running nodes that led in the highest term anyone led in.
+    terms = [(e.data["term"], e.node) for e in net.events
+             if e.kind == ev.BECAME_LEADER and e.node in applied]  # fmt: skip
+    top = max((t for t, _ in terms), default=None)
+    finals = {n for t, n in terms if t == top}
     lost = []
     for _, _, reply in net.replies:
         if reply.status != "ok" or reply.seq is None or reply.request_id not in writes:
             continue
-        holders = [i for i in alive if reply.seq in at[i]]
-        if holders and all(at[i][reply.seq] != reply.request_id for i in holders):
+        holds = {i: any(c.request_id == reply.request_id for _, _, c in a)
+                 for i, a in applied.items()}  # fmt: skip
+        final = [i for i in finals if applied[i] and applied[i][-1][0] >= reply.seq]
+        if not any(holds.values()) or (final and not any(holds[i] for i in final)):
             lost.append(reply.request_id)
     return lost
+
+
+def lease_overlaps(net: SimNet) -> list[tuple[str, str]]:
+    """Pairs of nodes that held a valid lease at the same true time (the lab's
+    lease-overlap checker, on simnet's events: expiries converted with each node's clock)."""
+    held: dict[str, tuple[float, float]] = {}
+    pairs = []
+    for e in net.events:
+        if e.kind != ev.LEASE:
+            continue
+        expiry = e.data.get("expiry")
+        if expiry is None:
+            held.pop(e.node, None)
+            continue
+        start, end = e.time, net.nodes[e.node].clock.to_true(expiry)
+        held[e.node] = (start, end)
+        for other, (s, t) in held.items():
+            if other != e.node and max(start, s) < min(end, t):
+                pairs.append((other, e.node))
+    return pairs
 
 
 def declared(protocol: str, name: str) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from protocols.raft import RaftProtocol
+from protocols.raft.messages import RequestVote
 from protocols.simnet import SimNet
 from tests.mutation_helpers import declared, kinds
 
@@ -30,12 +31,12 @@ def forget_vote_schedule(net: SimNet) -> None:
     """Raft paper 5.2: a voter restarts right after granting its vote and, having forgotten
     it, grants the same term to a second candidate.
 
-    x leads; x dies; y wins the next term with v's vote; v crashes before y's first
-    AppendEntries reaches it, restarts, and x, back with y cut off, campaigns in the same
+    x leads and is cut off; y wins the next term with v's vote; v crashes before y's first
+    AppendEntries reaches it and restarts; y is cut off, x comes back and campaigns in the
     term y won."""
     x = net.wait_leader()
     y, v = (i for i in net.ids if i != x)
-    net.crash(x)
+    net.isolate(x)
     # Whoever of y, v times out first campaigns; name them so that y is the winner.
     assert net.run_until(lambda: "leader" in (_role(net, y), _role(net, v)), 3.0)
     if _role(net, v) == "leader":
@@ -43,9 +44,9 @@ def forget_vote_schedule(net: SimNet) -> None:
     term = net.status(y)["term"]
     # v granted its vote and y already knows it won: v dies before y's entries arrive.
     net.crash(v)
+    net.heal()
     net.isolate(y)
     net.restart(v)
-    net.restart(x)
     net.run_until(lambda: "leader" in (_role(net, x), _role(net, v)), 3.0)
     net.run_for(0.5)
     assert net.status(y)["term"] == term
@@ -117,4 +118,129 @@ def test_no_figure8_commits_an_entry_a_later_leader_overwrites(seed: int) -> Non
 def test_figure8_schedule_is_safe_when_only_own_term_entries_are_counted(seed: int) -> None:
     net = _net("", seed)
     figure8_schedule(net)
+    assert kinds(net) == set()
+
+
+# -- forget-term -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_forget_term_votes_twice_in_one_term_after_a_restart(seed: int) -> None:
+    net = _net("forget-term", seed)
+    forget_vote_schedule(net)  # the same restart: the voter is back in term 0
+    assert "split-brain" in kinds(net)
+
+
+# -- no-up-to-date-check ---------------------------------------------------------------------
+
+
+def stale_candidate_schedule(net: SimNet) -> str:
+    """c is cut off while a and b commit (and acknowledge) a write; a is cut off the moment
+    it commits, before b learns the commit index; c, whose log lacks the write, campaigns
+    against b. Returns the acknowledged write's request id."""
+    a = net.wait_leader()
+    b, c = (i for i in net.ids if i != a)
+    net.run_for(0.2)
+    net.isolate(c)
+    target = net.status(a)["log"] + 1
+    rid = net.put(a, "k", "acked")
+    assert net.run_until(lambda: net.status(a)["commit_index"] >= target, 1.0)
+    net.isolate(a)
+    assert net.run_until(lambda: net.reply_for(rid) is not None, 1.0)
+    net.heal()
+    net.isolate(a)
+    # b's own campaign never reaches c: only c can win, if b votes for it.
+    net.filter = lambda src, dst, msg: not (src == b and isinstance(msg, RequestVote))
+    net.run_until(lambda: "leader" in (_role(net, b), _role(net, c)), 3.0)
+    net.filter = None
+    leader = net.leader()
+    if leader is not None:  # with the check, c cannot win and b cannot ask c
+        net.put(leader, "k", "later")
+    net.run_for(1.0)
+    return rid
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_up_to_date_check_elects_a_stale_leader_that_loses_acked_writes(seed: int) -> None:
+    net = _net("no-up-to-date-check", seed)
+    stale_candidate_schedule(net)
+    found = kinds(net)
+    assert found and found <= declared("raft", "no-up-to-date-check"), net.violations
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_stale_candidate_loses_when_votes_compare_logs(seed: int) -> None:
+    net = _net("", seed)
+    stale_candidate_schedule(net)
+    assert kinds(net) == set()
+
+
+# -- ack-before-fsync ------------------------------------------------------------------------
+
+
+def power_loss_schedule(net: SimNet) -> None:
+    """a and b commit and acknowledge writes while c is cut off; then a dies and b loses
+    power (what it had not fsynced is gone); b and c elect a leader between them."""
+    a = net.wait_leader()
+    b, c = (i for i in net.ids if i != a)
+    net.isolate(c)
+    rids = [net.put(a, "k", f"v{i}") for i in range(5)]
+    assert net.run_until(lambda: all(net.reply_for(r) for r in rids), 1.0)
+    net.crash(a)
+    net.crash(b, power_loss=True)
+    net.heal()
+    net.restart(b)
+    net.wait_leader(max_time=3.0, exclude=[a])
+    net.put(net.leader() or b, "k", "after")
+    net.run_for(1.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_ack_before_fsync_loses_acknowledged_writes_in_a_power_loss(seed: int) -> None:
+    net = _net("ack-before-fsync", seed)
+    power_loss_schedule(net)
+    found = kinds(net)
+    assert "lost-write" in found and found <= declared("raft", "ack-before-fsync")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_power_loss_loses_nothing_acknowledged_when_followers_fsync_first(seed: int) -> None:
+    net = _net("", seed)
+    power_loss_schedule(net)
+    assert kinds(net) == set()
+
+
+# -- read-index-before-commit ----------------------------------------------------------------
+
+
+def new_leader_read_schedule(net: SimNet) -> None:
+    """a commits and acknowledges a write, then is cut off before b learns the commit
+    index; b wins and is asked at once to read the key (ReadIndex)."""
+    a = net.wait_leader()
+    _, c = (i for i in net.ids if i != a)
+    net.run_for(0.2)  # heartbeats settled: the write's own AppendEntries goes out alone
+    net.isolate(c)  # c will lack the write: the new leader's first AppendEntries fails there
+    target = net.status(a)["log"] + 1
+    rid = net.put(a, "k", "new")
+    assert net.run_until(lambda: net.status(a)["commit_index"] >= target, 1.0)
+    net.isolate(a)  # b holds the entry and does not know it is committed
+    assert net.run_until(lambda: net.reply_for(rid) is not None, 1.0)
+    net.heal()
+    net.isolate(a)
+    assert net.run_until(lambda: net.leader() not in (None, a), 3.0)
+    net.get(net.leader() or "", "k", read_mode="quorum")
+    net.run_for(0.5)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_read_index_before_commit_returns_a_stale_value(seed: int) -> None:
+    net = _net("read-index-before-commit", seed)
+    new_leader_read_schedule(net)
+    assert kinds(net) == {"nonlinearizable"}, net.stale_reads()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_new_leader_reads_after_committing_its_entry(seed: int) -> None:
+    net = _net("", seed)
+    new_leader_read_schedule(net)
     assert kinds(net) == set()

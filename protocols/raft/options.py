@@ -64,4 +64,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     @property
     def lease_duration(self) -> float:
         """How long a confirmed heartbeat round lets the leader serve reads alone."""
+        if self.mutate == "lease-no-drift-bound":
+            # Mutation: the lease lasts a full election timeout by the leader's clock. A
+            # follower whose clock runs fast (within max_drift) stops refusing votes sooner
+            # in true time, and a new leader is elected while this lease still runs.
+            return self.election_timeout
         return self.election_timeout / (1.0 + self.max_drift)

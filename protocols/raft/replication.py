@@ -184,7 +184,12 @@ class Replication:
             # already hold is never truncated by a stale, shorter AppendEntries.
             new = m.entries[conflict - m.prev_index - 1 :]
             self.log.append(new)
-            self.out.persist.append(LogEntries(tuple(new)))
+            if self.opts.mutate == "ack-before-fsync":
+                # Mutation: written without an fsync of their own, acknowledged at once. The
+                # leader counts this replica for entries a power loss takes back.
+                self.out.persist_after.append(LogEntries(tuple(new)))
+            else:
+                self.out.persist.append(LogEntries(tuple(new)))
         # Rule 5: commit no further than what this message proves we share with the leader.
         self._commit_to(min(m.commit, last_new))
         self.out.send(src, AppendResponse(self.term, True, last_new, round=m.round))
