@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from protocols.raft import RaftProtocol
-from protocols.raft.messages import RequestVote
+from protocols.raft.messages import RequestVote, VoteResponse
 from protocols.simnet import SimNet
 from tests.mutation_helpers import declared, kinds
 
@@ -243,4 +243,125 @@ def test_read_index_before_commit_returns_a_stale_value(seed: int) -> None:
 def test_a_new_leader_reads_after_committing_its_entry(seed: int) -> None:
     net = _net("", seed)
     new_leader_read_schedule(net)
+    assert kinds(net) == set()
+
+
+# -- stale-reply -----------------------------------------------------------------------------
+
+
+def delayed_vote_schedule(net: SimNet) -> bool:
+    """A granted vote outlives a re-election (pre-vote off, Raft paper 5.2).
+
+    `old` leads and is cut off. x campaigns, and every vote v sends x is held in the network.
+    `old` comes back to v (not to x), steps down to v's higher term and wins a later term T
+    with v's vote; x campaigns in T too, and only then do v's old grants arrive at x.
+    Returns whether the schedule reached that point."""
+    old = net.wait_leader()
+    x, v = (i for i in net.ids if i != old)
+    net.isolate(old)
+    assert net.run_until(lambda: "candidate" in (_role(net, x), _role(net, v)), 3.0)
+    if _role(net, v) == "candidate":
+        x, v = v, x
+    net.hold(lambda s, d, m: s == v and d == x and isinstance(m, VoteResponse))
+    net.heal()
+    net.cut(old, x)
+    reached = net.run_until(
+        lambda: (
+            _role(net, old) == "leader"
+            and _role(net, x) == "candidate"
+            and net.status(x)["term"] == net.status(old)["term"]
+        ),
+        5.0,
+    )
+    net.release()
+    net.run_for(0.3)
+    return reached
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_stale_reply_counts_an_old_vote_and_elects_a_second_leader(seed: int) -> None:
+    net = _net("stale-reply", seed, pre_vote=False)
+    assert delayed_vote_schedule(net)
+    assert "split-brain" in kinds(net)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_old_votes_are_ignored_when_replies_carry_their_term(seed: int) -> None:
+    net = _net("", seed, pre_vote=False)
+    assert delayed_vote_schedule(net)
+    assert kinds(net) == set()
+
+
+# -- leases: no-check-quorum-lease, lease-no-drift-bound --------------------------------------
+
+
+def lease_read_after_new_leader(net: SimNet, a: str) -> None:
+    """Once a leader other than `a` exists, cut `a` off the replicas (its clients still
+    reach it), write through the new leader, then read the key at `a` by lease."""
+    if not net.run_until(lambda: net.leader() not in (None, a), 3.0):
+        return
+    net.isolate(a)  # the new term never reaches a: it goes on believing it leads
+    rid = net.put(net.leader() or "", "k", "new")
+    assert net.run_until(lambda: net.reply_for(rid) is not None, 1.0)
+    net.get(a, "k", read_mode="lease")
+    net.run_for(0.3)
+
+
+def cut_off_candidate_schedule(net: SimNet) -> None:
+    """a leads; only the a-c link breaks. c times out and asks b, which still hears a."""
+    a = net.wait_leader()
+    c = next(i for i in net.ids if i != a)
+    net.put(a, "k", "old")
+    net.run_for(0.2)
+    net.cut(a, c)
+    lease_read_after_new_leader(net, a)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_check_quorum_lease_serves_a_stale_read_under_a_new_leader(seed: int) -> None:
+    net = _net("no-check-quorum-lease", seed)
+    cut_off_candidate_schedule(net)
+    found = kinds(net)
+    assert "nonlinearizable" in found and found <= declared("raft", "no-check-quorum-lease")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sticky_votes_keep_a_cut_off_candidate_from_winning_during_a_lease(seed: int) -> None:
+    net = _net("", seed)
+    cut_off_candidate_schedule(net)
+    assert kinds(net) == set()
+
+
+def fast_follower_clocks_schedule(net: SimNet) -> None:
+    """a leads; both followers' clocks run fast by the whole drift bound (allowed), then
+    a is cut off from them: their election timeouts end sooner in true time."""
+    a = net.wait_leader()
+    net.put(a, "k", "old")
+    net.run_for(0.2)
+    drift = net.proto(a).opts.max_drift  # type: ignore[attr-defined]
+    for i in net.ids:
+        if i != a:
+            net.set_clock(i, drift=drift * 0.98)
+    net.run_for(0.1)
+    net.isolate(a)
+    lease_read_after_new_leader(net, a)
+
+
+# A wide drift bound and a long timeout widen the gap the bound closes (ET * d / (1 + d)),
+# so most randomized election timeouts of the fast followers end inside it.
+WIDE = {"max_drift": 0.9, "election_timeout": 1.0, "heartbeat_interval": 0.1}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lease_no_drift_bound_overlaps_the_next_leader(seed: int) -> None:
+    net = _net("lease-no-drift-bound", seed, **WIDE)
+    fast_follower_clocks_schedule(net)
+    found = kinds(net)
+    assert "nonlinearizable" in found and found <= declared("raft", "lease-no-drift-bound")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 13, 17])
+def test_a_lease_shortened_by_the_drift_bound_ends_before_the_next_leader(seed: int) -> None:
+    net = _net("", seed, **WIDE)
+    fast_follower_clocks_schedule(net)
     assert kinds(net) == set()
