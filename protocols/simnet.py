@@ -241,10 +241,6 @@ class SimNet:
         self.link_loss: dict[tuple[str, str], float] = {}
         # A test's own rule: return False to drop a message (sent, then lost).
         self.filter: Callable[[str, str, msgspec.Struct], bool] | None = None
-        # Messages matching `holding` wait in `held` until `release()`: a delay that
-        # outlives whatever the test makes happen meanwhile (a re-election).
-        self.holding: Callable[[str, str, msgspec.Struct], bool] | None = None
-        self.held: list[tuple[str, str, msgspec.Struct]] = []
         self._queue: list[_Flight] = []
         self._seq = itertools.count()
         self._link_time: dict[tuple[str, str], float] = {}
@@ -503,23 +499,6 @@ class SimNet:
         ) in self.cuts:
             self.dropped += 1
             return
-        if self.holding is not None and self.holding(src, dst, msg):
-            self.held.append((src, dst, msg))
-            return
-        self._enqueue(src, dst, msg)
-
-    def hold(self, predicate: Callable[[str, str, msgspec.Struct], bool] | None) -> None:
-        """Delay every message for which `predicate(src, dst, msg)` holds until `release`."""
-        self.holding = predicate
-
-    def release(self) -> None:
-        """Stop holding; the held messages leave now, in the order they were sent."""
-        self.holding = None
-        held, self.held = self.held, []
-        for src, dst, msg in held:
-            self._enqueue(src, dst, msg)
-
-    def _enqueue(self, src: str, dst: str, msg: msgspec.Struct) -> None:
         p = max(self.loss, self.link_loss.get((src, dst), 0.0))
         if p and self.rng.random() < p:
             self.dropped += 1
@@ -584,10 +563,9 @@ class SimNet:
         ready = node.protocol.start(node.clock.now(self.now), list(node.disk))
         self._carry_out(node, ready)
 
-    def _kill(self, node: SimNode, power_loss: bool = False) -> None:
-        # Records written without an fsync: a prefix of them made it to the platter (a
-        # power loss keeps none: the disk holds what the last fsync covered).
-        if node.unsynced and not power_loss:
+    def _kill(self, node: SimNode) -> None:
+        # Records written without an fsync: a prefix of them made it to the platter.
+        if node.unsynced:
             node.disk.extend(node.unsynced[: self.rng.randrange(len(node.unsynced) + 1)])
             node.unsynced = []
         node.protocol = None
@@ -596,17 +574,16 @@ class SimNet:
         node.crash_mid_write = False
         node.incarnation += 1  # messages in flight to the old process are lost
 
-    def crash(self, node: str, mid_write: bool = False, power_loss: bool = False) -> None:
+    def crash(self, node: str, mid_write: bool = False) -> None:
         """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
-        prefix of that batch's records reaches the disk, nothing else of it happens. With
-        `power_loss` every record written since the last fsync is lost."""
+        prefix of that batch's records reaches the disk, nothing else of it happens."""
         n = self.nodes[node]
         if not n.alive:
             raise RuntimeError(f"{node} is not running")
         if mid_write:
             n.crash_mid_write = True
         else:
-            self._kill(n, power_loss)
+            self._kill(n)
 
     def restart(self, node: str) -> None:
         """Start a new process for `node` from the records it persisted."""

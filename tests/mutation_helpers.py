@@ -6,6 +6,10 @@ violation a mutation declares, not simnet's wording.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import msgspec
+
 import protocols
 from protocols.base import ClientRequest
 from protocols.base import events as ev
@@ -81,3 +85,34 @@ def declared(protocol: str, name: str) -> set[str]:
         if m.name == name:
             return set(m.violations)
     raise KeyError(f"{protocol} declares no mutation {name!r}")
+
+
+def power_loss(net: SimNet, node: str) -> None:
+    """Crash `node` as a power loss does: what it wrote without an fsync is gone (a plain
+    crash keeps what reached the page cache, or a prefix of it)."""
+    net.nodes[node].unsynced = []
+    net.crash(node)
+
+
+class Hold:
+    """Delay the messages `match(src, dst, msg)` selects until `release()`: a delay that
+    outlives whatever the test makes happen meanwhile (a re-election)."""
+
+    def __init__(self, net: SimNet, match: Callable[[str, str, msgspec.Struct], bool]) -> None:
+        self.net = net
+        self.held: list[tuple[str, str, msgspec.Struct]] = []
+        self.match = match
+        net.filter = self._filter
+
+    def _filter(self, src: str, dst: str, msg: msgspec.Struct) -> bool:
+        if self.match(src, dst, msg):
+            self.held.append((src, dst, msg))
+            return False
+        return True
+
+    def release(self) -> None:
+        """Stop holding; the held messages leave now, in the order they were sent."""
+        self.net.filter = None
+        held, self.held = self.held, []
+        for src, dst, msg in held:
+            self.net._send(src, dst, msg)

@@ -13,7 +13,7 @@ import pytest
 from protocols.raft import RaftProtocol
 from protocols.raft.messages import RequestVote, VoteResponse
 from protocols.simnet import SimNet
-from tests.mutation_helpers import declared, kinds
+from tests.mutation_helpers import Hold, declared, kinds, power_loss
 
 
 def _net(mutate: str, seed: int = 3, **options: object) -> SimNet:
@@ -187,7 +187,7 @@ def power_loss_schedule(net: SimNet) -> None:
     rids = [net.put(a, "k", f"v{i}") for i in range(5)]
     assert net.run_until(lambda: all(net.reply_for(r) for r in rids), 1.0)
     net.crash(a)
-    net.crash(b, power_loss=True)
+    power_loss(net, b)
     net.heal()
     net.restart(b)
     net.wait_leader(max_time=3.0, exclude=[a])
@@ -262,7 +262,7 @@ def delayed_vote_schedule(net: SimNet) -> bool:
     assert net.run_until(lambda: "candidate" in (_role(net, x), _role(net, v)), 3.0)
     if _role(net, v) == "candidate":
         x, v = v, x
-    net.hold(lambda s, d, m: s == v and d == x and isinstance(m, VoteResponse))
+    hold = Hold(net, lambda s, d, m: s == v and d == x and isinstance(m, VoteResponse))
     net.heal()
     net.cut(old, x)
     reached = net.run_until(
@@ -273,7 +273,7 @@ def delayed_vote_schedule(net: SimNet) -> bool:
         ),
         5.0,
     )
-    net.release()
+    hold.release()
     net.run_for(0.3)
     return reached
 
