@@ -52,11 +52,14 @@ from __future__ import annotations
 import abc
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from protocols.base.wire import ClientReply, ClientRequest, Command
+
+if TYPE_CHECKING:
+    from protocols.base.mutations import Mutation
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,8 @@ class Protocol(abc.ABC):
     # Options that make a short chaos run exercise what only a long one would otherwise
     # (Raft: snapshots and InstallSnapshot under faults).
     short_run_options: ClassVar[dict[str, Any]] = {}
+    # The named bugs this protocol can run with (`Options.mutate`, protocols/base/mutations.py).
+    mutations: ClassVar[tuple[Mutation, ...]] = ()
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config

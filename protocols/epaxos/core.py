@@ -62,6 +62,7 @@ from protocols.epaxos.messages import (
     TryPreAcceptReply,
     well_formed,
 )
+from protocols.epaxos.mutations import MUTATIONS
 from protocols.epaxos.options import Options
 from protocols.epaxos.recovery import Recovery
 
@@ -103,6 +104,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         "dependency-graph execution, explicit-Prepare recovery with TryPreAccept"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3

@@ -79,6 +79,7 @@ from protocols.pbft.messages import (
     well_formed,
     well_formed_pre_prepare,
 )
+from protocols.pbft.mutations import MUTATIONS
 from protocols.pbft.options import Options
 from protocols.pbft.viewchange import ViewChanges
 
@@ -97,6 +98,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         "view changes, checkpoints, state transfer, HMAC-signed messages"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 4

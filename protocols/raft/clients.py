@@ -46,6 +46,7 @@ class Clients:
         def _bcast_heartbeat(self) -> int: ...
         def _maybe_commit(self) -> bool: ...
         def _committed_in_term(self) -> bool: ...
+        def _leases(self) -> bool: ...
 
     def _handle_client(self, client: str, request: ClientRequest) -> None:
         command = request.command
@@ -76,7 +77,9 @@ class Clients:
     # -- reads --------------------------------------------------------------------------
 
     def _read(self, client: str, request: ClientRequest) -> None:
-        if not self._committed_in_term():
+        # Mutation "read-index-before-commit" skips the wait below: a new leader's commit
+        # index may lag what its predecessor committed and acknowledged (thesis 6.4, §8).
+        if not self._committed_in_term() and self.opts.mutate != "read-index-before-commit":
             self.reads.waiting_commit.append((client, request))
             return
         if request.read_mode == "lease" and self._lease_valid():
@@ -110,7 +113,7 @@ class Clients:
     def _renew_lease(self) -> None:
         # Only check-quorum makes followers refuse votes for an election timeout after
         # hearing from us; without it there is no lease to hold.
-        if not self.opts.check_quorum:
+        if not self._leases():
             return
         sent = self.reads.confirmed_sent_at()
         if sent is None:
