@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import protocols
+from faults.targets import current_leader
 from labctl import chaos, simrun
 from labctl.scenario.format import Scenario, Step
 from protocols.base import decode_options
@@ -51,15 +52,20 @@ def base_timeout(protocol: str, options: dict[str, Any]) -> float:
     return 0.3
 
 
-def generate(protocol: str, nodes: int, seed: int, duration: float = DURATION) -> Scenario:
-    """The scenario of explore run `seed`: chaos or one nemesis, chosen by the seed."""
+def generate(protocol: str, nodes: int, seed: int,
+             duration: float = DURATION) -> tuple[Scenario, ChurnDirector | None]:  # fmt: skip
+    """Explore run `seed`: chaos or one nemesis, chosen by the seed; the scenario, and the
+    director that adds its faults as the run goes (leader churn, timed by the cluster)."""
     rng = random.Random(f"explore:{seed}")
     which = rng.choice(("chaos", *NEMESES, *NEMESES[:1]))  # churn twice as often as the rest
     if which == "chaos":
         sc = chaos.random_scenario(protocol, nodes, duration, seed)
         sc.name = f"explore-{protocol}-{seed}"
         sc.description = "explore: chaos schedule"
-        return sc
+        return sc, None
+    cls = protocols.get(protocol)
+    director = None
+    clients = 4
     options = dict(protocols.get(protocol).short_run_options)
     timeout = base_timeout(protocol, options)
     replicas = [f"r{i}" for i in range(nodes)]
@@ -71,7 +77,13 @@ def generate(protocol: str, nodes: int, seed: int, duration: float = DURATION) -
     def step(at: float, **fault: Any) -> None:
         steps.append((round(min(at, end), 4), fault))
 
-    if which == "leader-churn":
+    if which == "leader-churn" and cls.ordering == "total" and not cls.byzantine_tolerant \
+            and rng.random() < 0.7:  # fmt: skip
+        # Leaders to churn: the director times the faults by what the leaders do. Enough
+        # clients that a cut-off leader still gets more than a batch of entries.
+        rate, clients = rng.choice((300, 600)), 8
+        director = ChurnDirector(None, rng, t, end - 1.0)
+    elif which == "leader-churn":
         rate = rng.choice((200, 400, 800))
         lagger = rng.choice(replicas)
         while t < end - 1.0:
@@ -145,17 +157,136 @@ def generate(protocol: str, nodes: int, seed: int, duration: float = DURATION) -
         name=f"explore-{protocol}-{seed}", path=f"<explore seed {seed}>",
         description=f"explore: {which} nemesis", protocol=protocol, nodes=nodes, seed=seed,
         duration=duration, options=options, fencing=True,
-        workload={"kind": "kv", "rate": rate, "clients": 4, "target": "leader",
+        workload={"kind": "kv", "rate": rate, "clients": clients, "target": "leader",
                   "reads": "log,quorum,lease", "keys": 5, "retries": 3, "timeout": 0.25},
         expect={"safe": True},
     )  # fmt: skip
     ordered = sorted(enumerate(steps), key=lambda p: (p[1][0], p[0]))
     sc.steps = [Step(at=at, fault=f, index=i) for i, (_, (at, f)) in enumerate(ordered)]
-    return sc
+    return sc, director
 
 
 def sc_replicas(sc: Scenario) -> list[str]:
     return [f"r{i}" for i in range(sc.nodes)]
+
+
+# -- a nemesis that reacts --------------------------------------------------------------
+
+
+def _soon(t: float) -> float:
+    """A time just after `t` that a scenario file spells exactly (microseconds): a fault
+    the director fires "at once" fires then, so the written schedule replays it exactly."""
+    return float(f"{t + 2e-6:.6f}")
+
+
+class ChurnDirector:
+    """Leader churn with partially replicated entries, timed by what the cluster does.
+
+    The schedules that break Raft's commitment rule (paper Figure 8) need faults at
+    moments a fixed timetable hits once in thousands of runs: the leader L is cut off
+    holding entries nobody else has (clients still reach it); the moment another node b
+    grants its vote to a candidate c, b is killed (c's first entry never reaches it) and c
+    cut off; b comes back, L is reconnected and elected again and catches b up; the moment
+    L applies past what was committed before, b is killed again (what L sent after that
+    is lost), L cut off, c reconnected. A correct leader applies past that point only once
+    its own term's entry is on b, and then c cannot win; a leader that counted replicas
+    for its old entries has applied entries c will overwrite.
+
+    It is a sink in front of the run's sink (it watches the records go by) and schedules
+    every fault on the simulator's clock, recording it: the run's schedule is then a plain
+    scenario (`steps`), which replays without the director and shrinks as any other."""
+
+    def __init__(self, sink: Any, rng: random.Random, start: float, until: float) -> None:
+        self.inner = sink
+        self.rng = rng
+        self.start = start
+        self.until = until
+        self.steps: list[tuple[float, dict[str, Any]]] = []
+        self.phase = "idle"
+        self.lab: Any = None
+        self.old = self.voter = self.candidate = ""
+        self.base = 0
+        self.deadline = 0.0
+
+    def attach(self, lab: Any) -> None:
+        self.lab = lab
+        lab.at(self.start, self._begin)
+
+    # the sink protocol: everything goes on to the run's own sink
+    def event(self, rec: dict[str, Any]) -> None:
+        self.inner.event(rec)
+        if self.phase != "idle":
+            self._watch(rec)
+
+    def history(self, rec: dict[str, Any]) -> None:
+        self.inner.history(rec)
+
+    def check(self, t: float) -> None:
+        self.inner.check(t)
+        if self.phase not in ("idle", "settle") and t > self.deadline:
+            self._give_up()
+
+    def say(self, text: str) -> None:
+        self.inner.say(text)
+
+    def _fault(self, at: float, **spec: Any) -> None:
+        at = round(at, 6)
+        self.steps.append((at, spec))
+        index = len(self.steps) - 1
+        self.lab.at(at, lambda: self.lab.fire_step(index, spec))
+
+    def _begin(self) -> None:
+        lab = self.lab
+        if lab.now > self.until:
+            return
+        status = {r: lab.node_status(r) for r in lab.ids}
+        leader = current_leader(list(lab.ids), status)
+        if leader is None:
+            lab.at(lab.now + 0.05, self._begin)
+            return
+        self.old, self.base = leader, int(status[leader].get("commit_index") or 0)
+        at = _soon(lab.now)
+        self._fault(at, fault="isolate", node=leader)
+        self.phase, self.deadline = "vote", at + 3.0
+
+    def _watch(self, rec: dict[str, Any]) -> None:
+        kind, src, t = rec["kind"], rec["src"], rec["t"]
+        if self.phase == "vote" and kind == "vote_granted" and src != self.old \
+                and rec.get("to") not in (None, self.old):  # fmt: skip
+            self.voter, self.candidate = src, rec["to"]
+            at = _soon(t)
+            self._fault(at, fault="kill", node=self.voter)
+            self._fault(at, fault="isolate", node=self.candidate)
+            back = at + self.rng.uniform(0.005, 0.15)
+            self._fault(back, fault="restart", node=self.voter)
+            self._fault(back, fault="heal", **{"from": self.old})
+            self.phase, self.deadline = "commit", at + 3.0
+        elif self.phase == "commit" and kind == "applied" and src == self.old \
+                and isinstance(rec.get("index"), int) and rec["index"] > self.base:  # fmt: skip
+            at = _soon(t)
+            self._fault(at, fault="kill", node=self.voter)
+            self._fault(at, fault="isolate", node=self.old)
+            self._fault(at, fault="heal", **{"from": self.candidate})
+            self._fault(at + self.rng.uniform(0.005, 0.15), fault="restart", node=self.voter)
+            self._settle(at + self.rng.uniform(1.0, 2.0))
+
+    def _settle(self, at: float) -> None:
+        self.phase = "settle"
+        self._fault(at, fault="heal")
+        again = at + self.rng.uniform(0.5, 1.5)
+        if again < self.until:
+            self.lab.at(again, self._again)
+
+    def _again(self) -> None:
+        self.phase = "idle"
+        self._begin()
+
+    def _give_up(self) -> None:
+        """The cluster did not do what the next move waits for: undo, and start over."""
+        at = _soon(self.lab.now)
+        if self.voter and self.lab.nodes[self.voter].protocol is None:
+            self._fault(at, fault="restart", node=self.voter)
+        self._settle(at)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -169,21 +300,30 @@ class Outcome:
     wall_s: float
     failure: str | None = None
     first: dict[str, Any] = field(default_factory=dict)  # the first violation
+    scenario: Scenario | None = None  # what ran, every step in it
 
 
-def check(sc: Scenario) -> Outcome:
-    """Run `sc` in virtual time with the checkers, nothing recorded."""
+def check(sc: Scenario, director: ChurnDirector | None = None) -> Outcome:
+    """Run `sc` in virtual time with the checkers, nothing recorded; with a director,
+    `Outcome.scenario` is the run's whole schedule as a plain scenario."""
     started = time.perf_counter()
     sink = simrun.CheckingSink(sc)
-    lab, failure = simrun.simulate(sc, sink)
+    if director is not None:
+        director.inner = sink
+    lab, failure = simrun.simulate(sc, sink, director=director)
     kinds: list[str] = []
     for v in sink.violations:
         if v["kind"] not in kinds:
             kinds.append(v["kind"])
     if failure and not kinds:
         kinds.append("crash")  # the protocol raised: a finding of its own
+    concrete = sc
+    if director is not None:
+        concrete = _renumber(_copy(sc, steps=sorted(
+            [*sc.steps, *(Step(at=at, fault=f, index=0) for at, f in director.steps)],
+            key=lambda st: st.at)))  # fmt: skip
     return Outcome(kinds, len(sink.violations), lab.now, time.perf_counter() - started, failure,
-                   sink.violations[0] if sink.violations else {})  # fmt: skip
+                   sink.violations[0] if sink.violations else {}, concrete)  # fmt: skip
 
 
 # -- shrinking ---------------------------------------------------------------------------

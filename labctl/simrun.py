@@ -91,10 +91,14 @@ class CheckingSink:
                                 "summary)")  # fmt: skip
 
 
-def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None) -> tuple[SimLab, str | None]:
+def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None,
+             director: Any = None) -> tuple[SimLab, str | None]:  # fmt: skip
     """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
-    protocol that raised: in the lab its replica process would have died)."""
-    lab = SimLab(plan_of(sc), sink, cpu)
+    protocol that raised: in the lab its replica process would have died). A director
+    (labctl/explore.py) sits in front of the sink and adds faults as the run goes."""
+    lab = SimLab(plan_of(sc), director or sink, cpu)
+    if director is not None:
+        director.attach(lab)
     failure = None
     try:
         lab.run()

@@ -129,9 +129,10 @@ def explore_cmd(
         run_seed = seed + i
         n = sizes[i % len(sizes)]
         i += 1
-        sc = explore.generate(protocol, n, run_seed, seconds)
+        sc, director = explore.generate(protocol, n, run_seed, seconds)
         sc.options.update(options)
-        outcome = explore.check(sc)
+        outcome = explore.check(sc, director)
+        sc = outcome.scenario or sc  # with a director: the schedule it played
         stats["runs"] += 1
         stats["virtual_s"] += outcome.virtual_s
         now = time.perf_counter()
