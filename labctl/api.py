@@ -62,11 +62,20 @@ class Lab:
         pid = self.state["supervisor_pid"]
         answer = self.call("shutdown")
         deadline = time.monotonic() + timeout
+        killed = False
         while _running(pid):
             if time.monotonic() > deadline:
                 kill_group(pid)
+                killed = True
                 break
             time.sleep(0.005)  # not our child: no wait() to block on, so poll its state
+        run_dir = answer.get("run_dir")
+        if not isinstance(run_dir, str) or not (Path(run_dir) / "summary.json").exists():
+            how = f"was killed after {timeout:g}s" if killed else "stopped"
+            raise LabFailed(
+                f"the lab {how} without writing its summary (run record in {run_dir}; "
+                f"see {self.lab_dir / 'supervisor.log'})"
+            )
         return answer
 
 

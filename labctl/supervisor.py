@@ -31,10 +31,11 @@ from faults.model import Fault, FaultError
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
+from labctl.intake import Rejected, decode_telemetry, history_record
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
+from nodes.inbound import Drops
 from nodes.process import (
-    decode_dict,
     die_with_parent,
     encode,
     error,
@@ -81,6 +82,7 @@ class Supervisor(FaultsMixin):
         self.fault_ids = 0
         self.timers: list[tuple[float, int, str, str]] = []  # (true time, id, action, node)
         self.counters: dict[str, int] = {"malformed": 0, "telemetry": 0, "faults": 0}
+        self.drops = Drops("supervisor")  # what "malformed" counts, by kind
         self.elections = 0
         self.leaders_by_term: dict[int, set[str]] = {}
         self.running = True
@@ -221,28 +223,33 @@ class Supervisor(FaultsMixin):
             except zmq.Again:
                 return
             try:
-                msg = decode_dict(raw)
-                src, kind, t, data = msg["src"], msg["kind"], float(msg["t"]), msg["data"]
-                if not isinstance(data, dict) or not isinstance(src, str):
-                    raise TypeError
-            except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
-                self.counters["malformed"] += 1
+                src, kind, t, data = decode_telemetry(raw)
+            except Rejected as e:
+                self._reject(e)
                 continue
             self.counters["telemetry"] += 1
             self._on_telemetry(src, kind, t, data)
+
+    def _reject(self, e: Rejected) -> None:
+        """A message from outside that does not fit: counted (malformed, and by kind in
+        status and summary), logged once per kind, dropped."""
+        self.counters["malformed"] += 1
+        self.drops.drop(e.kind, e.detail)
 
     def _on_telemetry(self, src: str, kind: str, t: float, data: dict[str, Any]) -> None:
         if kind == "history":
             self._on_history(src, t, data)
             return
         if kind == "applied.batch":
-            self._on_applied(src, t, data.get("entries", []), data.get("rows", []))
+            self._on_applied(src, t, data.entries, data.rows)
             return
         child = self.children.get(src)
         if kind == "router.ready":
+            if src != "router" or child is None or child.state != "starting":
+                self._reject(Rejected("unexpected_ready", f"router.ready from {src!r}"))
+                return
             self.router_data, self.router_control = data["data"], data["control"]
-            if child:
-                child.state, child.control = "running", data["control"]
+            child.state, child.control = "running", data["control"]
         elif kind in ("node.ready", "broker.ready"):
             if child and child.state == "starting":
                 child.state, child.control = "running", data.get("control")
@@ -291,7 +298,12 @@ class Supervisor(FaultsMixin):
             self._report(self.checkers.on_event(record))
 
     def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
-        record = {"t": t, "process": src, **data}
+        self._history({"t": t, "process": src, **data})
+
+    def _history(self, record: dict[str, Any]) -> None:
+        """One history record, from a workload client's telemetry or `labctl client`
+        through the control socket: into history.jsonl and to the live checkers alike."""
+        src = str(record.get("process"))
         self.run.history(record)
         op_type = record.get("type")
         if op_type in self.ops:
@@ -365,11 +377,13 @@ class Supervisor(FaultsMixin):
         if cmd == "faults":
             return ok(faults=self.faults_in_force())
         if cmd == "history":
-            record = req.get("record")
-            if isinstance(record, dict):
-                self.run.history(record)
-                return ok()
-            return error("'record' must be a mapping")
+            try:
+                record = history_record(req.get("record"))
+            except Rejected as e:
+                self._reject(e)
+                return error(str(e.detail))
+            self._history(record)
+            return ok()
         if cmd == "workload":
             return self._workload(req)
         if cmd == "shutdown":
@@ -419,6 +433,7 @@ class Supervisor(FaultsMixin):
             },
             "router": self.router_stats,
             "counters": self.counters,
+            "dropped": self.drops.as_dict(),
         }
 
     # -- stop ----------------------------------------------------------------------------
@@ -477,7 +492,12 @@ class Supervisor(FaultsMixin):
                 self._report(self.checkers.finish())
             self.emit("lab.stopped")
         finally:
-            self.run.write_summary(self.summary())
+            try:
+                summary = self.summary()
+            except Exception as e:  # noqa: BLE001 - the record must still be written
+                summary = {"protocol": self.protocol, "run_dir": str(self.run.path),
+                           "error": f"the summary could not be computed: {e!r}"}  # fmt: skip
+            self.run.write_summary(summary)
             self.run.close()
             labdir.remove_state(self.lab_dir)
             for s in (self.control, self.telemetry, self.pub):
@@ -500,6 +520,7 @@ class Supervisor(FaultsMixin):
             "violations": self.violations,
             "checkers": self.checkers.summary() if self.checkers is not None else None,
             "counters": self.counters,
+            "dropped": self.drops.as_dict(),
         }
 
 
