@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psutil
 import zmq
 
@@ -494,7 +493,7 @@ class Supervisor(FaultsMixin):
         finally:
             try:
                 summary = self.summary()
-            except Exception as e:  # noqa: BLE001 - the record must still be written
+            except Exception as e:  # the record must still be written
                 summary = {"protocol": self.protocol, "run_dir": str(self.run.path),
                            "error": f"the summary could not be computed: {e!r}"}  # fmt: skip
             self.run.write_summary(summary)
