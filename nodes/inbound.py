@@ -76,14 +76,11 @@ def plain(obj: Any, depth: int = MAX_DEPTH) -> bool:
         if len(obj) > MAX_ITEMS:
             return False
         return all(
-            v is None or isinstance(v, (str, bool, int, float)) or plain(v, depth - 1)
-            for v in obj
+            v is None or isinstance(v, (str, bool, int, float)) or plain(v, depth - 1) for v in obj
         )
     return False
 
 
 def finite(value: Any) -> bool:
     """A real number that is neither nan nor infinite (bools are not numbers here)."""
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
