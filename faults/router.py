@@ -112,8 +112,9 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class _Stop(Exception):
-    """Raised from the signal handler so a blocking poll returns at once."""
+class _Stop(BaseException):
+    """Raised from the signal handler so a blocking poll returns at once (a BaseException:
+    a handler's catch-all must not swallow a SIGTERM)."""
 
 
 class Router:
