@@ -28,6 +28,7 @@ from protocols.base import (
     ReadReady,
     Ready,
     reply,
+    request_problem,
 )
 from protocols.base import events as ev
 from protocols.base.wire import Command
@@ -174,6 +175,10 @@ class NaiveProtocol(Protocol):
     def on_client(self, now: float, client: str, request: ClientRequest) -> Ready:
         out = Ready()
         command = request.command
+        problem = request_problem(request)
+        if problem:
+            out.send(client, reply(request, "fail", self.me, error=problem))
+            return out
         if self.role != "leader":
             out.send(client, reply(request, "not_leader", self.me, leader=self.leader))
             return out
