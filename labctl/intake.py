@@ -66,6 +66,32 @@ class _History(msgspec.Struct):
     t: Time | None = None
 
 
+class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The `workload start` request's spec (the scenario runner's [workload], the
+    dashboard's form, the checkers benchmark): every value bounded before a client
+    process is started with it."""
+
+    kind: Literal["kv", "orders"] = "kv"
+    rate: Annotated[float, msgspec.Meta(gt=0, le=20_000)] = 10.0  # operations/s, all clients
+    clients: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    target: Name = "leader"  # leader, any or a replica (the client checks which)
+    reads: Annotated[str, msgspec.Meta(pattern=r"^(log|quorum|lease)(,(log|quorum|lease))*$")] = (
+        "log"
+    )
+    keys: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.25  # seconds per attempt
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
+    duration: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None  # seconds
+
+
+def workload_spec(spec: Any) -> WorkloadSpec:
+    """Raises Rejected with msgspec's words for what is wrong (`at $.clients`)."""
+    try:
+        return msgspec.convert(spec, WorkloadSpec)
+    except msgspec.ValidationError as e:
+        raise Rejected("bad_workload", f"bad workload spec: {e}") from None
+
+
 _envelope = msgspec.msgpack.Decoder(_Envelope)
 _applied = msgspec.msgpack.Decoder(AppliedBatch)
 _mapping = msgspec.msgpack.Decoder(dict[str, Any])

@@ -30,7 +30,7 @@ from faults.model import Fault, FaultError
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
-from labctl.intake import Rejected, decode_telemetry, history_record
+from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
 from nodes.inbound import Drops
@@ -449,35 +449,36 @@ class Supervisor(FaultsMixin):
             return error("workload action must be start or stop")
         if any(c.alive() for c in clients):
             return error("a workload is already running", "bad_state")
-        spec = req.get("spec")
-        if not isinstance(spec, dict):
-            return error("'spec' must be a mapping")
-        n = int(spec.get("clients", 1))
-        if not 1 <= n <= 16:
-            return error("workload clients must be between 1 and 16")
-        rate = float(spec.get("rate", 10)) / n
+        try:
+            spec = workload_spec(req.get("spec"))
+        except Rejected as e:
+            return error(str(e.detail))
+        if spec.target not in ("leader", "any", *self.replicas):
+            return error(f"workload target must be leader, any or a replica, got {spec.target!r}")
+        n = spec.clients
+        rate = spec.rate / n
         logs = self.run.path / "logs"
         for i in range(n):
             name = f"c{i}"
             argv = [
                 "-m", "nodes.workload", "--name", name, "--router", str(self.router_data),
                 "--telemetry", self.telemetry_ep, "--replicas", ",".join(self.replicas),
-                "--kind", str(spec.get("kind", "kv")), "--rate", str(rate),
-                "--target", str(spec.get("target", "leader")),
-                "--reads", str(spec.get("reads", "log")),
-                "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 0.25)),
-                "--retries", str(spec.get("retries", 3)), "--seed", str(self.seed),
+                "--kind", spec.kind, "--rate", str(rate), "--target", spec.target,
+                "--reads", spec.reads, "--keys", str(spec.keys), "--timeout", str(spec.timeout),
+                "--retries", str(spec.retries), "--seed", str(self.seed),
                 "--quorum", str(self.client_quorum), "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
             if self.broadcast:
                 argv.append("--broadcast")
-            if spec.get("duration"):
-                argv += ["--duration", str(spec["duration"])]
+            if spec.duration:
+                argv += ["--duration", str(spec.duration)]
             child = Child(name, "client", argv, logs / f"{name}.log")
             self.children[name] = child
             child.spawn()
             child.state = "running"  # clients report nothing until their first operation
-        self.workload = {k: spec.get(k) for k in ("kind", "rate", "clients", "target", "reads")}
+        self.workload = {
+            k: getattr(spec, k) for k in ("kind", "rate", "clients", "target", "reads")
+        }
         self.emit("workload.start", workload=self.workload)
         return ok(clients=n)
 
