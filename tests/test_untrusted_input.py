@@ -185,3 +185,85 @@ def test_an_unknown_op_is_answered_fail_by_every_protocol_and_ends_no_replica(
     # Nothing poisoned the WAL: the node comes back.
     cli.run("fault", "restart", leader)
     assert cli.json("client", "put", "k", "v2")["status"] == "ok"
+
+
+def test_labctl_client_operations_reach_the_live_checkers(cli: CLI) -> None:
+    from labctl.checkers import check_run_dir
+
+    cli.up("-n", "3", "-p", "raft")
+    run_dir = Path(cli.state()["run_dir"])
+    for i in range(5):
+        assert cli.json("client", "put", f"k{i}", "v")["status"] == "ok"
+    assert cli.json("client", "get", "k0")["status"] == "ok"
+    # A record that is not one (no type, a key that is not a string) is refused, not
+    # written where the offline check would read what the live one never saw.
+    ctx = zmq.Context.instance()
+    answer = request(ctx, cli.state()["control"], {"cmd": "history", "record": {"t": 1}})
+    assert answer is not None and answer["ok"] is False
+    cli.run("down")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = (run_dir / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 12  # an invoke and a completion each
+    assert summary["checkers"]["records"]["history"] == len(lines)
+    offline = check_run_dir(run_dir)
+    assert offline["records"]["history"] == summary["checkers"]["records"]["history"]
+    assert offline["linearizability"]["ops"] == summary["checkers"]["linearizability"]["ops"] == 6
+
+
+_SCENARIO = 'name = "t"\nprotocol = "raft"\nduration = "5s"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('name = "t"\nduration = [1]\n', "duration", "not a duration"),
+        (_SCENARIO + "[options]\nraft = 5\n", "options.raft", "must be a table"),
+        (_SCENARIO + '[[step]]\nat = "1s"\nfault = "pause"\nnode = "r0"\nfor = [1]\n',
+         "step[0]", "'for': not a duration"),
+        ('name = "t"\nduration = nan\n', "duration", "not a finite duration"),
+        ('name = "t"\nduration = inf\n', "duration", "not a finite duration"),
+        ('name = "t"\nduration = "100000h"\n', "duration", "at most 24h"),
+        (_SCENARIO + '[[step]]\nat = inf\nfault = "kill"\nnode = "r0"\n', "step[0].at",
+         "not a finite duration"),
+        (_SCENARIO + '[[step]]\nat = nan\nfault = "kill"\nnode = "r0"\n', "step[0].at",
+         "not a finite duration"),
+        ('name = "../../../../escape"\n', "name", "must be letters, digits"),
+        (_SCENARIO + "[workload]\ntarget = [1]\n", "workload.target", "must be a string"),
+        (_SCENARIO + "[workload]\ntimeout = inf\n", "workload.timeout", "not a finite"),
+        (_SCENARIO + '[[step]]\nat = "1s"\nfault = "disk"\nnode = "r0"\nstall = "2d"\n',
+         "step[0]", "'stall': not a duration"),
+        (_SCENARIO + '[[step]]\nat = "1s"\nfault = "disk"\nnode = "r0"\nstall = "25h"\n',
+         "step[0]", "'stall' must be at most 1 day"),
+        (_SCENARIO + "seed = 99999999999999999999\n", "seed", "must be between 0 and"),
+        ('name = "t"\nx = ' + "[" * 3000 + "]" * 3000 + "\n", "", "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_a_bad_scenario_is_one_line_and_exit_2_before_anything_starts(
+    cli: CLI, tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = cli.run("scenario", "run", str(path), check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    head = f"error: {path}: {key}: " if key else f"error: {path}: "
+    assert lines[0].startswith(head) and problem in lines[0], lines[0]
+    assert not (cli.lab_dir / "runs").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_labctl_check_refuses_a_run_it_cannot_read(cli: CLI, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "events.jsonl").write_bytes(random.Random(1).randbytes(5000))
+    result = cli.run("check", str(run), check=False)
+    assert result.returncode == 2 and "events.jsonl" in result.stderr, result.stderr
+    (run / "events.jsonl").write_text('{"t": 1, "src": "r0", "kind": "x"}\n')
+    (run / "lab.json").write_text("{not json")
+    result = cli.run("check", str(run), check=False)
+    assert result.returncode == 2 and "lab.json: cannot read it" in result.stderr, result.stderr
+    (run / "lab.json").write_text('{"config": {}}')
+    result = cli.run("check", str(run), check=False)
+    assert result.returncode == 2 and "not a lab record" in result.stderr, result.stderr
+    (run / "lab.json").write_text('{"config": {"protocol": "raft"}}')
+    assert cli.json("check", str(run))["protocol"] == "raft"
