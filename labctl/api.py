@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import psutil
 import zmq
 
 from labctl import labdir
+from labctl.children import python_command
 from labctl.errors import LabError, LabFailed, NoLab
 from nodes.process import request
 
@@ -111,7 +111,7 @@ def up(
     log = open(path / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = psutil.Popen(
-            [sys.executable, "-m", "labctl.supervisor", "--lab-dir", str(path),
+            [*python_command(), "-m", "labctl.supervisor", "--lab-dir", str(path),
              "--config", json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),

@@ -255,6 +255,8 @@ class Supervisor(FaultsMixin):
                 self._reapply_node_faults(src)
         elif kind == "node.status":
             self.status[src] = data
+            if child is not None and child.state == "running":
+                child.extra["status"] = True  # its loop runs: what a restart waits for
         elif kind == "router.links":
             self.router_stats = data
         elif kind == ev.BECAME_LEADER:
@@ -531,7 +533,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     lab_dir = Path(args.lab_dir)
     config = json.loads(args.config)
-    die_with_parent(config.get("parent_pid"))
+    # SIGTERM, not SIGKILL, when a foreground CLI dies: the lab shuts down as on `down`.
+    die_with_parent(config.get("parent_pid"), signal.SIGTERM)
     lock = labdir.LabLock(lab_dir)
     if not lock.acquire():
         print(f"error: a lab is already running in {lab_dir}", file=sys.stderr)
@@ -542,8 +545,8 @@ def main(argv: list[str] | None = None) -> None:
     def stop(signum: int, frame: Any) -> None:
         sup.running = False
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
     code = 0
     try:
         sup.start()

@@ -48,6 +48,25 @@ class Broker:
         return True
 
 
+def highest_recorded(path: str) -> int:
+    """The highest token the record holds: a restarted broker fences from where it was
+    (an exchange does not forget which leader it last obeyed). Lines that are not records
+    (a torn last line) are skipped."""
+    highest = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    value = json.loads(line).get("highest")
+                except (ValueError, AttributeError, RecursionError):
+                    continue
+                if isinstance(value, int) and not isinstance(value, bool):
+                    highest = max(highest, value)
+    except FileNotFoundError:
+        pass
+    return highest
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="nodes.broker")
     p.add_argument("--router", required=True)
@@ -69,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     port = control.bind_to_random_port("tcp://127.0.0.1")
     codec = Codec()
     broker = Broker(args.fencing)
+    broker.highest = highest_recorded(args.record)
     counters: dict[str, int] = {"malformed": 0}
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)

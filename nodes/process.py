@@ -27,14 +27,15 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(dict)
 
 
-def die_with_parent(parent_pid: int | None) -> None:
-    """Arrange to be killed when `parent_pid` dies; exit now if it already has."""
+def die_with_parent(parent_pid: int | None, sig: int = signal.SIGKILL) -> None:
+    """Arrange to get `sig` (SIGKILL: be killed) when `parent_pid` dies; exit now if it
+    already has. The supervisor asks for SIGTERM, so it still writes its record."""
     if parent_pid is None:
         return
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         except (OSError, AttributeError):
             pass  # the polling in parent_alive still covers us
     # The parent may have died between fork and prctl: then nobody would ever kill us.

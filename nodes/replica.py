@@ -128,15 +128,18 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        recovered = len(self.recovered)
+        self.execute(self.protocol.start(self.clock.now(), self.recovered))
+        self.recovered = []
+        # Ready once the recovered log has been replayed and applied: a node whose WAL it
+        # cannot replay dies before it says ready, so `fault restart` reports it.
         self.telemetry.emit(
             "node.ready",
             pid=os.getpid(),
             control=self.control_endpoint,
-            recovered=len(self.recovered),
+            recovered=recovered,
             torn_bytes=self.wal.truncated_bytes,
         )
-        self.execute(self.protocol.start(self.clock.now(), self.recovered))
-        self.recovered = []
         poller = zmq.Poller()
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)

@@ -286,6 +286,8 @@ def _step(raw: Any, i: int, duration: float, known: set[str], fail: Any) -> Step
     except FaultError as e:
         raise fail(key, str(e)) from None
     names = [*fault.src, *fault.dst] + ([fault.node] if fault.node else [])
+    if fault.kind in ("pause", "resume", "kill", "restart"):
+        known = known | {"router"}  # a process like the others (links are its own)
     for name in names:
         if name not in known and name not in ROLES:
             raise fail(key, f"unknown node {name!r} (known: {', '.join(sorted(known))}; "
