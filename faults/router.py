@@ -225,6 +225,7 @@ class Router:
             "malformed": self.malformed + control_malformed,
             "malformed_data": self.malformed,
             "malformed_control": control_malformed,
+            "control": dict(self.control_counters),  # malformed, refused, bad_requests
             "unroutable": self.unroutable,
             "queue_full": self.queue_full,
             "send_errors": self.send_errors,

@@ -381,8 +381,7 @@ class Supervisor(FaultsMixin):
             try:
                 record = history_record(req.get("record"))
             except Rejected as e:
-                self._reject(e)
-                return error(str(e.detail))
+                return error(str(e.detail))  # counted as refused, like every error answer
             self._history(record)
             return ok()
         if cmd == "workload":

@@ -22,6 +22,7 @@ from nodes.process import (
     Telemetry,
     data_endpoint,
     die_with_parent,
+    error,
     ok,
     on_stop_signals,
     parent_alive,
@@ -94,8 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
-        if request["cmd"] == "fencing":
-            broker.fencing = bool(request.get("on"))
+        cmd = request["cmd"]
+        if cmd == "fencing":
+            if not isinstance(request.get("on"), bool):
+                return error("fencing needs 'on': true or false")
+            broker.fencing = request["on"]
+        elif cmd not in ("stats", "ping"):
+            return error(
+                f"unknown command {cmd!r} (known: fencing, stats, ping)", "unknown_command"
+            )
         return ok(
             fencing=broker.fencing,
             highest=broker.highest,

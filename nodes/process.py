@@ -126,7 +126,8 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
 
     `handle(request_dict) -> reply_dict`. Garbage (wrong frame count, undecodable bytes, not
     a map with a "cmd") is counted in counters["malformed"] and answered with an error when
-    there is someone to answer; it never raises. A request the handler chokes on (a value
+    there is someone to answer; it never raises. A request the handler answers with an
+    error is counted in counters["refused"]. A request the handler chokes on (a value
     of a type it did not expect) is answered "bad request" and counted in
     counters["bad_requests"]; the first of each exception type is logged with its
     traceback, because it is a bug to fix in the handler's checks, not input to trust.
@@ -156,6 +157,9 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
                 _logged.add(type(e))
                 traceback.print_exc(file=sys.stderr)
             answer = error(f"bad request: {type(e).__name__}: {str(e)[:200]}")
+        else:
+            if not answer.get("ok"):
+                counters["refused"] = counters.get("refused", 0) + 1
         _send_reply(sock, ident, answer)
 
 
