@@ -15,7 +15,9 @@ reader. Chunks carry:
 - `not_kept`: cumulative count, per fate, of frames past the cap (the trace is bounded:
   the first `cap` frames are kept, the rest only counted, so the record says exactly how
   much it lacks);
-- `start`: the writer's true time when it opened the file (first chunk only, else 0).
+- `start`: the writer's true time when it opened the file (its first chunk only, else 0).
+  A restarted router appends to the same file with a new writer, whose first chunk has a
+  start again: its link ids and not_kept counts begin afresh from there.
 
 The message type is not decoded where the frame passes: the router keeps the first
 `HEAD_BYTES` bytes of the payload (`head`) and `describe()` decodes them offline. Every
@@ -216,6 +218,7 @@ def read_trace(path: Path | str, t0: float | None = None, t1: float | None = Non
     lo = float("-inf") if t0 is None else t0
     hi = float("inf") if t1 is None else t1
     cache: dict[bytes, tuple[str, dict[str, int | bool], int]] = {}
+    base: dict[str, int] = {}
     for body in _chunks(Path(path)):
         if body is None:
             torn = True
@@ -224,10 +227,17 @@ def read_trace(path: Path | str, t0: float | None = None, t1: float | None = Non
             chunk = decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise ValueError(f"{path}: broken trace chunk: {e}") from None
+        if chunk.start:
+            # A new writer (a restarted router appends to the same file): its ids and its
+            # counts start afresh, so the counts so far become a base.
+            if start:
+                for k, v in not_kept.items():
+                    base[k] = base.get(k, 0) + v
+                not_kept = {}
+            else:
+                start = chunk.start
         for lid, src, dst in chunk.links:
             links[lid] = (src, dst)
-        if chunk.start and not start:
-            start = chunk.start
         not_kept = chunk.not_kept or not_kept
         kept += len(chunk.records)
         for r in chunk.records:
@@ -244,7 +254,10 @@ def read_trace(path: Path | str, t0: float | None = None, t1: float | None = Non
             fate = FATES[r.fate] if 0 <= r.fate < len(FATES) else "error"
             t_out = r.t + r.wait if r.wait is not None and r.fate in ARRIVED else None
             out.append(Message(r.t, t_out, src, dst, fate, r.size, mtype, fields, count))
-    return Trace(out, kept, dict(not_kept), start, torn)
+    total = dict(base)
+    for k, v in not_kept.items():
+        total[k] = total.get(k, 0) + v
+    return Trace(out, kept, total, start, torn)
 
 
 # ------------------------------------------------------------- offline decoding of heads

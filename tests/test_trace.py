@@ -186,3 +186,22 @@ def test_heads_name_the_types_of_every_kind_of_frame() -> None:
         "view": 2,
         "seq": 7,
     }
+
+
+def test_a_restarted_writer_appends_with_its_own_ids_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "trace.bin"
+    first = tr.TraceWriter(path, cap=1, start=1.0)
+    a = first.link("r0", "r1")
+    first.add(1.1, 0.0, a, tr.DELIVERED, 10, type="Heartbeat")
+    first.add(1.2, 0.0, a, tr.DELIVERED, 10, type="Heartbeat")  # past the cap
+    first.close()
+    second = tr.TraceWriter(path, cap=1, start=2.0)  # as the restarted router opens it
+    b = second.link("r2", "r0")  # id 0 again, another link
+    second.add(2.1, None, b, tr.DROPPED, 10, type="RequestVote")
+    second.add(2.2, None, b, tr.DROPPED, 10, type="RequestVote")
+    second.close()
+    trace = tr.read_trace(path)
+    assert [(m.src, m.dst, m.fate) for m in trace.messages] == [
+        ("r0", "r1", "delivered"), ("r2", "r0", "dropped")
+    ]  # fmt: skip
+    assert trace.not_kept == {"delivered": 1, "dropped": 1} and trace.start == 1.0
