@@ -78,6 +78,14 @@ def test_a_window_and_a_run_without_trace(cli: CLI, run_dir: Path) -> None:
     assert "has no message trace" in html
 
 
+def test_a_damaged_trace_costs_the_arrows_not_the_page(run_dir: Path) -> None:
+    from labctl.report import write_report
+
+    (run_dir / "trace.bin").write_bytes(b"\x00\x00\x00\x05junk!")
+    html = write_report(run_dir).read_text()
+    assert "could not be read" in html and html.count("data:image/png") == 4
+
+
 def test_the_run_record_folds_into_faults_timelines_and_violations(run_dir: Path) -> None:
     run = load_run(run_dir)
     assert run.verdict == "pass" and run.params["nodes"] == 3 and run.t0 == T0

@@ -63,9 +63,13 @@ def write_report(
     trace_info: dict[str, Any] = {"missing": True}
     if tr.exists(root):
         # Only the window's frames become Messages: a 200,000-frame trace stays cheap.
-        trace = tr.read_trace(tr.trace_path(root), win.t0 - 1.0, win.t1)
-        trace_info = {"kept": trace.kept, "not_kept": trace.not_kept, "torn": trace.torn}
-        win = spacetime.narrow(win, trace, set(run.replicas))
+        try:
+            trace = tr.read_trace(tr.trace_path(root), win.t0 - 1.0, win.t1)
+        except ValueError as e:  # a damaged trace costs the arrows, not the page
+            trace_info = {"missing": True, "error": str(e)}
+        else:
+            trace_info = {"kept": trace.kept, "not_kept": trace.not_kept, "torn": trace.torn}
+            win = spacetime.narrow(win, trace, set(run.replicas))
     built = {
         "rate": figures.rate_figure(run),
         "latency": figures.latency_figure(run),

@@ -144,6 +144,11 @@ def _violations(run: RunData, evidence_per_kind: int = 3) -> str:
 
 
 def _trace_note(trace_info: dict[str, Any]) -> str:
+    if trace_info.get("error"):
+        return (
+            f'<p class="note">The message trace could not be read ({_e(trace_info["error"])}):'
+            " the diagram shows events only.</p>"
+        )
     if trace_info.get("missing"):
         return (
             '<p class="note">This run has no message trace (trace.bin): the diagram '
