@@ -15,6 +15,7 @@ that preceded it; in a safe run, around the first fault and the role changes aft
 from __future__ import annotations
 
 import bisect
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from faults.trace import Message, Trace
-from labctl.report.data import RunData, Violation
+from labctl.report.data import RunData, Violation, lease_overlaps
 from labctl.report.figures import VIOLATION_COLOR, fault_color, violation_marks
 
 CLIENTS = "clients"
@@ -204,6 +205,55 @@ def spacetime_figure(
                     solid_capstyle="butt",
                 )
                 ax.text(x[name] + 0.04, rel(s), f"{what}", fontsize=7, color="#555", va="top")
+
+    # Leases beside each lane as the node believed them (true time), overlaps in red.
+    lease_label = False
+    for name in run.replicas:
+        for s, e in run.nodes[name].leases:
+            s, e = max(s, window.t0), min(e, window.t1)
+            if s < e:
+                ax.plot(
+                    [x[name] + 0.06] * 2,
+                    [rel(s), rel(e)],
+                    color="#52b788",
+                    lw=4,
+                    alpha=0.8,
+                    solid_capstyle="butt",
+                    zorder=2,
+                )
+                if not lease_label:
+                    ax.text(
+                        x[name] + 0.1,
+                        rel(s),
+                        "lease",
+                        fontsize=7,
+                        color="#2d6a4f",
+                        va="top",
+                        zorder=9,
+                    )
+                    lease_label = True
+    for s, e, a, b in lease_overlaps(run.nodes):
+        s, e = max(s, window.t0), min(e, window.t1)
+        if s < e:
+            for who in (a, b):
+                ax.plot(
+                    [x[who] + 0.06] * 2,
+                    [rel(s), rel(e)],
+                    color=VIOLATION_COLOR,
+                    lw=4,
+                    solid_capstyle="butt",
+                    zorder=3,
+                )
+            ax.text(
+                x[b] + 0.1,
+                rel(s),
+                f"{a} and {b} both hold a lease",
+                fontsize=7.5,
+                color=VIOLATION_COLOR,
+                va="top",
+                fontweight="bold",
+                zorder=9,
+            )
 
     # Faults as bands across the lanes.
     for band in run.faults:
@@ -414,7 +464,7 @@ def spacetime_figure(
         ax.text(
             -0.45,
             y,
-            f"{letters.get(v.kind, '')} {v.kind}: {v.detail}"[:90],
+            textwrap.fill(f"{letters.get(v.kind, '')} {v.kind}: {v.detail}", 75),
             fontsize=8,
             color=VIOLATION_COLOR,
             ha="left",
