@@ -476,7 +476,18 @@ def spacetime_figure(
 
     ax.set_xlim(-0.5, len(lanes) - 0.5)
     ax.set_ylim(rel(window.t1), rel(window.t0))  # time goes down
-    ax.set_xticks(range(len(lanes)), lanes)
+    # Each lane is named with the role in force when the window opens (a leader from
+    # before the window is a leader all the same).
+    word = run.term_word
+    names = []
+    for name in lanes:
+        line = run.nodes.get(name)
+        at = next((r for r in (line.roles if line else []) if r[0] <= window.t0 < r[1]), None)
+        if at is not None:
+            names.append(f"{name}\n{at[2]}" + (f", {word} {at[3]}" if at[3] is not None else ""))
+        else:
+            names.append(name)
+    ax.set_xticks(range(len(lanes)), names)
     ax.xaxis.tick_top()
     ax.set_ylabel("seconds since the lab was ready")
     for side in ("right", "bottom"):
