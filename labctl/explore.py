@@ -343,8 +343,9 @@ def check(sc: Scenario, director: ChurnDirector | None = None) -> Outcome:
 
 def _copy(sc: Scenario, **changes: Any) -> Scenario:
     out = replace(sc, **changes)
-    out.steps = [replace(s) for s in (changes.get("steps") or sc.steps)]
-    out.workload = dict(changes.get("workload") or sc.workload or {}) or None
+    out.steps = [replace(s) for s in (changes["steps"] if "steps" in changes else sc.steps)]
+    workload = changes["workload"] if "workload" in changes else sc.workload
+    out.workload = dict(workload) if workload else None
     return out
 
 
