@@ -343,8 +343,8 @@ def check(sc: Scenario, director: ChurnDirector | None = None) -> Outcome:
 
 def _copy(sc: Scenario, **changes: Any) -> Scenario:
     out = replace(sc, **changes)
-    out.steps = [replace(s) for s in (changes["steps"] if "steps" in changes else sc.steps)]
-    workload = changes["workload"] if "workload" in changes else sc.workload
+    out.steps = [replace(s) for s in changes.get("steps", sc.steps)]
+    workload = changes.get("workload", sc.workload)
     out.workload = dict(workload) if workload else None
     return out
 
