@@ -185,6 +185,7 @@ class SimNode:
     inbox: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     wake_at: float | None = None
     pending: Ready | None = None
+    tick_at: float = -1.0  # timed mode: the true time of the last deadline booked
     fsync_latency: float = 0.0  # the disk fault: added to every fsync
     stall_until: float = 0.0  # the disk fault: fsyncs block until then (true time)
 
@@ -478,9 +479,12 @@ class SimNet:
         if node.inbox and node.protocol is not None:
             self._schedule_wake(node)
 
-    def _schedule_tick(self, node: SimNode) -> None:
+    def _schedule_tick(self, node: SimNode, force: bool = False) -> None:
         if node.deadline is not None and node.protocol is not None:
             t = max(node.clock.to_true(node.deadline), self.now)
+            if t == node.tick_at and not force:
+                return  # the same deadline again (a heartbeat timer): it is booked already
+            node.tick_at = t
             heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _TICK, node.incarnation))
 
     def _fsync_cost(self, node: SimNode) -> float:
@@ -808,6 +812,7 @@ class SimNet:
         node.wake_at = None
         node.busy_until = 0.0
         node.paused_until = 0.0  # a stopped process can be killed; it restarts running
+        node.tick_at = -1.0
 
     def crash(self, node: str, mid_write: bool = False) -> None:
         """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
@@ -857,7 +862,7 @@ class SimNet:
             c.drift = drift
         c.t_set = self.now
         if self.timed:
-            self._schedule_tick(self.nodes[node])  # the deadline comes at another true time
+            self._schedule_tick(self.nodes[node], force=True)  # another true time now
 
     def set_byzantine(self, node: str, mode: str | None) -> None:
         """Make `node` misbehave as `mode` (None: honest again); from now on its applies
