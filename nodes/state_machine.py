@@ -85,8 +85,11 @@ class StateMachine:
             order_id = c.order.order_id if c.order else c.request_id
             self.orders.append((index, order_id, c.request_id))
             return ApplyResult("ok", index, term, order_id)
-        # Protocols only commit validated commands; an unknown op here is a lab bug.
-        raise ValueError(f"unknown op {c.op!r}")
+        # Protocols refuse unknown ops (protocols.base.request_problem), but a command
+        # decided elsewhere (a byzantine primary's pre-prepare, a WAL written before that
+        # check) may still carry one: it fails, deterministically on every replica, and
+        # changes nothing. Raising here ended the replica, and again at every replay.
+        return ApplyResult("fail", index, term, None)
 
     def read(self, key: str) -> str | None:
         return self.kv.get(key)
