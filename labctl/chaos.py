@@ -105,14 +105,18 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
 
 
 def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: int,
-             lab_dir: str | None) -> dict[str, Any]:  # fmt: skip
-    """`runs` chaos runs cycling through `nodes`; the aggregate verdict."""
+             lab_dir: str | None, mutate: str = "") -> dict[str, Any]:  # fmt: skip
+    """`runs` chaos runs cycling through `nodes` (with mutation `mutate`, when named);
+    the aggregate verdict."""
     from labctl.scenario import runner
+    from labctl.scenario.format import set_mutation
 
     results = []
     for i in range(runs):
         n = nodes[i % len(nodes)]
         sc = random_scenario(protocol, n, duration, seed + i)
+        if mutate:
+            set_mutation(sc, mutate)
         code, summary = runner.execute(sc, lab_dir)
         kinds = sorted({v["kind"] for v in summary["violations"]})
         results.append(
@@ -125,6 +129,7 @@ def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: 
                     f" ops ok={summary['ops']['ok']} violations: {found}")  # fmt: skip
     return {
         "protocol": protocol,
+        "mutate": mutate or None,
         "runs": runs,
         "duration_s": duration,
         "violating_runs": sum(1 for r in results if r["violations"]),

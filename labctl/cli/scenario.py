@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
 app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
@@ -28,6 +29,7 @@ def run(
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -47,9 +49,20 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
+    if mutate:
+        _mutate(sc, mutate)
     if dash:
         raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
     raise typer.Exit(runner.run(sc, lab_dir, json_out))
+
+
+def _mutate(sc: Any, name: str) -> None:
+    from labctl.scenario.format import ScenarioError, set_mutation
+
+    try:
+        set_mutation(sc, name)
+    except ScenarioError as e:
+        raise LabError(f"--mutate: {e}") from None
 
 
 @app.command("list")
@@ -113,6 +126,7 @@ def chaos(
         typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -136,7 +150,11 @@ def chaos(
         raise LabError(f"bad --duration or --nodes: {e}") from None
     if seconds < 6 or runs < 1 or not all(1 <= n <= 15 for n in sizes):
         raise LabError("--duration must be at least 6s, --runs at least 1, --nodes 1..15")
-    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir)
+    if mutate:  # validated before the first run starts
+        from labctl.chaos import random_scenario
+
+        _mutate(random_scenario(protocol, sizes[0], seconds, seed), mutate)
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "")
     if json_out:
         print_json(result)
     if result["failed_runs"]:

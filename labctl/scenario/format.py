@@ -2,6 +2,7 @@
 before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
+    mutate               a named bug to run with (labctl mutants list), "" for none
     [options]            protocol options for every run, validated by the protocol
     [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
@@ -25,7 +26,7 @@ from labctl.checkers.base import KINDS
 from protocols.base import READ_MODES, DurationError, parse_duration
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect"}  # fmt: skip
+            "workload", "step", "expect", "mutate"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
@@ -53,6 +54,7 @@ class Scenario:
     seed: int = 42
     duration: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    mutate: str = ""  # a named mutation (labctl/mutants.py), "" for none
     fencing: bool = False
     workload: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
@@ -118,6 +120,9 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     sc.options = options
     if sc.runnable:
         _check_options(sc.protocol, options, fail)
+    sc.mutate = _str(raw, "mutate", "", fail)
+    if sc.runnable:
+        set_mutation(sc, sc.mutate or str(options.get("mutate", "")), fail)
 
     broker = raw.get("broker", {})
     if not isinstance(broker, dict):
@@ -205,6 +210,22 @@ def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:
     except ConfigError as e:
         hint = " (options of one protocol only go in [options.<protocol>])"
         raise fail("options", f"{e}{hint}") from None
+
+
+def set_mutation(sc: Scenario, name: str, fail: Any = None) -> None:
+    """Run `sc` with mutation `name` ("" for none): validated for its protocol, and put
+    into its options when the protocol carries it (labctl/mutants.py)."""
+    from labctl import mutants
+
+    options = {k: v for k, v in sc.options.items() if k != "mutate"}
+    try:
+        config = mutants.configure({"protocol": sc.protocol, "options": options, "mutate": name})
+    except mutants.UnknownMutation as e:
+        if fail is None:
+            raise ScenarioError(f"{sc.path}: mutate: {e}") from None
+        raise fail("mutate", str(e)) from None
+    sc.options = config["options"]
+    sc.mutate = config.get("mutate", "")
 
 
 def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:

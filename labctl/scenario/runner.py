@@ -90,7 +90,11 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
         "scenario": sc.path,
     }  # fmt: skip
-    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, {sc.duration:g}s")
+    if sc.mutate:
+        config["mutate"] = sc.mutate
+    mutant = f", mutation {sc.mutate}" if sc.mutate else ""
+    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
+         f"{sc.duration:g}s")  # fmt: skip
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
@@ -333,6 +337,7 @@ def build_summary(
     summary: dict[str, Any] = {
         "scenario": sc.name,
         "protocol": sc.protocol,
+        "mutate": sc.mutate or None,
         "nodes": sc.nodes,
         "seed": sc.seed,
         "run_dir": run_dir,

@@ -47,7 +47,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="ack-before-fsync",
         bug="a follower acknowledges entries before they are durable (written, not fsynced)",
-        source=f"{THESIS}, section 11.7.3 (durability); Alagappan et al., OSDI 2016",
+        source=f"{PAPER}, Figure 2 (stable storage before responding to RPCs); "
+        "Alagappan et al., 'Correlated Crash Vulnerabilities', OSDI 2016",
         violations=("lost-write", "divergence"),
         teaches="what fsync is for: a power loss takes back entries a majority acknowledged; "
         "a plain crash (SIGKILL) does not, the page cache survives it",
