@@ -128,6 +128,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.f = (self.n - 1) // 2
         majority = self.n // 2 + 1
         self.fast_size = max(self.f + (self.f + 1) // 2, majority)
+        if self.opts.mutate == "small-fast-quorum":
+            # Mutation: the fast quorum one short. Two fast quorums then need not meet
+            # in a replica that saw both interfering commands, and each commits without
+            # depending on the other.
+            self.fast_size -= 1
         self.slow_peers = majority - 1
         self.fast_peers = self.fast_size - 1
 
@@ -443,6 +448,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
                 self.out.send(src, reply_)
             return
         seq, deps = self.conflicts.attributes(m.cmds, m.seq, m.deps, iid)
+        if self.opts.mutate == "drop-deps":
+            # Mutation: the reply (and the vote) omits the interfering instances this
+            # replica knows of: the leader fast-commits a command that depends on nothing
+            # it should, and two replicas execute the pair in different orders.
+            seq, deps = m.seq, m.deps
         orig = m.ballot == 0 and seq == m.seq and deps == m.deps
         self._vote(inst, PREACCEPTED, m.ballot, m.cmds, seq, deps, orig)
         self.out.send(src, PreAcceptReply(m.ballot, m.replica, m.inum, True, seq, deps))
