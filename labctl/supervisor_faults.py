@@ -18,6 +18,7 @@ from faults.shapes import ShapeError, shape_links
 from labctl.linkplan import link_table
 from labctl.targets import resolve
 from nodes.process import error, ok, request, true_now
+from nodes.wal import cut_to_synced
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 
@@ -157,6 +158,10 @@ class FaultsMixin:
                 return error(f"{node} is already stopped", "bad_state")
             c.kill()
             self.status.pop(node, None)
+            if fault.power_loss:
+                # The process is dead; now the machine: unsynced writes never reached disk.
+                lost = cut_to_synced(self.run.path / "data" / node / "wal.log")
+                self.emit("fault.power_loss", node=node, lost_bytes=lost)
         elif kind == "restart":
             if c.state != "stopped":
                 c.kill()
