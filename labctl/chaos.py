@@ -2,7 +2,8 @@
 
 Each run is a scenario built from a seed: a kv workload (reads by log, quorum and lease in
 turn) and a schedule of faults drawn from the whole vocabulary - partitions (one-way too),
-isolating the leader, pauses, kills and restarts, clock drift within the protocol's
+isolating the leader, pauses, kills and restarts (some within an election timeout, some
+with a power loss: what was not fsynced is gone), clock drift within the protocol's
 bound, fsync stalls, delay and loss - each healed a little later, and everything healed
 before the end so the final state can be judged. Used by `labctl chaos` and the slow tests.
 
@@ -39,7 +40,7 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         hold = rng.uniform(0.5, 2.5)
         heal_at = min(t + hold, duration - calm)
         kind = rng.choice(["partition", "oneway", "isolate", "pause", "kill", "clock",
-                           "disk", "delay", "loss"])  # fmt: skip
+                           "disk", "delay", "loss", "bounce", "power"])  # fmt: skip
         if kind in ("partition", "oneway"):
             shuffled = rng.sample(replicas, nodes)
             k = rng.randrange(1, nodes)
@@ -52,10 +53,19 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         elif kind == "pause":
             node = rng.choice(["leader", rng.choice(replicas)])
             steps.append((t, {"fault": "pause", "node": node, "for": round(hold, 3)}))
-        elif kind == "kill":
+        elif kind in ("kill", "power"):
             node = rng.choice(replicas)
-            steps.append((t, {"fault": "kill", "node": node}))
+            kill: dict[str, Any] = {"fault": "kill", "node": node}
+            if kind == "power":
+                kill["power_loss"] = True  # unsynced writes are gone, as in a power cut
+            steps.append((t, kill))
             steps.append((heal_at, {"fault": "restart", "node": node}))
+        elif kind == "bounce":
+            # Back within an election timeout: a node that forgot its vote votes again
+            # while the election it voted in is still running.
+            node = rng.choice(replicas)  # a name: "leader" would be another node by then
+            steps.append((t, {"fault": "kill", "node": node}))
+            steps.append((t + rng.uniform(0.03, 0.12), {"fault": "restart", "node": node}))
         elif kind == "clock":
             node = rng.choice(replicas)
             drift = round(rng.uniform(-max_drift, max_drift) * 0.9, 4)
