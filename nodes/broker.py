@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                 "node": msg.node,
                 "seq": msg.seq,
                 "request_id": msg.request_id,
+                "order_id": msg.order.order_id if msg.order is not None else None,
                 "accepted": accepted,
                 "highest": broker.highest,
             }
