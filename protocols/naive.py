@@ -28,6 +28,7 @@ from protocols.base import (
     ReadReady,
     Ready,
     reply,
+    request_problem,
 )
 from protocols.base import events as ev
 from protocols.base.mutations import check_mutate
@@ -177,6 +178,10 @@ class NaiveProtocol(Protocol):
     def on_client(self, now: float, client: str, request: ClientRequest) -> Ready:
         out = Ready()
         command = request.command
+        problem = request_problem(request)
+        if problem:
+            out.send(client, reply(request, "fail", self.me, error=problem))
+            return out
         if self.role != "leader":
             out.send(client, reply(request, "not_leader", self.me, leader=self.leader))
             return out

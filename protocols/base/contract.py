@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from protocols.base.wire import ClientReply, ClientRequest, Command
+from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
 
 if TYPE_CHECKING:
     from protocols.base.mutations import Mutation
@@ -313,3 +313,14 @@ def reply(
 ) -> ClientReply:
     """A client reply for `request`; the one place replies are built from requests."""
     return ClientReply(request_id=request.command.request_id, status=status, node=node, **fields)
+
+
+def request_problem(request: ClientRequest) -> str | None:
+    """Why a protocol must refuse `request` (answering "fail" with this as the error), or
+    None. Every protocol asks this before a request can reach its log: an op the state
+    machine has no meaning for would be committed, replayed from the WAL at every restart,
+    and refused by every replica alike."""
+    command = request.command
+    if command.op not in OPS or request.read_mode not in READ_MODES:
+        return f"unknown op {command.op!r} or read mode {request.read_mode!r}"
+    return None

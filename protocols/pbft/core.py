@@ -50,6 +50,8 @@ from protocols.base import (
     Protocol,
     Ready,
     SnapshotImage,
+    reply,
+    request_problem,
 )
 from protocols.base import events as ev
 from protocols.pbft.auth import Signer
@@ -263,7 +265,11 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         if not isinstance(request, ClientRequest):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
-        self._handle_request(request.command)
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
+        else:
+            self._handle_request(request.command)
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.base import OPS, READ_MODES, ClientRequest, Command, ReadReady, Ready, reply
+from protocols.base import ClientRequest, Command, ReadReady, Ready, reply, request_problem
 from protocols.base import events as ev
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import Entry, LogEntries
@@ -50,9 +50,9 @@ class Clients:
 
     def _handle_client(self, client: str, request: ClientRequest) -> None:
         command = request.command
-        if command.op not in OPS or request.read_mode not in READ_MODES:
-            error = f"unknown op {command.op!r} or read mode {request.read_mode!r}"
-            self.out.send(client, reply(request, "fail", self.me, error=error))
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
         elif self.role != LEADER:
             self.out.send(client, reply(request, "not_leader", self.me, leader=self.leader))
         elif command.op == "get" and request.read_mode != "log":
