@@ -219,8 +219,10 @@ class SimLab(FaultsMixin, SimNet):
             client.emit = lambda t, rec, name=name: self._history(name, t, rec)
             self.drivers[name] = _Driver(client, self.now, rate, duration)
             self._client_wake(name)
-        self.emit("workload.start", workload={k: spec.get(k) for k in
-                                              ("kind", "rate", "clients", "target", "reads")})
+        self.emit(
+            "workload.start",
+            workload={k: spec.get(k) for k in ("kind", "rate", "clients", "target", "reads")},
+        )
 
     def _history(self, name: str, t: float, rec: dict[str, Any]) -> None:
         kind = rec.get("type")

@@ -130,3 +130,23 @@ def test_a_lab_runs_with_its_mutation_and_says_so(cli: CLI) -> None:
     for p in replicas:
         cmdline = " ".join(psutil.Process(p["pid"]).cmdline())
         assert '"mutate": "no-figure8"' in cmdline or '"mutate":"no-figure8"' in cmdline
+
+
+# -- side effects at most once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["raft", "epaxos"])
+def test_a_retried_order_committed_twice_reaches_the_broker_once(name: str) -> None:
+    from protocols.simnet import SimNet
+
+    net = SimNet(protocols.get(name), 3, seed=4)
+    net.run_for(1.0)
+    first = net.leader() or "r0"
+    rid = net.order(first, "o-1")
+    net.run_until(lambda: net.reply_for(rid) is not None, 2.0)
+    retry = next(s.msg.command for s in net.sent if getattr(s.msg, "command", None)
+                 and s.msg.command.request_id == rid)  # fmt: skip
+    net.request(net.leader() or "r1", retry)  # the client's retry: the same request again
+    net.run_for(1.0)
+    writes = [w for _, _, w in net.broker if w.request_id == rid]
+    assert len(writes) == 1, writes

@@ -154,3 +154,23 @@ def test_a_lab_that_dies_mid_run_exits_3_with_a_record(cli: CLI, tmp_path: Path)
     for name in ("lab.json", "events.jsonl", "history.jsonl", "summary.json"):
         assert (run_dir / name).exists(), name
     assert not lab_processes_under(cli.lab_dir)
+
+
+def test_a_protocol_without_an_expectation_is_held_to_safe() -> None:
+    """Issue 21: a scenario that names no expectation for a protocol judged it on min_ok
+    alone, and a run with a zombie write passed."""
+    from labctl.scenario.format import parse
+    from labctl.scenario.runner import evaluate
+
+    raw = {"name": "s", "protocol": "raft", "expect": {"min_ok": 1, "naive": {"found": []}}}
+    sc = parse(raw, "s.toml")
+    assert sc.expectations("raft") == {"min_ok": 1, "safe": True}
+    zombie = [{"kind": "zombie-write", "t": 1.0, "nodes": ["r0"], "detail": "late"}]
+    ops = {"ok": 5, "fail": 0, "info": 0, "invoked": 5}
+    results = evaluate(sc.expectations("raft"), zombie, ops)
+    assert {"expect": "safe", "met": False} in results
+    # naive declares itself unsafe by design: no entry, no safety judgement.
+    assert "safe" not in parse({**raw, "expect": {"min_ok": 1}}, "s.toml").expectations("naive")
+    # An entry that speaks of safety is the entry's word.
+    raw["expect"]["raft"] = {"absent": ["split-brain"]}
+    assert parse(raw, "s.toml").expectations("raft") == {"min_ok": 1, "absent": ["split-brain"]}

@@ -33,6 +33,8 @@ WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout"
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
+# The expectations that say something about safety; without any, `safe = true` applies.
+SAFETY_KEYS = {"safe", "found", "absent", "max_violations", "safe_before"}
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # file-safe: it names directories
 MAX_DURATION = 86_400.0  # a scenario runs at most a day
 
@@ -73,8 +75,24 @@ class Scenario:
         return self.protocol in protocols.available()
 
     def expectations(self, protocol: str) -> dict[str, Any]:
-        """The [expect] table overlaid with [expect.<protocol>]."""
-        return {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        """The [expect] table overlaid with [expect.<protocol>]; held to `safe = true`
+        when neither says anything about safety, unless the protocol declares itself
+        unsafe by design (a verdict must never call a run with a violation a pass only
+        because nobody wrote the expectation down)."""
+        out = {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        if not SAFETY_KEYS & out.keys() and not unsafe_by_design(protocol):
+            out["safe"] = True
+        return out
+
+
+def unsafe_by_design(protocol: str) -> bool:
+    """Whether `protocol` declares itself unsafe by design (`Protocol.unsafe_by_design`)."""
+    import protocols
+
+    try:
+        return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
+    except protocols.UnknownProtocol:
+        return False
 
 
 def load(path: str | Path, protocol: str | None = None) -> Scenario:

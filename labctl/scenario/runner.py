@@ -24,7 +24,7 @@ import zmq
 
 from labctl import api, labdir
 from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK, LabError
-from labctl.scenario.format import Scenario
+from labctl.scenario.format import SAFETY_KEYS, Scenario
 from nodes.process import decode_dict
 
 PROGRESS_EVERY = 1.0
@@ -333,6 +333,9 @@ def build_summary(
     expect = sc.expectations(sc.protocol)
     events = event_counts(run_dir, list(expect.get("seen", [])))
     expectations = evaluate(expect, violations, ops, t0, events)
+    if not SAFETY_KEYS & expect.keys():  # only a protocol unsafe by design gets here
+        expectations.append({"expect": f"safety not judged: {sc.protocol} is unsafe by design",
+                             "met": True})  # fmt: skip
     verdict = "error" if failure else ("pass" if all(e["met"] for e in expectations) else "fail")
     summary: dict[str, Any] = {
         "scenario": sc.name,

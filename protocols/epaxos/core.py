@@ -35,6 +35,7 @@ from protocols.base import (
     reply,
     request_problem,
 )
+from protocols.base.effects import AppliedOrders
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
@@ -147,6 +148,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.inflight: set[InstanceId] = set()  # own instances this process still drives
         self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
         self.proposed_here: set[InstanceId] = set()  # answer clients when they execute
+        self.applied_orders = AppliedOrders()  # a retried order's side effect leaves once
         self.waiting: dict[InstanceId, set[InstanceId]] = {}  # uncommitted -> blocked ones
         self.timers: list[tuple[float, int, InstanceId]] = []
         self.timer_at: dict[InstanceId, float] = {}
@@ -593,7 +595,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         answer = inst.id in self.proposed_here
         for c in inst.cmds or ():
             self.applied += 1
-            if answer and c.op == "order":
+            first = c.op == "order" and self.applied_orders.first(c.request_id)
+            if answer and first:
                 # EPaxos has no leader term to fence with: the token is always 0.
                 write = BrokerWrite(0, self.me, self.applied, c.request_id, c.order)
                 self.out.send("broker", write)
