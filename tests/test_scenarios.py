@@ -174,3 +174,33 @@ def test_a_protocol_without_an_expectation_is_held_to_safe() -> None:
     # An entry that speaks of safety is the entry's word.
     raw["expect"]["raft"] = {"absent": ["split-brain"]}
     assert parse(raw, "s.toml").expectations("raft") == {"min_ok": 1, "absent": ["split-brain"]}
+
+
+def test_check_judges_a_scenario_run_as_it_was_judged_live(tmp_path: Path) -> None:
+    """`labctl check RUN` on a run that came from a scenario: the scenario's expectations,
+    the same verdict and exit code as live, violations summed up per kind."""
+
+    def labctl(*args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, LABCTL_DIR=str(tmp_path / "lab"))
+        return subprocess.run([sys.executable, "-m", "labctl.cli.main", *args],
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    for expect, code in (('[expect.naive]\nfound = ["split-brain"]\n', 0),
+                         ('[expect.naive]\nabsent = ["split-brain"]\n', 1)):  # fmt: skip
+        path = tmp_path / "s.toml"
+        path.write_text(
+            'name = "s"\nprotocol = "naive"\nnodes = 3\nduration = "6s"\n'
+            '[workload]\nkind = "kv"\nrate = 50\nclients = 2\n'
+            '[[step]]\nat = "1s"\nfault = "partition"\nfrom = ["r0"]\nto = ["r1", "r2"]\n' + expect
+        )
+        live = labctl("sim", "run", str(path), "--json")
+        assert live.returncode == code, live.stderr
+        run_dir = json.loads(live.stdout)["run_dir"]
+        again = labctl("check", run_dir, "--json")
+        assert again.returncode == code, again.stderr
+        doc = json.loads(again.stdout)
+        assert doc["scenario"]["verdict"] == json.loads(live.stdout)["verdict"]
+        first = doc["by_kind"]["split-brain"]
+        assert first["count"] >= 1 and first["first"]["kind"] == "split-brain"
+        text = labctl("check", run_dir).stdout.splitlines()
+        assert sum(line.startswith("split-brain") for line in text) == 1  # one line per kind

@@ -96,10 +96,16 @@ def check(
     run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
     json_out: Json = False,
 ) -> None:
-    """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
+    """Recompute a run's verdict from its files.
+
+    A run that came from a scenario (scenario run, chaos, sim run) is judged against that
+    scenario's expectations, with the verdict and exit code it had live (0 met, 1 not
+    met, 3 the lab failed); any other run is judged safe or not (exit 1 with violations).
+    Violations are summed up per kind, with the first of each."""
     from pathlib import Path
 
     from labctl.checkers import RunDirError, check_run_dir
+    from labctl.scenario.runner import rejudge
 
     path = Path(run_dir)
     if not (path / "events.jsonl").is_file():
@@ -110,14 +116,31 @@ def check(
         raise LabError(str(e)) from None
     except OSError as e:
         raise LabError(f"{run_dir}: cannot read it: {e}") from None
+    by_kind: dict[str, dict[str, Any]] = {}
+    for v in result["violations"]:
+        entry = by_kind.setdefault(v["kind"], {"count": 0, "first": v})
+        entry["count"] += 1
+    result["by_kind"] = by_kind
+    judged = rejudge(path, result["violations"])
+    if judged is not None:
+        result["scenario"] = judged
     if json_out:
         print_json(result)
     else:
-        for v in result["violations"]:
-            typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
+        for kind, entry in by_kind.items():
+            v = entry["first"]
+            typer.echo(f"{kind:<16} x{entry['count']:<5} first t={v['t']:.3f} "
+                       f"{','.join(v['nodes'])}: {v['detail']}")  # fmt: skip
         typer.echo(
             f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
         )
+        if judged is not None:
+            typer.echo(f"scenario {judged['scenario']} ({judged['protocol']}):")
+            for e in judged["expectations"]:
+                typer.echo(f"  {'met    ' if e['met'] else 'NOT MET'}  {e['expect']}")
+            typer.echo(f"verdict: {judged['verdict']}")
+    if judged is not None:
+        raise typer.Exit(judged["exit"])
     if not result["safe"]:
         raise typer.Exit(1)
 
