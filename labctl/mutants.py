@@ -25,8 +25,9 @@ class UnknownMutation(ValueError):
 def lab_wide() -> tuple[Mutation, ...]:
     """The mutations of the processes every lab has, whatever its protocol."""
     from nodes.broker import MUTATIONS as BROKER
+    from nodes.operations import MUTATIONS as WORKLOAD
 
-    return BROKER
+    return (*BROKER, *WORKLOAD)
 
 
 def catalogue(protocol: str) -> tuple[Mutation, ...]:

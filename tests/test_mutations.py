@@ -150,3 +150,53 @@ def test_a_retried_order_committed_twice_reaches_the_broker_once(name: str) -> N
     net.run_for(1.0)
     writes = [w for _, _, w in net.broker if w.request_id == rid]
     assert len(writes) == 1, writes
+
+
+# -- lab-wide mutations in the simulator ------------------------------------------------------
+
+
+def _sim(name: str, mutate: str, tmp_path: Any, protocol: str = "raft") -> set[str]:
+    from labctl import simrun
+    from labctl.scenario.format import set_mutation
+    from labctl.scenario.library import resolve
+
+    sc = resolve(name, protocol)
+    if mutate:
+        set_mutation(sc, mutate)
+    _, summary = simrun.execute(sc, str(tmp_path), talk=False)
+    return {v["kind"] for v in summary["violations"]}
+
+
+def test_new_id_on_retry_buys_twice_when_acknowledgements_are_slow(tmp_path: Any) -> None:
+    assert "duplicate-order" in _sim("slow-acks", "new-id-on-retry", tmp_path)
+    assert _sim("slow-acks", "", tmp_path) == set()
+
+
+def test_the_client_retry_keeps_its_id_unless_mutated() -> None:
+    import random
+
+    from nodes.operations import Client
+
+    def client(mutate: str) -> tuple[Client, list[Any], list[dict[str, Any]]]:
+        sent: list[Any] = []
+        history: list[dict[str, Any]] = []
+        c = Client(name="c0", replicas=["r0"], kind="orders", target="r0", reads=["log"],
+                   keys=1, timeout=0.1, retries=3, max_inflight=4, rng=random.Random(1),
+                   mutate=mutate)  # fmt: skip
+        c.transmit = lambda node, request: sent.append(request)
+        c.emit = lambda t, rec: history.append(rec)
+        return c, sent, history
+
+    for mutate in ("", "new-id-on-retry"):
+        c, sent, history = client(mutate)
+        c.start_op(0.0)
+        c.on_timers(0.2)  # timed out: a retry is scheduled after a backoff
+        c.on_timers(1.0)
+        first, retry = sent[0].command, sent[1].command
+        assert retry.order == first.order  # the same order either way
+        assert (retry.request_id == first.request_id) == (mutate == "")
+    kinds = [(r["type"], r["request_id"]) for r in history]
+    assert kinds == [("invoke", first.request_id), ("info", first.request_id),
+                     ("invoke", retry.request_id)]  # fmt: skip
+    with pytest.raises(ConfigError):
+        client("no-figure8")
