@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import client, dash, fault, lab, mutants, scenario, sim
+from labctl.cli import client, dash, fault, lab, mutants, scenario, selftest, sim
 from labctl.errors import EXIT_LAB_FAILED, LabError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(scenario.app, name="scenario")
 app.add_typer(mutants.app, name="mutants")
 app.add_typer(sim.app, name="sim")
 app.command("check")(scenario.check)
+app.command("selftest")(selftest.selftest)
 app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)
 
