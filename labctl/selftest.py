@@ -8,6 +8,11 @@ so "reproduced k of n" is a measurement, not a promise). The lab-wide mutations 
 broker's, the workload's) need orders and a broker, which explore's kv runs do not have:
 each is probed with the built-in scenario that shows its bug, over seeds.
 
+A mutation explore does not catch within its budget gets its targeted schedule
+(labctl/targeted/: the one situation its bug needs, on the in-memory network), which
+must show the violation with the mutation and none without; the table says which way
+each was caught.
+
 Then the other half: the protocol without a mutation, explored for the same budget, must
 show no violation at all. The verdict is ok only when every mutation was caught in the
 simulator and the correct protocol stayed clean.
@@ -130,6 +135,29 @@ def probe_one(mutation: str, budget_s: float, seed: int) -> tuple[Row, Scenario 
     return row, None
 
 
+def targeted_one(protocol: str, mutation: str, row: Row, seeds: int = 3) -> Row:
+    """The mutation's targeted schedule over a few seeds: caught when it shows a declared
+    violation with the mutation and nothing without it."""
+    from labctl.targeted import SCHEDULES
+    from labctl.targeted.kinds import kinds
+
+    schedule = SCHEDULES.get((protocol, mutation))
+    if schedule is None:
+        return row
+    started = time.perf_counter()
+    for seed in range(1, seeds + 1):
+        found = kinds(schedule(mutation, seed)) & set(row.expected)
+        clean = not kinds(schedule("", seed))
+        row.runs += 2
+        if found and clean:
+            row.caught, row.how, row.seed = True, "targeted schedule", seed
+            row.kind = sorted(found)[0]
+            row.detail = f"labctl/targeted/{protocol}.py, clean without the mutation"
+            break
+    row.seconds += time.perf_counter() - started
+    return row
+
+
 def selftest(
     names: list[str],
     budget_s: float,
@@ -173,7 +201,12 @@ def selftest(
             say(f"  {row.runs} runs, {'VIOLATION ' + str(row.kind) if row.caught else 'clean'}")
             continue
         if found is None or row.kind is None:
-            say(f"  NOT CAUGHT in {row.runs} runs")
+            if protocol:
+                targeted_one(protocol, mutation, row)
+            if row.caught:
+                say(f"  explore missed it; its targeted schedule caught it: {row.kind}")
+            else:
+                say(f"  NOT CAUGHT in {row.runs} runs")
             continue
         small, _ = explore.shrink(found, row.kind, budget_s=shrink_s)
         row.steps = explore.fault_steps(small)
