@@ -139,15 +139,14 @@ def targeted_one(protocol: str, mutation: str, row: Row, seeds: int = 3) -> Row:
     """The mutation's targeted schedule over a few seeds: caught when it shows a declared
     violation with the mutation and nothing without it."""
     from labctl.targeted import SCHEDULES
-    from labctl.targeted.kinds import kinds
 
     schedule = SCHEDULES.get((protocol, mutation))
     if schedule is None:
         return row
     started = time.perf_counter()
     for seed in range(1, seeds + 1):
-        found = kinds(schedule(mutation, seed)) & set(row.expected)
-        clean = not kinds(schedule("", seed))
+        found = schedule(mutation, seed) & set(row.expected)
+        clean = not schedule("", seed)
         row.runs += 2
         if found and clean:
             row.caught, row.how, row.seed = True, "targeted schedule", seed

@@ -8,6 +8,7 @@ import pytest
 from labctl.targeted.epaxos import (
     concurrent_writes,
     net_for,
+    three_recoveries,
 )
 from labctl.targeted.kinds import declared, kinds
 
@@ -26,3 +27,15 @@ def test_the_same_writes_agree_on_one_order_without_a_mutation(n: int) -> None:
     net = net_for("", seed=1, n=n)
     concurrent_writes(net)
     assert kinds(net) == set()
+
+
+def test_single_ballot_lets_a_third_recovery_commit_other_dependencies() -> None:
+    """Sutra 2019: with one ballot variable per instance, the recoverer cannot tell the
+    attributes accepted in the newest ballot from older ones."""
+    problems = three_recoveries("single-ballot")
+    assert problems and "instance (0, 1)" in problems[0]
+    assert "divergence" in declared("epaxos", "single-ballot")
+
+
+def test_three_recoveries_commit_one_set_of_attributes_with_vote_ballots() -> None:
+    assert three_recoveries("") == []
