@@ -1,10 +1,11 @@
 """Randomized chaos runs: generated scenarios that must end with zero violations.
 
 Each run is a scenario built from a seed: a kv workload (reads by log, quorum and lease in
-turn) and a schedule of faults drawn from the whole vocabulary - partitions (one-way too),
-isolating the leader, pauses, kills and restarts (some within an election timeout, some
-with a power loss: what was not fsynced is gone), clock drift within the protocol's
-bound, fsync stalls, delay and loss - each healed a little later, and everything healed
+turn) with a quarter of orders (side effects at a fenced broker), and a schedule of faults
+drawn from the whole vocabulary - partitions (one-way too), isolating the leader, pauses,
+kills and restarts (some within an election timeout, some with a power loss: what was
+not fsynced is gone), clock drift within the protocol's bound, fsync stalls, delay and
+loss - each healed a little later, and everything healed
 before the end so the final state can be judged. Used by `labctl chaos` and the slow tests.
 
 For a byzantine-tolerant protocol (PBFT) up to f = (n-1)//3 replicas, drawn once per run,
@@ -98,7 +99,7 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         options=dict(options or {}),
         fencing=True,
         workload={
-            "kind": "kv",
+            "kind": "mixed",  # kv with a share of orders: the broker's checks run too
             "rate": 120,
             "clients": 4,
             "target": "leader",

@@ -45,6 +45,7 @@ RETRY_BUDGET = 0.1  # retries may be at most this share of operations (plus a sm
 BACKOFF_BASE = 0.02
 BACKOFF_CAP = 0.5
 SYMBOLS = ("ALPHA", "BETA", "GAMMA", "DELTA")
+MIXED_ORDERS = 0.25  # the share of orders in a "mixed" workload
 USERS = ("riya", "rahul", "asha", "kiran")
 
 
@@ -96,7 +97,9 @@ class Client:
     def next_command(self) -> tuple[Command, str]:
         self.sent_ops += 1
         rid = f"{self.name}:{self.epoch}:{self.sent_ops}"
-        if self.kind == "orders":
+        # "mixed" (chaos runs): a share of orders among the kv operations, so the broker
+        # and its checks (zombie-write, duplicate-order) are exercised with the reads.
+        if self.kind == "orders" or (self.kind == "mixed" and self.rng.random() < MIXED_ORDERS):
             order = Order(
                 order_id=f"o-{rid}",
                 user=self.rng.choice(USERS),

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--router", required=True)
     p.add_argument("--telemetry", required=True)
     p.add_argument("--replicas", required=True)
-    p.add_argument("--kind", choices=("kv", "orders"), default="kv")
+    p.add_argument("--kind", choices=("kv", "orders", "mixed"), default="kv")
     p.add_argument("--rate", type=float, required=True, help="operations/s of this client")
     p.add_argument("--target", default="leader")
     p.add_argument("--reads", default="log")

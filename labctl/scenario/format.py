@@ -281,8 +281,8 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
     for key in ("kind", "target"):
         if not isinstance(w[key], str):
             raise fail(f"workload.{key}", f"must be a string, got {show_value(w[key])}")
-    if w["kind"] not in ("orders", "kv"):
-        raise fail("workload.kind", f"must be orders or kv, got {w['kind']!r}")
+    if w["kind"] not in ("orders", "kv", "mixed"):
+        raise fail("workload.kind", f"must be orders, kv or mixed, got {w['kind']!r}")
     rate = w["rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 20000:
         raise fail("workload.rate", f"must be a number of operations/s in (0, 20000], got {rate!r}")
