@@ -443,8 +443,10 @@ class SimNet:
 
     def _schedule_wake(self, node: SimNode) -> None:
         t = max(node.paused_until, node.busy_until, self.now)
-        if node.pending is not None or t == math.inf or (
-            node.wake_at is not None and node.wake_at <= t
+        if (
+            node.pending is not None
+            or t == math.inf
+            or (node.wake_at is not None and node.wake_at <= t)
         ):
             return  # a wake (or the fsync's return) comes first anyway
         node.wake_at = t
