@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labctl.children import python_command
 from labctl.cli.common import print_json, say
 from labctl.errors import LabError
 
@@ -23,7 +24,7 @@ from labctl.errors import LabError
 def _cli(lab_dir: Path, *args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
+        [*python_command(), "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
         check=True,
         capture_output=True,
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
     data_endpoint,
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     broker = Broker(args.fencing, args.mutate)
     broker.highest = highest_recorded(args.record)
     counters: dict[str, int] = {"malformed": 0}
+    drops = Drops("broker")  # logs the first of each kind of bad input, once
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
 
@@ -151,14 +153,17 @@ def main(argv: list[str] | None = None) -> None:
                 break
             if len(frames) != 2:
                 counters["malformed"] += 1
+                drops.drop("framing", f"{len(frames)} frames")
                 continue
             try:
                 msg = codec.decode(frames[1])
-            except WireError:
+            except WireError as e:
                 counters["malformed"] += 1
+                drops.drop("undecodable", e)
                 continue
             if not isinstance(msg, BrokerWrite):
                 counters["malformed"] += 1
+                drops.drop("not_a_write", type(msg).__name__)
                 continue
             accepted = broker.decide(msg)
             t = true_now()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
 from typing import Annotated, Any
@@ -94,7 +96,19 @@ def up(
     dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
     t0 = time.monotonic()
     owner = None if detach or dashboard else os.getpid()
-    lab = api.up(lab_dir, config, foreground_pid=owner)
+    if owner is not None:
+        _stop_on_signals()  # before the lab starts: a SIGTERM while it starts stops it too
+    try:
+        lab = api.up(lab_dir, config, foreground_pid=owner)
+    except KeyboardInterrupt:
+        if owner is None:
+            raise
+        # Interrupted while the lab started: stop it if it got as far as answering (else
+        # it stops on its own, with its record, when this process is gone).
+        with contextlib.suppress(LabError):
+            answer = api.Lab.find(lab_dir).down()
+            say(f"lab down; run record in {answer.get('run_dir')}")
+        raise typer.Exit(130) from None
     elapsed = time.monotonic() - t0
     mutant = f" with mutation {config['mutate']}" if config.get("mutate") else ""
     say(
@@ -104,8 +118,6 @@ def up(
     if detach:
         return
     if dashboard:
-        import signal
-
         from tui.app import run_dashboard
 
         def hangup(signum: int, frame: Any) -> None:
@@ -123,13 +135,6 @@ def up(
         run_dashboard(lab.lab_dir, stop_on_quit_prompt=True)
         return
     say("Ctrl-C stops the lab.")
-    import signal
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the lab as Ctrl-C does
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
     try:
         _live_status(lab)
     except KeyboardInterrupt:
@@ -139,6 +144,17 @@ def up(
             signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut `down` short
         answer = lab.down()
         say(f"lab down; run record in {answer.get('run_dir')}")
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a foreground lab as Ctrl-C does: `down`, the whole record.
+    (Were the CLI killed outright, the supervisor would get SIGTERM from the kernel.)"""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _live_status(lab: Any) -> None:
