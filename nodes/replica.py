@@ -28,6 +28,7 @@ import zmq
 import protocols
 from faults.model import FaultError, parse_fault
 from nodes.clock import NodeClock
+from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
     data_endpoint,
@@ -107,6 +108,7 @@ class Replica:
             "send_dropped": 0,
             "peer_messages": 0,
         }
+        self.drops = Drops(self.id)  # logs the first of each kind of bad input, once
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -180,15 +182,18 @@ class Replica:
                 return
             if len(frames) != 2:
                 self.counters["malformed"] += 1
+                self.drops.drop("framing", f"{len(frames)} frames")
                 continue
             src = frames[0].decode("utf-8", "replace")
             try:
                 msgs, bad = self.codec.decode_all(frames[1])
-            except WireError:
+            except WireError as e:
                 self.counters["malformed"] += 1
+                self.drops.drop("undecodable", f"from {src}: {e}")
                 continue
             if bad:
                 self.counters["malformed"] += bad
+                self.drops.drop("undecodable_in_bundle", f"from {src}")
             now = self.clock.now()
             if len(msgs) > 1 and all(isinstance(m, ClientRequest) for m in msgs):
                 # A client's bundle: the protocol may take it as one (Raft replicates it

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json
-from labctl.cli.scenario import _load
+from labctl.cli.mutants import Mutate
+from labctl.cli.scenario import _load, _mutate
 from labctl.errors import LabError
 
 app = typer.Typer(help="The simulator: scenarios in virtual time, explore, shrink.")
@@ -24,6 +25,7 @@ def run(
         bool,
         typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
     ] = True,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -44,6 +46,8 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
+    if mutate:
+        _mutate(sc, mutate)
     raise typer.Exit(simrun.run(sc, lab_dir, json_out, report))
 
 
