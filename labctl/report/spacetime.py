@@ -180,6 +180,8 @@ def spacetime_figure(
         + list(run.replicas)
         + ([BROKER] if BROKER in used else [])
     )
+    if not lanes:  # a record without its node list (a lab that died while starting)
+        lanes = ["(no nodes)"]
     x = {name: i for i, name in enumerate(lanes)}
     span = window.t1 - window.t0
     height = min(16.0, max(7.0, 4.0 + len(msgs) / 60))

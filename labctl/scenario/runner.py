@@ -53,7 +53,9 @@ def _finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
     _report(summary)
     from labctl.report.hook import after_run
 
-    page = after_run(summary.get("run_dir"), report)
+    # A lab that failed left a partial record: `labctl report RUN` draws what there is, but
+    # the failure is reported at once rather than after seconds of plotting.
+    page = after_run(summary.get("run_dir"), report and summary.get("verdict") != "error")
     if page is not None:
         summary["report"] = str(page)
         Path(summary["run_dir"], "summary.json").write_text(json.dumps(summary, indent=2))
