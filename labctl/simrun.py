@@ -30,11 +30,14 @@ SHOWN_PER_KIND = runner.SHOWN_PER_KIND
 
 
 def plan_of(sc: Scenario) -> Plan:
+    from labctl import mutants
+
+    target = mutants.resolve(sc.protocol, sc.mutate).target if sc.mutate else ""
     return Plan(
         protocol=sc.protocol, nodes=sc.nodes, seed=sc.seed, duration=sc.duration,
         options=dict(sc.options), fencing=sc.fencing,
         workload=dict(sc.workload) if sc.workload else None,
-        steps=[(s.at, dict(s.fault)) for s in sc.steps],
+        steps=[(s.at, dict(s.fault)) for s in sc.steps], mutate=sc.mutate, mutate_target=target,
     )  # fmt: skip
 
 
@@ -122,6 +125,7 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     config = {
         "protocol": sc.protocol, "nodes": sc.nodes, "seed": sc.seed, "options": sc.options,
         "fencing": sc.fencing, "name": sc.name, "scenario": sc.path, "simulated": True,
+        **({"mutate": sc.mutate} if sc.mutate else {}),
         "sim": {"latency": list(cpu.latency), "service_time": cpu.service_time,
                 "fsync_time": cpu.fsync_time},
         "replicas": [f"r{i}" for i in range(sc.nodes)],

@@ -27,7 +27,7 @@ import zmq
 
 import protocols
 from faults.model import Fault, FaultError
-from labctl import labdir
+from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
 from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
@@ -54,7 +54,10 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot p
 class Supervisor(FaultsMixin):
     def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
-        self.config = config
+        # The lab's named mutation, if any, resolved to the process that carries it
+        # (labctl/mutants.py); the CLI and the scenario runner validated it already.
+        self.config = config = mutants.configure(config)
+        self.mutation = mutants.target_of(config)  # (target, name) or None
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
         proto = protocols.get(self.protocol)
@@ -135,6 +138,7 @@ class Supervisor(FaultsMixin):
         ]  # fmt: skip
         if self.config.get("fencing"):
             broker_args.append("--fencing")
+        broker_args += self._mutate_args("broker")
         self.children["broker"] = Child("broker", "broker", broker_args, logs / "broker.log")
         for r in self.replicas:
             self.children[r] = Child(r, "replica", self._replica_argv(r), logs / f"{r}.log")
@@ -156,6 +160,12 @@ class Supervisor(FaultsMixin):
             "--telemetry", self.telemetry_ep,
             "--data-dir", str(self.run.path / "data" / r), "--parent-pid", str(os.getpid()),
         ] + ([] if self.config.get("fsync", True) else ["--no-fsync"])  # fmt: skip
+
+    def _mutate_args(self, target: str) -> list[str]:
+        """`--mutate NAME` for the process kind that carries the lab's mutation."""
+        if self.mutation is None or self.mutation[0] != target:
+            return []
+        return ["--mutate", self.mutation[1]]
 
     def _wait(self, done: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
         """Process telemetry until `done()`; a child that dies meanwhile fails the start."""
@@ -180,6 +190,7 @@ class Supervisor(FaultsMixin):
             "pub": self.pub_ep,
             "router": self.router_data,
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "nodes": self.replicas,
             "seed": self.seed,
             "run_dir": str(self.run.path),
@@ -418,6 +429,7 @@ class Supervisor(FaultsMixin):
         return {
             "supervisor_pid": os.getpid(),
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "seed": self.seed,
             "run_dir": str(self.run.path),
             "uptime": round(now - self.started, 3),
@@ -471,6 +483,7 @@ class Supervisor(FaultsMixin):
             ]  # fmt: skip
             if self.broadcast:
                 argv.append("--broadcast")
+            argv += self._mutate_args("workload")
             if spec.duration:
                 argv += ["--duration", str(spec.duration)]
             child = Child(name, "client", argv, logs / f"{name}.log")

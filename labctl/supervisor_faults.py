@@ -18,6 +18,7 @@ from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse
 from faults.shapes import ShapeError, shape_links
 from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
+from nodes.wal import cut_to_synced
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 PROCESS_KINDS = frozenset({"pause", "resume", "kill", "restart"})
@@ -167,6 +168,10 @@ class FaultsMixin:
                 return error(f"{node} is already stopped", "bad_state")
             c.kill()
             self.status.pop(node, None)
+            if fault.power_loss:
+                # The process is dead; now the machine: unsynced writes never reached disk.
+                lost = cut_to_synced(self.run.path / "data" / node / "wal.log")
+                self.emit("fault.power_loss", node=node, lost_bytes=lost)
         elif kind == "restart":
             problem = self._restart(c)
             if problem:

@@ -1,11 +1,16 @@
 """The broker: the downstream store leaders send side effects to (the exchange).
 
     python -m nodes.broker --router EP --telemetry EP --record FILE [--fencing]
+                           [--mutate no-fencing]
 
 Each BrokerWrite carries the sender's fencing token (its term or view). With fencing on,
 a write whose token is below the highest token seen is rejected: Kleppmann's one-line
 check. With it off, a deposed leader's writes land: the zombie writes the lab detects.
 Every decision is appended to the record file (JSON lines) and published as telemetry.
+
+The broker's named mutation (protocols/base/mutations.py) `no-fencing` keeps saying it
+fences while it ignores the tokens: the bug of a store that takes a token and never
+compares it.
 """
 
 from __future__ import annotations
@@ -32,17 +37,34 @@ from nodes.process import (
 )
 from nodes.wire import Codec, WireError
 from protocols.base import BrokerAck, BrokerWrite
+from protocols.base.mutations import Mutation, check_mutate
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        name="no-fencing",
+        bug="the store takes fencing tokens and never compares them, even when fencing is asked",
+        source="Kleppmann, 'How to do distributed locking' (2016); DDIA chapter 8",
+        violations=("zombie-write",),
+        teaches="why a lease or a leadership is not enough: a paused, deposed leader's write "
+        "lands after its successor's unless the store itself checks the token",
+        target="broker",
+    ),
+)
 
 
 class Broker:
-    def __init__(self, fencing: bool) -> None:
+    def __init__(self, fencing: bool, mutate: str = "") -> None:
+        check_mutate("the broker", mutate, MUTATIONS)
         self.fencing = fencing
+        self.mutate = mutate
         self.highest = 0
         self.accepted = 0
         self.rejected = 0
 
     def decide(self, write: BrokerWrite) -> bool:
-        if self.fencing and write.token < self.highest:
+        # Mutation "no-fencing": the comparison below is skipped, fencing on or not.
+        checks = self.fencing and self.mutate != "no-fencing"
+        if checks and write.token < self.highest:
             self.rejected += 1
             return False
         self.highest = max(self.highest, write.token)
@@ -75,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--telemetry", default=None)
     p.add_argument("--record", required=True)
     p.add_argument("--fencing", action="store_true")
+    p.add_argument("--mutate", default="", help="a named mutation (no-fencing)")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
@@ -89,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     control.setsockopt(zmq.LINGER, 0)
     port = control.bind_to_random_port("tcp://127.0.0.1")
     codec = Codec()
-    broker = Broker(args.fencing)
+    broker = Broker(args.fencing, args.mutate)
     broker.highest = highest_recorded(args.record)
     counters: dict[str, int] = {"malformed": 0}
     drops = Drops("broker")  # logs the first of each kind of bad input, once
@@ -151,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                 "node": msg.node,
                 "seq": msg.seq,
                 "request_id": msg.request_id,
+                "order_id": msg.order.order_id if msg.order is not None else None,
                 "accepted": accepted,
                 "highest": broker.highest,
             }

@@ -158,6 +158,13 @@ class FaultsMixin:
         elif kind == "kill":
             if state == "stopped":
                 raise FaultError(f"{node} is already stopped")
+            if fault.power_loss:
+                # The machine, not only the process: nothing written since the last fsync
+                # survives (an fsync under way never finished), as the supervisor's cut.
+                n = self.nodes[node]
+                lost = len(n.unsynced) + (len(n.pending.persist) if n.pending else 0)
+                n.unsynced, n.pending = [], None
+                self.emit("fault.power_loss", node=node, lost_records=lost)
             self._kill_node(node)
         elif kind == "restart":
             if state != "stopped":

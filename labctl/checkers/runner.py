@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.checkers.base import Checker, CheckerConfig, Violation
+from labctl.checkers.broker_orders import BrokerOrdersChecker
 from labctl.checkers.divergence import DivergenceChecker
 from labctl.checkers.duplicate_apply import DuplicateApplyChecker
 from labctl.checkers.lease_overlap import LeaseOverlapChecker
@@ -36,6 +37,7 @@ class CheckerSet:
             config = CheckerConfig.from_lab(config)  # a lab config: {"protocol": ...}
         self.config = config
         self.linearizability = LinearizabilityChecker(config.lin_budget)
+        self.broker_orders = BrokerOrdersChecker()
         self.checkers: list[Checker] = [
             SplitBrainChecker(),
             DivergenceChecker(per_key=config.per_key),
@@ -43,6 +45,7 @@ class CheckerSet:
             LostWriteChecker(),
             LeaseOverlapChecker(),
             ZombieWriteChecker(),
+            self.broker_orders,
         ]
         if config.linearizability:
             self.checkers.append(self.linearizability)
@@ -124,6 +127,7 @@ class CheckerSet:
                 "ops": sum(r.ops for r in lin.values()),
                 "unknown_keys": self.linearizability.unknown_keys,
             },
+            "broker": self.broker_orders.summary(),
         }
 
     def _check_open(self) -> None:

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json
-from labctl.cli.scenario import _load
+from labctl.cli.mutants import Mutate
+from labctl.cli.scenario import _load, _mutate
 from labctl.errors import LabError
 
 app = typer.Typer(help="The simulator: scenarios in virtual time, explore, shrink.")
@@ -20,6 +21,7 @@ def run(
     name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -40,6 +42,8 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
+    if mutate:
+        _mutate(sc, mutate)
     raise typer.Exit(simrun.run(sc, lab_dir, json_out))
 
 

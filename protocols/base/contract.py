@@ -242,6 +242,9 @@ class Protocol(abc.ABC):
     short_run_options: ClassVar[dict[str, Any]] = {}
     # The named bugs this protocol can run with (`Options.mutate`, protocols/base/mutations.py).
     mutations: ClassVar[tuple[Mutation, ...]] = ()
+    # A protocol built to break (naive, the seed's split-brain baseline): a scenario with no
+    # expectation for it does not hold it to `safe = true`, as it does every other one.
+    unsafe_by_design: ClassVar[bool] = False
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
