@@ -166,6 +166,8 @@ class FaultsMixin:
         elif kind == "kill":
             if c.state == "stopped":
                 return error(f"{node} is already stopped", "bad_state")
+            if fault.power_loss and c.kind != "replica":
+                return error(f"{node} keeps no WAL: power loss is a replica's fault", "bad_fault")
             c.kill()
             self.status.pop(node, None)
             if fault.power_loss:
