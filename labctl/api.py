@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import zmq
 
 from labctl import labdir
@@ -22,6 +21,41 @@ from labctl.errors import LabError, LabFailed, NoLab
 from nodes.process import request
 
 UP_TIMEOUT = 30.0
+MAX_NODES = 15
+
+
+def lab_config(
+    protocol: str,
+    nodes: int | None = None,
+    seed: int = 42,
+    options: dict[str, Any] | None = None,
+    fencing: bool = False,
+) -> dict[str, Any]:
+    """Validate everything a lab needs before any process starts (LabError if not)."""
+    import protocols
+    from protocols.base import ConfigError, decode_options
+
+    options = dict(options or {})
+    try:
+        cls = protocols.get(protocol)
+    except protocols.UnknownProtocol as e:
+        raise LabError(str(e)) from None
+    n = cls.default_nodes if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    try:
+        decode_options(cls.Options, options)
+    except ConfigError as e:
+        raise LabError(f"protocol {protocol!r}: {e}") from None
+    return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
+
+
+def config_warnings(config: dict[str, Any]) -> list[str]:
+    """What a user should hear before this lab starts (a PBFT size that is not 3f+1)."""
+    import protocols
+
+    note = protocols.get(config["protocol"]).size_warning(int(config["nodes"]))
+    return [note] if note else []
 
 
 class Lab:
@@ -72,10 +106,7 @@ class Lab:
 
 def _running(pid: int) -> bool:
     """True until the process has exited (a zombie waiting for init to reap it has)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return labdir.pid_alive(pid)
 
 
 def kill_group(pid: int) -> None:
@@ -99,6 +130,8 @@ def up(
     path.mkdir(parents=True, exist_ok=True)
     if foreground_pid is not None:
         config = {**config, "parent_pid": foreground_pid}
+    import psutil
+
     log = open(path / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = psutil.Popen(

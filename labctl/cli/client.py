@@ -16,13 +16,20 @@ import typer
 from labctl.cli.common import Json, LabDir, print_json, say
 from labctl.errors import LabError
 
-app = typer.Typer(help="Send one client operation (put, get, cas, order) to a node.")
+app = typer.Typer(
+    help="Send one client operation (put, get, cas, order) to a node.", no_args_is_help=True
+)
 
 Via = Annotated[
-    str | None, typer.Option("--via", help="Node to ask (name or role; default the leader).")
+    str | None,
+    typer.Option("--via", metavar="NODE", help="Node to ask (name or role; default the leader)."),
 ]
-Timeout = Annotated[str, typer.Option("--timeout", help="Give up after this long.")]
-ReadMode = Annotated[str, typer.Option("--read", help="Read mode: log, quorum or lease.")]
+Timeout = Annotated[
+    str, typer.Option("--timeout", metavar="DURATION", help="Give up after this long.")
+]
+ReadMode = Annotated[
+    str, typer.Option("--read", metavar="MODE", help="Read mode: log, quorum or lease.")
+]
 
 
 def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
@@ -141,16 +148,20 @@ def cas(key: str, expected: str, value: str, via: Via = None, timeout: Timeout =
 
 @app.command()
 def order(
-    user: Annotated[str, typer.Option("--user")] = "riya",
-    side: Annotated[str, typer.Option("--side", help="buy or sell")] = "buy",
-    qty: Annotated[int, typer.Option("--qty")] = 200,
-    symbol: Annotated[str, typer.Option("--symbol")] = "ALPHA",
+    user: Annotated[str, typer.Option("--user", metavar="NAME", help="Who orders.")] = "riya",
+    side: Annotated[str, typer.Option("--side", metavar="SIDE", help="buy or sell.")] = "buy",
+    qty: Annotated[int, typer.Option("--qty", metavar="N", help="Quantity.")] = 200,
+    symbol: Annotated[
+        str, typer.Option("--symbol", metavar="SYMBOL", help="What to trade.")
+    ] = "ALPHA",
     via: Via = None,
     timeout: Timeout = "1s",
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Place a trade order (the leader forwards it to the broker with its fencing token)."""
+    """Place a trade order (the leader sends it on to the broker).
+
+    The leader forwards it to the broker with its fencing token (its term)."""
     import uuid
 
     from protocols.base import Order

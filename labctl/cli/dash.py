@@ -14,7 +14,7 @@ from labctl.errors import LabError
 
 
 def dash(lab_dir: LabDir = None) -> None:
-    """Attach the live dashboard to the running lab (q quits, the lab keeps running)."""
+    """Attach the dashboard to the running lab (the lab outlives it)."""
     from labctl.api import Lab
     from tui.app import run_dashboard
 

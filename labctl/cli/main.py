@@ -1,4 +1,8 @@
-"""The `labctl` entry point: the command tree and the one exit path.
+"""The `labctl` entry point: the command table and the one exit path.
+
+Commands live in their own modules and are imported only when invoked (or when the help
+lists them), so `labctl status` pays for the status code and not for every protocol, the
+dashboard or the checkers. A helper adding a command adds one row to COMMANDS.
 
 Errors a user can cause are LabError: one line on stderr and the code from
 labctl.errors (2 bad input / no lab, 3 the lab failed). Tracebacks only with LABCTL_DEBUG=1.
@@ -6,42 +10,93 @@ labctl.errors (2 bad input / no lab, 3 the lab failed). Tracebacks only with LAB
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Annotated, Any
 
 import typer
+import typer.core
+import typer.main
 
-from labctl.cli import client, dash, fault, lab, scenario
 from labctl.errors import EXIT_LAB_FAILED, LabError
+
+# name -> "module:attribute", in the order the help lists them. The attribute is a Typer
+# app (a command group) or a plain function (one command).
+COMMANDS: dict[str, str] = {
+    "up": "labctl.cli.lab:up",
+    "down": "labctl.cli.lab:down",
+    "status": "labctl.cli.lab:status",
+    "fault": "labctl.cli.fault:app",
+    "client": "labctl.cli.client:app",
+    "dash": "labctl.cli.dash:dash",
+    "scenario": "labctl.cli.scenario:app",
+    "check": "labctl.cli.scenario:check",
+    "chaos": "labctl.cli.scenario:chaos",
+    "runs": "labctl.cli.runs:app",
+    "wal": "labctl.cli.wal:app",
+    "protocols": "labctl.cli.lab:list_protocols",
+    "bench": "labctl.cli.bench:bench",
+}
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The top-level group: a command's module is imported when the command is asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        if not isinstance(obj, typer.Typer):
+            single = typer.Typer(rich_markup_mode=None)
+            single.command(name)(obj)
+            obj = single
+        obj.rich_markup_mode = None  # plain click help: fast, and wrapped by paragraph
+        obj._add_completion = False  # completion is the root's (see the help text)
+        return typer.main.get_command(obj)
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from labctl.catalogue import catalogue, version
+
+    names = ", ".join(f"{p['name']} ({p['default_nodes']} nodes)" for p in catalogue())
+    typer.echo(f"labctl {version()} (Python {sys.version.split()[0]})\nprotocols: {names}")
+    raise typer.Exit()
+
 
 app = typer.Typer(
     name="labctl",
-    help="A chaos lab for coordination protocols: real replicas, a fault router, a verdict.",
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
 )
-lab.register(app)
-app.add_typer(fault.app, name="fault")
-app.add_typer(client.app, name="client")
-app.add_typer(scenario.app, name="scenario")
-app.command("check")(scenario.check)
-app.command("chaos")(scenario.chaos)
-app.command("dash")(dash.dash)
 
 
-@app.command(
-    "bench",
-    help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft.",
-)
-def bench(
-    what: str = typer.Argument("core", help="core, checkers, raft, epaxos or pbft"),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
-) -> None:
-    from labctl.bench import run_bench
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True,
+                     help="Print the version and the protocols, then exit."),
+    ] = False,
+) -> None:  # fmt: skip
+    """A chaos lab for coordination protocols: real replicas, a fault router, a verdict.
 
-    run_bench(what, json_out=json_out, quick=quick)
+    Every command takes --lab-dir DIR (default .labctl/, or $LABCTL_DIR) and -h for help.
+    Shell completion: eval "$(_LABCTL_COMPLETE=bash_source labctl)" (zsh_source,
+    fish_source)."""
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.common import Json, LabDir, UnusedLabDir, print_json, protocol_names
 from labctl.errors import LabError
 
-app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
+app = typer.Typer(
+    help="Replay incidents from scenario files, with a verdict.", no_args_is_help=True
+)
 
 
 def _load(name: str, protocol: str | None = None) -> Any:
@@ -24,9 +26,21 @@ def _load(name: str, protocol: str | None = None) -> Any:
 
 @app.command("run")
 def run(
-    name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
-    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="SCENARIO", help="A built-in scenario name or a TOML file.")
+    ],
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            metavar="NAME",
+            help=f"Run it on another protocol ({protocol_names()}).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Override the file's seed.")
+    ] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
     json_out: Json = False,
     lab_dir: LabDir = None,
@@ -53,7 +67,7 @@ def run(
 
 
 @app.command("list")
-def list_scenarios(json_out: Json = False) -> None:
+def list_scenarios(json_out: Json = False, lab_dir: UnusedLabDir = None) -> None:
     """The built-in scenarios."""
     from labctl.scenario.library import names
 
@@ -71,8 +85,11 @@ def list_scenarios(json_out: Json = False) -> None:
 
 
 @app.command("show")
-def show(name: str) -> None:
-    """Print a built-in scenario's file."""
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A built-in scenario's name.")],
+    lab_dir: UnusedLabDir = None,
+) -> None:
+    """Print a built-in scenario's file (the format: docs/scenarios.md)."""
     from labctl.scenario.library import find
 
     _load(name)
@@ -80,17 +97,20 @@ def show(name: str) -> None:
 
 
 def check(
-    run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="A run directory, a run's name under <lab-dir>/runs/, or latest."
+        ),
+    ],
     json_out: Json = False,
+    lab_dir: LabDir = None,
 ) -> None:
-    """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
-    from pathlib import Path
-
+    """Recompute a run's verdict from its files (exit 1: violations)."""
     from labctl.checkers import check_run_dir
+    from labctl.runs import find_run
 
-    path = Path(run_dir)
-    if not (path / "events.jsonl").exists():
-        raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
+    path = find_run(run, lab_dir)
     result = check_run_dir(path)
     if json_out:
         print_json(result)
@@ -98,25 +118,32 @@ def check(
         for v in result["violations"]:
             typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
         typer.echo(
-            f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
+            f"{path.name}: {'safe' if result['safe'] else 'UNSAFE'}: "
+            f"{len(result['violations'])} violations"
         )
     if not result["safe"]:
         raise typer.Exit(1)
 
 
 def chaos(
-    protocol: Annotated[str, typer.Option("--protocol", "-p")] = "raft",
-    runs: Annotated[int, typer.Option("--runs", help="How many runs.")] = 20,
-    duration: Annotated[str, typer.Option("--duration", help="Length of each run.")] = "30s",
+    protocol: Annotated[
+        str, typer.Option("--protocol", "-p", metavar="NAME", help=f"One of: {protocol_names()}.")
+    ] = "raft",
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="How many runs.")] = 20,
+    duration: Annotated[
+        str, typer.Option("--duration", metavar="DURATION", help="Length of each run.")
+    ] = "30s",
     nodes: Annotated[
         str | None,
-        typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
+        typer.Option(
+            "--nodes", metavar="N,N", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the first run.")] = 1,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Randomized chaos runs with every fault kind; exit 1 on any violation.
+    """Randomized chaos runs, every fault kind (exit 1: a violation).
 
     Each run heals everything before its end; exit 3 when a lab itself failed."""
     import protocols

@@ -241,6 +241,12 @@ class Protocol(abc.ABC):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
 
+    @classmethod
+    def size_warning(cls, replicas: int) -> str | None:
+        """What a user starting `replicas` replicas should know (a size that wastes
+        replicas or tolerates no fault), or None. Said when a lab starts or swaps."""
+        return None
+
     def check_config(self, config: NodeConfig) -> None:
         """Raise unless `config` carries this protocol's validated options and a sane
         replica set (this node in it, no id twice): a lab misconfigured fails at start."""

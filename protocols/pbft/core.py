@@ -106,6 +106,18 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     # re-proposed by a new primary, or retried after a restart) without applying it again.
     exactly_once: ClassVar[bool] = True
 
+    @classmethod
+    def size_warning(cls, replicas: int) -> str | None:
+        f = (replicas - 1) // 3
+        if replicas == 3 * f + 1:
+            return None
+        best = 3 * f + 1
+        if f == 0:
+            return (f"pbft with {replicas} replicas tolerates no byzantine replica (f = 0): "
+                    f"n = 3f+1, so 4 tolerate one liar, 7 two")  # fmt: skip
+        return (f"pbft with {replicas} replicas tolerates f = {f} byzantine replica(s), as "
+                f"{best} do (n = 3f+1); the other {replicas - best} only add messages")  # fmt: skip
+
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
         self.check_config(config)
