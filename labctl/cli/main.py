@@ -48,12 +48,21 @@ class LazyGroup(typer.core.TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from each command's help text alone: building every command
+        (and every subcommand of a group) only to print one line each costs more than the
+        rest of `labctl --help`."""
+        from typer._click.utils import make_default_short_help
+
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, make_default_short_help(_help(_target(name)), limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def get_command(self, ctx: Any, name: str) -> Any:
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in COMMANDS:
             return None
-        module, _, attr = target.partition(":")
-        obj = getattr(importlib.import_module(module), attr)
+        obj = _target(name)
         if not isinstance(obj, typer.Typer):
             single = typer.Typer(rich_markup_mode=None)
             single.command(name)(obj)
@@ -61,6 +70,20 @@ class LazyGroup(typer.core.TyperGroup):
         obj.rich_markup_mode = None  # plain click help: fast, and wrapped by paragraph
         obj._add_completion = False  # completion is the root's (see the help text)
         return typer.main.get_command(obj)
+
+
+def _target(name: str) -> Any:
+    module, _, attr = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _help(obj: Any) -> str:
+    if isinstance(obj, typer.Typer):
+        for text in (obj.info.short_help, obj.info.help):
+            if isinstance(text, str):
+                return text
+        return ""
+    return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
 
 
 def _version(value: bool) -> None:
