@@ -14,6 +14,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input, Label
 
+from tests.conftest import slack
 from tui.app import LabApp, make_app
 from tui.fake import FakeSource, calm_doc
 from tui.screens.dialog import ActionDialog
@@ -34,7 +35,9 @@ def pilot_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 
 async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Let the app run until `predicate()` holds; fail the test after `timeout` seconds."""
+    """Let the app run until `predicate()` holds; fail the test after `timeout` seconds
+    (nominal: stretched by conftest.SLACK for a loaded machine)."""
+    timeout = slack(timeout)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (value := predicate()):
