@@ -82,8 +82,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"labctl call wall time, median of {result['runs']} (budget {BUDGET_S:g}s idle)"]
     for name, c in result["calls"].items():
         mark = "" if c["median_s"] <= BUDGET_S else "  over budget"
-        lines.append(f"  {name:<12} {c['median_s'] * 1000:6.1f} ms  "
-                     f"(min {c['min_s'] * 1000:.1f}, max {c['max_s'] * 1000:.1f}){mark}")  # fmt: skip
+        med, lo, hi = (c[k] * 1000 for k in ("median_s", "min_s", "max_s"))
+        lines.append(f"  {name:<12} {med:6.1f} ms  (min {lo:.1f}, max {hi:.1f}){mark}")
     lines.append(f"  load average before {result['loadavg_before']}, after "
                  f"{result['loadavg_after']} on {result['cpus']} cpus")  # fmt: skip
     return "\n".join(lines)
