@@ -58,9 +58,19 @@ def build() -> list[dict[str, Any]]:
                 "default_nodes": cls.default_nodes,
                 "options": msgspec.to_builtins(cls.Options()),
                 "byzantine_modes": list(cls.byzantine_modes),
+                "leader_word": cls.leader_word,
+                "term_word": cls.term_word,
             }
         )
     return rows
+
+
+def words(protocol: str) -> tuple[str, str]:
+    """(leader word, term word) of `protocol`: ("primary", "view") for PBFT."""
+    for row in catalogue():
+        if row["name"] == protocol:
+            return row.get("leader_word", "leader"), row.get("term_word", "term")
+    return "leader", "term"
 
 
 def catalogue() -> list[dict[str, Any]]:

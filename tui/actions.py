@@ -296,7 +296,8 @@ def perform(
             return _order_done(out)
         if action.kind == "swap":
             moved = source.swap(values["protocol"])
-            return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"])
+            return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"],
+                              list(moved.get("warnings") or []))  # fmt: skip
         answer = source.fault(build(action, values))
     except LabError as e:
         return ActionDone(action.title, error=str(e), severity="error")

@@ -61,7 +61,7 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
                            rng=__import__("random").Random())[0]  # fmt: skip
     except FaultError as e:
         raise LabError(str(e)) from None
-    quorum, broadcast = _quorum(doc.get("protocol"), len(replicas))
+    quorum, broadcast, with_term = _quorum(doc.get("protocol"), len(replicas))
     if broadcast:
         node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
     endpoint = Endpoint(zmq.Context.instance(), lab.state["router"])
@@ -86,7 +86,9 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
             out["leader"] = reply.leader
             kind = "fail"
         else:
-            out.update(term=reply.term, seq=reply.seq)
+            if with_term:  # PBFT and EPaxos replies carry no term (0): left out
+                out["term"] = reply.term
+            out["seq"] = reply.seq
             if command.op in ("get", "cas"):
                 out["value"] = reply.value
             if reply.error:
@@ -105,16 +107,17 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
         raise typer.Exit(1)
 
 
-def _quorum(protocol: Any, replicas: int) -> tuple[int, bool]:
-    """(matching replies needed, whether every replica gets the request)."""
+def _quorum(protocol: Any, replicas: int) -> tuple[int, bool, bool]:
+    """(matching replies needed, whether every replica gets the request, whether replies
+    carry a term)."""
     import protocols
     from protocols.base import client_quorum
 
     try:
         cls = protocols.get(str(protocol))
     except protocols.UnknownProtocol:
-        return 1, False
-    return client_quorum(cls, replicas), cls.byzantine_tolerant
+        return 1, False, True
+    return client_quorum(cls, replicas), cls.byzantine_tolerant, cls.replies_carry_term
 
 
 def _history(lab: Any, record: dict[str, Any]) -> None:

@@ -102,6 +102,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     default_nodes: ClassVar[int] = 4
     byzantine_tolerant: ClassVar[bool] = True
     byzantine_modes: ClassVar[tuple[str, ...]] = MODES
+    leader_word: ClassVar[str] = "primary"
+    term_word: ClassVar[str] = "view"
+    replies_carry_term: ClassVar[bool] = False  # the view is in status and events
     # The state machine's session table answers a request id committed twice (a request
     # re-proposed by a new primary, or retried after a restart) without applying it again.
     exactly_once: ClassVar[bool] = True
