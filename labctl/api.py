@@ -91,6 +91,20 @@ class Lab:
     def fault(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self.call("fault", fault=spec, timeout=15.0)
 
+    def settle(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until every replica reported its role and, unless the protocol is
+        leaderless (EPaxos: every role is "replica"), one of them leads; the last status.
+        A lab that does not settle in `timeout` is returned as it is (a user may have cut
+        it off on purpose)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.status()
+            roles = [n.get("role") for n in doc["nodes"] if n.get("state") == "running"]
+            settled = all(roles) and (doc["leaders"] or all(r == "replica" for r in roles))
+            if settled or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.02)  # status polls: the first election takes one timeout or two
+
     def down(self, timeout: float = 10.0) -> dict[str, Any]:
         """Stop the lab and wait until the supervisor (and so every child) is gone."""
         pid = self.state["supervisor_pid"]

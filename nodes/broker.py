@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from typing import Any
@@ -22,6 +23,7 @@ from nodes.process import (
     Telemetry,
     data_endpoint,
     die_with_parent,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     counters: dict[str, int] = {"malformed": 0}
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
+    log("broker", f"pid {os.getpid()}, fencing {'on' if args.fencing else 'off'}; "
+        f"every decision goes to {args.record}")  # fmt: skip
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         if request["cmd"] == "fencing":

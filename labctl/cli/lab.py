@@ -85,9 +85,13 @@ def up(
     t0 = time.monotonic()
     owner = None if detach or dashboard else os.getpid()
     lab = api.up(lab_dir, config, foreground_pid=owner)
+    # Return once there is a leader to name in a fault (`--from leader`), as a user
+    # following the README does straight after `up -d`.
+    leaders = lab.settle().get("leaders") or []
     elapsed = time.monotonic() - t0
+    who = f", {' and '.join(leaders)} lead{'s' if len(leaders) == 1 else ''}" if leaders else ""
     say(
-        f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s "
+        f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s{who} "
         f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
     )
     if detach:
