@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.common import Json
+from labctl.cli.common import Json, UnusedLabDir
 
 BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "cli")
 
@@ -17,6 +17,7 @@ def bench(
     ] = "core",
     json_out: Json = False,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
+    lab_dir: UnusedLabDir = None,
 ) -> None:
     """Measure: core, checkers, raft, epaxos, pbft or cli.
 

@@ -31,7 +31,7 @@ UnusedLabDir = Annotated[
         "--lab-dir",
         envvar="LABCTL_DIR",
         metavar="DIR",
-        help="Accepted for uniformity; this command needs no lab.",
+        help="Accepted for uniformity; this command uses no lab dir (benchmarks make their own).",
         show_default=False,
         show_envvar=False,
     ),

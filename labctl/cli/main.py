@@ -118,11 +118,15 @@ def _root(
     """A chaos lab for coordination protocols: real replicas, a fault router, a verdict.
 
     Every command takes --lab-dir DIR (default .labctl/, or $LABCTL_DIR) and -h for help.
-    Shell completion: eval "$(_LABCTL_COMPLETE=bash_source labctl)" (zsh_source,
-    fish_source)."""
+    Shell completion: eval "$(_LABCTL_COMPLETE=source_bash labctl)" in ~/.bashrc
+    (source_zsh in ~/.zshrc; fish: _LABCTL_COMPLETE=source_fish labctl | source)."""
 
 
 def main() -> None:
+    if os.environ.get("_LABCTL_COMPLETE"):  # a shell asking for completions (see the help)
+        from typer.completion import completion_init
+
+        completion_init()
     try:
         app()
     except LabError as e:
