@@ -158,13 +158,26 @@ def down(lab_dir: LabDir = None) -> None:
     say(f"lab down in {time.monotonic() - t0:.2f}s; run record in {answer.get('run_dir')}")
 
 
-def status(json_out: Json = False, lab_dir: LabDir = None) -> None:
+def status(
+    json_out: Json = False,
+    leader: Annotated[
+        bool,
+        typer.Option("--leader", help="Print only the leader's name (exit 1 if none leads)."),
+    ] = False,
+    lab_dir: LabDir = None,
+) -> None:
     """Every node, the faults in force, the violations found.
 
     Per node: pid, state, role, term, leader, commit index (the protocol's own columns)."""
     from labctl.api import Lab
 
     doc = Lab.find(lab_dir).status()
+    if leader:  # for scripts: OLD=$(labctl status --leader)
+        if not doc.get("leaders"):
+            say("no node leads right now")
+            raise typer.Exit(1)
+        typer.echo(" ".join(doc["leaders"]))
+        return
     if json_out:
         print_json(doc)
         return
