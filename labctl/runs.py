@@ -114,7 +114,7 @@ def describe(path: Path) -> dict[str, Any]:
         "protocol": config.get("protocol"),
         "nodes": config.get("nodes"),
         "started": _iso(started) if isinstance(started, (int, float)) else None,
-        "duration": summary.get("duration"),
+        "duration": summary.get("duration", summary.get("duration_s")),
         "finished": bool(summary),
         "violations": len(summary.get("violations") or []) if summary else None,
         "bytes": size_of(path),

@@ -108,15 +108,19 @@ def check(
 ) -> None:
     """Recompute a run's verdict from its files (exit 1: violations)."""
     from labctl.checkers import check_run_dir
-    from labctl.runs import find_run
+    from labctl.runs import Clock, find_run
 
     path = find_run(run, lab_dir)
     result = check_run_dir(path)
     if json_out:
         print_json(result)
     else:
+        try:
+            when = Clock(path).iso  # wall-clock time, to line up with the user's own logs
+        except LabError:
+            when = lambda t: f"t={t:.3f}"  # noqa: E731 - a run from before the clock anchor
         for v in result["violations"]:
-            typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
+            typer.echo(f"{when(v['t'])} {v['kind']:<16} {','.join(v['nodes'])}: {v['detail']}")
         typer.echo(
             f"{path.name}: {'safe' if result['safe'] else 'UNSAFE'}: "
             f"{len(result['violations'])} violations"
