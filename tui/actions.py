@@ -129,7 +129,7 @@ ACTIONS: dict[str, Action] = {
         Action("scenario", "n", "Run scenario", "End this run and play a built-in scenario live "
                "in its own lab; its verdict shows when it ends.",
                (Field("scenario", "scenario", "choice"), Field("protocol", "protocol", "choice"),
-                Field("fresh", "afterwards, start a fresh lab here (its protocol and nodes)",
+                Field("fresh", "afterwards, start your lab again here (same protocol and nodes)",
                       "flag", True)),
                kind="scenario", show=False),
     ]
