@@ -91,6 +91,8 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         "scenario": sc.path,
     }  # fmt: skip
     _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, {sc.duration:g}s")
+    for warning in api.config_warnings(config):
+        _say(f"warning: {warning}")
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
