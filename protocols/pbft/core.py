@@ -112,14 +112,14 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     @classmethod
     def size_warning(cls, replicas: int) -> str | None:
         f = (replicas - 1) // 3
-        if replicas == 3 * f + 1:
+        if replicas == 3 * f + 1 and f > 0:
             return None
         best = 3 * f + 1
         if f == 0:
             return (f"pbft with {replicas} replicas tolerates no byzantine replica (f = 0): "
                     f"n = 3f+1, so 4 tolerate one liar, 7 two")  # fmt: skip
         return (f"pbft with {replicas} replicas tolerates f = {f} byzantine replica(s), as "
-                f"{best} do (n = 3f+1); the other {replicas - best} only add messages")  # fmt: skip
+                f"{best} do (n = 3f+1); the other {replicas - best} add messages, not tolerance")  # fmt: skip
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
