@@ -118,8 +118,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         if f == 0:
             return (f"pbft with {replicas} replicas tolerates no byzantine replica (f = 0): "
                     f"n = 3f+1, so 4 tolerate one liar, 7 two")  # fmt: skip
+        extra = replicas - best
         return (f"pbft with {replicas} replicas tolerates f = {f} byzantine replica(s), as "
-                f"{best} do (n = 3f+1); the other {replicas - best} add messages, not tolerance")  # fmt: skip
+                f"{best} do (n = 3f+1); the other {extra} add messages, not tolerance")  # fmt: skip
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
