@@ -45,7 +45,8 @@ def test_pause_really_stops_the_process_for_the_asked_time(cli: CLI) -> None:
     watcher.start()
     try:
         cli.run("fault", "pause", "r0", "--for", "2s")
-        assert node(cli, "r0")["state"] == "paused"
+        # (what the kernel says is watched above; a status call here could come after the
+        # 2 s on a starved machine)
         watcher.join(timeout=slack(5))
     finally:
         done.set()

@@ -74,6 +74,6 @@ def test_up_without_a_terminal_prints_status_as_it_changes(cli: CLI) -> None:
         assert "paused" in seen
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=slack(15))
+        _out, err = proc.communicate(timeout=slack(30))
     assert proc.returncode in (0, 130) and "lab down" in err, err
     assert json.loads((cli.lab_dir / "runs" / "latest" / "summary.json").read_text())
