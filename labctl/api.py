@@ -38,9 +38,12 @@ def lab_config(
     seed: int = 42,
     options: dict[str, Any] | None = None,
     fencing: bool = False,
+    mutate: str | None = None,
 ) -> dict[str, Any]:
-    """Validate everything a lab needs before any process starts (LabError if not)."""
+    """Validate everything a lab needs before any process starts (LabError if not).
+    `mutate` names a bug to run with (`labctl mutants list`)."""
     import protocols
+    from labctl import mutants
     from protocols.base import ConfigError, decode_options
 
     options = dict(options or {})
@@ -51,11 +54,19 @@ def lab_config(
     n = cls.default_nodes if nodes is None else nodes
     if not 1 <= n <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    config: dict[str, Any] = {"protocol": protocol, "nodes": n, "seed": seed, "options": options,
+                              "fencing": fencing}  # fmt: skip
+    if mutate:
+        config["mutate"] = mutate
     try:
-        decode_options(cls.Options, options)
+        config = mutants.configure(config)
+    except mutants.UnknownMutation as e:
+        raise LabError(f"--mutate: {e}") from None
+    try:
+        decode_options(cls.Options, config["options"])
     except ConfigError as e:
         raise LabError(f"protocol {protocol!r}: {e}") from None
-    return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
+    return config
 
 
 def config_warnings(config: dict[str, Any]) -> list[str]:
@@ -100,11 +111,12 @@ class Lab:
         seed: int = 42,
         options: dict[str, Any] | None = None,
         fencing: bool = False,
+        mutate: str | None = None,
         settle: bool = True,
     ) -> Lab:
         """Start a lab (as `labctl up -d`) and return its handle; with `settle`, once a
         leader is elected. It runs until `down()` (or the end of a `with` block)."""
-        lab = up(lab_dir, lab_config(protocol, nodes, seed, options, fencing))
+        lab = up(lab_dir, lab_config(protocol, nodes, seed, options, fencing, mutate))
         if settle:
             lab.settle()
         return lab
@@ -202,7 +214,7 @@ class Lab:
         import random
 
         from faults.model import FaultError
-        from labctl.targets import resolve
+        from faults.targets import resolve
         from nodes.client import Endpoint, new_request_id
         from protocols.base import READ_MODES, Command, client_quorum
 
@@ -305,11 +317,20 @@ class Lab:
         pid = self.state["supervisor_pid"]
         answer = self.call("shutdown")
         deadline = time.monotonic() + timeout
+        killed = False
         while _running(pid):
             if time.monotonic() > deadline:
                 kill_group(pid)
+                killed = True
                 break
             time.sleep(0.005)  # not our child: no wait() to block on, so poll its state
+        run_dir = answer.get("run_dir")
+        if not isinstance(run_dir, str) or not (Path(run_dir) / "summary.json").exists():
+            how = f"was killed after {timeout:g}s" if killed else "stopped"
+            raise LabFailed(
+                f"the lab {how} without writing its summary (run record in {run_dir}; "
+                f"see {self.lab_dir / 'supervisor.log'})"
+            )
         return answer
 
 
@@ -341,10 +362,12 @@ def up(
         config = {**config, "parent_pid": foreground_pid}
     import psutil
 
+    from labctl.children import python_command  # psutil: only `up` needs it
+
     log = open(path / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = psutil.Popen(
-            [sys.executable, "-m", "labctl.supervisor", "--lab-dir", str(path),
+            [*python_command(), "-m", "labctl.supervisor", "--lab-dir", str(path),
              "--config", json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),

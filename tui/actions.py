@@ -251,6 +251,13 @@ def _check_workload(values: dict[str, Any]) -> str | None:
         return f"clients must be a whole number from 1 to 16, got {values['clients']!r}"
     if not values.get("kind") or not values.get("target"):
         return "pick a kind and a target"
+    from labctl.intake import Rejected
+    from labctl.intake import workload_spec as supervisor_check
+
+    try:  # the supervisor's own bounds (rate at most 20000/s...), refused before sending
+        supervisor_check(workload_spec(values))
+    except Rejected as e:
+        return str(e.detail)
     return None
 
 
@@ -297,7 +304,7 @@ def perform(
         if action.kind == "swap":
             moved = source.swap(values["protocol"])
             return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"],
-                              list(moved.get("warnings") or []))  # fmt: skip
+                              moved.get("note", ""), list(moved.get("warnings") or []))  # fmt: skip
         answer = source.fault(build(action, values))
     except LabError as e:
         return ActionDone(action.title, error=str(e), severity="error")

@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import psutil
 import zmq
 
+from labctl.children import python_command
 from nodes.process import decode_dict, die_with_parent, request
 
 PAYLOAD = b"x" * 100
@@ -37,7 +37,7 @@ BLOCK = 500  # pings per block before switching between direct and routed
 
 
 def _spawn(args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], start_new_session=True, stdout=stdout)
+    return subprocess.Popen([*python_command(), *args], start_new_session=True, stdout=stdout)
 
 
 def _helper(role: str, router: str, *extra: str) -> subprocess.Popen[bytes]:

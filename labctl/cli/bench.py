@@ -8,7 +8,7 @@ import typer
 
 from labctl.cli.common import Json, UnusedLabDir
 
-BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "cli")
+BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli")
 
 
 def bench(
@@ -19,7 +19,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
     lab_dir: UnusedLabDir = None,
 ) -> None:
-    """Measure: core, checkers, raft, epaxos, pbft or cli.
+    """Measure: core, checkers, raft, epaxos, pbft, sim or cli.
 
     core: router hop, forwarding rate, up/down; cli: wall time of CLI calls."""
     from labctl.bench import run_bench
