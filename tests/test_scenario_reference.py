@@ -32,7 +32,8 @@ def test_the_reference_example_parses_as_documented() -> None:
     # [expect.<protocol>] overlays [expect] key by key, as the reference says.
     assert sc.expectations("raft") == {"min_ok": 200, "max_info": 100, "safe": True}
     assert sc.expectations("naive") == {"min_ok": 200, "max_info": 100, "found": ["split-brain"]}
-    assert sc.expectations("epaxos") == {"min_ok": 200, "max_info": 100}
+    # nothing about safety for epaxos: held to safe = true (naive is unsafe by design)
+    assert sc.expectations("epaxos") == {"min_ok": 200, "max_info": 100, "safe": True}
     naive = parse(tomllib.loads(example()), "docs/scenarios.md", protocol="naive")
     assert naive.options == {"heartbeat_interval": "50ms"}  # [options.raft] is raft's only
 

@@ -72,7 +72,20 @@ class LazyGroup(typer.core.TyperGroup):
             obj = single
         obj.rich_markup_mode = None  # plain click help: fast, and wrapped by paragraph
         obj._add_completion = False  # completion is the root's (see the help text)
-        return typer.main.get_command(obj)
+        command = typer.main.get_command(obj)
+        _name_metavars(command)
+        return command
+
+
+def _name_metavars(command: Any) -> None:
+    """An option that names no metavar shows its own name (--shrink-for SHRINK_FOR), not
+    the Python type typer would print (<str>): one place for every command's help."""
+    for param in getattr(command, "params", []):
+        if param.metavar is None and not getattr(param, "is_flag", False) and param.opts:
+            if param.param_type_name == "option" and not getattr(param, "count", False):
+                param.metavar = param.opts[0].lstrip("-").upper().replace("-", "_")
+    for sub in getattr(command, "commands", {}).values():
+        _name_metavars(sub)
 
 
 def _target(name: str) -> Any:
