@@ -68,7 +68,10 @@ def _bindings() -> list[BindingType]:
     keys += [Binding(a.key, f"act('{a.name}')", a.title.lower(), show=a.show)
              for a in ACTIONS.values()]  # fmt: skip
     keys += [Binding(str(i + 1), f"panel('{p}')", p, show=False) for i, p in enumerate(PANELS)]
-    keys += [Binding("ctrl+c", "interrupt", "quit", show=False, priority=True)]
+    keys += [
+        Binding("e", "report", "report", show=False),
+        Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
+    ]
     return keys
 
 
@@ -436,6 +439,31 @@ class LabApp(TelemetryWorkers, App[str | None]):
         """What the quit prompt and the swap dialog need to know, read off the UI thread."""
         self._protocols = self.source.protocols()
         self._dies_with_us = self.source.dies_with_us()
+
+    def action_report(self) -> None:
+        """Write the current run's report.html (labctl report) without blocking the UI."""
+        if not self.model.run_dir:
+            self.notify("no run to report on yet", severity="warning")
+            return
+        self.notify("writing the report…", timeout=2)
+        self._write_report(self.model.run_dir)
+
+    @work(thread=True, group="report", exclusive=True, exit_on_error=False, name="report")
+    def _write_report(self, run_dir: str) -> None:
+        from labctl import report
+
+        try:
+            page = report.write_report(run_dir)
+        except Exception as e:  # a picture that fails must never take the dashboard down
+            self.call_from_thread(
+                self.notify,
+                f"{type(e).__name__}: {e}",
+                title="report not written",
+                severity="error",
+                timeout=8,
+            )
+            return
+        self.call_from_thread(self.notify, str(page), title="report written", timeout=10)
 
     def action_panel(self, name: str) -> None:
         self.panel = name

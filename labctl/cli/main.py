@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "runs": "labctl.cli.runs:app",
     "wal": "labctl.cli.wal:app",
     "protocols": "labctl.cli.lab:list_protocols",
+    "report": "labctl.cli.report:report",
     "bench": "labctl.cli.bench:bench",
 }
 

@@ -13,6 +13,10 @@ from labctl.errors import LabError
 app = typer.Typer(
     help="Replay incidents from scenario files, with a verdict.", no_args_is_help=True
 )
+Report = Annotated[
+    bool,
+    typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
+]
 
 
 def _load(name: str, protocol: str | None = None) -> Any:
@@ -43,11 +47,12 @@ def run(
         int | None, typer.Option("--seed", metavar="N", help="Override the file's seed.")
     ] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    report: Report = True,
     mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Run a scenario in an isolated lab and give its verdict.
+    """Run a scenario in an isolated lab and give its verdict (and RUN/report.html).
 
     Exit 0 when its expectations are met, 1 if not, 2 for a broken scenario, 3 when the
     lab itself failed."""
@@ -66,8 +71,8 @@ def run(
     if mutate:
         _mutate(sc, mutate)
     if dash:
-        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
-    raise typer.Exit(runner.run(sc, lab_dir, json_out))
+        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
+    raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
 
 
 def _mutate(sc: Any, name: str) -> None:
@@ -185,6 +190,10 @@ def chaos(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the first run.")] = 1,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="A report for each run that broke something."),
+    ] = True,
     mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
@@ -213,7 +222,7 @@ def chaos(
         from labctl.chaos import random_scenario
 
         _mutate(random_scenario(protocol, sizes[0], seconds, seed), mutate)
-    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "")
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "", report=report)
     if json_out:
         print_json(result)
     if result["failed_runs"]:
