@@ -50,6 +50,7 @@ from nodes.process import (
     Telemetry,
     die_with_parent,
     error,
+    log,
     ok,
     parent_alive,
     serve_control,
@@ -521,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         endpoints = router.bind(args.data_port)
+        log("router", f"pid {os.getpid()}, seed {args.seed}: data {endpoints.get('data')}, "
+            f"control {endpoints.get('control')}")  # fmt: skip
         telemetry.emit("router.ready", pid=os.getpid(), **endpoints)
         router.run()
     except _Stop:
@@ -533,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         router.publish()  # the last counters, so the run record is complete
         if trace is not None:
             trace.close()
+        log("router", "stopping")
         router.close()
         telemetry.close()
         ctx.term()

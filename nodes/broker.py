@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from typing import Any
@@ -29,6 +30,7 @@ from nodes.process import (
     data_endpoint,
     die_with_parent,
     error,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     drops = Drops("broker")  # logs the first of each kind of bad input, once
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
+    log("broker", f"pid {os.getpid()}, fencing {'on' if args.fencing else 'off'}; "
+        f"every decision goes to {args.record}")  # fmt: skip
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         cmd = request["cmd"]

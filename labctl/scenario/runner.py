@@ -108,6 +108,8 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     mutant = f", mutation {sc.mutate}" if sc.mutate else ""
     _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
          f"{sc.duration:g}s")  # fmt: skip
+    for warning in api.config_warnings(config):
+        _say(f"warning: {warning}")
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
