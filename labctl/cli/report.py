@@ -12,25 +12,11 @@ from labctl.errors import LabError
 
 
 def find_run(run: str, lab_dir: str | None) -> Path:
-    """A run directory from a path, a run's name under <lab-dir>/runs/, or `latest`.
+    """A run directory from a path, a run's name under <lab-dir>/runs/, or `latest`: the
+    same resolution as every command that takes a run (labctl.runs.find_run)."""
+    from labctl.runs import find_run as resolve
 
-    One small function so it merges with labctl.runs.find_run (helper "firsthour"), which
-    resolves the same three forms; once that lands this should call it."""
-    from labctl import labdir
-
-    runs = labdir.resolve(lab_dir) / "runs"
-    if run == "latest":
-        found = sorted(
-            (p for p in runs.glob("*") if (p / "events.jsonl").is_file() and not p.is_symlink()),
-            key=lambda p: p.name,  # names start with the run's start time
-        )
-        if not found:
-            raise LabError(f"no runs in {runs} yet (start one with `labctl up` or a scenario)")
-        return found[-1]
-    for path in (Path(run), runs / run):
-        if (path / "events.jsonl").is_file():
-            return path.resolve()
-    raise LabError(f"{run}: not a run directory (no events.jsonl here or under {runs})")
+    return resolve(run, lab_dir)
 
 
 def parse_window(text: str) -> tuple[float, float]:
