@@ -108,7 +108,13 @@ def up(
         raise typer.Exit(130) from None
     # Return once there is a leader to name in a fault (`--from leader`), as a user
     # following the README does straight after `up -d`.
-    leaders = lab.settle().get("leaders") or []
+    try:
+        leaders = lab.settle().get("leaders") or []
+    except KeyboardInterrupt:
+        if owner is None:
+            raise
+        _down_now(lab)  # a signal while we waited for a leader stops the lab the same way
+        raise typer.Exit(130) from None
     elapsed = time.monotonic() - t0
     who = f", {' and '.join(leaders)} lead{'s' if len(leaders) == 1 else ''}" if leaders else ""
     mutant = f" with mutation {config['mutate']}" if config.get("mutate") else ""
@@ -141,10 +147,16 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut `down` short
-        answer = lab.down()
-        say(f"lab down; run record in {answer.get('run_dir')}")
+        _down_now(lab)
+
+
+def _down_now(lab: Any) -> None:
+    """Stop a foreground lab: `down`, with further signals ignored so they cannot cut it
+    short."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    answer = lab.down()
+    say(f"lab down; run record in {answer.get('run_dir')}")
 
 
 def _stop_on_signals() -> None:

@@ -9,7 +9,15 @@ import typer
 from labctl.cli.common import Json, UnusedLabDir, print_json
 from labctl.errors import LabError
 
-app = typer.Typer(help="Named mutations: classic bugs the lab must catch (--mutate NAME).")
+app = typer.Typer(
+    help="Named bugs the lab must catch (run one with --mutate NAME).", no_args_is_help=True
+)
+
+
+@app.callback()
+def _mutants() -> None:
+    """Named bugs the lab must catch (run one with --mutate NAME)."""
+    # A callback keeps `mutants` a group: typer folds a one-command app into that command.
 
 Mutate = Annotated[
     str | None,

@@ -46,8 +46,10 @@ def report(
     ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Write RUN/report.html: verdict, rates, latency, timelines, violations, a space-time
-    diagram (and the figures as PNG beside it). Needs matplotlib (the "report" extra)."""
+    """Draw a run: report.html with timelines and a diagram.
+
+    The verdict, rates, latency, per-node timelines, violations and a space-time diagram,
+    and the figures as PNG beside it. Needs matplotlib (the "report" extra)."""
     from labctl import report as rep
 
     path = find_run(run, lab_dir)

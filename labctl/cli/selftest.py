@@ -28,8 +28,9 @@ def selftest(
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Test the lab on bugs it must catch: each mutation explored in the simulator until
-    caught, shrunk, replayed on real processes; then the correct protocol, which must show
+    """Catch every mutation in the simulator (exit 0: all caught).
+
+    Each mutation is explored in the simulator until caught, shrunk, replayed on real processes; then the correct protocol, which must show
     no violation. Exit 0 only when every mutation was caught and the protocol stayed clean."""
     import protocols
     from labctl import labdir, mutants
