@@ -47,6 +47,23 @@ def lab_config(
     return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
 
 
+def external_config(
+    command: str, nodes: int | None, seed: int, topology: str = "grid"
+) -> dict[str, Any]:
+    """A lab of external replicas (labctl/external.py), validated before anything starts."""
+    from labctl.external import EXTERNAL, NodeConfigError, node_config
+
+    n = 3 if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    try:
+        node = node_config({"command": command, "topology": topology})
+    except NodeConfigError as e:
+        raise LabError(str(e)) from None
+    return {"protocol": EXTERNAL, "nodes": n, "seed": seed, "options": {}, "fencing": False,
+            "node": node}  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("down")(down)
@@ -68,6 +85,13 @@ def up(
     table: Annotated[
         bool, typer.Option("--table", help="A live status table instead of the dashboard.")
     ] = False,
+    node_cmd: Annotated[
+        str | None,
+        typer.Option("--node-cmd", help="Replicas are this program (Maelstrom's protocol)."),
+    ] = None,
+    topology: Annotated[
+        str, typer.Option("--topology", help="With --node-cmd: broadcast topology.")
+    ] = "grid",
     lab_dir: LabDir = None,
 ) -> None:
     """Start a lab (router, broker, replicas as real processes) and open the dashboard.
@@ -75,7 +99,11 @@ def up(
     Quitting the dashboard asks whether to stop the lab; -d starts it and returns."""
     from labctl import api
 
-    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
+    if node_cmd is not None:
+        config = external_config(node_cmd, nodes, seed, topology)
+        protocol = config["protocol"]
+    else:
+        config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
     # The dashboard may leave the lab running on quit, so the lab must not die with us;
     # the plain table (no terminal to draw on, or --table) takes the lab down with it.
     dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
@@ -166,6 +194,8 @@ STATUS_COLUMNS: dict[str, list[tuple[str, str]]] = {
                ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
     "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
              ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
+    "external": [("role", "role"), ("term", "term"), ("in", "msgs_in"), ("out", "msgs_out"),
+                 ("errors", "errors"), ("program", "program_pid"), ("starts", "starts")],
 }  # fmt: skip
 
 

@@ -5,6 +5,8 @@ before anything starts. Every error names the file and the key.
     [options]            protocol options for every run, validated by the protocol
     [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
+    [node]               command = "python3 my_node.py" (external replicas: the user's
+                         program, Maelstrom's protocol), topology, init_timeout, max_rate
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
     [expect]             min_ok, found, absent, safe, max_violations, max_info, safe_before
@@ -22,11 +24,17 @@ from typing import Any
 
 from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
+from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from protocols.base import READ_MODES, DurationError, parse_duration
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect"}  # fmt: skip
-WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
+            "workload", "step", "expect", "node"}  # fmt: skip
+WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries",
+                 "settle"}  # fmt: skip
+EXTERNAL = "external"
+# Faults that mean nothing to a program the lab does not run the disk or the code of.
+NOT_FOR_EXTERNAL = {"disk": "the program's disk I/O is not the lab's to slow or stall",
+                    "byzantine": "the lab cannot make someone else's program lie"}  # fmt: skip
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
@@ -58,13 +66,14 @@ class Scenario:
     steps: list[Step] = field(default_factory=list)
     expect: dict[str, Any] = field(default_factory=dict)
     expect_by_protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node: dict[str, Any] | None = None  # external replicas (labctl/external.py)
 
     @property
     def runnable(self) -> bool:
         """False while the scenario's protocol is not built yet (it waits for it)."""
         import protocols
 
-        return self.protocol in protocols.available()
+        return self.node is not None or self.protocol in protocols.available()
 
     def expectations(self, protocol: str) -> dict[str, Any]:
         """The [expect] table overlaid with [expect.<protocol>]."""
@@ -145,6 +154,13 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
             if problem:
                 raise fail(f"step[{i}].mode", problem)
     sc.steps.sort(key=lambda s: (s.at, s.index))
+    if "node" in raw:
+        if not isinstance(raw["node"], dict):
+            raise fail("node", "must be a table")
+        make_external(sc, raw["node"], None, fail)
+    elif sc.workload is not None and sc.workload["kind"] in MAELSTROM_WORKLOADS:
+        raise fail("workload.kind", f"{sc.workload['kind']} is a Maelstrom workload: it needs "
+                   "external nodes ([node] command = ..., or --node-cmd)")  # fmt: skip
 
     expect = raw.get("expect", {})
     if not isinstance(expect, dict):
@@ -160,6 +176,43 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         {k: v for k, v in expect.items() if not isinstance(v, dict)}, "expect", fail
     )
     return sc
+
+
+def make_external(
+    sc: Scenario, node: dict[str, Any], workload: str | None, fail: Any = None
+) -> None:
+    """Run `sc` with external replicas: `node` is the [node] table (or --node-cmd's),
+    `workload` a Maelstrom workload overriding the file's kind (kv means lin-kv)."""
+    from labctl.external import NodeConfigError, node_config
+
+    if fail is None:
+        def fail(key: str, message: str) -> ScenarioError:
+            return ScenarioError(f"{sc.path}: {key}: {message}")
+    try:
+        sc.node = node_config(node)
+    except NodeConfigError as e:
+        raise fail("node", str(e)) from None
+    sc.protocol = EXTERNAL
+    sc.options = {}
+    if sc.workload is not None or workload:
+        w = sc.workload or {"kind": workload, "rate": 50, "clients": 3, "target": "any",
+                            "reads": "log", "keys": 5, "retries": 0, "timeout": 1.0,
+                            "settle": 2.0}  # fmt: skip
+        kind = workload or ("lin-kv" if w["kind"] == "kv" else w["kind"])
+        if kind not in MAELSTROM_WORKLOADS:
+            raise fail("workload.kind", f"external nodes run Maelstrom's workloads "
+                       f"({', '.join(MAELSTROM_WORKLOADS)}), not {kind!r}: name one "
+                       "(--workload)")  # fmt: skip
+        w["kind"] = kind
+        if w["timeout"] < 0.5:
+            w["timeout"] = 1.0  # a program behind pipes is slower than a built-in replica
+        sc.workload = w
+    for step in sc.steps:
+        why = NOT_FOR_EXTERNAL.get(step.fault.get("fault", ""))
+        if why:
+            raise fail(f"step[{step.index}]", f"a {step.fault['fault']} fault does not "
+                       f"apply to external nodes ({why}): this scenario cannot run with "
+                       "them")  # fmt: skip
 
 
 def _str(raw: dict, key: str, default: str, fail: Any) -> str:
@@ -189,6 +242,8 @@ def _duration(value: Any, key: str, fail: Any) -> float:
 def _check_protocol(name: str, key: str, fail: Any, allow_unbuilt: bool = False) -> None:
     import protocols
 
+    if name == EXTERNAL:
+        return
     if name not in protocols.REGISTRY and name not in ("epaxos", "pbft"):
         raise fail(key, f"unknown protocol {name!r} (known: {', '.join(protocols.REGISTRY)})")
     if not allow_unbuilt and name not in protocols.available():
@@ -224,8 +279,13 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
         "keys": raw.get("keys", 5),
         "retries": raw.get("retries", 3),
     }
-    if w["kind"] not in ("orders", "kv"):
-        raise fail("workload.kind", f"must be orders or kv, got {w['kind']!r}")
+    if w["kind"] not in ("orders", "kv", *MAELSTROM_WORKLOADS):
+        raise fail("workload.kind", f"must be orders, kv or one of Maelstrom's "
+                   f"({', '.join(MAELSTROM_WORKLOADS)}), got {w['kind']!r}")  # fmt: skip
+    settle = raw.get("settle", 2.0)
+    if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not 0 <= settle <= 60:
+        raise fail("workload.settle", f"must be seconds in [0, 60], got {settle!r}")
+    w["settle"] = float(settle)
     rate = w["rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 20000:
         raise fail("workload.rate", f"must be a number of operations/s in (0, 20000], got {rate!r}")

@@ -90,6 +90,8 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
         "scenario": sc.path,
     }  # fmt: skip
+    if sc.node is not None:
+        config["node"] = sc.node  # external replicas: the user's program
     _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, {sc.duration:g}s")
     lab: api.Lab | None = None
     failure: str | None = None
@@ -164,7 +166,10 @@ def _drive(sc: Scenario, lab: api.Lab) -> float:
             if sub.poll(max(1, int((wake - time.monotonic()) * 1000))):
                 _print_violations(sub, time.monotonic() - t0)
         # Let clients finish what is in flight, so fewer operations end as unknown.
-        deadline = time.monotonic() + DRAIN_GRACE
+        grace = DRAIN_GRACE
+        if sc.node is not None and sc.workload:  # a timeout, the settle time, final reads
+            grace += sc.workload.get("settle", 0.0) + 4 * sc.workload.get("timeout", 1.0)
+        deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             procs = lab.status()["processes"]
             if not any(p["kind"] == "client" and p["state"] == "running" for p in procs.values()):
@@ -342,6 +347,7 @@ def build_summary(
         "ops": ops,
         "latency_ms": latency,
         "elections": lab_summary.get("elections", 0),
+        "workload_stats": (lab_summary.get("checkers") or {}).get("workloads") or None,
         "duration_s": sc.duration,
     }
     if failure:

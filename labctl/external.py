@@ -1,0 +1,129 @@
+"""The lab side of external nodes (nodes/external/): their config, the processes the
+supervisor starts for them, and what it tells them when a workload starts.
+
+A lab config with a "node" mapping runs external replicas (protocol "external"):
+
+    {"command": "python3 my_node.py", "argv": [...], "topology": "grid",
+     "init_timeout": 5.0, "max_rate": 50000}
+
+`node_config` validates it before anything starts (the CLI's `--node-cmd`, a scenario's
+`[node]` table); `ExternalNodes` is the supervisor's helper: adapter, services and
+workload command lines, and the broadcast topology each replica is told (again after a
+restart: the fresh program gets init and then the topology).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nodes.external import names
+from nodes.external.program import ProgramError, split_command
+from nodes.external.topology import TOPOLOGIES, topology
+from nodes.process import request
+
+EXTERNAL = "external"
+NODE_KEYS = {"command", "topology", "init_timeout", "max_rate"}
+
+
+class NodeConfigError(ValueError):
+    """A bad [node] table or --node-cmd: one line for the user."""
+
+
+def node_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """The validated node mapping (argv resolved; defaults filled in)."""
+    unknown = set(raw) - NODE_KEYS - {"argv"}
+    if unknown:
+        raise NodeConfigError(f"node: unknown key {sorted(unknown)[0]!r} "
+                              f"(known: {', '.join(sorted(NODE_KEYS))})")  # fmt: skip
+    command = raw.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise NodeConfigError("node: command is required, a command line such as "
+                              "\"python3 my_node.py\"")  # fmt: skip
+    try:
+        argv = split_command(command)
+    except ProgramError as e:
+        raise NodeConfigError(str(e)) from None
+    topo = raw.get("topology", "grid")
+    if topo not in TOPOLOGIES:
+        raise NodeConfigError(
+            f"node: topology must be one of {', '.join(TOPOLOGIES)}, got {topo!r}"
+        )
+    init_timeout = raw.get("init_timeout", 5.0)
+    max_rate = raw.get("max_rate", 50_000)
+    for key, v, lo, hi in (("init_timeout", init_timeout, 0.1, 60), ("max_rate", max_rate, 1, 1e6)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise NodeConfigError(f"node: {key} must be a number in [{lo:g}, {hi:g}], got {v!r}")
+    return {"command": command, "argv": argv, "topology": topo,
+            "init_timeout": float(init_timeout), "max_rate": float(max_rate)}  # fmt: skip
+
+
+def workload_problem(kind: str) -> str | None:
+    if kind in names.WORKLOADS:
+        return None
+    return (f"external nodes run Maelstrom workloads ({', '.join(names.WORKLOADS)}), "
+            f"not {kind!r}")  # fmt: skip
+
+
+class ExternalNodes:
+    """What the supervisor does differently for a lab of external replicas."""
+
+    def __init__(self, node: dict[str, Any], replicas: list[str]) -> None:
+        self.node = node
+        self.replicas = replicas
+        self.topology: dict[str, list[str]] | None = None  # set by a broadcast workload
+
+    def adapter_argv(self, r: str, router: str, telemetry: str, run: Path, me: int) -> list[str]:
+        import json
+
+        return [
+            "-m", "nodes.external.adapter", "--id", r, "--replicas", ",".join(self.replicas),
+            "--command", json.dumps(self.node["argv"]), "--router", router,
+            "--telemetry", telemetry, "--logs", str(run / "logs"),
+            "--data-dir", str(run / "data" / r), "--init-timeout", str(self.node["init_timeout"]),
+            "--max-rate", str(self.node["max_rate"]), "--parent-pid", str(me),
+        ]  # fmt: skip
+
+    @staticmethod
+    def services_argv(router: str, telemetry: str, seed: int, me: int) -> list[str]:
+        return ["-m", "nodes.external.services", "--router", router, "--telemetry", telemetry,
+                "--seed", str(seed), "--parent-pid", str(me)]  # fmt: skip
+
+    def workload_argv(self, name: str, index: int, spec: dict[str, Any], rate: float,
+                      router: str, telemetry: str, seed: int, me: int) -> list[str]:  # fmt: skip
+        target = str(spec.get("target", "any"))
+        argv = [
+            "-m", "nodes.external.workload", "--name", name, "--router", router,
+            "--telemetry", telemetry, "--replicas", ",".join(self.replicas),
+            "--kind", str(spec["kind"]), "--rate", str(rate),
+            "--target", "any" if target == "leader" else target,
+            "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 1.0)),
+            "--settle", str(spec.get("settle", 2.0)), "--seed", str(seed),
+            "--parent-pid", str(me),
+        ]  # fmt: skip
+        if spec.get("duration"):
+            argv += ["--duration", str(spec["duration"])]
+        if index == 0:
+            argv.append("--final")  # one client reads every replica at the end
+        return argv
+
+    def start_workload(
+        self, spec: dict[str, Any], ctx: Any, controls: dict[str, str | None]
+    ) -> str | None:
+        """Before the clients start: a broadcast workload's topology to every replica.
+        The problem, or None."""
+        kind = spec.get("kind")
+        problem = workload_problem(str(kind))
+        if problem:
+            return problem
+        if kind != "broadcast":
+            return None
+        self.topology = topology(self.node["topology"], len(self.replicas))
+        for r, control in controls.items():
+            self.send_topology(ctx, r, control)
+        return None
+
+    def send_topology(self, ctx: Any, r: str, control: str | None) -> None:
+        if self.topology is None or control is None:
+            return
+        request(ctx, control, {"cmd": "topology", "topology": self.topology}, 2.0)
