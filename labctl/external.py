@@ -14,12 +14,14 @@ restart: the fresh program gets init and then the topology).
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 from nodes.external import names
 from nodes.external.program import ProgramError, split_command
-from nodes.external.topology import TOPOLOGIES, topology
+from nodes.external.topology import TOPOLOGIES, TOPOLOGY_FILE, topology
 from nodes.process import request
 
 EXTERNAL = "external"
@@ -74,8 +76,6 @@ class ExternalNodes:
         self.topology: dict[str, list[str]] | None = None  # set by a broadcast workload
 
     def adapter_argv(self, r: str, router: str, telemetry: str, run: Path, me: int) -> list[str]:
-        import json
-
         return [
             "-m", "nodes.external.adapter", "--id", r, "--replicas", ",".join(self.replicas),
             "--command", json.dumps(self.node["argv"]), "--router", router,
@@ -108,22 +108,25 @@ class ExternalNodes:
         return argv
 
     def start_workload(
-        self, spec: dict[str, Any], ctx: Any, controls: dict[str, str | None]
+        self, spec: dict[str, Any], ctx: Any, controls: dict[str, str | None], run: Path
     ) -> str | None:
-        """Before the clients start: a broadcast workload's topology to every replica.
-        The problem, or None."""
+        """Before the clients start: a broadcast workload's topology to every replica
+        (and into `data/topology.json`, which a restarted replica's adapter hands its
+        fresh program right after init_ok, before any other message). The problem, or None."""
         kind = spec.get("kind")
         problem = workload_problem(str(kind))
         if problem:
             return problem
+        path = run / "data" / TOPOLOGY_FILE
         if kind != "broadcast":
+            path.unlink(missing_ok=True)  # a restarted program gets no stale topology
             return None
         self.topology = topology(self.node["topology"], len(self.replicas))
-        for r, control in controls.items():
-            self.send_topology(ctx, r, control)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.topology))
+        os.replace(tmp, path)
+        for control in controls.values():
+            if control is not None:
+                request(ctx, control, {"cmd": "topology", "topology": self.topology}, 2.0)
         return None
-
-    def send_topology(self, ctx: Any, r: str, control: str | None) -> None:
-        if self.topology is None or control is None:
-            return
-        request(ctx, control, {"cmd": "topology", "topology": self.topology}, 2.0)

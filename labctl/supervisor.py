@@ -264,8 +264,6 @@ class Supervisor(FaultsMixin):
             if child and child.state == "starting":
                 child.state, child.control = "running", data.get("control")
                 self._reapply_node_faults(src)
-                if self.external is not None:  # a fresh program: init, then its topology
-                    self.external.send_topology(self.ctx, src, child.control)
         elif kind == "node.status":
             self.status[src] = data
         elif kind == "router.links":
@@ -465,7 +463,7 @@ class Supervisor(FaultsMixin):
         if self.external is not None:
             controls = {r: self.children[r].control for r in self.replicas
                         if self.children[r].state == "running"}  # fmt: skip
-            problem = self.external.start_workload(spec, self.ctx, controls)
+            problem = self.external.start_workload(spec, self.ctx, controls, self.run.path)
             if problem:
                 return error(problem, "bad_workload")
         for i in range(n):

@@ -40,6 +40,7 @@ from nodes.external.program import (
     stderr_tail,
     write_faketime,
 )
+from nodes.external.topology import TOPOLOGY_FILE
 from nodes.process import (
     Telemetry,
     data_endpoint,
@@ -96,6 +97,7 @@ class Adapter:
         logs = Path(args.logs)
         self.stderr_path = logs / f"{self.id}.stderr.log"
         self.init_timeout: float = args.init_timeout
+        self.topology_file = Path(args.data_dir).parent / TOPOLOGY_FILE
         self.clock_problem = clock_problem(self.argv)
         self.faketime = Path(args.data_dir) / "faketime.rc" if not self.clock_problem else None
         if self.faketime is not None:
@@ -266,6 +268,14 @@ class Adapter:
         if self.ready:
             return
         self.ready = True
+        # A broadcast run's topology comes before anything else (a restarted program
+        # must know its neighbours before the gossip it missed reaches it).
+        try:
+            topo = json.loads(self.topology_file.read_text())
+        except (OSError, ValueError):
+            topo = None
+        if isinstance(topo, dict):
+            self.send_lab_message({"type": "topology", "topology": topo})
         self.telemetry.emit("node.ready", pid=os.getpid(), control=self.control_endpoint,
                             program_pid=self.proc.pid, command=self.command)  # fmt: skip
         pending, self.pending = self.pending, []

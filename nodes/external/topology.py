@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 TOPOLOGIES = ("grid", "line", "total", "tree2", "tree3", "tree4")
+TOPOLOGY_FILE = "topology.json"  # in the run's data/: the topology a broadcast run uses
 
 
 def topology(kind: str, n: int) -> dict[str, list[str]]:
