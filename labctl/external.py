@@ -4,7 +4,7 @@ supervisor starts for them, and what it tells them when a workload starts.
 A lab config with a "node" mapping runs external replicas (protocol "external"):
 
     {"command": "python3 my_node.py", "argv": [...], "topology": "grid",
-     "init_timeout": 5.0, "max_rate": 50000}
+     "init_timeout": 5.0, "max_rate": 10000}
 
 `node_config` validates it before anything starts (the CLI's `--node-cmd`, a scenario's
 `[node]` table); `ExternalNodes` is the supervisor's helper: adapter, services and
@@ -52,7 +52,7 @@ def node_config(raw: dict[str, Any]) -> dict[str, Any]:
             f"node: topology must be one of {', '.join(TOPOLOGIES)}, got {topo!r}"
         )
     init_timeout = raw.get("init_timeout", 5.0)
-    max_rate = raw.get("max_rate", 50_000)
+    max_rate = raw.get("max_rate", 10_000)
     for key, v, lo, hi in (("init_timeout", init_timeout, 0.1, 60), ("max_rate", max_rate, 1, 1e6)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             raise NodeConfigError(f"node: {key} must be a number in [{lo:g}, {hi:g}], got {v!r}")

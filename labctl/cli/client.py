@@ -54,6 +54,12 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
                            rng=__import__("random").Random())[0]  # fmt: skip
     except FaultError as e:
         raise LabError(str(e)) from None
+    if doc.get("protocol") == "external":  # a Maelstrom program: lin-kv's RPCs
+        from labctl.cli import client_external
+
+        body = client_external.lin_kv_body(op)
+        client_external.run(lab, node, body, wait, json_out, kv_op=op)
+        return
     quorum, broadcast = _quorum(doc.get("protocol"), len(replicas))
     if broadcast:
         node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
@@ -137,6 +143,45 @@ def cas(key: str, expected: str, value: str, via: Via = None, timeout: Timeout =
     """Set KEY to VALUE only if it holds EXPECTED."""
     _run({"op": "cas", "key": key, "expected": expected, "value": value}, via, timeout, "log",
          lab_dir, json_out)  # fmt: skip
+
+
+@app.command()
+def send(
+    node: Annotated[str, typer.Argument(help="The replica (r0, ...) or a role.")],
+    body: Annotated[str, typer.Argument(help='A Maelstrom body: \'{"type": "echo", "echo": 1}\'')],
+    timeout: Timeout = "1s",
+    json_out: Json = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """External nodes: send one Maelstrom request body and print the reply."""
+    import json
+
+    from labctl.api import Lab
+    from labctl.cli import client_external
+    from labctl.targets import resolve
+    from protocols.base import DurationError, parse_duration
+
+    try:
+        wait = parse_duration(timeout)
+        doc = json.loads(body)
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+            raise ValueError("a JSON object with a \"type\"")
+    except (DurationError, ValueError) as e:
+        raise LabError(f"send: {e}") from None
+    lab = Lab.find(lab_dir)
+    status = lab.status()
+    if status.get("protocol") != "external":
+        raise LabError("send is for external nodes (labctl up --node-cmd ...)")
+    replicas = [n["id"] for n in status["nodes"]]
+    from faults.model import FaultError
+
+    try:
+        target = resolve([node], replicas=replicas, endpoints=set(replicas),
+                         status={n["id"]: n for n in status["nodes"]},
+                         rng=__import__("random").Random())[0]  # fmt: skip
+    except FaultError as e:
+        raise LabError(str(e)) from None
+    client_external.run(lab, target, doc, wait, json_out)
 
 
 @app.command()

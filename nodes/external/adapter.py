@@ -124,6 +124,7 @@ class Adapter:
         self.pending: list[bytes] = []
         self.ready = False
         self.running = True
+        self.exit_code = 0
         self.routes: dict[str, bytes] = {}  # a program's dest -> router identity
         self.counters: dict[str, int] = {"in": 0, "out": 0, "malformed": 0}
         self.links_in: dict[str, int] = {}
@@ -154,7 +155,6 @@ class Adapter:
         self.poller.register(self.data, _POLLIN)
         self.poller.register(self.control, _POLLIN)
         next_check = true_now() + 0.2
-        code = 0
         while self.running:
             events = dict(self.poller.poll(100))
             if self.out_fd in events:
@@ -167,16 +167,16 @@ class Adapter:
                 serve_control(self.control, self.handle_control, self.counters)
             now = true_now()
             if not self.ready and now > deadline and self.running:
-                code = self.fail(f"did not answer init within {self.init_timeout:g}s")
+                self.fail(f"did not answer init within {self.init_timeout:g}s")
             if now >= next_check:
                 next_check = now + 0.2
                 if not parent_alive(self.parent_pid):
                     break
                 if self.running and self.proc.poll() is not None:
-                    code = self.program_exited()
+                    self.program_exited()
             self.maybe_publish_status(now)
         self.close()
-        return code
+        return self.exit_code
 
     # -- from the program ----------------------------------------------------------------
 
@@ -210,6 +210,10 @@ class Adapter:
     def on_line(self, line: bytes) -> None:
         if not line or line.isspace():
             return
+        if not self.bucket.take(true_now()):  # before decoding: a flood costs little
+            self.problem("flood", f"prints more than {self.bucket.rate:g} messages/s "
+                         "(the excess is dropped)")  # fmt: skip
+            return
         try:
             env = _decode(line)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -232,10 +236,6 @@ class Adapter:
             self.problem("bad_src", f"sent a message with src {env.src!r}, not {self.me!r} "
                          "(rewritten)", line)  # fmt: skip
             line = _encode(Envelope(self.me, dest, env.body))
-        if not self.bucket.take(true_now()):
-            self.problem("flood", f"prints more than {self.bucket.rate:g} messages/s "
-                         "(the excess is dropped)")  # fmt: skip
-            return
         try:
             self.data.send_multipart([route, line], _NOBLOCK)
         except zmq.Again:
@@ -403,6 +403,7 @@ class Adapter:
         # One line, and the last one: the supervisor quotes a dead child's last log line.
         print(f"error: {detail}; its stderr ({self.stderr_path}) ends: {lines}", flush=True)
         self.running = False
+        self.exit_code = 3
         return 3
 
     # -- control and status --------------------------------------------------------------
@@ -500,7 +501,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--logs", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--init-timeout", type=float, default=5.0)
-    p.add_argument("--max-rate", type=float, default=50_000.0)
+    p.add_argument("--max-rate", type=float, default=10_000.0)
     p.add_argument("--parent-pid", type=int, default=None)
     return p.parse_args(argv)
 
