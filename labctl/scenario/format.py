@@ -191,7 +191,7 @@ def make_external(
     try:
         sc.node = node_config(node)
     except NodeConfigError as e:
-        raise fail("node", str(e)) from None
+        raise fail("node", str(e).removeprefix("node: ")) from None
     sc.protocol = EXTERNAL
     sc.options = {}
     if sc.workload is not None or workload:

@@ -107,7 +107,9 @@ def _elf_kind(path: str) -> str | None:
 
 
 def write_faketime(path: Path, offset: float, drift: float) -> None:
-    """libfaketime's spec for the program: `+OFFSET xRATE` (re-read within a second)."""
+    """libfaketime's spec for the program: `+OFFSET xRATE` (re-read within a second).
+    libfaketime scales the program's sleeps by the rate too, and counts the rate from the
+    program's start, so a drift set later moves the clock by drift x the program's age."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(f"{offset:+.6f} x{1.0 + drift:.6f}\n")
     os.replace(tmp, path)  # the program never reads half a spec
@@ -132,8 +134,9 @@ def spawn(argv: list[str], stderr_path: Path, faketime_file: Path | None) -> sub
         env.update(
             LD_PRELOAD=":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p),
             FAKETIME_TIMESTAMP_FILE=str(faketime_file),
-            FAKETIME_CACHE_DURATION="1",  # a clock fault reaches the program within 1 s
-            FAKETIME_XRESET="1",  # a new rate applies from now on: no jump
+            # A clock fault reaches the program within 1 s. (FAKETIME_XRESET, which would
+            # make a new rate count from now, also freezes the offset: not used.)
+            FAKETIME_CACHE_DURATION="1",
         )
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     with open(stderr_path, "ab") as err:
