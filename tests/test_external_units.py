@@ -121,8 +121,8 @@ def test_broadcast_lost_and_latency() -> None:
         cs.on_history(rec(t, "invoke", f"r{j}", "broadcast", "read", node=node))
         cs.on_history(rec(t + 0.1, "ok", f"r{j}", "broadcast", "read", node=node, messages=msgs,
                           final=final))  # fmt: skip
-    cs.on_event({"t": 9, "src": "router", "kind": "router.links",
-                 "links": [["r0", "r1", 12, 12, 0, 0, 0], ["c0", "r0", 8, 8, 0, 0, 0]]})  # fmt: skip
+    links = [["r0", "r1", 12, 12, 0, 0, 0], ["c0", "r0", 8, 8, 0, 0, 0]]
+    cs.on_event({"t": 9, "src": "router", "kind": "router.links", "links": links})
     found = cs.finish()
     assert [(v.kind, v.nodes) for v in found] == [("lost-message", ["r1"])]
     assert "lacks 1 of 3" in found[0].detail
