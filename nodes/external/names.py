@@ -7,6 +7,11 @@ on both sides. "lab" is the lab's own name in a program's world: it sends `init`
 
     {"src": "n0", "dest": "lab", "body": {"type": "lab_role", "role": "leader", "term": 3}}
 
+A program may send a message with a client's name as `src` (Maelstrom's network allows it,
+and programs use it to proxy a client's request to the leader, who then answers the client
+directly); a node's name other than its own is rewritten to its own: the transport's
+sender is the truth about which node spoke.
+
 Error codes are Maelstrom's (doc/protocol.md): the definite ones say the operation did not
 happen; every other code, custom ones (1000 and up) included, is indefinite.
 """
@@ -62,6 +67,10 @@ def to_program(lab_name: str) -> str:
     """The name a program knows endpoint `lab_name` by (r3 -> n3; others unchanged)."""
     m = _REPLICA.match(lab_name)
     return f"n{m.group(1)}" if m else lab_name
+
+
+def is_client(name: str) -> bool:
+    return _CLIENT.match(name) is not None
 
 
 def to_lab(name: str, replicas: int) -> str | None:
