@@ -363,5 +363,12 @@ def _report(summary: dict[str, Any]) -> None:
         counts[v["kind"]] = counts.get(v["kind"], 0) + 1
     found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
     ops = summary["ops"]
+    b = (summary.get("workload_stats") or {}).get("broadcast")
+    if b:  # the figures Maelstrom users compare
+        lat = b["stable_latency_ms"]
+        _say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} missing from final "
+             f"reads; {b['msgs_per_op']} messages between replicas per operation; visible "
+             f"everywhere after median {lat['median']} ms, max {lat['max']} ms "
+             f"({lat['never_stable']} never)")  # fmt: skip
     _say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
          f"fail={ops['fail']} info={ops['info']} | run: {summary['run_dir']}")  # fmt: skip
