@@ -361,13 +361,15 @@ def _report(summary: dict[str, Any]) -> None:
     counts: dict[str, int] = {}
     for v in summary["violations"]:
         counts[v["kind"]] = counts.get(v["kind"], 0) + 1
+        if counts[v["kind"]] == 1:
+            _say(f"  first {v['kind']}: {v['detail']}")
     found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
     ops = summary["ops"]
     b = (summary.get("workload_stats") or {}).get("broadcast")
     if b:  # the figures Maelstrom users compare
         lat = b["stable_latency_ms"]
-        _say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} missing from final "
-             f"reads; {b['msgs_per_op']} messages between replicas per operation; visible "
+        _say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} (node, message) gaps "
+             f"in final reads; {b['msgs_per_op']} messages between replicas per op; visible "
              f"everywhere after median {lat['median']} ms, max {lat['max']} ms "
              f"({lat['never_stable']} never)")  # fmt: skip
     _say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
