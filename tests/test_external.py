@@ -5,6 +5,7 @@ the protocol reported without taking the lab down."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,16 @@ def test_single_leader_lin_kv_stays_linearizable(cli: CLI, tmp_path: Path) -> No
     assert summary["ops"]["info"] > 0
 
 
+def test_lin_kv_service_is_linearizable_and_lww_kv_is_not(cli: CLI, tmp_path: Path) -> None:
+    body = 'duration = "4s"\n[workload]\nkind = "lin-kv"\nrate = 80\nclients = 3\n'
+    safe = run_scenario(cli, scenario(tmp_path, "via-lin", program("kv_proxy.py lin-kv"),
+                                      body + "[expect]\nsafe = true\nmin_ok = 150\n"))  # fmt: skip
+    assert safe["verdict"] == "pass", (safe["expectations"], safe["violations"])
+    lww = run_scenario(cli, scenario(tmp_path, "via-lww", program("kv_proxy.py lww-kv"),
+                                     body + '[expect]\nfound = ["nonlinearizable"]\n'))  # fmt: skip
+    assert lww["verdict"] == "pass", lww["expectations"]
+
+
 BROADCAST = """duration = "5s"
 [workload]
 kind = "broadcast"
@@ -124,7 +135,9 @@ def test_program_that_exits_at_start_fails_the_lab_clearly(cli: CLI, tmp_path: P
     bad.write_text("import sys\nsys.stderr.write('KeyError: peers\\n')\nsys.exit(1)\n")
     result = cli.run("up", "-d", "--node-cmd", f"{PY} {bad}", check=False)
     assert result.returncode == 3
-    assert "r0" in result.stderr and "exited with code 1 before answering init" in result.stderr
+    # Whichever replica's program died first is named (all of them do).
+    assert re.search(r"error: r\d exited during start .*: error: r\d \(n\d, ", result.stderr)
+    assert "exited with code 1 before answering init" in result.stderr
     assert "KeyError: peers" in result.stderr
     assert not (cli.lab_dir / "state.json").exists()
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(bad) in " ".join(
@@ -171,6 +184,24 @@ def test_misbehaving_program_is_counted_not_fatal(cli: CLI) -> None:
         assert {e["problem"] for e in errors} >= {"bad_line", "unknown_dest", "flood"}
         assert errors[0]["stderr"] == ["about to misbehave"]
         assert all(n["state"] == "running" for n in cli.status()["nodes"])
+    finally:
+        cli.run("down")
+
+
+def test_role_reports_feed_status_and_the_split_brain_checker(cli: CLI) -> None:
+    cli.up("--node-cmd", program("all_leaders.py"), "-n", "2")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            doc = cli.status()
+            if doc["violations"]:
+                break
+            assert time.monotonic() < deadline, doc["nodes"]
+            time.sleep(0.1)
+        assert [n["role"] for n in doc["nodes"]] == ["leader", "leader"]
+        assert sorted(doc["leaders"]) == ["r0", "r1"]
+        v = doc["violations"][0]
+        assert v["kind"] == "split-brain" and "two leaders in term 1: r0, r1" in v["detail"]
     finally:
         cli.run("down")
 

@@ -57,6 +57,7 @@ from protocols.base import events as ev
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 _SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
 MAX_LINE = 1 << 20  # a longer line is dropped: nobody's message is a megabyte
 MAX_PENDING = 10_000  # messages held back until init_ok
 MAX_STDIN = 32 << 20  # bytes waiting for the program to read them; more are dropped
@@ -207,6 +208,8 @@ class Adapter:
                 self.problem("oversized", f"printed a line longer than {MAX_LINE} bytes")
                 self.partial = b""
                 self.skipping = True
+            if len(chunk) < 1 << 16:
+                return  # a short read drained the pipe: no second read to learn it
 
     def on_line(self, line: bytes) -> None:
         if not line or line.isspace():
@@ -321,6 +324,9 @@ class Adapter:
 
     def drain_router(self) -> None:
         for _ in range(512):
+            # Asking first is cheaper than the zmq.Again a recv on an empty socket raises.
+            if not self.data.getsockopt(_EVENTS) & _POLLIN:
+                return
             try:
                 frames = self.data.recv_multipart(_NOBLOCK)
             except zmq.Again:
