@@ -50,7 +50,8 @@ def _adapter(ctx: zmq.Context, router: str, tmp: str) -> subprocess.Popen[bytes]
     proc = subprocess.Popen(
         [sys.executable, "-m", "nodes.external.adapter", "--id", "r0", "--replicas", "r0",
          "--command", json.dumps(SED), "--router", router,
-         "--telemetry", f"tcp://127.0.0.1:{port}", "--logs", tmp, "--data-dir", tmp,
+         "--telemetry", f"tcp://127.0.0.1:{port}", "--logs", tmp,
+         "--data-dir", os.path.join(tmp, "r0"),
          "--max-rate", "1000000", "--parent-pid", str(os.getpid())],
         start_new_session=True,
     )  # fmt: skip

@@ -35,7 +35,7 @@ app.command("dash")(dash.dash)
     help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft.",
 )
 def bench(
-    what: str = typer.Argument("core", help="core, checkers, raft, epaxos or pbft"),
+    what: str = typer.Argument("core", help="core, checkers, raft, epaxos, pbft or external"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
 ) -> None:
