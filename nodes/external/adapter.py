@@ -64,6 +64,7 @@ MAX_STDIN = 32 << 20  # bytes waiting for the program to read them; more are dro
 STATUS_INTERVAL = 0.1
 REPORT_EVERY = 1.0  # a recurring problem is reported at most this often (and counted always)
 INIT_ID = 1
+MAX_LINKS = 256  # peers with counters of their own in status; the rest share "*"
 
 _decode = msgspec.json.Decoder(Envelope).decode
 _decode_head = msgspec.json.Decoder(Head).decode
@@ -235,7 +236,9 @@ class Adapter:
                 what = "itself" if lab_name == self.id else "a node that does not exist"
                 self.problem("unknown_dest", f"sent a message to {dest!r}, {what}", line)
                 return
-            route = self.routes[dest] = lab_name.encode()
+            route = lab_name.encode()
+            if len(self.routes) < MAX_LINKS:  # cli-* names come and go: a bounded cache
+                self.routes[dest] = route
         if env.src != self.me and not names.is_client(env.src):
             self.problem("bad_src", f"sent a message with src {env.src!r}, not {self.me!r} "
                          "(rewritten)", line)  # fmt: skip
@@ -248,7 +251,8 @@ class Adapter:
             self.problem("send_dropped", "the router did not take a message (dropped)")
             return
         self.counters["out"] += 1
-        self.links_out[dest] = self.links_out.get(dest, 0) + 1
+        key = dest if dest in self.links_out or len(self.links_out) < MAX_LINKS else "*"
+        self.links_out[key] = self.links_out.get(key, 0) + 1
         self.status_dirty = True
 
     def on_lab(self, env: Envelope, line: bytes) -> None:
@@ -347,7 +351,8 @@ class Adapter:
                 # The router's word on the sender beats the payload's; one line, always.
                 payload = _encode(Envelope(src, self.me, env.body))
             self.counters["in"] += 1
-            self.links_in[src] = self.links_in.get(src, 0) + 1
+            key = src if src in self.links_in or len(self.links_in) < MAX_LINKS else "*"
+            self.links_in[key] = self.links_in.get(key, 0) + 1
             self.status_dirty = True
             if not self.ready:
                 if len(self.pending) < MAX_PENDING:
