@@ -43,7 +43,7 @@ class Child:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             self.proc = psutil.Popen(
-                [sys.executable, *self.argv],
+                [*python_command(), *self.argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -99,6 +99,13 @@ def last_line(path: Path, limit: int = 4096) -> str:
     except OSError:
         return "no log"
     return lines[-1][:500] if lines else "no output"
+
+
+def python_command() -> list[str]:
+    """How every lab process is started: this interpreter, with -P so `python -m` does not
+    put the current directory first on sys.path (a `labctl/` or `nodes/` folder where the
+    user happens to be would shadow the installed modules)."""
+    return [sys.executable, "-P"]
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -89,33 +89,31 @@ class ExternalNodes:
         return ["-m", "nodes.external.services", "--router", router, "--telemetry", telemetry,
                 "--seed", str(seed), "--parent-pid", str(me)]  # fmt: skip
 
-    def workload_argv(self, name: str, index: int, spec: dict[str, Any], rate: float,
-                      router: str, telemetry: str, seed: int, me: int) -> list[str]:  # fmt: skip
-        target = str(spec.get("target", "any"))
+    def workload_argv(self, name: str, index: int, spec: Any, rate: float, router: str,
+                      telemetry: str, seed: int, me: int) -> list[str]:  # fmt: skip
+        """A Maelstrom client's command line for the supervisor's WorkloadSpec `spec`."""
+        kind = "lin-kv" if spec.kind == "kv" else spec.kind
         argv = [
             "-m", "nodes.external.workload", "--name", name, "--router", router,
             "--telemetry", telemetry, "--replicas", ",".join(self.replicas),
-            "--kind", str(spec["kind"]), "--rate", str(rate),
-            "--target", "any" if target == "leader" else target,
-            "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 1.0)),
-            "--settle", str(spec.get("settle", 2.0)), "--seed", str(seed),
-            "--parent-pid", str(me),
+            "--kind", kind, "--rate", str(rate),
+            "--target", "any" if spec.target == "leader" else spec.target,
+            "--keys", str(spec.keys), "--timeout", str(max(spec.timeout, 0.5)),
+            "--settle", str(spec.settle), "--seed", str(seed), "--parent-pid", str(me),
         ]  # fmt: skip
-        if spec.get("duration"):
-            argv += ["--duration", str(spec["duration"])]
+        if spec.duration:
+            argv += ["--duration", str(spec.duration)]
         if index == 0:
             argv.append("--final")  # one client reads every replica at the end
         return argv
 
-    def start_workload(
-        self, spec: dict[str, Any], ctx: Any, controls: dict[str, str | None], run: Path
-    ) -> str | None:
+    def start_workload(self, spec: Any, ctx: Any, controls: dict[str, str | None],
+                       run: Path) -> str | None:  # fmt: skip
         """Before the clients start: a broadcast workload's topology to every replica
         (and into `data/topology.json`, which a restarted replica's adapter hands its
-        fresh program right after init_ok, before any other message). The problem, or None."""
-        if spec.get("kind") == "kv":  # the lab's kv workload is lin-kv here (the dashboard)
-            spec["kind"] = "lin-kv"
-        kind = spec.get("kind")
+        fresh program right after init_ok, before any other message). The problem, or None.
+        `spec` is the supervisor's WorkloadSpec (labctl/intake.py)."""
+        kind = "lin-kv" if spec.kind == "kv" else spec.kind  # the dashboard's kv is lin-kv
         problem = workload_problem(str(kind))
         if problem:
             return problem

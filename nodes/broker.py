@@ -22,6 +22,7 @@ from nodes.process import (
     Telemetry,
     data_endpoint,
     die_with_parent,
+    error,
     ok,
     on_stop_signals,
     parent_alive,
@@ -48,6 +49,25 @@ class Broker:
         return True
 
 
+def highest_recorded(path: str) -> int:
+    """The highest token the record holds: a restarted broker fences from where it was
+    (an exchange does not forget which leader it last obeyed). Lines that are not records
+    (a torn last line) are skipped."""
+    highest = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    value = json.loads(line).get("highest")
+                except (ValueError, AttributeError, RecursionError):
+                    continue
+                if isinstance(value, int) and not isinstance(value, bool):
+                    highest = max(highest, value)
+    except FileNotFoundError:
+        pass
+    return highest
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="nodes.broker")
     p.add_argument("--router", required=True)
@@ -69,13 +89,21 @@ def main(argv: list[str] | None = None) -> None:
     port = control.bind_to_random_port("tcp://127.0.0.1")
     codec = Codec()
     broker = Broker(args.fencing)
+    broker.highest = highest_recorded(args.record)
     counters: dict[str, int] = {"malformed": 0}
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
-        if request["cmd"] == "fencing":
-            broker.fencing = bool(request.get("on"))
+        cmd = request["cmd"]
+        if cmd == "fencing":
+            if not isinstance(request.get("on"), bool):
+                return error("fencing needs 'on': true or false")
+            broker.fencing = request["on"]
+        elif cmd not in ("stats", "ping"):
+            return error(
+                f"unknown command {cmd!r} (known: fencing, stats, ping)", "unknown_command"
+            )
         return ok(
             fencing=broker.fencing,
             highest=broker.highest,

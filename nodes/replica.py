@@ -26,6 +26,7 @@ import msgspec
 import zmq
 
 import protocols
+from faults.model import FaultError, parse_fault
 from nodes.clock import NodeClock
 from nodes.process import (
     Telemetry,
@@ -38,7 +39,7 @@ from nodes.process import (
     serve_control,
 )
 from nodes.process import true_now as true_time
-from nodes.state_machine import StateMachine
+from nodes.state_machine import StateMachine, applied_row
 from nodes.wal import WAL
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
@@ -127,15 +128,18 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        recovered = len(self.recovered)
+        self.execute(self.protocol.start(self.clock.now(), self.recovered))
+        self.recovered = []
+        # Ready once the recovered log has been replayed and applied: a node whose WAL it
+        # cannot replay dies before it says ready, so `fault restart` reports it.
         self.telemetry.emit(
             "node.ready",
             pid=os.getpid(),
             control=self.control_endpoint,
-            recovered=len(self.recovered),
+            recovered=recovered,
             torn_bytes=self.wal.truncated_bytes,
         )
-        self.execute(self.protocol.start(self.clock.now(), self.recovered))
-        self.recovered = []
         poller = zmq.Poller()
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -221,11 +225,7 @@ class Replica:
             for c in ready.committed:
                 cmd = c.command
                 result = self.sm.apply(c.index, c.term, cmd)
-                row = [c.index, c.term, cmd.request_id, cmd.op, cmd.key, cmd.value,
-                       result.duplicate, result.status]  # fmt: skip
-                if c.view is not None:
-                    row.append(c.view)
-                rows.append(row)
+                rows.append(applied_row(c.index, c.term, cmd, result, c.view))
                 if c.reply:
                     self._reply_committed(cmd.client, cmd.request_id, result)
             if rows or restored:
@@ -264,14 +264,7 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
-        covered = sorted(
-            (r.index, rid, r) for rid, r in self.sm.sessions.items() if r.index > before
-        )
-        return [
-            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
-             "result": r.status, "from_snapshot": True}
-            for index, rid, r in covered
-        ]  # fmt: skip
+        return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:
@@ -337,19 +330,26 @@ class Replica:
             return ok(node=self.id)
         if cmd == "status":
             return ok(status=self.status())
-        if cmd == "clock":
+        if cmd in ("clock", "disk"):
+            # The values are checked by the fault vocabulary, as the CLI, scenarios and the
+            # supervisor check them: anything it refuses could end this process later (a
+            # sleep of 1e20 s at the next fsync), and would again after every restart.
+            params = ("offset", "drift") if cmd == "clock" else ("fsync", "stall")
+            spec = {k: request[k] for k in params if request.get(k) is not None}
             try:
-                self.clock.set(request.get("offset"), request.get("drift"))
-            except (ValueError, TypeError) as e:
-                return error(str(e))
+                fault = parse_fault({"fault": cmd, "node": self.id, **spec})
+            except FaultError as e:
+                return error(str(e), "bad_fault")
+        if cmd == "clock":
+            self.clock.set(fault.offset, fault.drift)
             self.status_dirty = True
             self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
             return ok(offset=self.clock.offset, drift=self.clock.drift)
         if cmd == "disk":
-            if request.get("fsync") is not None:
-                self.wal.fsync_latency = float(request["fsync"])
-            if request.get("stall") is not None:
-                self.wal.stall_until = true_time() + float(request["stall"])
+            if fault.fsync is not None:
+                self.wal.fsync_latency = fault.fsync
+            if fault.stall is not None:
+                self.wal.stall_until = true_time() + fault.stall
             self.status_dirty = True
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
         if cmd == "byzantine":

@@ -137,11 +137,20 @@ def up(
         run_dashboard(lab.lab_dir, stop_on_quit_prompt=True)
         return
     say("Ctrl-C stops the lab.")
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the lab as Ctrl-C does
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
         _live_status(lab)
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut `down` short
         answer = lab.down()
         say(f"lab down; run record in {answer.get('run_dir')}")
 

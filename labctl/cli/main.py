@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import client, dash, fault, lab, scenario
+from labctl.cli import client, dash, fault, lab, scenario, sim
 from labctl.errors import EXIT_LAB_FAILED, LabError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ lab.register(app)
 app.add_typer(fault.app, name="fault")
 app.add_typer(client.app, name="client")
 app.add_typer(scenario.app, name="scenario")
+app.add_typer(sim.app, name="sim")
 app.command("check")(scenario.check)
 app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)

@@ -115,12 +115,17 @@ def check(
     """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
     from pathlib import Path
 
-    from labctl.checkers import check_run_dir
+    from labctl.checkers import RunDirError, check_run_dir
 
     path = Path(run_dir)
-    if not (path / "events.jsonl").exists():
+    if not (path / "events.jsonl").is_file():
         raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
-    result = check_run_dir(path)
+    try:
+        result = check_run_dir(path)
+    except RunDirError as e:
+        raise LabError(str(e)) from None
+    except OSError as e:
+        raise LabError(f"{run_dir}: cannot read it: {e}") from None
     if json_out:
         print_json(result)
     else:

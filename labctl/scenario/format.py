@@ -17,6 +17,7 @@ before anything starts. Every error names the file and the key.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
 from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from protocols.base import READ_MODES, DurationError, parse_duration
+from protocols.base.durations import show_value
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
             "workload", "step", "expect", "node"}  # fmt: skip
@@ -38,6 +40,8 @@ NOT_FOR_EXTERNAL = {"disk": "the program's disk I/O is not the lab's to slow or 
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # file-safe: it names directories
+MAX_DURATION = 86_400.0  # a scenario runs at most a day
 
 
 class ScenarioError(ValueError):
@@ -92,6 +96,8 @@ def load(path: str | Path, protocol: str | None = None) -> Scenario:
         raise ScenarioError(f"{where}: cannot read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{where}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ScenarioError(f"{where}: not valid TOML: nested too deeply") from None
     return parse(raw, where, protocol)
 
 
@@ -105,14 +111,21 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise fail("name", "required, a non-empty string")
+    if not NAME.fullmatch(name):
+        # The name becomes part of the run directory's and the isolated lab dir's names.
+        raise fail("name", f"must be letters, digits, '.', '_' or '-' (at most 64, not "
+                   f"starting with '.' or '-'), got {show_value(name)}")  # fmt: skip
     sc = Scenario(name=name, path=where, description=_str(raw, "description", "", fail))
     sc.protocol = protocol or _str(raw, "protocol", "naive", fail)
     _check_protocol(sc.protocol, "protocol", fail, allow_unbuilt=True)
     sc.nodes = _int(raw, "nodes", 3, fail, lo=1, hi=15)
-    sc.seed = _int(raw, "seed", 42, fail, lo=0)
+    sc.seed = _int(raw, "seed", 42, fail, lo=0, hi=2**63 - 1)
     sc.duration = _duration(raw.get("duration", 10), "duration", fail)
-    if sc.duration <= 0:
-        raise fail("duration", "must be positive")
+    if not 0 < sc.duration <= MAX_DURATION:
+        raise fail(
+            "duration",
+            f"must be positive and at most 24h, got {show_value(raw.get('duration', 10))}",
+        )
 
     options = raw.get("options", {})
     if not isinstance(options, dict):
@@ -123,6 +136,8 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         if isinstance(value, dict):
             _check_protocol(key, f"options.{key}", fail, allow_unbuilt=True)
     common = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    if sc.protocol in common:
+        raise fail(f"options.{sc.protocol}", "must be a table of that protocol's options")
     options = {**common, **options.get(sc.protocol, {})}
     sc.options = options
     if sc.runnable:
@@ -279,6 +294,9 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
         "keys": raw.get("keys", 5),
         "retries": raw.get("retries", 3),
     }
+    for key in ("kind", "target"):
+        if not isinstance(w[key], str):
+            raise fail(f"workload.{key}", f"must be a string, got {show_value(w[key])}")
     if w["kind"] not in ("orders", "kv", *MAELSTROM_WORKLOADS):
         raise fail("workload.kind", f"must be orders, kv or one of Maelstrom's "
                    f"({', '.join(MAELSTROM_WORKLOADS)}), got {w['kind']!r}")  # fmt: skip
@@ -306,6 +324,8 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
                    f"got {w['reads']!r}")  # fmt: skip
     w["reads"] = ",".join(reads)
     w["timeout"] = _duration(raw.get("timeout", "250ms"), "workload.timeout", fail)
+    if not 0 < w["timeout"] <= 60:
+        raise fail("workload.timeout", f"must be positive and at most 60s, got {w['timeout']:g}s")
     return w
 
 
@@ -326,6 +346,8 @@ def _step(raw: Any, i: int, duration: float, known: set[str], fail: Any) -> Step
     except FaultError as e:
         raise fail(key, str(e)) from None
     names = [*fault.src, *fault.dst] + ([fault.node] if fault.node else [])
+    if fault.kind in ("pause", "resume", "kill", "restart"):
+        known = known | {"router"}  # a process like the others (links are its own)
     for name in names:
         if name not in known and name not in ROLES:
             raise fail(key, f"unknown node {name!r} (known: {', '.join(sorted(known))}; "
@@ -345,9 +367,11 @@ def _expect(raw: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
                 raise fail(f"{key}.{k}", "must be true or false")
         elif k == "safe_before":
             raw[k] = _duration(v, f"{key}.{k}", fail)  # no violation before this time
+            if raw[k] > MAX_DURATION:
+                raise fail(f"{key}.{k}", "must be at most 24h")
         elif k == "seen":  # event kinds the run must show (pbft.view_change)
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(f"{key}.{k}", "must be a list of event kinds")
-        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**63 - 1:
             raise fail(f"{key}.{k}", "must be a non-negative integer")
     return dict(raw)

@@ -25,8 +25,6 @@ from typing import Any, ClassVar
 import msgspec
 
 from protocols.base import (
-    OPS,
-    READ_MODES,
     BrokerWrite,
     ClientRequest,
     Command,
@@ -35,6 +33,7 @@ from protocols.base import (
     Protocol,
     Ready,
     reply,
+    request_problem,
 )
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.execution import Executor
@@ -62,6 +61,7 @@ from protocols.epaxos.messages import (
     TryPreAcceptReply,
     well_formed,
 )
+from protocols.epaxos.mutations import MUTATIONS
 from protocols.epaxos.options import Options
 from protocols.epaxos.recovery import Recovery
 
@@ -103,6 +103,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         "dependency-graph execution, explicit-Prepare recovery with TryPreAccept"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3
@@ -231,9 +232,9 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
         command = request.command
-        if command.op not in OPS or request.read_mode not in READ_MODES:
-            error = f"unknown op {command.op!r} or read mode {request.read_mode!r}"
-            self.out.send(client, reply(request, "fail", self.me, error=error))
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
         else:
             # Every read goes through consensus: quorum and lease reads are log reads here.
             self.pending.append((client, command))

@@ -50,6 +50,8 @@ from protocols.base import (
     Protocol,
     Ready,
     SnapshotImage,
+    reply,
+    request_problem,
 )
 from protocols.base import events as ev
 from protocols.pbft.auth import Signer
@@ -79,6 +81,7 @@ from protocols.pbft.messages import (
     well_formed,
     well_formed_pre_prepare,
 )
+from protocols.pbft.mutations import MUTATIONS
 from protocols.pbft.options import Options
 from protocols.pbft.viewchange import ViewChanges
 
@@ -97,6 +100,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         "view changes, checkpoints, state transfer, HMAC-signed messages"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 4
@@ -249,7 +253,11 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         if not isinstance(request, ClientRequest):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
-        self._handle_request(request.command)
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
+        else:
+            self._handle_request(request.command)
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:

@@ -13,6 +13,8 @@ import math
 import msgspec
 
 from protocols.base import ConfigError
+from protocols.base.mutations import check_mutate
+from protocols.pbft.mutations import MUTATIONS
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -26,6 +28,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     window: int = 256
     # The lab key each replica's HMAC key is derived from (with the replica id).
     key: str = "labctl-pbft-lab-key"
+
+    # A named bug to run with (protocols/pbft/mutations.py), "" for none.
+    mutate: str = ""
 
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work together."""
@@ -42,3 +47,4 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             )
         if not self.key:
             raise ConfigError("option 'key' must not be empty")
+        check_mutate("pbft", self.mutate, MUTATIONS)

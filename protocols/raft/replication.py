@@ -152,7 +152,10 @@ class Replication:
         indirectly, by the Log Matching Property, once an entry of our term above it is."""
         matches = sorted([self.log.last_index, *(pr.match for pr in self.progress.values())])
         index = matches[len(matches) - self.quorum]
-        if index > self.commit and self.log.term_at(index) == self.term:
+        # Mutation "no-figure8" counts replicas for an entry of any term: Figure 8's leader
+        # S1 (term 4) then commits S1's term-2 entry, which S5 (term 3) later overwrites.
+        own_term = self.log.term_at(index) == self.term or self.opts.mutate == "no-figure8"
+        if index > self.commit and own_term:
             self._commit_to(index)
             return True
         return False
@@ -181,7 +184,12 @@ class Replication:
             # already hold is never truncated by a stale, shorter AppendEntries.
             new = m.entries[conflict - m.prev_index - 1 :]
             self.log.append(new)
-            self.out.persist.append(LogEntries(tuple(new)))
+            if self.opts.mutate == "ack-before-fsync":
+                # Mutation: written without an fsync of their own, acknowledged at once. The
+                # leader counts this replica for entries a power loss takes back.
+                self.out.persist_after.append(LogEntries(tuple(new)))
+            else:
+                self.out.persist.append(LogEntries(tuple(new)))
         # Rule 5: commit no further than what this message proves we share with the leader.
         self._commit_to(min(m.commit, last_new))
         self.out.send(src, AppendResponse(self.term, True, last_new, round=m.round))
