@@ -278,6 +278,7 @@ class Adapter:
         if self.ready:
             return
         self.ready = True
+        self.status_dirty = True
         # A broadcast run's topology comes before anything else (a restarted program
         # must know its neighbours before the gossip it missed reaches it).
         try:
@@ -484,7 +485,9 @@ class Adapter:
         }  # fmt: skip
 
     def maybe_publish_status(self, now: float) -> None:
-        if not self.status_dirty or now - self.last_status_t < STATUS_INTERVAL:
+        # From init_ok on: the supervisor takes a replica's first status after its ready
+        # as the sign that it runs (what a restart waits for).
+        if not self.ready or not self.status_dirty or now - self.last_status_t < STATUS_INTERVAL:
             return
         s = self.status()
         self.status_dirty = False
