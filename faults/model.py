@@ -23,7 +23,7 @@ KINDS: dict[str, tuple[frozenset[str], str]] = {
     "duplicate": (frozenset({"from", "to", "p", "oneway"}), "heal"),
     "pause": (frozenset({"node", "for"}), "resume, or the end of `for`"),
     "resume": (frozenset({"node"}), ""),
-    "kill": (frozenset({"node"}), "restart"),
+    "kill": (frozenset({"node", "power_loss"}), "restart"),
     "restart": (frozenset({"node"}), ""),
     "clock": (frozenset({"node", "offset", "drift"}), "clock NODE --offset 0 --drift 0"),
     "disk": (frozenset({"node", "fsync", "stall"}), "disk NODE --fsync 0"),
@@ -65,6 +65,9 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
     mode: str = ""
     shape: str = ""  # partition by shape (faults/shapes.py) instead of from/to
     links: tuple[tuple[str, str], ...] = ()  # a resolved shape: the directed links dropped
+    # kill: the machine loses power, not just the process: what the node wrote without an
+    # fsync is gone (its WAL is cut back to the last fsync it reported).
+    power_loss: bool = False
 
     def describe(self) -> str:
         """One line a human reads in `fault list`, the dashboard and stderr."""
@@ -92,11 +95,13 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
             )
         if self.kind == "byzantine":
             return f"byzantine {self.node} mode={self.mode or 'honest'}"
+        if self.kind == "kill" and self.power_loss:
+            return f"kill {self.node} (power loss)"
         return f"{self.kind} {self.node}".strip()
 
     @property
     def heals_with(self) -> str:
-        return KINDS[self.kind][1]
+        return KINDS[self.kind][1].replace("NODE", self.node or "NODE")
 
 
 def _targets(value: Any, key: str) -> tuple[str, ...]:
@@ -213,6 +218,10 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
             f["fsync"] = _seconds(spec["fsync"], "fsync", limit=MAX_FSYNC)
         if spec.get("stall") is not None:
             f["stall"] = _seconds(spec["stall"], "stall")
+    if "power_loss" in spec:
+        if not isinstance(spec["power_loss"], bool):
+            raise FaultError("'power_loss' must be true or false")
+        f["power_loss"] = spec["power_loss"]
     if kind == "byzantine":
         mode = spec.get("mode")
         if not isinstance(mode, str) or not mode.strip():

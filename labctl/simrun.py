@@ -12,7 +12,6 @@ the exit codes are `scenario run`'s (labctl/scenario/runner.py's `build_summary`
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -30,11 +29,14 @@ SHOWN_PER_KIND = runner.SHOWN_PER_KIND
 
 
 def plan_of(sc: Scenario) -> Plan:
+    from labctl import mutants
+
+    target = mutants.resolve(sc.protocol, sc.mutate).target if sc.mutate else ""
     return Plan(
         protocol=sc.protocol, nodes=sc.nodes, seed=sc.seed, duration=sc.duration,
         options=dict(sc.options), fencing=sc.fencing,
         workload=dict(sc.workload) if sc.workload else None,
-        steps=[(s.at, dict(s.fault)) for s in sc.steps],
+        steps=[(s.at, dict(s.fault)) for s in sc.steps], mutate=sc.mutate, mutate_target=target,
     )  # fmt: skip
 
 
@@ -122,6 +124,7 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     config = {
         "protocol": sc.protocol, "nodes": sc.nodes, "seed": sc.seed, "options": sc.options,
         "fencing": sc.fencing, "name": sc.name, "scenario": sc.path, "simulated": True,
+        **({"mutate": sc.mutate} if sc.mutate else {}),
         "sim": {"latency": list(cpu.latency), "service_time": cpu.service_time,
                 "fsync_time": cpu.fsync_time},
         "replicas": [f"r{i}" for i in range(sc.nodes)],
@@ -146,11 +149,9 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     return (EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET), summary
 
 
-def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+def run(sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True) -> int:
     code, summary = execute(sc, lab_dir)
-    if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    runner._report(summary)
     runner._say(f"simulated {summary['virtual_s']:g}s in {summary['wall_s']:g}s "
                 f"({summary['speed']}x real time)")  # fmt: skip
+    runner._finish(summary, json_out, report)  # the verdict, the report, --json
     return code

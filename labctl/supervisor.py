@@ -26,8 +26,9 @@ import psutil
 import zmq
 
 import protocols
+from faults import trace
 from faults.model import Fault, FaultError
-from labctl import labdir
+from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, last_line, stop_all
 from labctl.external import ExternalNodes
@@ -35,6 +36,7 @@ from labctl.intake import Rejected, decode_telemetry, history_record, workload_s
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
 from nodes.external.names import SERVICES
+from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from nodes.inbound import Drops
 from nodes.process import (
     die_with_parent,
@@ -56,7 +58,10 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot p
 class Supervisor(FaultsMixin):
     def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
-        self.config = config
+        # The lab's named mutation, if any, resolved to the process that carries it
+        # (labctl/mutants.py); the CLI and the scenario runner validated it already.
+        self.config = config = mutants.configure(config)
+        self.mutation = mutants.target_of(config)  # (target, name) or None
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
         # External replicas (labctl/external.py) are the user's program behind an adapter.
@@ -131,6 +136,7 @@ class Supervisor(FaultsMixin):
                 me,
                 "--seed",
                 str(self.seed),
+                *self._trace_args(),
             ],
             logs / "router.log",
         )
@@ -143,6 +149,7 @@ class Supervisor(FaultsMixin):
         ]  # fmt: skip
         if self.config.get("fencing"):
             broker_args.append("--fencing")
+        broker_args += self._mutate_args("broker")
         self.children["broker"] = Child("broker", "broker", broker_args, logs / "broker.log")
         for r in self.replicas:
             self.children[r] = Child(r, "replica", self._replica_argv(r), logs / f"{r}.log")
@@ -161,6 +168,14 @@ class Supervisor(FaultsMixin):
         self.emit("lab.ready", nodes=self.replicas, protocol=self.protocol)
         labdir.write_state(self.lab_dir, self.state_doc())
 
+    def _trace_args(self) -> list[str]:
+        """The router records the message trace into the run dir (faults/trace.py) unless
+        the config's trace_cap is 0."""
+        cap = int(self.config.get("trace_cap", trace.DEFAULT_CAP))
+        if cap <= 0:
+            return []
+        return ["--trace", str(trace.trace_path(self.run.path)), "--trace-cap", str(cap)]
+
     def _replica_argv(self, r: str) -> list[str]:
         if self.external is not None:
             return self.external.adapter_argv(
@@ -173,6 +188,12 @@ class Supervisor(FaultsMixin):
             "--telemetry", self.telemetry_ep,
             "--data-dir", str(self.run.path / "data" / r), "--parent-pid", str(os.getpid()),
         ] + ([] if self.config.get("fsync", True) else ["--no-fsync"])  # fmt: skip
+
+    def _mutate_args(self, target: str) -> list[str]:
+        """`--mutate NAME` for the process kind that carries the lab's mutation."""
+        if self.mutation is None or self.mutation[0] != target:
+            return []
+        return ["--mutate", self.mutation[1]]
 
     def _wait(self, done: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
         """Process telemetry until `done()`; a child that dies meanwhile fails the start."""
@@ -197,6 +218,7 @@ class Supervisor(FaultsMixin):
             "pub": self.pub_ep,
             "router": self.router_data,
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "nodes": self.replicas,
             "seed": self.seed,
             "run_dir": str(self.run.path),
@@ -435,6 +457,7 @@ class Supervisor(FaultsMixin):
         return {
             "supervisor_pid": os.getpid(),
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "seed": self.seed,
             "run_dir": str(self.run.path),
             "uptime": round(now - self.started, 3),
@@ -473,7 +496,7 @@ class Supervisor(FaultsMixin):
             return error(str(e.detail))
         if spec.target not in ("leader", "any", *self.replicas):
             return error(f"workload target must be leader, any or a replica, got {spec.target!r}")
-        if self.external is None and spec.kind not in ("kv", "orders"):
+        if self.external is None and spec.kind in MAELSTROM_WORKLOADS:
             return error(f"{spec.kind} is a Maelstrom workload: it needs external nodes "
                          "(labctl up --node-cmd ...)", "bad_workload")  # fmt: skip
         n = spec.clients
@@ -497,6 +520,7 @@ class Supervisor(FaultsMixin):
             ]  # fmt: skip
             if self.broadcast:
                 argv.append("--broadcast")
+            argv += self._mutate_args("workload")
             if spec.duration:
                 argv += ["--duration", str(spec.duration)]
             if self.external is not None:

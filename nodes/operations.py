@@ -8,6 +8,12 @@ and full jitter, under a retry budget of 10% of operations, and every retry carr
 same request id. Every operation is recorded (Jepsen style) as an invoke and then ok, fail
 (it definitely did not happen) or info (unknown). No sockets and no clock: the runtime
 passes `now` (true time) in, and carries out `transmit` and `emit`.
+
+The workload's named mutation `new-id-on-retry` (protocols/base/mutations.py) retries
+with a fresh request id: the session table can no longer tell the retry from a new
+request, and an order whose first attempt did commit is executed twice (the double buy
+exactly-once sessions exist to stop). The history shows it as the client did it: the
+first attempt ends unknown (info), and a new operation starts.
 """
 
 from __future__ import annotations
@@ -18,12 +24,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from protocols.base import ClientReply, ClientRequest, Command, Order
+from protocols.base.mutations import Mutation, check_mutate
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        name="new-id-on-retry",
+        bug="a client retries a timed-out request with a fresh request id",
+        source="Raft paper, section 8 (client sessions); the seed course, part 7 (double buy)",
+        violations=("duplicate-order", "nonlinearizable", "duplicate-apply"),
+        teaches="why a retry carries the same id: the session table applies a request once "
+        "only if it can recognise it; an order that committed the first time is bought twice",
+        target="workload",
+    ),
+)
 
 RETRY_BUDGET = 0.1  # retries may be at most this share of operations (plus a small floor)
 BACKOFF_BASE = 0.02
 BACKOFF_CAP = 0.5
 SYMBOLS = ("ALPHA", "BETA", "GAMMA", "DELTA")
+MIXED_ORDERS = 0.25  # the share of orders in a "mixed" workload
 USERS = ("riya", "rahul", "asha", "kiran")
 
 
@@ -57,6 +79,7 @@ class Client:
     epoch: str = ""  # makes request ids unique across workload runs in one lab
     quorum: int = 1  # matching replies needed from distinct replicas (f+1 under PBFT)
     broadcast: bool = False  # every request to every replica (a byzantine-tolerant protocol)
+    mutate: str = ""  # a named workload mutation (MUTATIONS), "" for none
     sent_ops: int = 0
     retries_used: int = 0
     skipped: int = 0
@@ -68,10 +91,15 @@ class Client:
     transmit: Callable[[str, ClientRequest], None] = lambda node, request: None
     emit: Callable[[float, dict[str, Any]], None] = lambda t, rec: None
 
+    def __post_init__(self) -> None:
+        check_mutate("the workload", self.mutate, MUTATIONS)
+
     def next_command(self) -> tuple[Command, str]:
         self.sent_ops += 1
         rid = f"{self.name}:{self.epoch}:{self.sent_ops}"
-        if self.kind == "orders":
+        # "mixed" (chaos runs): a share of orders among the kv operations, so the broker
+        # and its checks (zombie-write, duplicate-order) are exercised with the reads.
+        if self.kind == "orders" or (self.kind == "mixed" and self.rng.random() < MIXED_ORDERS):
             order = Order(
                 order_id=f"o-{rid}",
                 user=self.rng.choice(USERS),
@@ -212,7 +240,22 @@ class Client:
         while self.backoff and self.backoff[0][0] <= now:
             _, rid = heapq.heappop(self.backoff)
             if rid in self.inflight:
-                self.send(self.inflight[rid], now)
+                op = self.inflight[rid]
+                if self.mutate == "new-id-on-retry":
+                    op = self._as_new_request(op, now)
+                self.send(op, now)
+
+    def _as_new_request(self, op: Op, now: float) -> Op:
+        """Mutation "new-id-on-retry": the retry is a new request as far as any replica
+        can tell (the same order, a fresh request id). The history says what the client
+        did: the first attempt ends unknown (info), a new operation starts."""
+        self.complete(op, "info", now, error="retried as a new request")
+        fresh = f"{op.command.request_id}~{op.attempts}"
+        command = msgspec.structs.replace(op.command, request_id=fresh)
+        again = Op(command, op.read_mode, now, op.node, attempts=op.attempts)
+        self.inflight[fresh] = again
+        self.record("invoke", again, now, node=again.node)
+        return again
 
     def next_timer(self) -> float | None:
         """The earliest attempt deadline or retry, if any (true time)."""

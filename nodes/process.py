@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from nodes.inbound import DECODE_ERRORS
+from nodes.inbound import DECODE_ERRORS, Drops
 
 _PR_SET_PDEATHSIG = 1
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
@@ -41,6 +41,15 @@ def die_with_parent(parent_pid: int | None, sig: int = signal.SIGKILL) -> None:
     # The parent may have died between fork and prctl: then nobody would ever kill us.
     if os.getppid() != parent_pid:
         os._exit(0)
+
+
+def log(name: str, text: str) -> None:
+    """One line in this process's log (its stderr, runs/<run>/logs/<name>.log), stamped
+    with wall-clock time so a user can line it up with their own logs (events.jsonl has
+    the lab's true time; `labctl runs events` converts)."""
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    sys.stderr.write(f"{stamp} {name} {text}\n")
 
 
 def on_stop_signals(stop: Any) -> None:
@@ -139,14 +148,16 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
             return
         if len(frames) != 2:
             counters["malformed"] = counters.get("malformed", 0) + 1
+            _control_drops.drop("control_framing", f"{len(frames) - 1} frames")
             continue
         ident, raw = frames
         try:
             request = decode_dict(raw)
             if not isinstance(request.get("cmd"), str):
                 raise ValueError("no cmd")
-        except (*DECODE_ERRORS, AttributeError):
+        except (*DECODE_ERRORS, AttributeError) as e:
             counters["malformed"] = counters.get("malformed", 0) + 1
+            _control_drops.drop("control_undecodable", repr(e))
             _send_reply(sock, ident, error("malformed request", "malformed"))
             continue
         try:
@@ -164,6 +175,7 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
 
 
 _logged: set[type] = set()  # exception types serve_control has logged already
+_control_drops = Drops("control")  # logs the first of each kind of garbage, once
 
 
 def _send_reply(sock: zmq.Socket, ident: bytes, answer: dict[str, Any]) -> None:

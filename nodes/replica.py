@@ -28,11 +28,13 @@ import zmq
 import protocols
 from faults.model import FaultError, parse_fault
 from nodes.clock import NodeClock
+from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
     data_endpoint,
     die_with_parent,
     error,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
@@ -69,6 +71,9 @@ PARENT_CHECK = 0.2
 # protocol state is trees of records (log entries, instances, sessions), and the few cycles
 # (a protocol object and its helpers) live as long as the process.
 FREEZE_INTERVAL = 1.0
+# Events the node's log (runs/<run>/logs/<id>.log) leaves out: the lease is renewed on
+# every heartbeat round, and the telemetry has it anyway.
+UNLOGGED = frozenset({ev.LEASE, ev.COMMITTED})
 
 
 class Replica:
@@ -107,6 +112,7 @@ class Replica:
             "send_dropped": 0,
             "peer_messages": 0,
         }
+        self.drops = Drops(self.id)  # logs the first of each kind of bad input, once
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -128,6 +134,12 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        bad = self.counters.get("bad_records", 0)
+        log(self.id, f"{self.protocol.name} replica of {','.join(self.protocol.config.replicas)}, "
+            f"pid {os.getpid()}; WAL {self.wal.path}: {len(self.recovered)} records recovered"
+            + (f", {self.wal.truncated_bytes} bytes of torn tail cut" if self.wal.truncated_bytes
+               else "")
+            + (f", {bad} undecodable record(s) left out" if bad else ""))  # fmt: skip
         recovered = len(self.recovered)
         self.execute(self.protocol.start(self.clock.now(), self.recovered))
         self.recovered = []
@@ -180,15 +192,18 @@ class Replica:
                 return
             if len(frames) != 2:
                 self.counters["malformed"] += 1
+                self.drops.drop("framing", f"{len(frames)} frames")
                 continue
             src = frames[0].decode("utf-8", "replace")
             try:
                 msgs, bad = self.codec.decode_all(frames[1])
-            except WireError:
+            except WireError as e:
                 self.counters["malformed"] += 1
+                self.drops.drop("undecodable", f"from {src}: {e}")
                 continue
             if bad:
                 self.counters["malformed"] += bad
+                self.drops.drop("undecodable_in_bundle", f"from {src}")
             now = self.clock.now()
             if len(msgs) > 1 and all(isinstance(m, ClientRequest) for m in msgs):
                 # A client's bundle: the protocol may take it as one (Raft replicates it
@@ -244,6 +259,8 @@ class Replica:
             # 4. events.
             for e in ready.events:
                 data = dict(e.data)
+                if e.kind not in UNLOGGED:
+                    log(self.id, f"{e.kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
                 if e.kind == ev.LEASE and data.get("expiry") is not None:
                     data["expiry_true"] = self.clock.to_true(data["expiry"])
                 self.telemetry.emit(e.kind, **data)
@@ -256,6 +273,7 @@ class Replica:
             if not ready.want_snapshot:
                 return
             image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
+            log(self.id, f"snapshot at index {image.index}: {len(image.data)} bytes")
             ready = self.protocol.on_snapshot(self.clock.now(), image)
 
     def _restore(self, data: bytes) -> list[dict[str, Any]]:
@@ -264,6 +282,7 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
+        log(self.id, f"restored a snapshot: applied {before} -> {self.sm.applied_index}")
         return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
@@ -343,6 +362,7 @@ class Replica:
         if cmd == "clock":
             self.clock.set(fault.offset, fault.drift)
             self.status_dirty = True
+            log(self.id, f"fault: clock offset={self.clock.offset:+g}s drift={self.clock.drift:+g}")
             self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
             return ok(offset=self.clock.offset, drift=self.clock.drift)
         if cmd == "disk":
@@ -351,6 +371,8 @@ class Replica:
             if fault.stall is not None:
                 self.wal.stall_until = true_time() + fault.stall
             self.status_dirty = True
+            stall = f", stalled for {float(request['stall']):g}s" if request.get("stall") else ""
+            log(self.id, f"fault: disk fsync +{self.wal.fsync_latency * 1000:g}ms{stall}")
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
         if cmd == "byzantine":
             mode = request.get("mode")
@@ -360,6 +382,7 @@ class Replica:
             except ConfigError as e:
                 return error(str(e), "bad_fault")
             self.byzantine = mode
+            log(self.id, f"fault: byzantine mode {mode or 'honest'}")
             self.execute(ready)
             self.telemetry.emit("node.byzantine", mode=mode or "honest")
             return ok(mode=mode or "honest")
@@ -396,6 +419,10 @@ class Replica:
             self.telemetry.emit("node.status", **s)
 
     def close(self) -> None:
+        s = self.protocol.status()
+        log(self.id, f"stopping: role={s.get('role')} term={s.get('term')} "
+            f"applied={self.sm.applied_index} fsyncs={self.wal.fsyncs} "
+            + " ".join(f"{k}={v}" for k, v in self.counters.items()))  # fmt: skip
         self.wal.close()
         self.telemetry.close()
         self.data.close(0)

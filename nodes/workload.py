@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--router", required=True)
     p.add_argument("--telemetry", required=True)
     p.add_argument("--replicas", required=True)
-    p.add_argument("--kind", choices=("kv", "orders"), default="kv")
+    p.add_argument("--kind", choices=("kv", "orders", "mixed"), default="kv")
     p.add_argument("--rate", type=float, required=True, help="operations/s of this client")
     p.add_argument("--target", default="leader")
     p.add_argument("--reads", default="log")
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quorum", type=int, default=1, help="matching replies needed (f+1: PBFT)")
     p.add_argument("--broadcast", action="store_true", help="send every request to every replica")
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--mutate", default="", help="a named mutation (new-id-on-retry)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         reads=args.reads.split(","), keys=args.keys, timeout=args.timeout, retries=args.retries,
         max_inflight=args.max_inflight, rng=random.Random(f"{args.seed}:{args.name}"),
         epoch=f"{os.getpid():x}", quorum=max(1, args.quorum),
-        broadcast=args.broadcast or args.quorum > 1,
+        broadcast=args.broadcast or args.quorum > 1, mutate=args.mutate,
     )  # fmt: skip
     if args.target not in ("any", "leader") and args.target not in client.replicas:
         sys.stderr.write(f"error: unknown target {args.target!r}\n")

@@ -89,6 +89,7 @@ class NaiveProtocol(Protocol):
     messages = (Heartbeat, HeartbeatAck, Append)
     records = (TermRecord, EntryRecord)
     exactly_once: ClassVar[bool] = False
+    unsafe_by_design: ClassVar[bool] = True  # the baseline every other protocol must beat
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

@@ -185,6 +185,7 @@ class SimNode:
     inbox: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
     wake_at: float | None = None
     pending: Ready | None = None
+    tick_at: float = -1.0  # timed mode: the true time of the last deadline booked
     fsync_latency: float = 0.0  # the disk fault: added to every fsync
     stall_until: float = 0.0  # the disk fault: fsyncs block until then (true time)
 
@@ -227,8 +228,14 @@ class _Synced(msgspec.Struct):
     """Not a message: a node's fsync returned (timed mode)."""
 
 
+class _Tick(msgspec.Struct):
+    """Not a message: a node's deadline may have come (timed mode keeps deadlines in the
+    queue; a stale one finds the deadline moved and does nothing)."""
+
+
 _WAKE = _Wake()
 _SYNCED = _Synced()
+_TICK = _Tick()
 MAX_DRAIN = 512  # inputs taken into one batch at most, as the replica drains its socket
 
 
@@ -342,6 +349,13 @@ class SimNet:
         return predicate()
 
     def _step(self, limit: float) -> bool:
+        if self.timed:  # deadlines are in the queue too
+            if not self._queue or self._queue[0][0] > limit:
+                return False
+            flight = heapq.heappop(self._queue)
+            self.now = max(self.now, flight[0])
+            self._deliver(flight)
+            return True
         t_msg = self._queue[0][0] if self._queue else math.inf
         t_tick, ticker = math.inf, None
         for n in self.nodes.values():
@@ -380,14 +394,17 @@ class SimNet:
         if kind is _Call:
             msg.fn()  # type: ignore[attr-defined]
             return
-        if kind is _Wake or kind is _Synced:
+        if kind is _Wake or kind is _Synced or kind is _Tick:
             target = self.nodes[dst]
-            if target.protocol is not None and target.incarnation == incarnation:
-                if kind is _Wake:
-                    target.wake_at = None
-                    self._wake(target)
-                else:
-                    self._synced(target)
+            if target.protocol is None or target.incarnation != incarnation:
+                return
+            if kind is _Wake:
+                target.wake_at = None
+                self._wake(target)
+            elif kind is _Synced:
+                self._synced(target)
+            elif target.deadline is not None and target.clock.to_true(target.deadline) <= self.now:
+                self._wake(target)
             return
         if (src, dst) in self.cuts:
             self.dropped += 1  # the link was cut while the message was in flight
@@ -426,8 +443,10 @@ class SimNet:
 
     def _schedule_wake(self, node: SimNode) -> None:
         t = max(node.paused_until, node.busy_until, self.now)
-        if node.pending is not None or t == math.inf or (
-            node.wake_at is not None and node.wake_at <= t
+        if (
+            node.pending is not None
+            or t == math.inf
+            or (node.wake_at is not None and node.wake_at <= t)
         ):
             return  # a wake (or the fsync's return) comes first anyway
         node.wake_at = t
@@ -461,6 +480,14 @@ class SimNet:
             self._carry_out(node, batch)
         if node.inbox and node.protocol is not None:
             self._schedule_wake(node)
+
+    def _schedule_tick(self, node: SimNode, force: bool = False) -> None:
+        if node.deadline is not None and node.protocol is not None:
+            t = max(node.clock.to_true(node.deadline), self.now)
+            if t == node.tick_at and not force:
+                return  # the same deadline again (a heartbeat timer): it is booked already
+            node.tick_at = t
+            heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _TICK, node.incarnation))
 
     def _fsync_cost(self, node: SimNode) -> float:
         return self.fsync_time + node.fsync_latency + max(0.0, node.stall_until - self.now)
@@ -565,6 +592,8 @@ class SimNet:
         # 5. next deadline.
         if ready.next_deadline is not None:
             node.deadline = ready.next_deadline
+            if self.timed:
+                self._schedule_tick(node)
         if not ready.want_snapshot or node.protocol is None:
             return None
         m = node.model
@@ -763,9 +792,18 @@ class SimNet:
         ready = node.protocol.start(node.clock.now(self.now), list(node.disk))
         self._carry_out(node, ready)
 
-    def _kill(self, node: SimNode) -> None:
+    def _kill(self, node: SimNode, power_loss: bool = True) -> None:
         pending, node.pending = node.pending, None
-        if pending is not None:
+        if not power_loss:
+            # The process died, the machine did not (SIGKILL): what it wrote is in the
+            # page cache and reaches the disk, fsynced or not.
+            if pending is not None and pending.compact is not None:
+                node.disk = list(pending.compact)
+                node.unsynced = []
+            node.unsynced = [*node.unsynced, *(pending.persist if pending is not None else [])]
+            node.disk.extend(node.unsynced)
+            node.unsynced = []
+        elif pending is not None:
             # Killed while its fsync ran (timed mode): a compaction's rename happened or
             # not, and of the appended records a prefix made it (a torn tail).
             if pending.compact is not None and self.rng.random() < 0.5:
@@ -785,17 +823,20 @@ class SimNet:
         node.wake_at = None
         node.busy_until = 0.0
         node.paused_until = 0.0  # a stopped process can be killed; it restarts running
+        node.tick_at = -1.0
 
-    def crash(self, node: str, mid_write: bool = False) -> None:
+    def crash(self, node: str, mid_write: bool = False, power_loss: bool = True) -> None:
         """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
-        prefix of that batch's records reaches the disk, nothing else of it happens."""
+        prefix of that batch's records reaches the disk, nothing else of it happens. A
+        power loss (the default) keeps only a prefix of what was written without an fsync;
+        without it (SIGKILL: the machine stays up) everything written survives."""
         n = self.nodes[node]
         if not n.alive:
             raise RuntimeError(f"{node} is not running")
         if mid_write:
             n.crash_mid_write = True
         else:
-            self._kill(n)
+            self._kill(n, power_loss)
 
     def restart(self, node: str) -> None:
         """Start a new process for `node` from the records it persisted."""
@@ -833,6 +874,8 @@ class SimNet:
                 raise ValueError(f"drift must be > -1: {drift}")
             c.drift = drift
         c.t_set = self.now
+        if self.timed:
+            self._schedule_tick(self.nodes[node], force=True)  # another true time now
 
     def set_byzantine(self, node: str, mode: str | None) -> None:
         """Make `node` misbehave as `mode` (None: honest again); from now on its applies

@@ -66,6 +66,8 @@ class Plan:
     fencing: bool = False
     workload: dict[str, Any] | None = None
     steps: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (at, fault)
+    mutate: str = ""  # the lab's named mutation (labctl/mutants.py); a protocol's is in options
+    mutate_target: str = ""  # protocol, broker or workload: who carries it
 
 
 class Sink(Protocol):
@@ -107,7 +109,7 @@ class SimLab(FaultsMixin, SimNet):
         self.plan = plan
         self.sink = sink
         self.read_seq = "index"  # as the replica answers reads
-        self.broker = Broker(plan.fencing)
+        self.broker = Broker(plan.fencing, plan.mutate if plan.mutate_target == "broker" else "")
         self.client_quorum = client_quorum(proto, plan.nodes)
         self.drivers: dict[str, _Driver] = {}
         self.elections = 0
@@ -182,6 +184,7 @@ class SimLab(FaultsMixin, SimNet):
             self.sink.event({"t": self.now, "src": "broker", "kind": "broker.write",
                              "from": src, "token": msg.token, "node": msg.node, "seq": msg.seq,
                              "request_id": msg.request_id, "accepted": accepted,
+                             "order_id": msg.order.order_id if msg.order else None,
                              "highest": self.broker.highest})  # fmt: skip
 
     def node_status(self, node: str) -> dict[str, Any]:
@@ -214,13 +217,16 @@ class SimLab(FaultsMixin, SimNet):
                 timeout=float(spec.get("timeout", 0.25)), retries=int(spec.get("retries", 3)),
                 max_inflight=16, rng=random.Random(f"{self.plan.seed}:{name}"), epoch="sim",
                 quorum=self.client_quorum, broadcast=self.protocol.byzantine_tolerant,
+                mutate=self.plan.mutate if self.plan.mutate_target == "workload" else "",
             )  # fmt: skip
             client.transmit = lambda node, request, name=name: self._send(name, node, request)
             client.emit = lambda t, rec, name=name: self._history(name, t, rec)
             self.drivers[name] = _Driver(client, self.now, rate, duration)
             self._client_wake(name)
-        self.emit("workload.start", workload={k: spec.get(k) for k in
-                                              ("kind", "rate", "clients", "target", "reads")})
+        self.emit(
+            "workload.start",
+            workload={k: spec.get(k) for k in ("kind", "rate", "clients", "target", "reads")},
+        )
 
     def _history(self, name: str, t: float, rec: dict[str, Any]) -> None:
         kind = rec.get("type")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.checkers.base import Checker, CheckerConfig, Violation
+from labctl.checkers.broker_orders import BrokerOrdersChecker
 from labctl.checkers.divergence import DivergenceChecker
 from labctl.checkers.duplicate_apply import DuplicateApplyChecker
 from labctl.checkers.lease_overlap import LeaseOverlapChecker
@@ -37,12 +38,14 @@ class CheckerSet:
             config = CheckerConfig.from_lab(config)  # a lab config: {"protocol": ...}
         self.config = config
         self.linearizability = LinearizabilityChecker(config.lin_budget)
+        self.broker_orders = BrokerOrdersChecker()
         self.checkers: list[Checker] = [
             SplitBrainChecker(),
             DivergenceChecker(per_key=config.per_key),
             DuplicateApplyChecker(exactly_once=config.exactly_once),
             LeaseOverlapChecker(),
             ZombieWriteChecker(),
+            self.broker_orders,
         ]
         if config.applied_events:
             self.checkers.append(LostWriteChecker())
@@ -129,6 +132,7 @@ class CheckerSet:
                 "unknown_keys": self.linearizability.unknown_keys,
             },
             "workloads": self.maelstrom.stats,
+            "broker": self.broker_orders.summary(),
         }
 
     def _check_open(self) -> None:

@@ -39,6 +39,25 @@ def lin_kv_body(op: dict[str, Any]) -> dict[str, Any]:
     raise LabError(f"external nodes take put, get, cas and send, not {op['op']}")
 
 
+def pick(lab: Any, via: str | None) -> str:
+    """The replica `via` names (a name or a role; default the leader, else the first)."""
+    import random
+
+    from faults.model import FaultError
+    from faults.targets import resolve
+
+    doc = lab.status()
+    replicas = [n["id"] for n in doc["nodes"]]
+    if via is None:
+        return (doc.get("leaders") or replicas)[0]
+    try:
+        status = {n["id"]: n for n in doc["nodes"]}
+        return resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
+                       rng=random.Random())[0]  # fmt: skip
+    except FaultError as e:
+        raise LabError(str(e)) from None
+
+
 def run(lab: Any, node: str, body: dict[str, Any], wait: float, json_out: bool,
         kv_op: dict[str, Any] | None = None) -> None:  # fmt: skip
     import zmq

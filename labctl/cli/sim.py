@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json
-from labctl.cli.scenario import _load
+from labctl.cli.mutants import Mutate
+from labctl.cli.scenario import _load, _mutate
 from labctl.errors import LabError
 
 app = typer.Typer(help="The simulator: scenarios in virtual time, explore, shrink.")
@@ -20,6 +21,11 @@ def run(
     name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
+    ] = True,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -40,7 +46,9 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
-    raise typer.Exit(simrun.run(sc, lab_dir, json_out))
+    if mutate:
+        _mutate(sc, mutate)
+    raise typer.Exit(simrun.run(sc, lab_dir, json_out, report))
 
 
 def _parse_for(value: str | None) -> float | None:

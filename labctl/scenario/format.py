@@ -2,6 +2,7 @@
 before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
+    mutate               a named bug to run with (labctl mutants list), "" for none
     [options]            protocol options for every run, validated by the protocol
     [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
@@ -30,7 +31,7 @@ from protocols.base import READ_MODES, DurationError, parse_duration
 from protocols.base.durations import show_value
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect", "node"}  # fmt: skip
+            "workload", "step", "expect", "node", "mutate"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries",
                  "settle"}  # fmt: skip
 EXTERNAL = "external"
@@ -40,6 +41,8 @@ NOT_FOR_EXTERNAL = {"disk": "the program's disk I/O is not the lab's to slow or 
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
+# The expectations that say something about safety; without any, `safe = true` applies.
+SAFETY_KEYS = {"safe", "found", "absent", "max_violations", "safe_before"}
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # file-safe: it names directories
 MAX_DURATION = 86_400.0  # a scenario runs at most a day
 
@@ -65,6 +68,7 @@ class Scenario:
     seed: int = 42
     duration: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    mutate: str = ""  # a named mutation (labctl/mutants.py), "" for none
     fencing: bool = False
     workload: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
@@ -80,8 +84,29 @@ class Scenario:
         return self.node is not None or self.protocol in protocols.available()
 
     def expectations(self, protocol: str) -> dict[str, Any]:
-        """The [expect] table overlaid with [expect.<protocol>]."""
-        return {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        """The [expect] table overlaid with [expect.<protocol>]; held to `safe = true`
+        when neither says anything about safety, unless the protocol declares itself
+        unsafe by design (a verdict must never call a run with a violation a pass only
+        because nobody wrote the expectation down)."""
+        out = {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        if not SAFETY_KEYS & out.keys() and not unsafe_by_design(protocol):
+            out["safe"] = True
+        return out
+
+
+def unsafe_by_design(protocol: str) -> bool:
+    """Whether `protocol` declares itself unsafe by design (`Protocol.unsafe_by_design`).
+    External nodes never are: a user's program is held to `safe = true` as Maelstrom holds
+    it (a failed checker fails the run), and the built-in scenarios expect only `min_ok`
+    of everyone, so a correct program passes them and a wrong one fails."""
+    import protocols
+
+    if protocol == EXTERNAL:
+        return False
+    try:
+        return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
+    except protocols.UnknownProtocol:
+        return False
 
 
 def load(path: str | Path, protocol: str | None = None) -> Scenario:
@@ -142,6 +167,9 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     sc.options = options
     if sc.runnable:
         _check_options(sc.protocol, options, fail)
+    sc.mutate = _str(raw, "mutate", "", fail)
+    if sc.runnable:
+        set_mutation(sc, sc.mutate or str(options.get("mutate", "")), fail)
 
     broker = raw.get("broker", {})
     if not isinstance(broker, dict):
@@ -207,6 +235,9 @@ def make_external(
         sc.node = node_config(node)
     except NodeConfigError as e:
         raise fail("node", str(e).removeprefix("node: ")) from None
+    if sc.mutate:
+        raise fail("mutate", f"{sc.mutate!r} is a bug in the lab's own code: external nodes "
+                   "run your program, which the lab cannot mutate")  # fmt: skip
     sc.protocol = EXTERNAL
     sc.options = {}
     if sc.workload is not None or workload:
@@ -277,6 +308,28 @@ def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:
         raise fail("options", f"{e}{hint}") from None
 
 
+def set_mutation(sc: Scenario, name: str, fail: Any = None) -> None:
+    """Run `sc` with mutation `name` ("" for none): validated for its protocol, and put
+    into its options when the protocol carries it (labctl/mutants.py)."""
+    from labctl import mutants
+
+    if name and sc.protocol == EXTERNAL:
+        message = (f"{name!r} is a bug in the lab's own code: external nodes run your "
+                   "program, which the lab cannot mutate")  # fmt: skip
+        if fail is None:
+            raise ScenarioError(f"{sc.path}: mutate: {message}")
+        raise fail("mutate", message)
+    options = {k: v for k, v in sc.options.items() if k != "mutate"}
+    try:
+        config = mutants.configure({"protocol": sc.protocol, "options": options, "mutate": name})
+    except mutants.UnknownMutation as e:
+        if fail is None:
+            raise ScenarioError(f"{sc.path}: mutate: {e}") from None
+        raise fail("mutate", str(e)) from None
+    sc.options = config["options"]
+    sc.mutate = config.get("mutate", "")
+
+
 def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise fail("workload", "must be a table")
@@ -297,8 +350,8 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
     for key in ("kind", "target"):
         if not isinstance(w[key], str):
             raise fail(f"workload.{key}", f"must be a string, got {show_value(w[key])}")
-    if w["kind"] not in ("orders", "kv", *MAELSTROM_WORKLOADS):
-        raise fail("workload.kind", f"must be orders, kv or one of Maelstrom's "
+    if w["kind"] not in ("orders", "kv", "mixed", *MAELSTROM_WORKLOADS):
+        raise fail("workload.kind", f"must be orders, kv, mixed or one of Maelstrom's "
                    f"({', '.join(MAELSTROM_WORKLOADS)}), got {w['kind']!r}")  # fmt: skip
     settle = raw.get("settle", 2.0)
     if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not 0 <= settle <= 60:

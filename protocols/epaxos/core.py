@@ -35,6 +35,7 @@ from protocols.base import (
     reply,
     request_problem,
 )
+from protocols.base.effects import AppliedOrders
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
@@ -108,6 +109,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
     records = RECORDS
     default_nodes: ClassVar[int] = 3
     ordering: ClassVar[str] = "per_key"
+    replies_carry_term: ClassVar[bool] = False  # no leader, no term: ballots are per instance
     # The runtime's session table answers a request id applied twice from the table: a
     # client retry may open a second instance for the same request.
     exactly_once: ClassVar[bool] = True
@@ -127,6 +129,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.f = (self.n - 1) // 2
         majority = self.n // 2 + 1
         self.fast_size = max(self.f + (self.f + 1) // 2, majority)
+        if self.opts.mutate == "small-fast-quorum":
+            # Mutation: the fast quorum one short. Two fast quorums then need not meet
+            # in a replica that saw both interfering commands, and each commits without
+            # depending on the other.
+            self.fast_size -= 1
         self.slow_peers = majority - 1
         self.fast_peers = self.fast_size - 1
 
@@ -142,6 +149,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.inflight: set[InstanceId] = set()  # own instances this process still drives
         self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
         self.proposed_here: set[InstanceId] = set()  # answer clients when they execute
+        self.applied_orders = AppliedOrders()  # a retried order's side effect leaves once
         self.waiting: dict[InstanceId, set[InstanceId]] = {}  # uncommitted -> blocked ones
         self.timers: list[tuple[float, int, InstanceId]] = []
         self.timer_at: dict[InstanceId, float] = {}
@@ -442,6 +450,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
                 self.out.send(src, reply_)
             return
         seq, deps = self.conflicts.attributes(m.cmds, m.seq, m.deps, iid)
+        if self.opts.mutate == "drop-deps":
+            # Mutation: the reply (and the vote) omits the interfering instances this
+            # replica knows of: the leader fast-commits a command that depends on nothing
+            # it should, and two replicas execute the pair in different orders.
+            seq, deps = m.seq, m.deps
         orig = m.ballot == 0 and seq == m.seq and deps == m.deps
         self._vote(inst, PREACCEPTED, m.ballot, m.cmds, seq, deps, orig)
         self.out.send(src, PreAcceptReply(m.ballot, m.replica, m.inum, True, seq, deps))
@@ -583,7 +596,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         answer = inst.id in self.proposed_here
         for c in inst.cmds or ():
             self.applied += 1
-            if answer and c.op == "order":
+            first = c.op == "order" and self.applied_orders.first(c.request_id)
+            if answer and first:
                 # EPaxos has no leader term to fence with: the token is always 0.
                 write = BrokerWrite(0, self.me, self.applied, c.request_id, c.order)
                 self.out.send("broker", write)

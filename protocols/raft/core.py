@@ -21,6 +21,7 @@ import msgspec
 
 from protocols.base import ClientRequest, NodeConfig, Protocol, Ready, SnapshotImage
 from protocols.base import events as ev
+from protocols.base.effects import AppliedOrders
 from protocols.raft.clients import Clients
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import (
@@ -102,6 +103,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self.proposals: dict[int, str] = {}  # index -> request id accepted from a client
+        self.applied_orders = AppliedOrders()  # their side effects leave once
         self.reads = ReadTracker(self.peers, self.quorum, leases=self._leases())
         self.lease_expiry: float | None = None
         # Deadlines, node clock.

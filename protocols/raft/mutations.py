@@ -16,7 +16,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="no-figure8",
         bug="a leader commits an entry of a previous term by counting the replicas that hold it",
         source=f"{PAPER}, section 5.4.2 and Figure 8",
-        violations=("divergence", "lost-write"),
+        violations=("divergence", "lost-write", "nonlinearizable"),
         teaches="why a leader counts replicas only for an entry of its own term: a later "
         "leader with a higher-term suffix overwrites the 'committed' entry",
     ),
@@ -24,7 +24,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="forget-vote",
         bug="votedFor is kept in memory only: a node that restarts votes again in the same term",
         source=f"{PAPER}, Figure 2 (persistent state) and section 5.2",
-        violations=("split-brain", "lost-write", "divergence"),
+        violations=("split-brain", "lost-write", "divergence", "nonlinearizable"),
         teaches="why the vote is on disk before the reply leaves: a restart within an "
         "election timeout gives one term two leaders",
     ),
@@ -32,7 +32,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="forget-term",
         bug="currentTerm is kept in memory only: a restarted node is back in an old term",
         source=f"{PAPER}, Figure 2 (persistent state)",
-        violations=("split-brain", "lost-write", "divergence"),
+        violations=("split-brain", "lost-write", "divergence", "nonlinearizable"),
         teaches="why the term is durable too: a node that forgets it takes the next "
         "candidate's term as new and votes in it a second time",
     ),
@@ -40,15 +40,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="no-up-to-date-check",
         bug="votes are granted without comparing logs: a candidate missing committed entries wins",
         source=f"{PAPER}, section 5.4.1 (election restriction)",
-        violations=("lost-write", "divergence"),
+        violations=("lost-write", "divergence", "nonlinearizable"),
         teaches="why a vote needs an up-to-date log: the Leader Completeness property, and "
         "the acknowledged writes a stale leader overwrites without it",
     ),
     Mutation(
         name="ack-before-fsync",
         bug="a follower acknowledges entries before they are durable (written, not fsynced)",
-        source=f"{THESIS}, section 11.7.3 (durability); Alagappan et al., OSDI 2016",
-        violations=("lost-write", "divergence"),
+        source=f"{PAPER}, Figure 2 (stable storage before responding to RPCs); "
+        "Alagappan et al., 'Correlated Crash Vulnerabilities', OSDI 2016",
+        violations=("lost-write", "divergence", "nonlinearizable"),
         teaches="what fsync is for: a power loss takes back entries a majority acknowledged; "
         "a plain crash (SIGKILL) does not, the page cache survives it",
     ),
@@ -64,7 +65,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="stale-reply",
         bug="replies from an older term are counted (a vote granted in term t counts in t+1)",
         source=f"{PAPER}, section 5.1 (a message with a stale term is ignored)",
-        violations=("split-brain", "lost-write", "divergence"),
+        violations=("split-brain", "lost-write", "divergence", "nonlinearizable"),
         teaches="why every reply carries its term: a delayed vote outlives a re-election "
         "and elects a second leader",
     ),

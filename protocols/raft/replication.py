@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocols.base import BrokerWrite, Committed, Ready, SnapshotImage
+from protocols.base.effects import AppliedOrders
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import (
     AppendEntries,
@@ -45,6 +46,7 @@ class Replication:
     applied: int
     progress: dict[str, Progress]
     proposals: dict[int, str]
+    applied_orders: AppliedOrders  # a retried order's side effect is sent once
     reads: ReadTracker
     now: float
     out: Ready
@@ -244,7 +246,8 @@ class Replication:
                 continue  # a leader's empty entry: nothing to apply
             accepted = self.proposals.pop(index, None) == command.request_id
             self.out.committed.append(Committed(index, entry.term, command, reply=accepted))
-            if self.role == LEADER and command.op == "order":
+            first = command.op == "order" and self.applied_orders.first(command.request_id)
+            if self.role == LEADER and first:
                 # The fencing token is our term: a broker that has seen a later leader's
                 # token rejects this write if we were deposed meanwhile.
                 self.out.send(

@@ -1,7 +1,9 @@
-"""Helpers the mutation tests share: which violation kinds a simnet run showed.
+"""Which violation kinds a simnet run showed, and the faults the targeted schedules need.
 
-The names are the checkers' kinds (labctl/checkers/base.py KINDS), so a test states the
-violation a mutation declares, not simnet's wording.
+The names are the checkers' kinds (labctl/checkers/base.py KINDS), so a schedule's result
+states the violation a mutation declares, not simnet's wording. Simnet checks two leaders
+in one term and divergence as it runs; lost writes, stale reads and lease overlaps are
+judged here from what it recorded, the way the lab's checkers judge a run.
 """
 
 from __future__ import annotations
