@@ -2,7 +2,8 @@
 
 `core`: the fault router's added latency per hop (p50/p99) against a direct pyzmq hop
 measured in the same run, its forwarding rate, and how long `labctl up -n 3` / `-n 9` take
-until every replica reports ready, and `labctl down`.
+until every replica reports ready, and `labctl down`. `external`: what the external-node
+adapter adds per hop (labctl/benchmarks/external.py).
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = module.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if what == "external":
+        from labctl.benchmarks import external
+
+        say("external: the adapter's added latency per hop over the router's ...")
+        result = external.run(pings=1000 if quick else 5000)
+        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
     if what == "cli":
         from labctl.benchmarks import cli_latency
 
@@ -87,7 +95,8 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         return
     if what != "core":
         raise LabError(
-            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, sim, cli)"
+            f"unknown benchmark {what!r}"
+            " (available: core, checkers, raft, epaxos, pbft, sim, cli, external)"
         )
     from labctl.benchmarks import router
 

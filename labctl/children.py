@@ -22,7 +22,7 @@ import psutil
 @dataclass
 class Child:
     name: str
-    kind: str  # replica | router | broker | client
+    kind: str  # replica | router | broker | client | service
     argv: list[str]
     log_path: Path
     proc: psutil.Popen | None = None
@@ -78,14 +78,27 @@ class Child:
 
     def suspend(self) -> None:
         assert self.proc is not None
-        self.proc.suspend()  # SIGSTOP: a GC pause, for real
+        # SIGSTOP to the group: a GC pause, for real (an external replica's program too)
+        _signal_group(self.proc.pid, signal.SIGSTOP)
         self.state = "paused"
 
     def resume(self) -> None:
         assert self.proc is not None
-        self.proc.resume()  # SIGCONT
+        _signal_group(self.proc.pid, signal.SIGCONT)
         self.state = "running"
         self.paused_until = None
+
+
+def last_line(path: Path, limit: int = 4096) -> str:
+    """The last non-empty line of a child's log (what it said before it died)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:500] if lines else "no output"
 
 
 def python_command() -> list[str]:

@@ -71,7 +71,10 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True):
     dashboard's form, the checkers benchmark): every value bounded before a client
     process is started with it."""
 
-    kind: Literal["kv", "orders", "mixed"] = "kv"
+    # kv, orders, mixed; or Maelstrom's workloads, for external nodes (labctl/external.py)
+    kind: Literal[
+        "kv", "orders", "mixed", "lin-kv", "broadcast", "g-counter", "unique-ids", "echo"
+    ] = "kv"
     rate: Annotated[float, msgspec.Meta(gt=0, le=20_000)] = 10.0  # operations/s, all clients
     clients: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
     target: Name = "leader"  # leader, any or a replica (the client checks which)
@@ -82,6 +85,7 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.25  # seconds per attempt
     retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
     duration: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None  # seconds
+    settle: Annotated[float, msgspec.Meta(ge=0, le=60)] = 2.0  # external: before final reads
 
 
 def workload_spec(spec: Any) -> WorkloadSpec:

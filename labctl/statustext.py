@@ -19,6 +19,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
     "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
              ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
+    "external": [("role", "role"), ("term", "term"), ("in", "msgs_in"), ("out", "msgs_out"),
+                 ("errors", "errors"), ("program", "program_pid"), ("starts", "starts")],
 }  # fmt: skip
 
 

@@ -30,10 +30,13 @@ from faults import trace
 from faults.model import Fault, FaultError
 from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
-from labctl.children import Child, stop_all
+from labctl.children import Child, last_line, stop_all
+from labctl.external import ExternalNodes
 from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
+from nodes.external.names import SERVICES
+from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from nodes.inbound import Drops
 from nodes.process import (
     die_with_parent,
@@ -61,9 +64,14 @@ class Supervisor(FaultsMixin):
         self.mutation = mutants.target_of(config)  # (target, name) or None
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
-        proto = protocols.get(self.protocol)
-        self.client_quorum = client_quorum(proto, len(self.replicas))
-        self.broadcast = proto.byzantine_tolerant  # clients send to every replica
+        # External replicas (labctl/external.py) are the user's program behind an adapter.
+        self.external = ExternalNodes(config["node"], self.replicas) if config.get("node") else None
+        if self.external is not None:
+            self.client_quorum, self.broadcast = 1, False
+        else:
+            proto = protocols.get(self.protocol)
+            self.client_quorum = client_quorum(proto, len(self.replicas))
+            self.broadcast = proto.byzantine_tolerant  # clients send to every replica
         self.seed = int(config.get("seed", 0))
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
@@ -106,7 +114,8 @@ class Supervisor(FaultsMixin):
     @property
     def endpoints(self) -> set[str]:
         # Client endpoints c0..c15 are always addressable: workload clients join and leave.
-        return set(self.replicas) | {"broker"} | {f"c{i}" for i in range(16)}
+        services = set(SERVICES) if self.external is not None else set()
+        return set(self.replicas) | {"broker"} | {f"c{i}" for i in range(16)} | services
 
     # -- start ---------------------------------------------------------------------------
 
@@ -144,9 +153,14 @@ class Supervisor(FaultsMixin):
         self.children["broker"] = Child("broker", "broker", broker_args, logs / "broker.log")
         for r in self.replicas:
             self.children[r] = Child(r, "replica", self._replica_argv(r), logs / f"{r}.log")
+        if self.external is not None:
+            argv = self.external.services_argv(str(self.router_data), tele, self.seed, int(me))
+            self.children["services"] = Child("services", "service", argv, logs / "services.log")
         for c in self.children.values():
             if c.kind != "router":
                 c.spawn()
+                if c.kind == "service":
+                    c.state = "running"  # it reports nothing a start waits for
         self._wait(
             lambda: all(c.state == "running" for c in self.children.values()),
             "every replica",
@@ -163,6 +177,10 @@ class Supervisor(FaultsMixin):
         return ["--trace", str(trace.trace_path(self.run.path)), "--trace-cap", str(cap)]
 
     def _replica_argv(self, r: str) -> list[str]:
+        if self.external is not None:
+            return self.external.adapter_argv(
+                r, str(self.router_data), self.telemetry_ep, self.run.path, os.getpid()
+            )
         return [
             "-m", "nodes.replica", "--id", r, "--replicas", ",".join(self.replicas),
             "--protocol", self.protocol, "--options", json.dumps(self.config.get("options", {})),
@@ -187,8 +205,8 @@ class Supervisor(FaultsMixin):
                 if c.state == "starting" and not c.alive():
                     raise StartupError(
                         f"{c.name} exited during start "
-                        f"(code {c.proc.returncode if c.proc else '?'}); "
-                        f"see {c.log_path}"
+                        f"(code {c.proc.returncode if c.proc else '?'}): "
+                        f"{last_line(c.log_path)} (see {c.log_path})"
                     )
             if self.telemetry.poll(50):
                 self._drain_telemetry()
@@ -478,9 +496,18 @@ class Supervisor(FaultsMixin):
             return error(str(e.detail))
         if spec.target not in ("leader", "any", *self.replicas):
             return error(f"workload target must be leader, any or a replica, got {spec.target!r}")
+        if self.external is None and spec.kind in MAELSTROM_WORKLOADS:
+            return error(f"{spec.kind} is a Maelstrom workload: it needs external nodes "
+                         "(labctl up --node-cmd ...)", "bad_workload")  # fmt: skip
         n = spec.clients
         rate = spec.rate / n
         logs = self.run.path / "logs"
+        if self.external is not None:
+            controls = {r: self.children[r].control for r in self.replicas
+                        if self.children[r].state == "running"}  # fmt: skip
+            problem = self.external.start_workload(spec, self.ctx, controls, self.run.path)
+            if problem:
+                return error(problem, "bad_workload")
         for i in range(n):
             name = f"c{i}"
             argv = [
@@ -496,6 +523,11 @@ class Supervisor(FaultsMixin):
             argv += self._mutate_args("workload")
             if spec.duration:
                 argv += ["--duration", str(spec.duration)]
+            if self.external is not None:
+                argv = self.external.workload_argv(
+                    name, i, spec, rate, str(self.router_data), self.telemetry_ep, self.seed,
+                    os.getpid(),
+                )
             child = Child(name, "client", argv, logs / f"{name}.log")
             self.children[name] = child
             child.spawn()

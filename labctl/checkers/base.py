@@ -24,6 +24,11 @@ KINDS = (
     "lease-overlap",
     "zombie-write",
     "duplicate-order",
+    # Maelstrom's workloads (labctl/checkers/maelstrom.py)
+    "lost-message",
+    "wrong-counter",
+    "duplicate-id",
+    "bad-echo",
 )
 
 # Ops that change the replicated state; a `get` that reaches the log changes nothing.
@@ -60,6 +65,9 @@ class CheckerConfig(msgspec.Struct, frozen=True):
     # Search steps per key before the linearizability check gives up ("unknown", not a
     # violation); None searches to the end.
     lin_budget: int | None = None
+    # The replicas report what they apply (`applied` events), so a write absent from all
+    # of them is lost. External programs (labctl/external.py) report nothing of the kind.
+    applied_events: bool = True
 
     def __post_init__(self) -> None:
         if self.lin_budget is not None and self.lin_budget <= 0:
@@ -73,6 +81,7 @@ class CheckerConfig(msgspec.Struct, frozen=True):
             return cls(**overrides)
         return cls(
             **{
+                "applied_events": protocol != "external",
                 "exactly_once": protocol_is_exactly_once(protocol),
                 "per_key": protocol_orders_per_key(protocol),
                 **overrides,

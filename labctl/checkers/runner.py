@@ -23,6 +23,7 @@ from labctl.checkers.duplicate_apply import DuplicateApplyChecker
 from labctl.checkers.lease_overlap import LeaseOverlapChecker
 from labctl.checkers.linearizability import LinearizabilityChecker
 from labctl.checkers.lost_write import LostWriteChecker
+from labctl.checkers.maelstrom import MaelstromChecker
 from labctl.checkers.split_brain import SplitBrainChecker
 from labctl.checkers.zombie_write import ZombieWriteChecker
 
@@ -42,11 +43,14 @@ class CheckerSet:
             SplitBrainChecker(),
             DivergenceChecker(per_key=config.per_key),
             DuplicateApplyChecker(exactly_once=config.exactly_once),
-            LostWriteChecker(),
             LeaseOverlapChecker(),
             ZombieWriteChecker(),
             self.broker_orders,
         ]
+        if config.applied_events:
+            self.checkers.append(LostWriteChecker())
+        self.maelstrom = MaelstromChecker()
+        self.checkers.append(self.maelstrom)
         if config.linearizability:
             self.checkers.append(self.linearizability)
         self.by_kind: dict[str, list[Checker]] = {}
@@ -127,6 +131,7 @@ class CheckerSet:
                 "ops": sum(r.ops for r in lin.values()),
                 "unknown_keys": self.linearizability.unknown_keys,
             },
+            "workloads": self.maelstrom.stats,
             "broker": self.broker_orders.summary(),
         }
 

@@ -8,7 +8,7 @@ import typer
 
 from labctl.cli.common import Json, UnusedLabDir
 
-BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli")
+BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external")
 
 
 def bench(
@@ -19,9 +19,11 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
     lab_dir: UnusedLabDir = None,
 ) -> None:
-    """Measure: core, checkers, raft, epaxos, pbft, sim or cli.
+    """Measure: core, checkers, protocols, sim, cli, external.
 
-    core: router hop, forwarding rate, up/down; cli: wall time of CLI calls."""
+    core: router hop, forwarding rate, up/down; checkers; raft, epaxos, pbft: a protocol
+    under load; sim: the simulator; cli: wall time of CLI calls;
+    external: what the external-node adapter adds per hop."""
     from labctl.bench import run_bench
 
     run_bench(what, json_out=json_out, quick=quick)

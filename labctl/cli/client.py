@@ -16,7 +16,8 @@ from labctl.cli.common import Json, LabDir, print_json
 from labctl.errors import LabError
 
 app = typer.Typer(
-    help="Send one client operation (put, get, cas, order) to a node.", no_args_is_help=True
+    help="Send one client operation (put, get, cas, order) to a node.",
+    no_args_is_help=True,
 )
 
 Via = Annotated[
@@ -42,6 +43,13 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
         raise LabError(f"--timeout: {e}") from None
     lab = Lab.find(lab_dir)
     try:
+        if lab.status().get("protocol") == "external":  # a Maelstrom program: lin-kv's RPCs
+            from labctl.cli import client_external
+
+            body = client_external.lin_kv_body(op)
+            node = client_external.pick(lab, via)
+            client_external.run(lab, node, body, wait, json_out, kv_op=op)
+            return
         out = lab.request(op, via=via, timeout=wait, read=read_mode)
     finally:
         lab.close()
@@ -75,6 +83,40 @@ def cas(key: str, expected: str, value: str, via: Via = None, timeout: Timeout =
     """Set KEY to VALUE only if it holds EXPECTED."""
     _run({"op": "cas", "key": key, "expected": expected, "value": value}, via, timeout, "log",
          lab_dir, json_out)  # fmt: skip
+
+
+@app.command()
+def send(
+    node: Annotated[str, typer.Argument(metavar="NODE", help="The replica (r0, ...) or a role.")],
+    body: Annotated[
+        str,
+        typer.Argument(metavar="BODY", help='A Maelstrom body: \'{"type": "echo", "echo": 1}\''),
+    ],
+    timeout: Timeout = "1s",
+    json_out: Json = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """External nodes: send one Maelstrom request body and print the reply."""
+    import json
+
+    from labctl.api import Lab
+    from labctl.cli import client_external
+    from protocols.base import DurationError, parse_duration
+
+    try:
+        wait = parse_duration(timeout)
+        doc = json.loads(body)
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+            raise ValueError("a JSON object with a \"type\"")
+    except (DurationError, ValueError) as e:
+        raise LabError(f"send: {e}") from None
+    lab = Lab.find(lab_dir)
+    try:
+        if lab.status().get("protocol") != "external":
+            raise LabError("send is for external nodes (labctl up --node-cmd ...)")
+        client_external.run(lab, client_external.pick(lab, node), doc, wait, json_out)
+    finally:
+        lab.close()
 
 
 @app.command()

@@ -42,6 +42,24 @@ def lab_config(
     return config(protocol, nodes, seed, options, fencing, mutate)
 
 
+def external_config(
+    command: str, nodes: int | None, seed: int, topology: str = "grid"
+) -> dict[str, Any]:
+    """A lab of external replicas (labctl/external.py), validated before anything starts."""
+    from labctl.api import MAX_NODES
+    from labctl.external import EXTERNAL, NodeConfigError, node_config
+
+    n = 3 if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    try:
+        node = node_config({"command": command, "topology": topology})
+    except NodeConfigError as e:
+        raise LabError(str(e)) from None
+    return {"protocol": EXTERNAL, "nodes": n, "seed": seed, "options": {}, "fencing": False,
+            "node": node}  # fmt: skip
+
+
 def up(
     nodes: Annotated[
         int | None,
@@ -76,6 +94,18 @@ def up(
     table: Annotated[
         bool, typer.Option("--table", help="A live status table instead of the dashboard.")
     ] = False,
+    node_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--node-cmd",
+            metavar="COMMAND",
+            help="Replicas are this program (Maelstrom's protocol).",
+        ),
+    ] = None,
+    topology: Annotated[
+        str,
+        typer.Option("--topology", metavar="NAME", help="With --node-cmd: broadcast topology."),
+    ] = "grid",
     lab_dir: LabDir = None,
 ) -> None:
     """Start a lab and open the dashboard (-d: start and return).
@@ -85,7 +115,14 @@ def up(
     printed as the lab changes, until Ctrl-C stops the lab."""
     from labctl import api
 
-    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing, mutate)
+    if node_cmd is not None:
+        if mutate:
+            raise LabError("--mutate is for the lab's own protocols: external nodes run your "
+                           "program, which the lab cannot mutate")  # fmt: skip
+        config = external_config(node_cmd, nodes, seed, topology)
+        protocol = config["protocol"]
+    else:
+        config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing, mutate)
     for warning in api.config_warnings(config):
         say(f"warning: {warning}")
     # The dashboard may leave the lab running on quit, so the lab must not die with us;

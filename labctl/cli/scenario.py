@@ -47,6 +47,22 @@ def run(
         int | None, typer.Option("--seed", metavar="N", help="Override the file's seed.")
     ] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    node_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--node-cmd", metavar="COMMAND", help="Replicas are this program (Maelstrom)."
+        ),
+    ] = None,
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            "--workload", "-w", metavar="KIND", help="With --node-cmd: lin-kv, broadcast, ..."
+        ),
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option("--topology", metavar="NAME", help="With --node-cmd: broadcast topology."),
+    ] = None,
     report: Report = True,
     mutate: Mutate = None,
     json_out: Json = False,
@@ -59,6 +75,8 @@ def run(
     from labctl.scenario import runner
 
     sc = _load(name, protocol)
+    if node_cmd is not None or workload is not None or topology is not None:
+        sc = _external(sc, node_cmd, workload, topology)
     if not sc.runnable:
         import protocols
 
@@ -82,6 +100,24 @@ def _mutate(sc: Any, name: str) -> None:
         set_mutation(sc, name)
     except ScenarioError as e:
         raise LabError(f"--mutate: {e}") from None
+
+
+def _external(sc: Any, node_cmd: str | None, workload: str | None, topology: str | None) -> Any:
+    from labctl.scenario.format import ScenarioError, make_external
+
+    node = dict(sc.node or {})
+    node.pop("argv", None)
+    if node_cmd is not None:
+        node["command"] = node_cmd
+    if topology is not None:
+        node["topology"] = topology
+    if not node.get("command"):
+        raise LabError("--workload and --topology go with external nodes: give --node-cmd")
+    try:
+        make_external(sc, node, workload)
+    except ScenarioError as e:
+        raise LabError(str(e)) from None
+    return sc
 
 
 @app.command("list")

@@ -6,6 +6,8 @@ before anything starts. Every error names the file and the key.
     [options]            protocol options for every run, validated by the protocol
     [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
+    [node]               command = "python3 my_node.py" (external replicas: the user's
+                         program, Maelstrom's protocol), topology, init_timeout, max_rate
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
     [expect]             min_ok, found, absent, safe, max_violations, max_info, safe_before
@@ -24,12 +26,18 @@ from typing import Any
 
 from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
+from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from protocols.base import READ_MODES, DurationError, parse_duration
 from protocols.base.durations import show_value
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect", "mutate"}  # fmt: skip
-WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
+            "workload", "step", "expect", "node", "mutate"}  # fmt: skip
+WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries",
+                 "settle"}  # fmt: skip
+EXTERNAL = "external"
+# Faults that mean nothing to a program the lab does not run the disk or the code of.
+NOT_FOR_EXTERNAL = {"disk": "the program's disk I/O is not the lab's to slow or stall",
+                    "byzantine": "the lab cannot make someone else's program lie"}  # fmt: skip
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
@@ -66,13 +74,14 @@ class Scenario:
     steps: list[Step] = field(default_factory=list)
     expect: dict[str, Any] = field(default_factory=dict)
     expect_by_protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node: dict[str, Any] | None = None  # external replicas (labctl/external.py)
 
     @property
     def runnable(self) -> bool:
         """False while the scenario's protocol is not built yet (it waits for it)."""
         import protocols
 
-        return self.protocol in protocols.available()
+        return self.node is not None or self.protocol in protocols.available()
 
     def expectations(self, protocol: str) -> dict[str, Any]:
         """The [expect] table overlaid with [expect.<protocol>]; held to `safe = true`
@@ -86,9 +95,14 @@ class Scenario:
 
 
 def unsafe_by_design(protocol: str) -> bool:
-    """Whether `protocol` declares itself unsafe by design (`Protocol.unsafe_by_design`)."""
+    """Whether `protocol` declares itself unsafe by design (`Protocol.unsafe_by_design`).
+    External nodes never are: a user's program is held to `safe = true` as Maelstrom holds
+    it (a failed checker fails the run), and the built-in scenarios expect only `min_ok`
+    of everyone, so a correct program passes them and a wrong one fails."""
     import protocols
 
+    if protocol == EXTERNAL:
+        return False
     try:
         return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
     except protocols.UnknownProtocol:
@@ -183,6 +197,13 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
             if problem:
                 raise fail(f"step[{i}].mode", problem)
     sc.steps.sort(key=lambda s: (s.at, s.index))
+    if "node" in raw:
+        if not isinstance(raw["node"], dict):
+            raise fail("node", "must be a table")
+        make_external(sc, raw["node"], None, fail)
+    elif sc.workload is not None and sc.workload["kind"] in MAELSTROM_WORKLOADS:
+        raise fail("workload.kind", f"{sc.workload['kind']} is a Maelstrom workload: it needs "
+                   "external nodes ([node] command = ..., or --node-cmd)")  # fmt: skip
 
     expect = raw.get("expect", {})
     if not isinstance(expect, dict):
@@ -198,6 +219,46 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         {k: v for k, v in expect.items() if not isinstance(v, dict)}, "expect", fail
     )
     return sc
+
+
+def make_external(
+    sc: Scenario, node: dict[str, Any], workload: str | None, fail: Any = None
+) -> None:
+    """Run `sc` with external replicas: `node` is the [node] table (or --node-cmd's),
+    `workload` a Maelstrom workload overriding the file's kind (kv means lin-kv)."""
+    from labctl.external import NodeConfigError, node_config
+
+    if fail is None:
+        def fail(key: str, message: str) -> ScenarioError:
+            return ScenarioError(f"{sc.path}: {key}: {message}")
+    try:
+        sc.node = node_config(node)
+    except NodeConfigError as e:
+        raise fail("node", str(e).removeprefix("node: ")) from None
+    if sc.mutate:
+        raise fail("mutate", f"{sc.mutate!r} is a bug in the lab's own code: external nodes "
+                   "run your program, which the lab cannot mutate")  # fmt: skip
+    sc.protocol = EXTERNAL
+    sc.options = {}
+    if sc.workload is not None or workload:
+        w = sc.workload or {"kind": workload, "rate": 50, "clients": 3, "target": "any",
+                            "reads": "log", "keys": 5, "retries": 0, "timeout": 1.0,
+                            "settle": 2.0}  # fmt: skip
+        kind = workload or ("lin-kv" if w["kind"] == "kv" else w["kind"])
+        if kind not in MAELSTROM_WORKLOADS:
+            raise fail("workload.kind", f"external nodes run Maelstrom's workloads "
+                       f"({', '.join(MAELSTROM_WORKLOADS)}), not {kind!r}: name one "
+                       "(--workload)")  # fmt: skip
+        w["kind"] = kind
+        if w["timeout"] < 0.5:
+            w["timeout"] = 1.0  # a program behind pipes is slower than a built-in replica
+        sc.workload = w
+    for step in sc.steps:
+        why = NOT_FOR_EXTERNAL.get(step.fault.get("fault", ""))
+        if why:
+            raise fail(f"step[{step.index}]", f"a {step.fault['fault']} fault does not "
+                       f"apply to external nodes ({why}): this scenario cannot run with "
+                       "them")  # fmt: skip
 
 
 def _str(raw: dict, key: str, default: str, fail: Any) -> str:
@@ -227,6 +288,8 @@ def _duration(value: Any, key: str, fail: Any) -> float:
 def _check_protocol(name: str, key: str, fail: Any, allow_unbuilt: bool = False) -> None:
     import protocols
 
+    if name == EXTERNAL:
+        return
     if name not in protocols.REGISTRY and name not in ("epaxos", "pbft"):
         raise fail(key, f"unknown protocol {name!r} (known: {', '.join(protocols.REGISTRY)})")
     if not allow_unbuilt and name not in protocols.available():
@@ -250,6 +313,12 @@ def set_mutation(sc: Scenario, name: str, fail: Any = None) -> None:
     into its options when the protocol carries it (labctl/mutants.py)."""
     from labctl import mutants
 
+    if name and sc.protocol == EXTERNAL:
+        message = (f"{name!r} is a bug in the lab's own code: external nodes run your "
+                   "program, which the lab cannot mutate")  # fmt: skip
+        if fail is None:
+            raise ScenarioError(f"{sc.path}: mutate: {message}")
+        raise fail("mutate", message)
     options = {k: v for k, v in sc.options.items() if k != "mutate"}
     try:
         config = mutants.configure({"protocol": sc.protocol, "options": options, "mutate": name})
@@ -281,8 +350,13 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
     for key in ("kind", "target"):
         if not isinstance(w[key], str):
             raise fail(f"workload.{key}", f"must be a string, got {show_value(w[key])}")
-    if w["kind"] not in ("orders", "kv", "mixed"):
-        raise fail("workload.kind", f"must be orders, kv or mixed, got {w['kind']!r}")
+    if w["kind"] not in ("orders", "kv", "mixed", *MAELSTROM_WORKLOADS):
+        raise fail("workload.kind", f"must be orders, kv, mixed or one of Maelstrom's "
+                   f"({', '.join(MAELSTROM_WORKLOADS)}), got {w['kind']!r}")  # fmt: skip
+    settle = raw.get("settle", 2.0)
+    if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not 0 <= settle <= 60:
+        raise fail("workload.settle", f"must be seconds in [0, 60], got {settle!r}")
+    w["settle"] = float(settle)
     rate = w["rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 20000:
         raise fail("workload.rate", f"must be a number of operations/s in (0, 20000], got {rate!r}")

@@ -103,6 +103,8 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
         "scenario": sc.path,
     }  # fmt: skip
+    if sc.node is not None:
+        config["node"] = sc.node  # external replicas: the user's program
     if sc.mutate:
         config["mutate"] = sc.mutate
     mutant = f", mutation {sc.mutate}" if sc.mutate else ""
@@ -183,7 +185,10 @@ def _drive(sc: Scenario, lab: api.Lab) -> float:
             if sub.poll(max(1, int((wake - time.monotonic()) * 1000))):
                 _print_violations(sub, time.monotonic() - t0)
         # Let clients finish what is in flight, so fewer operations end as unknown.
-        deadline = time.monotonic() + DRAIN_GRACE
+        grace = DRAIN_GRACE
+        if sc.node is not None and sc.workload:  # a timeout, the settle time, final reads
+            grace += sc.workload.get("settle", 0.0) + 4 * sc.workload.get("timeout", 1.0)
+        deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             procs = lab.status()["processes"]
             if not any(p["kind"] == "client" and p["state"] == "running" for p in procs.values()):
@@ -360,6 +365,7 @@ def build_summary(
         "ops": ops,
         "latency_ms": latency,
         "elections": lab_summary.get("elections", 0),
+        "workload_stats": (lab_summary.get("checkers") or {}).get("workloads") or None,
         "duration_s": sc.duration,
         # What `labctl check RUN` needs to give the same verdict from the files alone.
         "expect": expect,
@@ -455,7 +461,16 @@ def _report(summary: dict[str, Any]) -> None:
     counts: dict[str, int] = {}
     for v in summary["violations"]:
         counts[v["kind"]] = counts.get(v["kind"], 0) + 1
+        if counts[v["kind"]] == 1:
+            _say(f"  first {v['kind']}: {v['detail']}")
     found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
     ops = summary["ops"]
+    b = (summary.get("workload_stats") or {}).get("broadcast")
+    if b:  # the figures Maelstrom users compare
+        lat = b["stable_latency_ms"]
+        _say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} (node, message) gaps "
+             f"in final reads; {b['msgs_per_op']} messages between replicas per op; visible "
+             f"everywhere after median {lat['median']} ms, max {lat['max']} ms "
+             f"({lat['never_stable']} never)")  # fmt: skip
     _say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
          f"fail={ops['fail']} info={ops['info']} | run: {summary['run_dir']}")  # fmt: skip

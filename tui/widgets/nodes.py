@@ -184,7 +184,22 @@ PBFT_COLUMNS: list[Column] = [
     *_COMMON_TAIL,
 ]
 
-COLUMNS_BY_PROTOCOL = {"epaxos": EPAXOS_COLUMNS, "pbft": PBFT_COLUMNS}
+# External replicas (the user's Maelstrom program): what the adapter sees, and the role
+# and term the program reports if it sends the optional lab_role message.
+EXTERNAL_COLUMNS: list[Column] = [
+    COLUMNS[0],
+    COLUMNS[2],  # state
+    COLUMNS[3],  # role
+    COLUMNS[4],  # term
+    Column("in", 5, _field("msgs_in"), "right"),
+    Column("out", 5, _field("msgs_out"), "right"),
+    Column("errors", 4, _count("errors", "bold red"), "right"),
+    Column("program", 8, _field("program_pid"), "right"),
+    *_COMMON_TAIL,
+]
+
+COLUMNS_BY_PROTOCOL = {"epaxos": EPAXOS_COLUMNS, "pbft": PBFT_COLUMNS,
+                       "external": EXTERNAL_COLUMNS}  # fmt: skip
 
 
 def render_nodes(model: LabModel, width: int) -> Text:
