@@ -30,8 +30,9 @@ def selftest(
 ) -> None:
     """Catch every mutation in the simulator (exit 0: all caught).
 
-    Each mutation is explored in the simulator until caught, shrunk, replayed on real processes; then the correct protocol, which must show
-    no violation. Exit 0 only when every mutation was caught and the protocol stayed clean."""
+    Each mutation is explored in the simulator until caught, shrunk, and replayed on real
+    processes; then the correct protocol, which must show no violation. Exit 0 only when
+    every mutation was caught and the protocol stayed clean."""
     import protocols
     from labctl import labdir, mutants
     from labctl.selftest import selftest as run
