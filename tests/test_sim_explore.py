@@ -28,6 +28,7 @@ def test_generated_schedules_are_valid_scenarios(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # explore then shrink: minutes of CPU on a busy machine
 def test_explore_finds_no_figure8_and_shrinks_it(cli: CLI) -> None:
     proc = cli.run("sim", "explore", "-p", "raft", "--nodes", "3", "--mutate", "no-figure8",
                    "--seed", "1", "--runs", "60", "--json", check=False, timeout=900)  # fmt: skip
@@ -47,6 +48,7 @@ def test_explore_finds_no_figure8_and_shrinks_it(cli: CLI) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_correct_protocol_passes_the_same_schedules(cli: CLI) -> None:
     proc = cli.run("sim", "explore", "-p", "raft", "--nodes", "3", "--seed", "1", "--runs",
                    "12", "--json", check=False, timeout=900)  # fmt: skip

@@ -247,7 +247,13 @@ class Replication:
             accepted = self.proposals.pop(index, None) == command.request_id
             self.out.committed.append(Committed(index, entry.term, command, reply=accepted))
             first = command.op == "order" and self.applied_orders.first(command.request_id)
-            if self.role == LEADER and first:
+            if self.role == LEADER and first and entry.term == self.term:
+                # Only the leader of the entry's own term sends its side effect: that
+                # leader applies it too (it is still leader when it commits it, or it was
+                # deposed and a later leader must not send it again: the old leader may
+                # have sent it already, and the broker would execute one order twice).
+                # An order whose leader died before applying it is never sent, which the
+                # summary counts (at most once, not at least once).
                 # The fencing token is our term: a broker that has seen a later leader's
                 # token rejects this write if we were deposed meanwhile.
                 self.out.send(
