@@ -48,6 +48,7 @@ from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
 LIN_CHECK_EVERY = 0.2  # seconds between live linearizability searches, at the fastest
+SHUTDOWN_LIN_SECONDS = 4.0  # the whole-run search at shutdown (`labctl down` waits 10 s)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
 
@@ -291,12 +292,17 @@ class Supervisor(FaultsMixin):
             self._report(self.checkers.on_event(record))
 
     def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
-        record = {"t": t, "process": src, **data}
+        self._record_history({"t": t, "process": src, **data})
+
+    def _record_history(self, record: dict[str, Any]) -> None:
+        """One history record, from a workload client or `labctl client`: the run record,
+        the dashboard and the live checkers all see it."""
         self.run.history(record)
         op_type = record.get("type")
         if op_type in self.ops:
             self.ops[op_type] += 1
-        self._publish("history", src, record)
+        process = record.get("process")
+        self._publish("history", process if isinstance(process, str) else "client", record)
         if self.checkers is not None and not self.checkers.finished:
             self._report(self.checkers.on_history(record))
 
@@ -367,7 +373,7 @@ class Supervisor(FaultsMixin):
         if cmd == "history":
             record = req.get("record")
             if isinstance(record, dict):
-                self.run.history(record)
+                self._record_history(record)
                 return ok()
             return error("'record' must be a mapping")
         if cmd == "workload":
@@ -474,7 +480,11 @@ class Supervisor(FaultsMixin):
             stop_all(list(self.children.values()))
             self._drain_telemetry()
             if self.checkers is not None and not self.checkers.finished:
-                self._report(self.checkers.finish())
+                # Bounded, so `labctl down` never has to kill us mid-search: a key left
+                # unsearched is "unknown (budget: time)" in the summary, and `labctl check`
+                # can search it with a budget of its own.
+                lin_deadline = time.monotonic() + SHUTDOWN_LIN_SECONDS
+                self._report(self.checkers.finish(lin_deadline))
             self.emit("lab.stopped")
         finally:
             self.run.write_summary(self.summary())

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.cli.common import Json, LabDir, print_json, say, unknown_lines
 from labctl.errors import LabError
 
 DEFAULT_PROTOCOL = "raft"
@@ -192,6 +192,8 @@ def down(lab_dir: LabDir = None) -> None:
     t0 = time.monotonic()
     answer = lab.down()
     say(f"lab down in {time.monotonic() - t0:.2f}s; run record in {answer.get('run_dir')}")
+    for line in unknown_lines(answer.get("run_dir")):
+        say(line)
 
 
 def status(json_out: Json = False, lab_dir: LabDir = None) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.common import Json, LabDir, lin_unknown_lines, print_json
 from labctl.errors import LabError
 
 app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
@@ -82,21 +82,43 @@ def show(name: str) -> None:
 def check(
     run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
     json_out: Json = False,
+    lin_seconds: Annotated[
+        float | None,
+        typer.Option("--lin-seconds", help="Linearizability search time per key, s [20]."),
+    ] = None,
+    lin_memory: Annotated[
+        float | None,
+        typer.Option("--lin-memory", help="Linearizability search memory per key, MB [1024]."),
+    ] = None,
 ) -> None:
-    """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
+    """Recompute a run's safety verdict from its files; exit 1 when it has violations.
+
+    A key whose linearizability search runs out of its budget is reported as unknown
+    (neither safe nor a violation), with the budget that ran out."""
     from pathlib import Path
 
-    from labctl.checkers import check_run_dir
+    from labctl.checkers import CheckerConfig, check_run_dir
 
     path = Path(run_dir)
     if not (path / "events.jsonl").exists():
         raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
-    result = check_run_dir(path)
+    budget: dict[str, Any] = {}
+    if lin_seconds is not None:
+        budget["lin_seconds"] = lin_seconds
+    if lin_memory is not None:
+        budget["lin_memory_mb"] = lin_memory
+    try:
+        CheckerConfig(**budget)
+    except ValueError as e:
+        raise LabError(str(e)) from None
+    result = check_run_dir(path, overrides=budget)
     if json_out:
         print_json(result)
     else:
         for v in result["violations"]:
             typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
+        for line in lin_unknown_lines(result):  # check_run_dir's is a checkers summary
+            typer.echo(line)
         typer.echo(
             f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
         )
