@@ -435,10 +435,13 @@ class _Search:
                     # The return of an operation not linearized yet.
                     if opt[e]:
                         return True  # only optional (info) operations are left: leave them out
-                    if cand:  # a fresh window without a fitting read: its first writer
+                    if cand:  # a fresh window without a fitting read: take its first writer
                         e, cand, fresh = cand, 0, False
-                        continue
-                    self._note_stuck(len(stack), stack, e, state, nxt, need, ent_op)
+                        w = need[e]
+                    else:
+                        self._note_stuck(len(stack), stack, e, state, nxt, need, ent_op)
+                if w == _RET:
+                    pass  # stuck: undo below
                 elif w in (state, _ANY):
                     v = new[e]
                     forced = False
