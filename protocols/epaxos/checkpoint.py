@@ -117,3 +117,7 @@ class Checkpoints(_Base):
             self.executor.blocked_on.pop(iid, None)
         self.compacted = compacted
         self.conflicts.forget(lambda iid: iid[1] <= compacted[iid[0]])
+        # Waits on an instance that is gone are over (it was executed everywhere).
+        blocked = self.executor.blocked_on
+        for node in [k for k, b in blocked.items() if b[1] <= compacted[b[0]]]:
+            del blocked[node]
