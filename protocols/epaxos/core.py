@@ -114,7 +114,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
     exactly_once: ClassVar[bool] = True
     # A 30 s chaos run executes a few thousand instances: checkpoint (and compact, and
     # restart from checkpoints) under faults.
-    short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 100}
+    short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 200}
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
