@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labctl.children import python_command
 from labctl.cli.common import print_json, say
 from labctl.errors import LabError
 
@@ -23,7 +24,7 @@ from labctl.errors import LabError
 def _cli(lab_dir: Path, *args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
+        [*python_command(), "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
         check=True,
         capture_output=True,
     )
@@ -69,7 +70,7 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = raft.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    if what in ("epaxos", "pbft"):
+    if what in ("epaxos", "pbft", "sim"):
         import importlib
 
         module = importlib.import_module(f"labctl.benchmarks.{what}")
@@ -77,9 +78,16 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = module.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if what == "cli":
+        from labctl.benchmarks import cli_latency
+
+        say("cli: wall time of labctl calls (median of 10 each) ...")
+        result = cli_latency.run(runs=5 if quick else 10)
+        print_json(result) if json_out else sys.stdout.write(cli_latency.render(result) + "\n")
+        return
     if what != "core":
         raise LabError(
-            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft)"
+            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, sim, cli)"
         )
     from labctl.benchmarks import router
 

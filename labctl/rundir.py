@@ -1,7 +1,8 @@
 """The run directory: the written record of one run, readable even after a crash.
 
+    runs/latest -> the newest run
     runs/<timestamp>-<scenario or 'lab'>-<protocol>/
-        lab.json        config, seed, versions
+        lab.json        config, seed, versions, clock (monotonic and wall read together)
         events.jsonl    telemetry, faults, violations; true time
         history.jsonl   client operations: invoke / ok / fail / info
         summary.json    written at the end
@@ -64,6 +65,9 @@ class RunDir:
         self.path = path
         (path / "logs").mkdir(parents=True)
         (path / "data").mkdir()
+        from labctl.runs import link_latest
+
+        link_latest(path)
         # Binary: the encoder already makes UTF-8 JSON, no str round trip per line (the
         # supervisor writes one line per applied command per replica).
         self._events = open(path / "events.jsonl", "ab")  # noqa: SIM115 - open for the run
@@ -72,7 +76,10 @@ class RunDir:
         self._encoder = msgspec.json.Encoder()
 
     def write_lab(self, config: dict[str, Any]) -> None:
-        doc = {"config": config, "versions": versions(), "started_wall": time.time()}
+        # The pair of readings converts events' true time (monotonic) to wall-clock time.
+        mono, wall = time.monotonic(), time.time()
+        doc = {"config": config, "versions": versions(), "started_wall": wall,
+               "clock": {"monotonic": mono, "wall": wall}}  # fmt: skip
         (self.path / "lab.json").write_text(json.dumps(doc, indent=2))
 
     def event(self, record: dict[str, Any]) -> None:
@@ -109,9 +116,16 @@ class RunDir:
             _start_writeback(f.fileno())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json, atomically. Whatever the summary holds, a file is written: a
+        value JSON cannot hold becomes its text, and a summary that cannot be encoded at
+        all is replaced by one that says why (`labctl down` reports a missing summary)."""
         self.flush()
+        try:
+            text = json.dumps(summary, indent=2, default=str)
+        except (TypeError, ValueError, RecursionError) as e:
+            text = json.dumps({"error": f"the summary could not be encoded: {e}"}, indent=2)
         tmp = self.path / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.write_text(text)
         tmp.replace(self.path / "summary.json")
 
     def close(self) -> None:

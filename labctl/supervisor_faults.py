@@ -13,13 +13,16 @@ from typing import Any
 
 import msgspec
 
+from faults.linkplan import link_table
 from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
-from labctl.linkplan import link_table
-from labctl.targets import resolve
+from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
+from nodes.wal import cut_to_synced
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
+PROCESS_KINDS = frozenset({"pause", "resume", "kill", "restart"})
+SERVICES = ("router", "broker")  # processes process faults may target besides replicas
 
 
 class StartupError(Exception):
@@ -47,12 +50,14 @@ class FaultsMixin:
         for c in self.children.values():
             if c.state == "paused":
                 left = f" ({c.paused_until - now:.1f}s left)" if c.paused_until else ""
-                heals = "resume" + (", or the timer" if c.paused_until else "")
+                heals = f"resume {c.name}" + (", or the timer" if c.paused_until else "")
                 out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
                             "heals_with": heals})  # fmt: skip
-            elif c.state == "stopped" and c.kind == "replica":
-                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down",
-                            "heals_with": "restart"})  # fmt: skip
+            elif c.state == "stopped" and c.kind in ("replica", "router", "broker"):
+                what = {"router": ": no message is delivered", "broker": ": no side effect "
+                        "is recorded"}.get(c.kind, "")  # fmt: skip
+                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down{what}",
+                            "heals_with": f"restart {c.name}"})  # fmt: skip
         for node, kinds in self.node_faults.items():
             for f in kinds.values():
                 out.append({"fault": f.kind, "node": node, "describe": f.describe(),
@@ -68,15 +73,21 @@ class FaultsMixin:
             return self._link_fault(fault)
         if fault.kind == "heal":
             return self._heal(fault)
-        nodes = self._resolve([fault.node], replicas_only=True)
+        # The router and the broker are processes too: they can be paused, killed and
+        # restarted, but they have no clock, disk or protocol of their own to fault.
+        extra = SERVICES if fault.kind in PROCESS_KINDS else ()
+        nodes = self._resolve([fault.node], replicas_only=True, also=extra)
         results = [self._node_fault(fault, n) for n in nodes]
         failed = [r for r in results if not r.get("ok")]
         if failed:
             return failed[0]
         return ok(applied=[r["describe"] for r in results], nodes=nodes)
 
-    def _resolve(self, names: Any, replicas_only: bool = False) -> list[str]:
+    def _resolve(
+        self, names: Any, replicas_only: bool = False, also: tuple[str, ...] = ()
+    ) -> list[str]:
         endpoints = set(self.replicas) if replicas_only else self.endpoints
+        endpoints |= set(also)
         return resolve(
             names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng
         )
@@ -96,6 +107,11 @@ class FaultsMixin:
         else:
             src = self._resolve(fault.src)
             dst = self._resolve(fault.dst)
+            if not any(a != b for a in src for b in dst):  # r0 -> r0: no link to act on
+                raise FaultError(
+                    f"{fault.kind} from {','.join(src)} to {','.join(dst)} acts on no link "
+                    "(a node is never cut off from itself); name two different sides"
+                )
             fault = msgspec.structs.replace(fault, src=tuple(src), dst=tuple(dst))
         self.fault_ids += 1
         self.link_faults.append((self.fault_ids, fault))
@@ -155,17 +171,18 @@ class FaultsMixin:
         elif kind == "kill":
             if c.state == "stopped":
                 return error(f"{node} is already stopped", "bad_state")
+            if fault.power_loss and c.kind != "replica":
+                return error(f"{node} keeps no WAL: power loss is a replica's fault", "bad_fault")
             c.kill()
             self.status.pop(node, None)
+            if fault.power_loss:
+                # The process is dead; now the machine: unsynced writes never reached disk.
+                lost = cut_to_synced(self.run.path / "data" / node / "wal.log")
+                self.emit("fault.power_loss", node=node, lost_bytes=lost)
         elif kind == "restart":
-            if c.state != "stopped":
-                c.kill()
-            self.status.pop(node, None)
-            c.spawn()
-            try:
-                self._wait(lambda: c.state == "running", node, timeout=10.0)
-            except StartupError as e:
-                return error(str(e), "lab_failed")
+            problem = self._restart(c)
+            if problem:
+                return error(problem, "lab_failed")
         elif kind in ("clock", "disk", "byzantine"):
             # Faults the node itself carries out, through its control socket.
             problem = byzantine_problem(self.protocol, fault.mode) if kind == "byzantine" else None
@@ -183,6 +200,33 @@ class FaultsMixin:
         extra = {"mode": fault.mode or "honest"} if kind == "byzantine" else {}
         self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid, **extra)
         return ok(describe=describe)
+
+    def _restart(self, c: Any) -> str | None:
+        """Kill (if needed) and start `c` again, and wait until it works: ready, and for a
+        replica its first status from the main loop (its WAL replayed, its protocol
+        started). Returns why it does not, or None."""
+        if c.state != "stopped":
+            c.kill()
+        self.status.pop(c.name, None)
+        if c.kind == "router" and self.router_data and "--data-port" not in c.argv:
+            # Back on its old port: every endpoint's DEALER reconnects by itself.
+            c.argv += ["--data-port", self.router_data.rsplit(":", 1)[1]]
+        c.extra["status"] = False
+        c.spawn()
+        try:
+            self._wait(lambda: c.state == "running", c.name, timeout=10.0)
+            if c.kind == "replica":
+                self._wait(lambda: c.extra["status"] or not c.alive(), c.name, timeout=10.0)
+        except StartupError as e:
+            return str(e)
+        if not c.alive():
+            code = c.proc.returncode if c.proc else None
+            return f"{c.name} exited right after it started (code {code}); see {c.log_path}"
+        if c.kind == "router":
+            pushed = self._push_links()  # the new router starts with an empty table
+            if not pushed.get("ok"):
+                return f"the restarted router refused its link table: {pushed.get('error')}"
+        return None
 
     def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
         c = self.children[node]

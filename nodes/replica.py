@@ -26,19 +26,22 @@ import msgspec
 import zmq
 
 import protocols
+from faults.model import FaultError, parse_fault
 from nodes.clock import NodeClock
+from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
     data_endpoint,
     die_with_parent,
     error,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
     serve_control,
 )
 from nodes.process import true_now as true_time
-from nodes.state_machine import StateMachine
+from nodes.state_machine import StateMachine, applied_row
 from nodes.wal import WAL
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
@@ -68,6 +71,9 @@ PARENT_CHECK = 0.2
 # protocol state is trees of records (log entries, instances, sessions), and the few cycles
 # (a protocol object and its helpers) live as long as the process.
 FREEZE_INTERVAL = 1.0
+# Events the node's log (runs/<run>/logs/<id>.log) leaves out: the lease is renewed on
+# every heartbeat round, and the telemetry has it anyway.
+UNLOGGED = frozenset({ev.LEASE, ev.COMMITTED})
 
 
 class Replica:
@@ -106,6 +112,7 @@ class Replica:
             "send_dropped": 0,
             "peer_messages": 0,
         }
+        self.drops = Drops(self.id)  # logs the first of each kind of bad input, once
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -127,15 +134,24 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        bad = self.counters.get("bad_records", 0)
+        log(self.id, f"{self.protocol.name} replica of {','.join(self.protocol.config.replicas)}, "
+            f"pid {os.getpid()}; WAL {self.wal.path}: {len(self.recovered)} records recovered"
+            + (f", {self.wal.truncated_bytes} bytes of torn tail cut" if self.wal.truncated_bytes
+               else "")
+            + (f", {bad} undecodable record(s) left out" if bad else ""))  # fmt: skip
+        recovered = len(self.recovered)
+        self.execute(self.protocol.start(self.clock.now(), self.recovered))
+        self.recovered = []
+        # Ready once the recovered log has been replayed and applied: a node whose WAL it
+        # cannot replay dies before it says ready, so `fault restart` reports it.
         self.telemetry.emit(
             "node.ready",
             pid=os.getpid(),
             control=self.control_endpoint,
-            recovered=len(self.recovered),
+            recovered=recovered,
             torn_bytes=self.wal.truncated_bytes,
         )
-        self.execute(self.protocol.start(self.clock.now(), self.recovered))
-        self.recovered = []
         poller = zmq.Poller()
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -176,15 +192,18 @@ class Replica:
                 return
             if len(frames) != 2:
                 self.counters["malformed"] += 1
+                self.drops.drop("framing", f"{len(frames)} frames")
                 continue
             src = frames[0].decode("utf-8", "replace")
             try:
                 msgs, bad = self.codec.decode_all(frames[1])
-            except WireError:
+            except WireError as e:
                 self.counters["malformed"] += 1
+                self.drops.drop("undecodable", f"from {src}: {e}")
                 continue
             if bad:
                 self.counters["malformed"] += bad
+                self.drops.drop("undecodable_in_bundle", f"from {src}")
             now = self.clock.now()
             if len(msgs) > 1 and all(isinstance(m, ClientRequest) for m in msgs):
                 # A client's bundle: the protocol may take it as one (Raft replicates it
@@ -221,11 +240,7 @@ class Replica:
             for c in ready.committed:
                 cmd = c.command
                 result = self.sm.apply(c.index, c.term, cmd)
-                row = [c.index, c.term, cmd.request_id, cmd.op, cmd.key, cmd.value,
-                       result.duplicate, result.status]  # fmt: skip
-                if c.view is not None:
-                    row.append(c.view)
-                rows.append(row)
+                rows.append(applied_row(c.index, c.term, cmd, result, c.view))
                 if c.reply:
                     self._reply_committed(cmd.client, cmd.request_id, result)
             if rows or restored:
@@ -244,6 +259,8 @@ class Replica:
             # 4. events.
             for e in ready.events:
                 data = dict(e.data)
+                if e.kind not in UNLOGGED:
+                    log(self.id, f"{e.kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
                 if e.kind == ev.LEASE and data.get("expiry") is not None:
                     data["expiry_true"] = self.clock.to_true(data["expiry"])
                 self.telemetry.emit(e.kind, **data)
@@ -256,6 +273,7 @@ class Replica:
             if not ready.want_snapshot:
                 return
             image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
+            log(self.id, f"snapshot at index {image.index}: {len(image.data)} bytes")
             ready = self.protocol.on_snapshot(self.clock.now(), image)
 
     def _restore(self, data: bytes) -> list[dict[str, Any]]:
@@ -264,14 +282,8 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
-        covered = sorted(
-            (r.index, rid, r) for rid, r in self.sm.sessions.items() if r.index > before
-        )
-        return [
-            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
-             "result": r.status, "from_snapshot": True}
-            for index, rid, r in covered
-        ]  # fmt: skip
+        log(self.id, f"restored a snapshot: applied {before} -> {self.sm.applied_index}")
+        return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:
@@ -337,20 +349,30 @@ class Replica:
             return ok(node=self.id)
         if cmd == "status":
             return ok(status=self.status())
-        if cmd == "clock":
+        if cmd in ("clock", "disk"):
+            # The values are checked by the fault vocabulary, as the CLI, scenarios and the
+            # supervisor check them: anything it refuses could end this process later (a
+            # sleep of 1e20 s at the next fsync), and would again after every restart.
+            params = ("offset", "drift") if cmd == "clock" else ("fsync", "stall")
+            spec = {k: request[k] for k in params if request.get(k) is not None}
             try:
-                self.clock.set(request.get("offset"), request.get("drift"))
-            except (ValueError, TypeError) as e:
-                return error(str(e))
+                fault = parse_fault({"fault": cmd, "node": self.id, **spec})
+            except FaultError as e:
+                return error(str(e), "bad_fault")
+        if cmd == "clock":
+            self.clock.set(fault.offset, fault.drift)
             self.status_dirty = True
+            log(self.id, f"fault: clock offset={self.clock.offset:+g}s drift={self.clock.drift:+g}")
             self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
             return ok(offset=self.clock.offset, drift=self.clock.drift)
         if cmd == "disk":
-            if request.get("fsync") is not None:
-                self.wal.fsync_latency = float(request["fsync"])
-            if request.get("stall") is not None:
-                self.wal.stall_until = true_time() + float(request["stall"])
+            if fault.fsync is not None:
+                self.wal.fsync_latency = fault.fsync
+            if fault.stall is not None:
+                self.wal.stall_until = true_time() + fault.stall
             self.status_dirty = True
+            stall = f", stalled for {float(request['stall']):g}s" if request.get("stall") else ""
+            log(self.id, f"fault: disk fsync +{self.wal.fsync_latency * 1000:g}ms{stall}")
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
         if cmd == "byzantine":
             mode = request.get("mode")
@@ -360,6 +382,7 @@ class Replica:
             except ConfigError as e:
                 return error(str(e), "bad_fault")
             self.byzantine = mode
+            log(self.id, f"fault: byzantine mode {mode or 'honest'}")
             self.execute(ready)
             self.telemetry.emit("node.byzantine", mode=mode or "honest")
             return ok(mode=mode or "honest")
@@ -396,6 +419,10 @@ class Replica:
             self.telemetry.emit("node.status", **s)
 
     def close(self) -> None:
+        s = self.protocol.status()
+        log(self.id, f"stopping: role={s.get('role')} term={s.get('term')} "
+            f"applied={self.sm.applied_index} fsyncs={self.wal.fsyncs} "
+            + " ".join(f"{k}={v}" for k, v in self.counters.items()))  # fmt: skip
         self.wal.close()
         self.telemetry.close()
         self.data.close(0)

@@ -1,6 +1,6 @@
 """Benchmark of the fault router: latency it adds per hop, and its forwarding rate.
 
-    python -m labctl.benchmarks.router [--messages N] [--pings N]   (prints one JSON object)
+    python -m labctl.benchmarks.router [--messages N] [--pings N] [--trace]   (one JSON object)
     labctl bench core                                                (this plus lifecycle)
 
 Latency: ping-pong round trips from this process to an echo process, once over a direct
@@ -12,7 +12,9 @@ added latency per hop is (routed RTT - direct RTT) / 2, reported at p50 and p99.
 Rate: a sender process blasts `messages` payloads through the router to a receiver here;
 the rate is counted at the receiver, from its first message to its last.
 
-The router is spawned with the same CLI the supervisor uses and always killed at the end.
+The router is spawned with the same CLI the supervisor uses and always killed at the end;
+with --trace it records the message trace (faults/trace.py) into a temporary file, as a
+lab's router does, and the result says how many frames the trace kept.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
+import tempfile
 import time
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 import psutil
 import zmq
 
+from labctl.children import python_command
 from nodes.process import decode_dict, die_with_parent, request
 
 PAYLOAD = b"x" * 100
@@ -37,7 +40,7 @@ BLOCK = 500  # pings per block before switching between direct and routed
 
 
 def _spawn(args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], start_new_session=True, stdout=stdout)
+    return subprocess.Popen([*python_command(), *args], start_new_session=True, stdout=stdout)
 
 
 def _helper(role: str, router: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -63,7 +66,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _router(ctx: zmq.Context) -> Any:
+def _router(ctx: zmq.Context, trace: str | None = None) -> Any:
     """Start the router as the supervisor would; yield its endpoints; always kill it."""
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
@@ -71,6 +74,7 @@ def _router(ctx: zmq.Context) -> Any:
     proc = _spawn(
         ["-m", "faults.router", "--telemetry", f"tcp://127.0.0.1:{port}",
          "--parent-pid", str(os.getpid()), "--seed", "1"]
+        + (["--trace", trace] if trace else [])
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
@@ -236,25 +240,29 @@ def measure_rate(ctx: zmq.Context, endpoints: dict[str, str], messages: int) -> 
         "msgs_per_s": round((got - 1) / (last - first)) if got > 1 and last > first else None,
         # CPU the router spent per message forwarded: less noisy than the rate on a busy box.
         "router_cpu_us_per_msg": round(router_cpu / got * 1e6, 2) if got else None,
+        "trace_kept": stats.get("trace_kept"),
     }
 
 
-def run(messages: int = 50000, pings: int = 5000) -> dict[str, Any]:
+def run(messages: int = 50000, pings: int = 5000, trace: bool = False) -> dict[str, Any]:
     """One full benchmark run; spawns and always cleans up the router and helpers."""
     ctx = zmq.Context()
     try:
-        with _router(ctx) as endpoints:
-            latency = measure_latency(ctx, endpoints["data"], pings)
-            rate = measure_rate(ctx, endpoints, messages)
+        with tempfile.TemporaryDirectory(prefix="labctl-router-trace-") as tmp:
+            path = os.path.join(tmp, "trace.bin") if trace else None
+            with _router(ctx, path) as endpoints:
+                latency = measure_latency(ctx, endpoints["data"], pings)
+                rate = measure_rate(ctx, endpoints, messages)
     finally:
         ctx.destroy(linger=0)
-    return {"latency": latency, "rate": rate, "cpus": os.cpu_count()}
+    return {"latency": latency, "rate": rate, "cpus": os.cpu_count(), "trace": trace}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--messages", type=int, default=50000)
     p.add_argument("--pings", type=int, default=5000)
+    p.add_argument("--trace", action="store_true", help="the router records the message trace")
     p.add_argument("--role", choices=["echo", "sender"], help=argparse.SUPPRESS)
     p.add_argument("--router", help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -266,7 +274,7 @@ def main() -> None:
     elif args.role == "sender":
         _sender_main(args.router, args.messages)
     else:
-        print(json.dumps(run(args.messages, args.pings)))
+        print(json.dumps(run(args.messages, args.pings, args.trace)))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from labctl.checkers.base import Checker, CheckerConfig, Violation
+from labctl.checkers.broker_orders import BrokerOrdersChecker
 from labctl.checkers.divergence import DivergenceChecker
 from labctl.checkers.duplicate_apply import DuplicateApplyChecker
 from labctl.checkers.lease_overlap import LeaseOverlapChecker
@@ -40,6 +41,7 @@ class CheckerSet:
         self.linearizability = LinearizabilityChecker(
             Budget(config.lin_budget, config.lin_seconds, config.lin_memory_mb)
         )
+        self.broker_orders = BrokerOrdersChecker()
         self.checkers: list[Checker] = [
             SplitBrainChecker(),
             DivergenceChecker(per_key=config.per_key),
@@ -47,6 +49,7 @@ class CheckerSet:
             LostWriteChecker(),
             LeaseOverlapChecker(),
             ZombieWriteChecker(),
+            self.broker_orders,
         ]
         if config.linearizability:
             self.checkers.append(self.linearizability)
@@ -134,11 +137,16 @@ class CheckerSet:
                 "unknown_keys": self.linearizability.unknown_keys,
                 "unknown": self.linearizability.unknown,  # key -> the budget that ran out
             },
+            "broker": self.broker_orders.summary(),
         }
 
     def _check_open(self) -> None:
         if self.finished:
             raise RuntimeError("CheckerSet.finish() was already called")
+
+
+class RunDirError(ValueError):
+    """A run directory whose record cannot be read: a verdict from it would be a guess."""
 
 
 def check_run_dir(
@@ -148,33 +156,35 @@ def check_run_dir(
 ) -> dict[str, Any]:
     """Recompute a run's verdict from its files (events.jsonl, history.jsonl, lab.json).
 
-    Without `config`, exactly-once comes from lab.json's protocol, and `overrides` (the
+    Without `config`, exactly-once comes from lab.json's protocol (a run without lab.json
+    is checked as not exactly-once, the cautious default), and `overrides` (the
     CheckerConfig fields a user set, such as the search budget) go on top. A torn last
     line (the lab crashed mid-write) is skipped and counted, like any malformed record.
+    Raises RunDirError for what cannot be read: a lab.json that is not a lab's record, a
+    .jsonl file that is not text, or one with lines but not a single record in it.
     """
     root = Path(path)
     protocol = None
     lab = root / "lab.json"
     if config is None:
         lab_config: dict[str, Any] = {}
-        doc = None
         if lab.exists():
-            try:
-                doc = json.loads(lab.read_text())
-            except json.JSONDecodeError:
-                doc = None  # check what we can; not exactly-once is the cautious default
-        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-            lab_config = doc["config"]
+            lab_config = _lab_config(lab)
         protocol = lab_config.get("protocol")
         config = CheckerConfig.from_lab(lab_config, **(overrides or {}))
     checkers = CheckerSet(config)
     torn = 0
     for name, feed in (("events.jsonl", checkers.on_event), ("history.jsonl", checkers.on_history)):
+        good = bad = 0
         for rec in read_jsonl(root / name):
             if rec is None:
-                torn += 1
+                bad += 1
             else:
+                good += 1
                 feed(rec)
+        if bad and not good:
+            raise RunDirError(f"{root / name}: not one line of it is a JSON record")
+        torn += bad
     checkers.finish()
     out = {"run_dir": str(root), "protocol": protocol, "exactly_once": config.exactly_once}
     out.update(checkers.summary())
@@ -182,18 +192,43 @@ def check_run_dir(
     return out
 
 
+def _lab_config(lab: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(lab.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise RunDirError(f"{lab}: cannot read it: {e}") from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("protocol"), str):
+        raise RunDirError(f"{lab}: not a lab record (no config with a protocol)")
+    return config
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
-    """The records of a .jsonl file (none if it is absent); None for an unreadable line."""
+    """The records of a .jsonl file (none if it is absent); None for an unreadable line.
+    Raises RunDirError when a line other than the last is not UTF-8 (a torn write only
+    ever cuts the last one): the file is not a record the lab wrote."""
     if not path.exists():
         return
     decode = _DECODE
     with path.open("rb") as f:
-        for line in f:
-            if not line.strip():
+        line = f.readline()
+        number = 0
+        while line:
+            number += 1
+            following = f.readline()
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                if following:
+                    raise RunDirError(f"{path}: line {number} is not text") from None
+                text = ""
+                yield None  # the torn tail
+            line = following
+            if not text.strip():
                 continue
             try:
-                rec = decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+                rec = decode(text)
+            except msgspec.DecodeError:
                 yield None
                 continue
             yield rec if isinstance(rec, dict) else None

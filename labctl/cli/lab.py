@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
 from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json, say, unknown_lines
+from labctl.cli.common import (
+    Json,
+    LabDir,
+    UnusedLabDir,
+    print_json,
+    protocol_names,
+    say,
+    unknown_lines,
+)
+from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
 DEFAULT_PROTOCOL = "raft"
-MAX_NODES = 15
 
 
 def parse_opts(pairs: list[str]) -> dict[str, str]:
@@ -27,71 +37,96 @@ def parse_opts(pairs: list[str]) -> dict[str, str]:
 
 
 def lab_config(
-    protocol: str, nodes: int | None, seed: int, options: dict[str, Any], fencing: bool
+    protocol: str,
+    nodes: int | None,
+    seed: int,
+    options: dict[str, Any],
+    fencing: bool,
+    mutate: str | None = None,
 ) -> dict[str, Any]:
-    """Validate everything a lab needs before any process starts."""
-    import protocols
-    from protocols.base import ConfigError, decode_options
+    """Validate everything a lab needs before any process starts (see labctl.api)."""
+    from labctl.api import lab_config as config
 
-    try:
-        cls = protocols.get(protocol)
-    except protocols.UnknownProtocol as e:
-        raise LabError(str(e)) from None
-    n = cls.default_nodes if nodes is None else nodes
-    if not 1 <= n <= MAX_NODES:
-        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
-    try:
-        decode_options(cls.Options, options)
-    except ConfigError as e:
-        raise LabError(f"protocol {protocol!r}: {e}") from None
-    return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
-
-
-def register(app: typer.Typer) -> None:
-    app.command("up")(up)
-    app.command("down")(down)
-    app.command("status")(status)
-    app.command("protocols")(list_protocols)
+    return config(protocol, nodes, seed, options, fencing, mutate)
 
 
 def up(
-    nodes: Annotated[int | None, typer.Option("-n", "--nodes", help="Replicas.")] = None,
-    protocol: Annotated[str, typer.Option("-p", "--protocol", help="Protocol.")] = DEFAULT_PROTOCOL,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice.")] = 42,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--nodes",
+            metavar="N",
+            help="Replicas (default: the protocol's, 3; pbft 4).",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option("-p", "--protocol", metavar="NAME", help=f"One of: {protocol_names()}."),
+    ] = DEFAULT_PROTOCOL,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed for every random choice.")
+    ] = 42,
     opt: Annotated[
-        list[str] | None, typer.Option("--opt", help="Protocol option KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--opt",
+            metavar="KEY=VALUE",
+            help="Protocol option (repeatable; `labctl protocols` lists them).",
+        ),
     ] = None,
     fencing: Annotated[
         bool, typer.Option("--fencing/--no-fencing", help="Broker rejects stale tokens.")
     ] = False,
+    mutate: Mutate = None,
     detach: Annotated[bool, typer.Option("-d", "--detach", help="Start and return.")] = False,
     table: Annotated[
         bool, typer.Option("--table", help="A live status table instead of the dashboard.")
     ] = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Start a lab (router, broker, replicas as real processes) and open the dashboard.
+    """Start a lab and open the dashboard (-d: start and return).
 
-    Quitting the dashboard asks whether to stop the lab; -d starts it and returns."""
+    The router, the broker and the replicas are real processes. Quitting the dashboard
+    asks whether to stop the lab. Without a terminal (or with --table) the status is
+    printed as the lab changes, until Ctrl-C stops the lab."""
     from labctl import api
 
-    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
+    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing, mutate)
+    for warning in api.config_warnings(config):
+        say(f"warning: {warning}")
     # The dashboard may leave the lab running on quit, so the lab must not die with us;
     # the plain table (no terminal to draw on, or --table) takes the lab down with it.
     dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
     t0 = time.monotonic()
     owner = None if detach or dashboard else os.getpid()
-    lab = api.up(lab_dir, config, foreground_pid=owner)
+    if owner is not None:
+        _stop_on_signals()  # before the lab starts: a SIGTERM while it starts stops it too
+    try:
+        lab = api.up(lab_dir, config, foreground_pid=owner)
+    except KeyboardInterrupt:
+        if owner is None:
+            raise
+        # Interrupted while the lab started: stop it if it got as far as answering (else
+        # it stops on its own, with its record, when this process is gone).
+        with contextlib.suppress(LabError):
+            answer = api.Lab.find(lab_dir).down()
+            say(f"lab down; run record in {answer.get('run_dir')}")
+        raise typer.Exit(130) from None
+    # Return once there is a leader to name in a fault (`--from leader`), as a user
+    # following the README does straight after `up -d`.
+    leaders = lab.settle().get("leaders") or []
     elapsed = time.monotonic() - t0
+    who = f", {' and '.join(leaders)} lead{'s' if len(leaders) == 1 else ''}" if leaders else ""
+    mutant = f" with mutation {config['mutate']}" if config.get("mutate") else ""
     say(
-        f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s "
+        f"lab up: {config['nodes']} x {protocol}{mutant} in {elapsed:.2f}s{who} "
         f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
     )
     if detach:
         return
     if dashboard:
-        import signal
-
         from tui.app import run_dashboard
 
         def hangup(signum: int, frame: Any) -> None:
@@ -114,74 +149,44 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut `down` short
         answer = lab.down()
         say(f"lab down; run record in {answer.get('run_dir')}")
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a foreground lab as Ctrl-C does: `down`, the whole record.
+    (Were the CLI killed outright, the supervisor would get SIGTERM from the kernel.)"""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def _live_status(lab: Any) -> None:
-    from rich.console import Console
-    from rich.live import Live
+    """In a terminal, redraw the table in place; otherwise (a pipe, a log file) print it
+    again whenever what it shows changes, each time with the wall-clock time, flushed."""
+    from labctl.statustext import render
 
-    console = Console(stderr=True)
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            try:
-                doc = lab.status()
-            except LabError as e:
-                live.update(f"[red]{e}[/red]")
-                return
-            live.update(status_table(doc))
-            time.sleep(0.25)  # a display refresh, not a wait on an event
-
-
-def status_table(doc: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    leaders = doc.get("leaders") or []
-    title = f"{doc['protocol']} · {len(doc['nodes'])} replicas · seed {doc['seed']}"
-    if len(leaders) > 1:
-        title += f" · [bold red]{len(leaders)} LEADERS: {', '.join(leaders)}[/bold red]"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    columns = STATUS_COLUMNS.get(doc["protocol"], STATUS_COLUMNS["raft"])
-    for col in ("node", "pid", "state", *(header for header, _ in columns)):
-        table.add_column(col)
-    for n in doc["nodes"]:
-        role = n.get("role") or "-"
-        style = "bold red" if role in ("leader", "primary") and len(leaders) > 1 else ""
-        state = n["state"] + (f" {n['paused_for']:.1f}s" if n.get("paused_for") else "")
-        cells = [_cell(n, key) for _, key in columns]
-        table.add_row(n["id"], str(n.get("pid") or "-"), state, *cells, style=style)
-    faults = doc.get("faults") or []
-    if faults:
-        table.caption = "faults: " + "; ".join(f["describe"] for f in faults)
-        table.caption_justify = "left"
-    return table
-
-
-# What each protocol's rows show (the dashboard's nodes panel tells the same stories).
-STATUS_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "raft": [("role", "role"), ("term", "term"), ("leader", "leader"),
-             ("commit", "commit_index"), ("log", "log")],
-    "epaxos": [("committed", "committed"), ("executed", "executed"),
-               ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
-    "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
-             ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
-}  # fmt: skip
-
-
-def _cell(node: dict[str, Any], key: str) -> str:
-    v = node.get(key)
-    if key == "fast_path_ratio" and isinstance(v, (int, float)):
-        return f"{v * 100:.0f}%"
-    if key == "byzantine":
-        return v or "honest"
-    if key == "seq" and node.get("role") != "primary":
-        return "-"  # the next sequence number is the primary's to assign
-    return _s(v)
-
-
-def _s(v: Any) -> str:
-    return "-" if v is None else str(v)
+    redraw = sys.stdout.isatty()
+    last = ""
+    while True:
+        try:
+            doc = lab.status()
+        except LabError as e:
+            say(f"error: {e}")
+            return
+        text = render(doc, color=redraw, uptime=redraw)
+        if redraw:
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+        elif text != last:
+            sys.stdout.write(time.strftime("%H:%M:%S ") + text.replace("\n", "\n  ") + "\n")
+        sys.stdout.flush()
+        last = text
+        time.sleep(0.25)  # a display refresh, not a wait on an event
 
 
 def down(lab_dir: LabDir = None) -> None:
@@ -196,39 +201,43 @@ def down(lab_dir: LabDir = None) -> None:
         say(line)
 
 
-def status(json_out: Json = False, lab_dir: LabDir = None) -> None:
-    """Show every node: pid, state, role, term, leader, commit index; and faults in force."""
+def status(
+    json_out: Json = False,
+    leader: Annotated[
+        bool,
+        typer.Option("--leader", help="Print only the leader's name (exit 1 if none leads)."),
+    ] = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Every node, the faults in force, the violations found.
+
+    Per node: pid, state, role, term, leader, commit index (the protocol's own columns)."""
     from labctl.api import Lab
 
     doc = Lab.find(lab_dir).status()
+    if leader:  # for scripts: OLD=$(labctl status --leader)
+        if not doc.get("leaders"):
+            say("no node leads right now")
+            raise typer.Exit(1)
+        typer.echo(" ".join(doc["leaders"]))
+        return
     if json_out:
         print_json(doc)
         return
-    from rich.console import Console
+    from labctl.statustext import render
 
-    Console().print(status_table(doc))
+    sys.stdout.write(render(doc, color=sys.stdout.isatty()) + "\n")
 
 
-def list_protocols(json_out: Json = False) -> None:
-    """The protocols this lab can run."""
-    import msgspec
+def list_protocols(json_out: Json = False, lab_dir: UnusedLabDir = None) -> None:
+    """The protocols this lab can run, with their options."""
+    from labctl.catalogue import catalogue
 
-    import protocols
-
-    rows = []
-    for name in protocols.available():
-        cls = protocols.get(name)
-        rows.append(
-            {
-                "name": name,
-                "description": cls.description,
-                "default_nodes": cls.default_nodes,
-                "options": msgspec.to_builtins(cls.Options()),
-            }
-        )
+    rows = catalogue()
     if json_out:
         print_json(rows)
         return
     for r in rows:
         opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
-        typer.echo(f"{r['name']:<8} {r['description']}\n         options: {opts}")
+        typer.echo(f"{r['name']:<8} {r['description']}\n         nodes: {r['default_nodes']}; "
+                   f"options: {opts}")  # fmt: skip

@@ -52,11 +52,14 @@ from __future__ import annotations
 import abc
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from protocols.base.wire import ClientReply, ClientRequest, Command
+from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
+
+if TYPE_CHECKING:
+    from protocols.base.mutations import Mutation
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,14 +235,32 @@ class Protocol(abc.ABC):
     # a result once f+1 replicas (f = (n-1)//3) sent matching replies; every replica that
     # received the request answers it (Committed.reply set on each).
     byzantine_tolerant: ClassVar[bool] = False
+    # The words users read for this protocol's leader and its number (PBFT: "primary" of a
+    # "view"): events and the dashboard say "r1 became primary, view 1", not "leader, term".
+    leader_word: ClassVar[str] = "leader"
+    term_word: ClassVar[str] = "term"
+    # Whether a client reply's `term` means something (the leader's term). PBFT and EPaxos
+    # replies carry 0 there, so `labctl client` leaves the field out for them.
+    replies_carry_term: ClassVar[bool] = True
     # The misbehaviours `set_byzantine` accepts (`labctl fault byzantine NODE --mode M`).
     byzantine_modes: ClassVar[tuple[str, ...]] = ()
     # Options that make a short chaos run exercise what only a long one would otherwise
     # (Raft: snapshots and InstallSnapshot under faults).
     short_run_options: ClassVar[dict[str, Any]] = {}
+    # The named bugs this protocol can run with (`Options.mutate`, protocols/base/mutations.py).
+    mutations: ClassVar[tuple[Mutation, ...]] = ()
+    # A protocol built to break (naive, the seed's split-brain baseline): a scenario with no
+    # expectation for it does not hold it to `safe = true`, as it does every other one.
+    unsafe_by_design: ClassVar[bool] = False
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+
+    @classmethod
+    def size_warning(cls, replicas: int) -> str | None:
+        """What a user starting `replicas` replicas should know (a size that wastes
+        replicas or tolerates no fault), or None. Said when a lab starts or swaps."""
+        return None
 
     def check_config(self, config: NodeConfig) -> None:
         """Raise unless `config` carries this protocol's validated options and a sane
@@ -308,3 +329,14 @@ def reply(
 ) -> ClientReply:
     """A client reply for `request`; the one place replies are built from requests."""
     return ClientReply(request_id=request.command.request_id, status=status, node=node, **fields)
+
+
+def request_problem(request: ClientRequest) -> str | None:
+    """Why a protocol must refuse `request` (answering "fail" with this as the error), or
+    None. Every protocol asks this before a request can reach its log: an op the state
+    machine has no meaning for would be committed, replayed from the WAL at every restart,
+    and refused by every replica alike."""
+    command = request.command
+    if command.op not in OPS or request.read_mode not in READ_MODES:
+        return f"unknown op {command.op!r} or read mode {request.read_mode!r}"
+    return None

@@ -13,7 +13,9 @@ import math
 import msgspec
 
 from protocols.base import ConfigError
+from protocols.base.mutations import check_mutate
 from protocols.pbft.messages import MAX_BATCH
+from protocols.pbft.mutations import MUTATIONS
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,6 +36,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     batch_delay: float = 0.005
     # The lab key each replica's HMAC key is derived from (with the replica id).
     key: str = "labctl-pbft-lab-key"
+
+    # A named bug to run with (protocols/pbft/mutations.py), "" for none.
+    mutate: str = ""
 
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work together."""
@@ -59,3 +64,4 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             )
         if not self.key:
             raise ConfigError("option 'key' must not be empty")
+        check_mutate("pbft", self.mutate, MUTATIONS)

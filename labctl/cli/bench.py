@@ -1,0 +1,27 @@
+"""`labctl bench WHAT`: measured figures (never timed tests); the code is in labctl/bench.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from labctl.cli.common import Json, UnusedLabDir
+
+BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli")
+
+
+def bench(
+    what: Annotated[
+        str, typer.Argument(metavar="WHAT", help=f"One of: {', '.join(BENCHMARKS)}.")
+    ] = "core",
+    json_out: Json = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
+    lab_dir: UnusedLabDir = None,
+) -> None:
+    """Measure: core, checkers, raft, epaxos, pbft, sim or cli.
+
+    core: router hop, forwarding rate, up/down; cli: wall time of CLI calls."""
+    from labctl.bench import run_bench
+
+    run_bench(what, json_out=json_out, quick=quick)
