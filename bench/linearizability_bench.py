@@ -13,6 +13,15 @@ the run is rewritten to return a value from long before: the checker must say no
 
 The goal (the lab's summary runs this at the end of every run): 10,000 operations over 10
 keys from 8 clients in 5 s or less on a 2-core laptop.
+
+Against another checker (Porcupine) on the same files:
+
+    python bench/linearizability_bench.py --suite DIR      (writes DIR/<shape>-s<seed>.jsonl)
+    python bench/linearizability_bench.py --files DIR/*.jsonl [--repeat 5]
+
+--files prints one JSON line per file: the verdict, the best time of the whole path a
+run directory takes (read the file, pair, check: "total_s") and of the search alone
+("check_s"), so either can be set beside the other checker's load and check times.
 """
 
 from __future__ import annotations
@@ -32,7 +41,20 @@ if str(ROOT) not in sys.path:  # run as a script: make the repo's packages impor
     sys.path.insert(0, str(ROOT))
 
 from labctl.checkers.history import pair_history  # noqa: E402
-from labctl.checkers.linearizability import check_operations  # noqa: E402
+from labctl.checkers.linearizability import Budget, check_operations  # noqa: E402
+from labctl.checkers.runner import read_jsonl  # noqa: E402
+
+# The comparison suite: shapes x seeds 1..3, 10,000 operations each.
+SUITE: dict[str, dict[str, Any]] = {
+    "default": {"keys": 10, "clients": 8, "info": 0.03},
+    "info20": {"keys": 10, "clients": 8, "info": 0.2},  # many timed-out writes
+    "noinfo": {"keys": 10, "clients": 8, "info": 0.0},
+    "c32": {"keys": 10, "clients": 32, "info": 0.03},
+    "onekey": {"keys": 1, "clients": 8, "info": 0.03},
+    "stale": {"keys": 10, "clients": 8, "info": 0.03, "stale": True},
+    "onekey-stale": {"keys": 1, "clients": 8, "info": 0.03, "stale": True},
+    "onekey-c32": {"keys": 1, "clients": 32, "info": 0.03},  # 32 concurrent on one key
+}
 
 MEAN_THINK = 0.0002  # s between a completion and the client's next invoke
 MEAN_LATENCY = 0.001
@@ -103,6 +125,38 @@ def generate(
     return records
 
 
+def write_suite(out: Path, ops: int) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, shape in SUITE.items():
+        for seed in (1, 2, 3):
+            records = generate(ops, shape["keys"], shape["clients"], shape["info"], seed,
+                               shape.get("stale", False))  # fmt: skip
+            path = out / f"{name}-s{seed}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            paths.append(path)
+    return paths
+
+
+def time_files(paths: list[str], repeat: int, seconds: float) -> None:
+    for path in paths:
+        total, check, results = [], [], {}
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            ops = pair_history(r for r in read_jsonl(Path(path)) if r is not None)
+            t1 = time.perf_counter()
+            results = check_operations(ops, Budget(seconds=seconds))
+            t2 = time.perf_counter()
+            total.append(t2 - t0)
+            check.append(t2 - t1)
+        statuses = sorted({r.status for r in results.values()})
+        verdict = next((v for v in ("violation", "unknown") if v in statuses), "ok")
+        steps = sum(r.steps for r in results.values())
+        print(json.dumps({"file": path, "ops": len(ops), "result": verdict, "steps": steps,
+                          "total_s": round(min(total), 4), "check_s": round(min(check), 4)}),
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=10000)
@@ -112,7 +166,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stale", action="store_true", help="inject one stale read")
+    ap.add_argument("--suite", metavar="DIR", help="write the comparison suite's histories")
+    ap.add_argument("--files", nargs="+", metavar="FILE", help="time history.jsonl files")
+    ap.add_argument("--seconds", type=float, default=120.0, help="--files: budget per key")
     a = ap.parse_args()
+    if a.suite:
+        for path in write_suite(Path(a.suite), a.ops):
+            print(path)
+        return
+    if a.files:
+        time_files(a.files, a.repeat, a.seconds)
+        return
     records = generate(a.ops, a.keys, a.clients, a.info, a.seed, a.stale)
     statuses = [r["type"] for r in records if r["type"] != "invoke"]
     times, results = [], {}

@@ -52,6 +52,7 @@ from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
 LIN_CHECK_EVERY = 0.2  # seconds between live linearizability searches, at the fastest
+SHUTDOWN_LIN_SECONDS = 4.0  # the whole-run search at shutdown (`labctl down` waits 10 s)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
 
@@ -545,7 +546,11 @@ class Supervisor(FaultsMixin):
             stop_all(list(self.children.values()))
             self._drain_telemetry()
             if self.checkers is not None and not self.checkers.finished:
-                self._report(self.checkers.finish())
+                # Bounded, so `labctl down` never has to kill us mid-search: a key left
+                # unsearched is "unknown (budget: time)" in the summary, and `labctl check`
+                # can search it with a budget of its own.
+                lin_deadline = time.monotonic() + SHUTDOWN_LIN_SECONDS
+                self._report(self.checkers.finish(lin_deadline))
             self.emit("lab.stopped")
         finally:
             try:

@@ -84,6 +84,9 @@ class ModelImage(msgspec.Struct):
     kv: dict[str, str]
     orders: list[str]
     sessions: dict[str, ModelResult]
+    # Commands applied per key up to the image: a per_key replica restored from its own
+    # checkpoint (EPaxos) goes on counting from there in the conflict-order check.
+    key_counts: dict[str, int] = {}
 
 
 class Model:
@@ -96,6 +99,7 @@ class Model:
     def __init__(self, exactly_once: bool) -> None:
         self.exactly_once = exactly_once
         self.applied: list[tuple[int, int, Command]] = []
+        self.key_counts: dict[str, int] = {}
         self.applied_index = 0
         self.applied_term = 0
         self.kv: dict[str, str] = {}
@@ -104,6 +108,7 @@ class Model:
 
     def apply(self, index: int, term: int, c: Command) -> ModelResult:
         self.applied.append((index, term, c))
+        self.key_counts[c.key] = self.key_counts.get(c.key, 0) + 1
         self.applied_index = max(self.applied_index, index)
         self.applied_term = term
         previous = self.sessions.get(c.request_id)
@@ -133,7 +138,8 @@ class Model:
 
     def snapshot(self) -> bytes:
         image = ModelImage(
-            self.applied_index, self.applied_term, self.kv, self.orders, self.sessions
+            self.applied_index, self.applied_term, self.kv, self.orders, self.sessions,
+            self.key_counts,
         )
         return msgspec.msgpack.encode(image)
 
@@ -144,6 +150,7 @@ class Model:
         self.kv = dict(image.kv)
         self.orders = list(image.orders)
         self.sessions = dict(image.sessions)
+        self.key_counts = dict(image.key_counts)
 
 
 # -- clocks, nodes, records -------------------------------------------------------------
@@ -569,6 +576,8 @@ class SimNet:
         if ready.restore is not None:
             before = node.model.applied_index
             node.model.restore(ready.restore.data)
+            if self.checks and self.per_key:  # the key-order check's positions (SimModel)
+                node.key_positions = dict(node.model.key_counts)
             self._restored(node, before)
         for c in ready.committed:
             self._apply(node, c)

@@ -61,7 +61,7 @@ def test_two_equivocators_out_of_four_break_safety() -> None:
 
 
 def test_a_forging_replica_cannot_fool_clients_or_replicas() -> None:
-    net = make_net(4, checkpoint_interval=4, window=8)
+    net = make_net(4, checkpoint_interval=4, window=8, batch=1)
     net.set_byzantine("r3", "forge")
     rids = [put_all(net, f"k{i}", str(i)) for i in range(10)]
     for i, rid in enumerate(rids):

@@ -54,7 +54,7 @@ def test_message_counts_per_request_follow_the_three_phases(n: int) -> None:
 
 
 def test_pipelined_requests_execute_in_sequence_order_everywhere() -> None:
-    net = make_net(4, seed=3)
+    net = make_net(4, seed=3, batch=1, pipeline=256)  # one request per number
     rids = [put_all(net, f"k{i % 7}", str(i), client=f"c{i % 3}") for i in range(60)]
     for rid in rids:
         wait_accepted(net, rid, 2.0)
@@ -67,6 +67,33 @@ def test_pipelined_requests_execute_in_sequence_order_everywhere() -> None:
     # They were in flight together: the primary assigned many numbers before the first
     # one executed.
     assert net.status("r0")["seq"] == 61
+    net.check()
+
+
+def test_under_load_the_primary_batches_requests_per_sequence_number() -> None:
+    net = make_net(4, seed=3)  # batch 64, pipeline 4
+    rids = [put_all(net, f"k{i % 7}", str(i), client=f"c{i % 3}") for i in range(200)]
+    for rid in rids:
+        wait_accepted(net, rid, 2.0)
+    net.run_for(0.05)
+    orders = {node: applied_ids(net, node) for node in net.ids}
+    assert all(o == orders["r0"] for o in orders.values())
+    assert sorted(orders["r0"]) == sorted(rids)
+    # Requests are numbered 1..200 in execution order whatever the batches.
+    assert [i for i, _, _ in net.applied("r2")] == list(range(1, 201))
+    # The first `pipeline` went alone; what arrived meanwhile went together.
+    numbers = net.status("r0")["seq"] - 1
+    assert 4 < numbers <= 20, numbers
+    assert net.kv("r1") == net.kv("r3")
+    net.check()
+
+
+def test_a_lone_request_is_not_held_back_by_batching() -> None:
+    net = make_net(4, seed=4)
+    rid = put_all(net, "k", "v")
+    # Nothing in flight: it gets a number at once, as without batching.
+    wait_accepted(net, rid, 0.1)
+    assert net.status("r0")["seq"] == 2
     net.check()
 
 
@@ -89,7 +116,7 @@ def test_checkpoints_become_stable_and_collect_garbage() -> None:
 
 
 def test_more_requests_than_the_window_wait_for_the_watermark_to_move() -> None:
-    net = make_net(4, checkpoint_interval=4, window=8)
+    net = make_net(4, checkpoint_interval=4, window=8, batch=1)  # a number each
     rids = [put_all(net, "k", str(i), client=f"c{i}") for i in range(40)]
     for rid in rids:
         wait_accepted(net, rid, 3.0)

@@ -10,6 +10,7 @@ dropped and counted, never raised on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -62,16 +63,21 @@ class CheckerConfig(msgspec.Struct, frozen=True):
     # key's order of commands, not what each replica applied at one index.
     per_key: bool = False
     linearizability: bool = True
-    # Search steps per key before the linearizability check gives up ("unknown", not a
-    # violation); None searches to the end.
+    # What the linearizability search may spend per key before it gives up ("unknown for
+    # key k (budget)", not a violation): steps, wall seconds, megabytes of memo cache
+    # (None: no bound). A crafted history of a few dozen operations can need 2^n.
     lin_budget: int | None = None
     # The replicas report what they apply (`applied` events), so a write absent from all
     # of them is lost. External programs (labctl/external.py) report nothing of the kind.
     applied_events: bool = True
+    lin_seconds: float | None = 20.0
+    lin_memory_mb: float | None = 1024.0
 
     def __post_init__(self) -> None:
-        if self.lin_budget is not None and self.lin_budget <= 0:
-            raise ValueError(f"lin_budget must be positive, got {self.lin_budget}")
+        for name in ("lin_budget", "lin_seconds", "lin_memory_mb"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
 
     @classmethod
     def from_lab(cls, lab_config: Mapping[str, Any], **overrides: Any) -> CheckerConfig:

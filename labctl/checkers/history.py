@@ -13,9 +13,10 @@ from typing import Any
 
 import msgspec
 
-from labctl.checkers.base import get_float, get_str
+from labctl.checkers.base import get_str
 
 COMPLETIONS = frozenset({"ok", "fail", "info"})
+_NUMBERS = (int, float)  # exactly: a bool is no time
 
 
 class Operation(msgspec.Struct, frozen=True):
@@ -55,8 +56,14 @@ class HistoryPairer:
         self.malformed = 0
 
     def add(self, rec: Mapping[str, Any]) -> None:
-        kind, rid, t = get_str(rec, "type"), get_str(rec, "request_id"), get_float(rec, "t")
-        if kind is None or rid is None or t is None:
+        # get_str/get_float inlined: this runs once per record of a whole run.
+        get = rec.get
+        kind, rid, t = get("type"), get("request_id"), get("t")
+        if (
+            kind.__class__ is not str
+            or rid.__class__ is not str
+            or t.__class__ not in _NUMBERS
+        ):
             self.malformed += 1
             return
         if kind == "invoke":
@@ -69,7 +76,7 @@ class HistoryPairer:
         if kind not in COMPLETIONS or invoke is None:
             self.malformed += 1  # a completion of nothing we saw invoked
             return
-        self.done.append(_operation(invoke, kind, t, rec))
+        self.done.append(_operation(invoke, kind, float(t), rec))
 
     def operations(self) -> list[Operation]:
         """Every operation so far, the still-open ones as info, in completion order."""
@@ -86,23 +93,26 @@ def pair_history(records: Iterable[Mapping[str, Any]]) -> list[Operation]:
 def _operation(
     invoke: Mapping[str, Any], status: str, t: float | None, done: Mapping[str, Any] | None
 ) -> Operation:
-    op = get_str(invoke, "op") or ""
-    value = get_str(invoke, "value")
+    get = invoke.get
+    op, value, key = get("op"), get("value"), get("key")
+    process, expected, invoke_t = get("process"), get("expected"), get("t")
+    if op.__class__ is not str:
+        op = ""
     if op == "get":
         value = None
         if done is not None and status == "ok":
             # `labctl client` nests what came back under "reply".
             reply = done.get("reply")
             source = done if "value" in done or not isinstance(reply, Mapping) else reply
-            value = get_str(source, "value")
+            value = source.get("value")
     return Operation(
-        request_id=get_str(invoke, "request_id") or "",
-        process=get_str(invoke, "process"),
+        request_id=invoke["request_id"],  # a str: the pairer checked
+        process=process if process.__class__ is str else None,
         op=op,
-        key=get_str(invoke, "key") or "",
-        value=value,
-        expected=get_str(invoke, "expected"),
-        invoke_t=get_float(invoke, "t") or 0.0,
+        key=key if key.__class__ is str else "",
+        value=value if value.__class__ is str else None,
+        expected=expected if expected.__class__ is str else None,
+        invoke_t=float(invoke_t) if invoke_t.__class__ in _NUMBERS else 0.0,
         complete_t=t if status != "info" else None,
         status=status,
     )

@@ -32,7 +32,8 @@ whose return it could not get past.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -47,25 +48,55 @@ _KIND = {"put": _PUT, "get": _GET, "cas": _CAS}
 CONTEXT = 3  # linearized operations shown before the stuck point
 
 
+class Budget(msgspec.Struct, frozen=True):
+    """What one key's search may spend before it gives up with "unknown" (None: no bound).
+
+    `memory_mb` bounds the memo cache, the search's only growing structure, at an estimate
+    of `CACHE_ENTRY_BYTES` per entry; `seconds` is wall time (so a loaded machine gives up
+    sooner: an unknown verdict, never a wrong one)."""
+
+    steps: int | None = None
+    seconds: float | None = None
+    memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "seconds", "memory_mb"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"budget {name} must be a positive finite number, got {v!r}")
+
+
 class KeyResult(msgspec.Struct):
     key: str
-    status: str  # ok | violation | unknown (the step budget ran out)
+    status: str  # ok | violation | unknown (the budget ran out)
     ops: int  # operations searched, after the reductions
     steps: int
     violation: Violation | None = None
+    reason: str = ""  # for unknown: the budget that ran out (steps | time | memory)
+
+    def describe_unknown(self) -> str:
+        return f"unknown for key {self.key!r} (budget: {self.reason})"
 
 
-def check_operations(ops: Iterable[Operation], budget: int | None = None) -> dict[str, KeyResult]:
-    """Check every key's kv operations (others are ignored); results by key, sorted."""
+def check_operations(
+    ops: Iterable[Operation],
+    budget: Budget | int | None = None,
+    deadline: float | None = None,
+) -> dict[str, KeyResult]:
+    """Check every key's kv operations (others are ignored); results by key, sorted.
+
+    `budget` bounds each key's search; `deadline` (time.monotonic()) all of them: a key
+    searched after it gets a token slice, enough for an easy key only."""
     by_key: dict[str, list[Operation]] = defaultdict(list)
     for o in ops:
         if o.op in KV_OPS:
             by_key[o.key].append(o)
-    return {key: check_key(key, by_key[key], budget) for key in sorted(by_key)}
+    budget = _as_budget(budget)
+    return {key: check_key(key, by_key[key], _until(budget, deadline)) for key in sorted(by_key)}
 
 
 def check_history(
-    records: Iterable[Mapping[str, Any]], budget: int | None = None
+    records: Iterable[Mapping[str, Any]], budget: Budget | int | None = None
 ) -> list[Violation]:
     """The violations in a list of history.jsonl records."""
     pairer = HistoryPairer()
@@ -75,32 +106,54 @@ def check_history(
     return [r.violation for r in results.values() if r.violation is not None]
 
 
-def check_key(key: str, ops: list[Operation], budget: int | None = None) -> KeyResult:
+def check_key(key: str, ops: list[Operation], budget: Budget | int | None = None) -> KeyResult:
     """Check one key's operations against the register model."""
     kept, ret = _reduce(ops)
     search = _Search(kept, ret)
     outcome = search.run(budget)
     if outcome is None:
-        return KeyResult(key, "unknown", len(kept), search.steps)
+        return KeyResult(key, "unknown", len(kept), search.steps, reason=search.reason)
     if outcome:
         return KeyResult(key, "ok", len(kept), search.steps)
     return KeyResult(key, "violation", len(kept), search.steps, search.violation(key))
 
 
+MIN_SLICE = 0.05  # s: what a key searched past the deadline still gets
+
+
+def _as_budget(budget: Budget | int | None) -> Budget:
+    return budget if isinstance(budget, Budget) else Budget(steps=budget)
+
+
+def _until(budget: Budget, deadline: float | None) -> Budget:
+    """`budget`, its time cut to what is left before `deadline`."""
+    if deadline is None:
+        return budget
+    left = max(MIN_SLICE, deadline - time.monotonic())
+    if budget.seconds is not None and budget.seconds <= left:
+        return budget
+    return msgspec.structs.replace(budget, seconds=left)
+
+
 class LinearizabilityChecker(Checker):
-    """Collects the history live (cheaply); searches only at `finish()`."""
+    """Collects the history live (cheaply); searches the keys that changed when asked
+    (`check_online`), and every key at `finish()`."""
 
     reads_history: ClassVar[bool] = True
 
-    ONLINE_BUDGET = 200_000  # search steps per key in a live check; "unknown" waits for the end
+    # A live search per key; a key that runs out waits for the end (and is not searched
+    # live again, so one hard key cannot take the supervisor's time pass after pass).
+    ONLINE_BUDGET = Budget(steps=200_000, seconds=0.5, memory_mb=256)
+    ONLINE_PASS = 1.0  # s: all keys of one live pass; the rest stay dirty for the next
 
-    def __init__(self, budget: int | None = None) -> None:
+    def __init__(self, budget: Budget | int | None = None) -> None:
         super().__init__()
-        self.budget = budget
+        self.budget = _as_budget(budget)
         self.pairer = HistoryPairer()
         self.results: dict[str, KeyResult] = {}
         self.dirty: set[str] = set()  # keys with completions since the last live check
         self.reported: dict[str, Violation] = {}  # keys already found non-linearizable live
+        self.hard: set[str] = set()  # keys whose live search ran out of budget
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
         done = len(self.pairer.done)
@@ -115,7 +168,7 @@ class LinearizabilityChecker(Checker):
         Sound on a prefix: an open operation may or may not have happened, at any time
         after its invoke, which is all the finished history could say about it too; and
         completions only add constraints, so a violation found now stays a violation."""
-        keys = self.dirty - self.reported.keys()
+        keys = self.dirty - self.reported.keys() - self.hard
         self.dirty = set()
         if not keys:
             return []
@@ -124,16 +177,23 @@ class LinearizabilityChecker(Checker):
             if o.key in keys and o.op in KV_OPS:
                 by_key[o.key].append(o)
         found = []
+        deadline = time.monotonic() + self.ONLINE_PASS
         for key in sorted(by_key):
+            if time.monotonic() > deadline:
+                self.dirty.add(key)  # next pass
+                continue
             result = check_key(key, by_key[key], self.ONLINE_BUDGET)
+            if result.status == "unknown":
+                self.hard.add(key)
             if result.violation is not None:
                 self.reported[key] = result.violation
                 found.append(result.violation)
         return found
 
-    def finish(self) -> list[Violation]:
+    def finish(self, deadline: float | None = None) -> list[Violation]:
+        """The whole-run search; `deadline` (time.monotonic()) bounds all keys together."""
         self.malformed += self.pairer.malformed
-        self.results = check_operations(self.pairer.operations(), self.budget)
+        self.results = check_operations(self.pairer.operations(), self.budget, deadline)
         return [
             r.violation
             for key, r in self.results.items()
@@ -143,6 +203,11 @@ class LinearizabilityChecker(Checker):
     @property
     def unknown_keys(self) -> list[str]:
         return [k for k, r in self.results.items() if r.status == "unknown"]
+
+    @property
+    def unknown(self) -> dict[str, str]:
+        """key -> the budget its search ran out of."""
+        return {k: r.reason for k, r in self.results.items() if r.status == "unknown"}
 
 
 # -- reductions ------------------------------------------------------------------------------
@@ -167,8 +232,15 @@ def _observed(o: Operation) -> Any:
 def _reduce(ops: list[Operation]) -> tuple[list[Operation], list[float]]:
     """The operations the search needs, each with its return time (inf: optional)."""
     alive = [o for o in ops if o.status == "ok" or (o.status == "info" and o.op != "get")]
+    if all(o.status == "ok" for o in alive):  # the common case: nothing to reduce
+        return alive, [o.complete_t if o.complete_t > o.invoke_t else o.invoke_t for o in alive]  # type: ignore[operator]
     kept = _drop_unobserved_info(alive)
     return kept, _due_times(kept)
+
+
+def _observations(ops: list[Operation]) -> list[Any]:
+    """Each operation's observed value (_observed), as one list."""
+    return [o.value if o.op == "get" else o.expected if o.op == "cas" else _NOTHING for o in ops]
 
 
 def _drop_unobserved_info(ops: list[Operation]) -> list[Operation]:
@@ -177,11 +249,10 @@ def _drop_unobserved_info(ops: list[Operation]) -> list[Operation]:
     Repeated to a fixpoint: dropping an info cas can leave the info write whose value it
     expected unobserved in turn.
     """
-    observers: dict[Any, int] = defaultdict(int)
+    obs = _observations(ops)
+    observers = Counter(obs)
     info_writers: dict[str, list[int]] = defaultdict(list)
     for i, o in enumerate(ops):
-        if (v := _observed(o)) is not _NOTHING:
-            observers[v] += 1
         if o.status == "info":
             info_writers[_written(o)].append(i)
     dropped = [False] * len(ops)
@@ -197,7 +268,7 @@ def _drop_unobserved_info(ops: list[Operation]) -> list[Operation]:
         if dropped[i] or not unobserved(i):
             continue
         dropped[i] = True
-        if (v := _observed(ops[i])) is not _NOTHING:
+        if (v := obs[i]) is not _NOTHING:
             observers[v] -= 1
             if isinstance(v, str):
                 candidates.extend(info_writers.get(v, ()))
@@ -211,38 +282,47 @@ def _due_times(ops: list[Operation]) -> list[float]:
     newly required info cas observes a value in turn."""
     inf = math.inf
     ret = [
-        max(o.complete_t, o.invoke_t) if o.status == "ok" and o.complete_t is not None else inf
+        (o.complete_t if o.complete_t > o.invoke_t else o.invoke_t)  # type: ignore[operator]
+        if o.status == "ok" and o.complete_t is not None
+        else inf
         for o in ops
     ]
-    writers: dict[str, list[int]] = defaultdict(list)
-    for i, o in enumerate(ops):
-        if o.op != "get":
-            writers[_written(o)].append(i)
+    # Only a value written by exactly one operation, an info one, can make it required.
+    writers = Counter(_written(o) for o in ops if o.op != "get")
+    single_info = {
+        _written(o): i
+        for i, o in enumerate(ops)
+        if o.status == "info" and writers[_written(o)] == 1
+    }
+    if not single_info:
+        return ret
+    obs = _observations(ops)
     due: dict[Any, float] = {}  # observed value -> earliest return of a required observer
-    for i, o in enumerate(ops):
-        v = _observed(o)
-        if ret[i] < inf and v is not _NOTHING:
-            due[v] = min(due.get(v, inf), ret[i])
-    values = [v for v in due if isinstance(v, str)]
+    for v, r in zip(obs, ret, strict=True):
+        if r < inf and v in single_info and r < due.get(v, inf):
+            due[v] = r
+    values = list(due)
     while values:
         v = values.pop()
-        ids = writers.get(v, [])
-        if len(ids) != 1 or ops[ids[0]].status != "info":
-            continue
-        i = ids[0]
+        i = single_info[v]
         cap = max(due[v], ops[i].invoke_t)
         if cap >= ret[i]:
             continue
         ret[i] = cap
-        w = _observed(ops[i])
-        if w is not _NOTHING and cap < due.get(w, inf):
+        w = obs[i]
+        if w is not _NOTHING and cap < due.get(w, inf) and w in single_info:
             due[w] = cap
-            if isinstance(w, str):
-                values.append(w)
+            values.append(w)
     return ret
 
 
 # -- search ----------------------------------------------------------------------------------
+
+
+CACHE_ENTRY_BYTES = 200  # a 4-tuple, its set slot and its bitset ints, measured roughly
+_CHECK_EVERY = 1024  # search steps between looks at the clock and the cache's size
+_RET = -3  # need[] of a return entry
+_ANY = -2  # need[] of a put: any state will do; new[] of a get: the state stays
 
 
 class _Search:
@@ -250,120 +330,183 @@ class _Search:
         self.ops = ops
         self.ret = ret
         self.steps = 0
+        self.reason = ""  # why the budget ran out: "steps", "time" or "memory"
         # The furthest point: (depth, last linearized op ids, pending op ids, stuck op, value)
         self.best: tuple[int, list[int], list[int], int, str | None] | None = None
 
-    def run(self, budget: int | None) -> bool | None:
+    def run(self, budget: Budget | int | None) -> bool | None:
         """True if linearizable, False if not, None if the budget ran out first."""
+        if budget is None or isinstance(budget, int):
+            budget = Budget(steps=budget)
         ops, ret = self.ops, self.ret
         n = len(ops)
         if n == 0:
             return True
-        kind = [_KIND[o.op] for o in ops]
-        val = [o.value if o.op == "get" else _written(o) for o in ops]
-        exp = [o.expected for o in ops]
-        optional = [r == math.inf for r in ret]
+        inf = math.inf
+        # Values as small ints (0: absent), so the model's state compares and hashes as one.
+        ids: dict[str | None, int] = {None: 0}
+        vid = ids.setdefault
         # Entries 1..2n in time order; 0 is the head, 2n+1 the tail. At equal times calls
-        # come first: operations that touch are treated as concurrent.
-        order_key = [o.invoke_t for o in ops]
-        order = sorted(
-            [(order_key[i], 0, i) for i in range(n)] + [(ret[i], 1, i) for i in range(n)]
-        )
+        # come first (operations that touch are treated as concurrent): a stable sort of
+        # calls 0..n-1 then returns n..2n-1 by time.
+        times = [o.invoke_t for o in ops] + ret
+        order = sorted(range(2 * n), key=times.__getitem__)
         tail = 2 * n + 1
+        # Per entry: the op, the state a call needs (_ANY: none; _RET: a return entry), the
+        # state it leaves (_ANY: unchanged), its bit, whether it is optional, its return.
         ent_op = [0] * (tail + 1)
-        is_call = [False] * (tail + 1)
+        need = [_RET] * (tail + 1)
+        new = [_ANY] * (tail + 1)
+        bit = [0] * (tail + 1)
+        opt = [False] * (tail + 1)
         match = [0] * (tail + 1)
         call_entry = [0] * n
-        for e, (_, is_ret, i) in enumerate(order, start=1):
-            ent_op[e] = i
-            if is_ret:
-                match[call_entry[i]] = e
+        for e, x in enumerate(order, start=1):
+            if x < n:
+                call_entry[x] = e
             else:
-                is_call[e] = True
-                call_entry[i] = e
-        nxt = list(range(1, tail + 2))
-        prv = list(range(-1, tail))
-
+                x -= n
+                match[call_entry[x]] = e
+            ent_op[e] = x
         # The set of linearized operations, kept small: required operations are numbered
         # in invoke order, `low` of them are all linearized and `rest` holds the bits of
         # the ones above; optional ones (which may stay out for good) have their own bits.
         # So a memo entry costs the width of the concurrency window, not of the history.
-        pos = [0] * n
-        required = sorted((i for i in range(n) if not optional[i]), key=lambda i: order_key[i])
-        for j, i in enumerate(required):
-            pos[i] = j
-        for j, i in enumerate(i for i in range(n) if optional[i]):
-            pos[i] = j
-        cache: set[tuple[int, int, int, str | None]] = set()
-        # (call entry, and the search's state before it: value, low, rest, optional bits)
-        stack: list[tuple[int, str | None, int, int, int]] = []
-        state: str | None = None
-        low = rest = opt_bits = 0
+        req_pos = opt_pos = 0
+        for e in order:
+            if e >= n:
+                continue
+            o = ops[e]
+            c = call_entry[e]
+            k = o.op
+            if k == "get":
+                need[c] = vid(o.value, len(ids))
+            else:
+                new[c] = vid(_written(o), len(ids))
+                need[c] = vid(o.expected, len(ids)) if k == "cas" else _ANY
+            if ret[e] == inf:
+                opt[c] = True
+                bit[c] = 1 << opt_pos
+                opt_pos += 1
+            else:
+                bit[c] = req_pos  # a position; shifted by `low` when used
+                req_pos += 1
+            opt[match[c]] = opt[c]
+        self.names = list(ids)  # id -> value
+        nxt = list(range(1, tail + 2))
+        prv = list(range(-1, tail))
+
+        cache: set[tuple[int, int, int, int]] = set()
+        # (call entry, the search's state before it: value, low, rest, optional bits; and
+        # whether it was a read taken without a choice)
+        stack: list[tuple[int, int, int, int, int, bool]] = []
+        push, pop, remember = stack.append, stack.pop, cache.add
+        state = low = rest = opt_bits = 0
+        # A read that fits is taken at once, without a choice point: it leaves the state as
+        # it is, so if any order of what is left works, one that starts with it does
+        # (nothing pending must precede it in real time, or its call would not be in the
+        # window). So each fresh window is first scanned for a fitting read (`fresh`), the
+        # first fitting writer (`cand`) kept for when there is none.
+        fresh, cand = True, 0
         steps = 0
-        limit = budget if budget is not None else -1
+        check_at = _CHECK_EVERY
+        step_limit = budget.steps if budget.steps is not None else -1
+        deadline = time.monotonic() + budget.seconds if budget.seconds is not None else inf
+        max_cache = (
+            int(budget.memory_mb * 1e6 / CACHE_ENTRY_BYTES) if budget.memory_mb is not None else -1
+        )
         e = nxt[0]
         try:
             while nxt[0] != tail:
                 steps += 1
-                if steps == limit:
-                    return None
-                if is_call[e]:
-                    i = ent_op[e]
-                    k = kind[i]
-                    if k == _PUT:
-                        ok, new = True, val[i]
-                    elif k == _GET:
-                        ok, new = state == val[i], state
+                if steps >= check_at:
+                    check_at += _CHECK_EVERY
+                    if 0 <= step_limit <= steps:
+                        self.reason = "steps"
+                        return None
+                    if time.monotonic() > deadline:
+                        self.reason = "time"
+                        return None
+                    if 0 <= max_cache < len(cache):
+                        self.reason = "memory"
+                        return None
+                w = need[e]
+                if w == _RET:
+                    # The return of an operation not linearized yet.
+                    if opt[e]:
+                        return True  # only optional (info) operations are left: leave them out
+                    if cand:  # a fresh window without a fitting read: take its first writer
+                        e, cand, fresh = cand, 0, False
+                        w = need[e]
                     else:
-                        ok, new = state == exp[i], val[i]
-                    if ok:
-                        if optional[i]:
-                            n_low, n_rest, n_opt = low, rest, opt_bits | (1 << pos[i])
-                        else:
-                            n_low, n_rest, n_opt = low, rest | (1 << (pos[i] - low)), opt_bits
-                            if n_rest & 1:  # the lowest pending one: slide past the run
-                                run = (~n_rest & (n_rest + 1)).bit_length() - 1
-                                n_low, n_rest = low + run, n_rest >> run
-                        memo = (n_low, n_rest, n_opt, new)
-                        if memo not in cache:
-                            cache.add(memo)
-                            stack.append((e, state, low, rest, opt_bits))
-                            state, low, rest, opt_bits = new, n_low, n_rest, n_opt
-                            # lift the call and its return out of the list
-                            r = match[e]
-                            nxt[prv[e]] = nxt[e]
-                            prv[nxt[e]] = prv[e]
-                            nxt[prv[r]] = nxt[r]
-                            prv[nxt[r]] = prv[r]
-                            e = nxt[0]
-                            continue
+                        self._note_stuck(len(stack), stack, e, state, nxt, need, ent_op)
+                if w == _RET:
+                    pass  # stuck: undo below
+                elif w in (state, _ANY):
+                    v = new[e]
+                    forced = False
+                    if v == _ANY:
+                        v, forced = state, fresh
+                    elif fresh:
+                        if not cand:
+                            cand = e
+                        e = nxt[e]
+                        continue
+                    if opt[e]:
+                        n_low, n_rest, n_opt = low, rest, opt_bits | bit[e]
+                    else:
+                        n_low, n_rest, n_opt = low, rest | (1 << (bit[e] - low)), opt_bits
+                        if n_rest & 1:  # the lowest pending one: slide past the run
+                            run = (~n_rest & (n_rest + 1)).bit_length() - 1
+                            n_low, n_rest = low + run, n_rest >> run
+                    memo = (n_low, n_rest, n_opt, v)
+                    if memo not in cache:
+                        remember(memo)
+                        push((e, state, low, rest, opt_bits, forced))
+                        state, low, rest, opt_bits = v, n_low, n_rest, n_opt
+                        # lift the call and its return out of the list
+                        r = match[e]
+                        a, b = prv[e], nxt[e]
+                        nxt[a] = b
+                        prv[b] = a
+                        a, b = prv[r], nxt[r]
+                        nxt[a] = b
+                        prv[b] = a
+                        e, cand, fresh = nxt[0], 0, True
+                        continue
+                    if not forced:
+                        e = nxt[e]
+                        continue
+                    # else: the configuration with the read taken was a dead end: so is this
+                else:
                     e = nxt[e]
                     continue
-                # The return of an operation not linearized yet.
-                if optional[ent_op[e]]:
-                    return True  # only optional (info) operations are left: leave them out
-                self._note_stuck(len(stack), stack, e, state, nxt, is_call, ent_op)
-                if not stack:
-                    return False
-                e, state, low, rest, opt_bits = stack.pop()
-                r = match[e]
-                prv[nxt[r]] = r
-                nxt[prv[r]] = r
-                prv[nxt[e]] = e
-                nxt[prv[e]] = e
-                e = nxt[e]
+                # A dead end: undo to the last real choice (a taken read was none).
+                while True:
+                    if not stack:
+                        return False
+                    e, state, low, rest, opt_bits, forced = pop()
+                    r = match[e]
+                    prv[nxt[r]] = r
+                    nxt[prv[r]] = r
+                    prv[nxt[e]] = e
+                    nxt[prv[e]] = e
+                    if not forced:
+                        break
+                e, cand, fresh = nxt[e], 0, False
             return True
         finally:
             self.steps = steps
+            self.cache_entries = len(cache)
 
     def _note_stuck(
         self,
         depth: int,
-        stack: list[tuple[int, str | None, int, int, int]],
+        stack: list[tuple[int, int, int, int, int, bool]],
         e: int,
-        state: str | None,
+        state: int,
         nxt: list[int],
-        is_call: list[bool],
+        need: list[int],
         ent_op: list[int],
     ) -> None:
         """Remember the deepest point (the smallest pending window among equals)."""
@@ -373,13 +516,13 @@ class _Search:
         pending = []
         x, stuck = nxt[0], ent_op[e]
         while x != e:
-            if is_call[x] and ent_op[x] != stuck:
+            if need[x] != _RET and ent_op[x] != stuck:
                 pending.append(ent_op[x])
             x = nxt[x]
         if best is not None and depth == best[0] and len(pending) >= len(best[2]):
             return
         done = [ent_op[entry[0]] for entry in stack[-CONTEXT:]]
-        self.best = (depth, done, pending, stuck, state)
+        self.best = (depth, done, pending, stuck, self.names[state])
 
     def violation(self, key: str) -> Violation:
         assert self.best is not None  # run() returned False, so it got stuck somewhere

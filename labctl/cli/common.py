@@ -53,3 +53,26 @@ def print_json(doc: Any) -> None:
 def say(text: str) -> None:
     """Talk for humans: stderr, so stdout stays data."""
     sys.stderr.write(text + "\n")
+
+
+def lin_unknown_lines(checkers: Any) -> list[str]:
+    """"linearizability unknown for key 'k' (budget: time)" for each key whose search ran
+    out of budget, from a checkers summary (summary.json's "checkers", `labctl check`)."""
+    lin = checkers.get("linearizability") if isinstance(checkers, dict) else None
+    unknown = lin.get("unknown") if isinstance(lin, dict) else None
+    if not isinstance(unknown, dict):
+        return []
+    return [f"linearizability unknown for key {k!r} (budget: {r})" for k, r in unknown.items()]
+
+
+def unknown_lines(run_dir: Any) -> list[str]:
+    """lin_unknown_lines of a finished run's summary.json (none if it cannot be read)."""
+    from pathlib import Path
+
+    if not isinstance(run_dir, str):
+        return []
+    try:
+        doc = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return lin_unknown_lines(doc.get("checkers")) if isinstance(doc, dict) else []

@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, UnusedLabDir, print_json, protocol_names, say
+from labctl.cli.common import (
+    Json,
+    LabDir,
+    UnusedLabDir,
+    print_json,
+    protocol_names,
+    say,
+    unknown_lines,
+)
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
@@ -238,6 +246,8 @@ def down(lab_dir: LabDir = None) -> None:
     t0 = time.monotonic()
     answer = lab.down()
     say(f"lab down in {time.monotonic() - t0:.2f}s; run record in {answer.get('run_dir')}")
+    for line in unknown_lines(answer.get("run_dir")):
+        say(line)
 
 
 def status(

@@ -67,13 +67,16 @@ class LazyGroup(typer.core.TyperGroup):
         if name not in COMMANDS:
             return None
         obj = _target(name)
-        if not isinstance(obj, typer.Typer):
+        group = isinstance(obj, typer.Typer)
+        if not group:
             single = typer.Typer(rich_markup_mode=None)
             single.command(name)(obj)
             obj = single
         obj.rich_markup_mode = None  # plain click help: fast, and wrapped by paragraph
         obj._add_completion = False  # completion is the root's (see the help text)
-        command = typer.main.get_command(obj)
+        # A group stays a group even with one subcommand (`mutants list`): get_command
+        # would collapse it into that subcommand.
+        command = typer.main.get_group(obj) if group else typer.main.get_command(obj)
         _name_metavars(command)
         return command
 

@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, UnusedLabDir, print_json, protocol_names
+from labctl.cli.common import (
+    Json,
+    LabDir,
+    UnusedLabDir,
+    lin_unknown_lines,
+    print_json,
+    protocol_names,
+)
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
@@ -159,20 +166,43 @@ def check(
     ],
     json_out: Json = False,
     lab_dir: LabDir = None,
+    lin_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--lin-seconds", metavar="S", help="Linearizability search time per key, s [20]."
+        ),
+    ] = None,
+    lin_memory: Annotated[
+        float | None,
+        typer.Option(
+            "--lin-memory", metavar="MB", help="Linearizability search memory per key, MB [1024]."
+        ),
+    ] = None,
 ) -> None:
     """Recompute a run's verdict from its files (exit 1: violations).
 
     A run that came from a scenario (scenario run, chaos, sim run) is judged against that
     scenario's expectations, with the verdict and exit code it had live (0 met, 1 not
     met, 3 the lab failed); any other run is judged safe or not (exit 1 with violations).
-    Violations are summed up per kind, with the first of each (wall-clock time)."""
-    from labctl.checkers import RunDirError, check_run_dir
+    Violations are summed up per kind, with the first of each (wall-clock time). A key
+    whose linearizability search runs out of its budget is reported as unknown (neither
+    safe nor a violation), with the budget that ran out."""
+    from labctl.checkers import CheckerConfig, RunDirError, check_run_dir
     from labctl.runs import Clock, find_run
     from labctl.scenario.runner import rejudge
 
+    budget: dict[str, Any] = {}
+    if lin_seconds is not None:
+        budget["lin_seconds"] = lin_seconds
+    if lin_memory is not None:
+        budget["lin_memory_mb"] = lin_memory
+    try:
+        CheckerConfig(**budget)
+    except ValueError as e:
+        raise LabError(str(e)) from None
     path = find_run(run, lab_dir)
     try:
-        result = check_run_dir(path)
+        result = check_run_dir(path, overrides=budget)
     except RunDirError as e:
         raise LabError(str(e)) from None
     except OSError as e:
@@ -196,6 +226,8 @@ def check(
             v = entry["first"]
             typer.echo(f"{kind:<16} x{entry['count']:<5} first {when(v['t'])} "
                        f"{','.join(v['nodes'])}: {v['detail']}")  # fmt: skip
+        for line in lin_unknown_lines(result):  # check_run_dir's is a checkers summary
+            typer.echo(line)
         typer.echo(
             f"{path.name}: {'safe' if result['safe'] else 'UNSAFE'}: "
             f"{len(result['violations'])} violations"

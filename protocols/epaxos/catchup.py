@@ -42,7 +42,7 @@ class CatchUp(_Base):
 
     def _recover_unknown(self, q: int, lo: int, hi: int) -> None:
         """A recovery timer for each of q's numbers in [lo, hi) we hold no record of."""
-        for j in range(lo, hi):
+        for j in range(max(lo, self.compacted[q] + 1), hi):
             if (q, j) not in self.instances:
                 self._schedule((q, j), self._recovery_time(), replace=False)
 
@@ -64,9 +64,10 @@ class CatchUp(_Base):
         self.committed_upto[q] = c
 
     def _on_sync(self, src: str, m: Sync) -> None:
+        self._peer_checkpoint(src, m.floor)
         sent = 0
         for q, theirs in enumerate(m.known):
-            for j in range(theirs + 1, self.known_max[q] + 1):
+            for j in range(max(theirs, self.compacted[q]) + 1, self.known_max[q] + 1):
                 if sent >= MAX_GAP:
                     break  # the rest with a later Sync: a peer far behind is not one input
                 inst = self.instances.get((q, j))

@@ -37,6 +37,7 @@ from protocols.base import (
 )
 from protocols.base.effects import AppliedOrders
 from protocols.epaxos.catchup import CatchUp
+from protocols.epaxos.checkpoint import Checkpoints
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
 from protocols.epaxos.messages import (
@@ -48,6 +49,7 @@ from protocols.epaxos.messages import (
     RECORDS,
     Accept,
     AcceptReply,
+    Checkpoint,
     Cmds,
     Commit,
     Deps,
@@ -97,7 +99,7 @@ def pairwise_max(a: Deps, b: Deps) -> Deps:
     return tuple(x if x >= y else y for x, y in zip(a, b, strict=True))
 
 
-class EPaxosProtocol(Recovery, CatchUp, Protocol):
+class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
     name: ClassVar[str] = "epaxos"
     description: ClassVar[str] = (
         "Egalitarian Paxos: leaderless, fast path at a fast quorum, slow path by Accept, "
@@ -113,6 +115,9 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
     # The runtime's session table answers a request id applied twice from the table: a
     # client retry may open a second instance for the same request.
     exactly_once: ClassVar[bool] = True
+    # A 30 s chaos run executes a few thousand instances: checkpoint (and compact, and
+    # restart from checkpoints) under faults.
+    short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 200}
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
@@ -158,6 +163,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.committed_upto = [0] * self.n  # per replica, every instance up to it committed
         self.sync_at = math.inf
         self._sync_turn = 0
+        self._init_checkpoints()
 
         self.committed_count = 0
         self.executed_count = 0
@@ -178,12 +184,17 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self._started = True
         self._begin(now)
         for record in recovered:
+            if isinstance(record, Checkpoint):
+                self._restore_checkpoint(record)
+                continue
             if isinstance(record, Reservation):
                 self.reserved_upto = max(self.reserved_upto, record.upto)
                 continue
             if not isinstance(record, InstanceState):
                 raise TypeError(f"not an epaxos record: {type(record).__name__}")
             iid = (record.replica, record.inum)
+            if self._is_compacted(*iid):
+                continue  # executed everywhere and in the checkpoint
             held = self.instances.get(iid)
             if held is not None and held.status == COMMITTED:
                 continue  # a commit is final (its record may precede a late vote's)
@@ -201,6 +212,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
                 self.conflicts.add(inst)
             if inst.status == COMMITTED:
                 self.committed_count += 1
+                inst.executed = self._in_checkpoint(*iid)  # the image holds its effects
             else:
                 self._schedule(iid, self._recovery_time())
         self._recover_holes()  # and computes the committed prefix
@@ -210,15 +222,16 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             self._instance((self.idx, inum))
             self._schedule((self.idx, inum), now)
         self.next_inum = max(self.next_inum, self.reserved_upto + 1)
-        # The state machine starts empty at every start: execute the committed history
-        # again, from scratch, in a valid order (indexes 1, 2, 3...).
+        # The state machine starts empty at every start (or from the checkpoint's image):
+        # execute the committed history again beyond it, in a valid order (indexes go on
+        # from the checkpoint's, 1, 2, 3... without one).
         for iid in sorted(self.instances):
             inst = self.instances[iid]
             if inst.status == COMMITTED:
                 self._execute_from(inst)
         # Ask everyone for what was committed while we were down.
         for p in self.peers:
-            self.out.send(p, Sync(self._sync_point()))
+            self.out.send(p, Sync(self._sync_point(), tuple(self.checkpoint_floor)))
         self.sync_at = now + self.opts.sync_interval
         return self._finish()
 
@@ -230,6 +243,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             self._drop("unknown_message")
         elif not well_formed(msg, self.n):
             self._drop("malformed")
+        elif getattr(msg, "inum", 0) and self._is_compacted(msg.replica, msg.inum):  # type: ignore[attr-defined]
+            self._drop("compacted")  # a stale duplicate: every replica executed it
         else:
             self.max_ballot = max(self.max_ballot, getattr(msg, "ballot", 0))
             self._HANDLERS[type(msg)](self, src, msg)
@@ -259,7 +274,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             self._check(iid)
         if now >= self.sync_at and self.peers:
             self._sync_turn = (self._sync_turn + 1) % len(self.peers)
-            self.out.send(self.peers[self._sync_turn], Sync(self._sync_point()))
+            sync = Sync(self._sync_point(), tuple(self.checkpoint_floor))
+            self.out.send(self.peers[self._sync_turn], sync)
             self.sync_at = now + self.opts.sync_interval
         return self._finish()
 
@@ -301,6 +317,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         return self.now + self.opts.recovery_timeout * backoff * (1.0 + self.rng.random())
 
     def _check(self, iid: InstanceId) -> None:
+        if self._is_compacted(*iid):
+            return
         inst = self.instances.get(iid)
         if inst is not None and inst.status == COMMITTED:
             self.leading.pop(iid, None)
@@ -593,6 +611,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
 
     def _execute(self, inst: Instance) -> None:
         self.executed_count += 1
+        self._executed_one()
         answer = inst.id in self.proposed_here
         for c in inst.cmds or ():
             self.applied += 1
@@ -627,6 +646,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             "inflight": len(self.inflight),
             "pending": len(self.pending),
             "waiting": len(self.waiting),
+            "checkpoints": self.checkpoints,
+            "compacted": sum(self.compacted),
             "dropped": sum(self.drops.values()),
             "drops": dict(self.drops),
         }

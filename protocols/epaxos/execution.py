@@ -60,7 +60,8 @@ class Executor:
         if blocker is None:
             return
         b = self.instances.get(blocker)
-        if b is None or b.status != COMMITTED:
+        executed = blocker[1] <= self.floor[blocker[0]]  # (and maybe compacted away since)
+        if not executed and (b is None or b.status != COMMITTED):
             raise Blocked(blocker)
         del self.blocked_on[node]
 

@@ -9,7 +9,7 @@ highest seq seen on it, so computing attributes costs O(keys * replicas), not O(
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from protocols.base import Command
@@ -109,6 +109,11 @@ class Conflicts:
                 kc.instances.append(inst.id)
         if inst.cmds:
             inst.indexed = True
+
+    def forget(self, gone: Callable[[InstanceId], bool]) -> None:
+        """Drop compacted instances from the per-key lists (latest and max_seq stay)."""
+        for kc in self.keys.values():
+            kc.instances = [i for i in kc.instances if not gone(i)]
 
     def on_keys(self, cmds: Cmds) -> Iterator[InstanceId]:
         """Every instance recorded on the keys of `cmds`, newest first per key (the

@@ -126,6 +126,9 @@ class Sync(msgspec.Struct, frozen=True, tag=True):
     Commit went out still learns it."""
 
     known: tuple[int, ...]
+    # Per replica, every instance up to here is executed in the sender's latest durable
+    # checkpoint (checkpoint.py): what every replica holds so may be compacted.
+    floor: tuple[int, ...] = ()
 
 
 MESSAGES: tuple[type[msgspec.Struct], ...] = (
@@ -165,7 +168,20 @@ class Reservation(msgspec.Struct, frozen=True, tag=True):
     upto: int
 
 
-RECORDS: tuple[type[msgspec.Struct], ...] = (InstanceState, Reservation)
+class Checkpoint(msgspec.Struct, frozen=True, tag=True):
+    """The state machine image at execution position `applied`, and which instances it
+    holds: per replica every one up to `floor`, and `executed_above` (executed out of
+    number order). Instances up to `compacted` are gone from memory and the WAL. Always
+    the first record of a compacted WAL (checkpoint.py)."""
+
+    applied: int
+    image: bytes
+    floor: tuple[int, ...]
+    executed_above: tuple[tuple[int, int], ...]
+    compacted: tuple[int, ...]
+
+
+RECORDS: tuple[type[msgspec.Struct], ...] = (InstanceState, Reservation, Checkpoint)
 
 _WITH_ATTRS = (PreAccept, Accept, Commit, TryPreAccept)
 
@@ -177,7 +193,12 @@ def _cmds_ok(cmds: Cmds | None) -> bool:
 def well_formed(msg: msgspec.Struct, n: int) -> bool:
     """False for a message no correct replica of an `n`-replica cluster could send."""
     if isinstance(msg, Sync):
-        return len(msg.known) == n and min(msg.known, default=0) >= 0
+        return (
+            len(msg.known) == n
+            and min(msg.known, default=0) >= 0
+            and len(msg.floor) in (0, n)
+            and min(msg.floor, default=0) >= 0
+        )
     if not 0 <= getattr(msg, "replica", -1) < n or getattr(msg, "inum", 0) < 1:
         return False
     if getattr(msg, "ballot", 0) < 0 or getattr(msg, "seq", 0) < 0:

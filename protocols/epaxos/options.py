@@ -38,6 +38,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # Every this often a replica tells one peer (in turn) how far it knows each replica's
     # instances; the peer sends the Commits it missed (while down or cut off).
     sync_interval: float = 0.1
+    # A checkpoint (state machine image; the WAL rewritten without what every replica has
+    # executed and checkpointed) after this many executed instances: memory and WAL stay
+    # bounded over a long run (checkpoint.py).
+    checkpoint_interval: int = 2000
 
     # A named bug to run with (protocols/epaxos/mutations.py), "" for none.
     mutate: str = ""
@@ -54,7 +58,7 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
                 "option 'resend_interval' must be below 'recovery_timeout' "
                 f"({self.resend_interval:g}s >= {self.recovery_timeout:g}s)"
             )
-        for name in ("batch", "max_inflight", "max_recoveries"):
+        for name in ("batch", "max_inflight", "max_recoveries", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option {name!r} must be >= 1")
         check_mutate("epaxos", self.mutate, MUTATIONS)

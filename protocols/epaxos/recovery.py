@@ -228,18 +228,21 @@ class Recovery(_Base):
             conflict = self._find_conflict(m)
             if conflict is not None:
                 self._promise(inst, m.ballot)
-                c = self.instances[conflict]
-                return TryPreAcceptReply(
-                    m.ballot, m.replica, m.inum, False, c.replica, c.inum, c.status == COMMITTED
-                )
+                q, j, committed = conflict
+                return TryPreAcceptReply(m.ballot, m.replica, m.inum, False, q, j, committed)
         self._vote(inst, PREACCEPTED, m.ballot, m.cmds, m.seq, m.deps, orig=True)
         return TryPreAcceptReply(m.ballot, m.replica, m.inum, True)
 
-    def _find_conflict(self, m: TryPreAccept) -> InstanceId | None:
-        """An interfering instance these attributes would order wrongly: not among the
-        dependencies yet not depending on this one, or among them but with seq at least
-        ours (the reference implementation's rule). Scans the keys' instance lists: this
-        is the rare recovery path."""
+    def _find_conflict(self, m: TryPreAccept) -> tuple[int, int, bool] | None:
+        """An interfering instance these attributes would order wrongly, and whether it is
+        committed: not among the dependencies yet not depending on this one, or among them
+        but with seq at least ours (the reference implementation's rule). Scans the keys'
+        instance lists: this is the rare recovery path. Compacted instances cannot be
+        looked at: attributes that do not cover them meet a committed conflict
+        (checkpoint.py)."""
+        for q, upto in enumerate(self.compacted):
+            if m.deps[q] < upto:
+                return q, upto, True
         for wid in self.conflicts.on_keys(m.cmds):
             q, j = wid
             if wid == (m.replica, m.inum):
@@ -252,7 +255,7 @@ class Recovery(_Base):
             if j > m.deps[q] or (
                 j < m.deps[q] and w.seq >= m.seq and (q != m.replica or w.status > PREACCEPTED)
             ):
-                return wid
+                return q, j, w.status == COMMITTED
         return None
 
     def _on_try_pre_accept_reply(self, src: str, m: TryPreAcceptReply) -> None:

@@ -4,7 +4,8 @@ Every `checkpoint_interval` sequence numbers a replica pauses execution and asks
 runtime for a state machine image (`Ready.want_snapshot`, in the very batch whose
 committed list ends at the checkpoint's number, so the image is exactly the state there).
 Committed.term is always 0, so correct replicas hold byte-identical images and the
-checkpoint digest is sha256 of the image. The replica signs CHECKPOINT(seq, digest) to
+checkpoint digest is sha256 of the image and of the number of requests executed (what
+Committed.index goes on from after a state transfer). The replica signs CHECKPOINT(seq, digest) to
 everyone; with 2f+1 matching ones the checkpoint is stable: the low watermark moves to it,
 slots at or below it are dropped, and the WAL is compacted to the replica's complete
 durable state (view, the stable checkpoint with its proof and image, the live slots).
@@ -12,7 +13,7 @@ durable state (view, the stable checkpoint with its proof and image, the live sl
 A replica that learns of a stable checkpoint above what it executed (2f+1 signed
 checkpoint messages, directly, forwarded as a CheckpointProof, or inside a NEW-VIEW) and
 cannot reach it by executing what it already has fetches the image from a replica that
-signed it, checks sha256(image) against the proof and restores it (`Ready.restore`).
+signed it, checks the image's digest against the proof and restores it (`Ready.restore`).
 Answers that do not match are dropped and counted ("bad_state").
 
 `Checkpoints` is a mixin of PbftProtocol.
@@ -20,7 +21,6 @@ Answers that do not match are dropped and counted ("bad_state").
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from protocols.base import SnapshotImage
@@ -30,6 +30,7 @@ from protocols.pbft.messages import (
     FetchState,
     StableCheckpoint,
     StateReply,
+    state_digest,
 )
 from protocols.pbft.viewchange import valid_checkpoint_proof
 
@@ -48,10 +49,10 @@ MAX_VOTES_PER_SENDER = 8
 class Checkpoints(_Base):
     """The checkpoint half of PbftProtocol (a mixin: it uses the core's state)."""
 
-    def _take_checkpoint(self, seq: int, data: bytes) -> None:
-        digest = hashlib.sha256(data).digest()
+    def _take_checkpoint(self, seq: int, data: bytes, index: int) -> None:
+        digest = state_digest(index, data)
         msg = self.signer.sign(Checkpoint(seq, digest, self.me))
-        self.own_checkpoints[seq] = (digest, data)
+        self.own_checkpoints[seq] = (digest, data, index)
         self.last_checkpoint_msg = msg
         self.ckpt_votes.setdefault(seq, {})[self.me] = msg
         self._broadcast(msg)
@@ -104,7 +105,7 @@ class Checkpoints(_Base):
         own = self.own_checkpoints.get(seq)
         if own is not None:
             if own[0] == digest:
-                self._make_stable(seq, digest, proof, own[1])
+                self._make_stable(seq, digest, proof, own[1], own[2])
             else:
                 self._drop("checkpoint_mismatch")  # our state differs from 2f+1 others
             return
@@ -118,12 +119,13 @@ class Checkpoints(_Base):
                 self.fetch_deadline = self.now + self.opts.view_change_timeout / 4
 
     def _make_stable(
-        self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], image: bytes
+        self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], image: bytes, index: int
     ) -> None:
         self.stable_seq = seq
         self.stable_digest = digest
         self.stable_proof = proof
         self.stable_image = image
+        self.stable_index = index
         self.stable_seen = {c.sender for c in proof}
         self.log.collect_garbage(seq)
         self.ckpt_votes = {s: v for s, v in self.ckpt_votes.items() if s > seq}
@@ -159,30 +161,38 @@ class Checkpoints(_Base):
     def _on_fetch_state(self, src: str, m: FetchState) -> None:
         if self.stable_image is not None and m.seq <= self.stable_seq:
             reply = StateReply(
-                self.stable_seq, self.stable_digest, self.me, self.stable_image, self.stable_proof
+                self.stable_seq,
+                self.stable_digest,
+                self.me,
+                self.stable_image,
+                self.stable_proof,
+                self.stable_index,
             )
             self.out.send(src, self.signer.sign(reply))
 
     def _on_state_reply(self, src: str, m: StateReply) -> None:
         if m.seq <= self.last_exec or m.seq <= self.stable_seq:
             return  # we got there already
-        if hashlib.sha256(m.data).digest() != m.digest or not valid_checkpoint_proof(
+        if state_digest(m.index, m.data) != m.digest or not valid_checkpoint_proof(
             self.verify_cert, self.quorum, m.seq, m.digest, m.proof
         ):
             self._drop("bad_state")
             return
-        self._restore(m.seq, m.digest, m.proof, m.data)
+        self._restore(m.seq, m.digest, m.proof, m.data, m.index)
 
-    def _restore(self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], data: bytes) -> None:
+    def _restore(
+        self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], data: bytes, index: int
+    ) -> None:
         out = self.out
         # The image replaces everything up to seq: nothing decided below it may be applied
         # after it, and a snapshot asked for below it would be of the wrong state.
-        out.committed = [c for c in out.committed if c.index > seq]
+        out.committed = [c for c in out.committed if c.index > index]
         if self.awaiting_snapshot is not None and self.awaiting_snapshot <= seq:
             self.awaiting_snapshot = None
             out.want_snapshot = False
-        out.restore = SnapshotImage(seq, 0, data)
+        out.restore = SnapshotImage(index, 0, data)
         self.last_exec = seq
+        self.exec_index = index
         self.commit_index = max(self.commit_index, seq)
         # Requests inside the image are executed without our knowing which: stop waiting
         # for any (the others answer their clients; a retry is answered from the session
@@ -190,9 +200,9 @@ class Checkpoints(_Base):
         self.pending.clear()
         if self.active:
             self.vc_deadline = float("inf")
-        self.own_checkpoints[seq] = (digest, data)
+        self.own_checkpoints[seq] = (digest, data, index)
         self.out.event("pbft.state_transfer", seq=seq, digest=digest.hex()[:16])
-        self._make_stable(seq, digest, proof, data)
+        self._make_stable(seq, digest, proof, data, index)
         self._execute()
         # Decisions after the checkpoint were likely made while we were away.
         self._fetch_committed()
@@ -201,5 +211,6 @@ class Checkpoints(_Base):
         if self.stable_seq == 0 or self.stable_image is None:
             return None
         return StableCheckpoint(
-            self.stable_seq, self.stable_digest, self.stable_proof, self.stable_image
+            self.stable_seq, self.stable_digest, self.stable_proof, self.stable_image,
+            self.stable_index,
         )

@@ -10,10 +10,13 @@ accepts it (right view, in the window, no other pre-prepare for that view and nu
 sends PREPARE to all. A replica with the pre-prepare and 2f matching prepares from
 distinct backups has *prepared* the request and sends COMMIT; with 2f+1 matching commits
 it has *committed* it (committed-local), and it executes requests strictly in sequence
-order, one request per sequence number (the null request executes nothing), several
-numbers in flight at once (pipelining) within the window. Committed.index is the sequence
-number and Committed.term is always 0, so correct replicas' state machine images are byte
-for byte identical (checkpoint.py); the view is in status() and the events.
+order (the null request executes nothing), several numbers in flight at once (pipelining)
+within the window. Under load a sequence number orders a batch of requests (paper 5.1.4):
+the primary keeps `pipeline` numbers in flight and gives everything that arrived meanwhile
+the next one, up to `batch` requests, never holding a request longer than `batch_delay`.
+Committed.index counts the requests executed (1, 2, 3... whatever the batches) and
+Committed.term is always 0, so correct replicas' state machine images are byte for byte
+identical (checkpoint.py); the view is in status() and the events.
 
 Every replica that executes a request answers its client (Committed.reply), so the client
 can wait for f+1 matching replies. A request id already executed is not given a new
@@ -78,6 +81,7 @@ from protocols.pbft.messages import (
     ViewChange,
     ViewRecord,
     command_digest,
+    requests_of,
     well_formed,
     well_formed_pre_prepare,
 )
@@ -171,6 +175,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.log = Log()
         self.next_seq = 1  # primary: the next number it assigns
         self.last_exec = 0
+        self.exec_index = 0  # requests executed: Committed.index
         self.commit_index = 0  # highest decided number
         self.awaiting_snapshot: int | None = None  # execution paused for this checkpoint
         self.replay_upto = 0  # decided numbers recovered at start: executed without replies
@@ -185,8 +190,10 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.stable_digest = NULL_DIGEST
         self.stable_proof: tuple[Checkpoint, ...] = ()
         self.stable_image: bytes | None = None
+        self.stable_index = 0  # requests executed up to the stable checkpoint
         self.stable_seen: set[str] = set()
-        self.own_checkpoints: dict[int, tuple[bytes, bytes]] = {}  # seq -> (digest, image)
+        # seq -> (digest, image, requests executed up to seq)
+        self.own_checkpoints: dict[int, tuple[bytes, bytes, int]] = {}
         self.last_checkpoint_msg: Checkpoint | None = None
         self.ckpt_votes: dict[int, dict[str, Checkpoint]] = {}
         self.target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None  # to fetch
@@ -195,6 +202,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.vc_deadline = INF
         self.status_deadline = INF
         self.fetch_deadline = INF
+        self.batch_deadline = INF  # primary: the oldest queued request's wait ends
+        self._assigning = False
         # Telemetry.
         self.drops: Counter[str] = Counter()
         self.prepared_count = 0
@@ -233,9 +242,11 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             self._recover(record)
         if self.stable_image is not None:
             # The runtime's state machine starts empty: the checkpoint is its start.
-            self.out.restore = SnapshotImage(self.stable_seq, 0, self.stable_image)
-            self.own_checkpoints[self.stable_seq] = (self.stable_digest, self.stable_image)
+            image = self.stable_image
+            self.out.restore = SnapshotImage(self.stable_index, 0, image)
+            self.own_checkpoints[self.stable_seq] = (self.stable_digest, image, self.stable_index)
         self.last_exec = self.commit_index = self.stable_seq
+        self.exec_index = self.stable_index
         self.replay_upto = max(
             (q for q, s in self.log.slots.items() if s.decided is not None), default=0
         )
@@ -300,6 +311,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             self._periodic()
         if now >= self.fetch_deadline:
             self._fetch_state()
+        if now >= self.batch_deadline:
+            self.batch_deadline = INF
+            self._assign()
         self.byz.tick(now, self.out)
         return self._finish()
 
@@ -308,7 +322,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         seq = self.awaiting_snapshot
         if seq is not None:
             self.awaiting_snapshot = None
-            self._take_checkpoint(seq, image.data)
+            self._take_checkpoint(seq, image.data, self.exec_index)
             self._execute()
         return self._finish()
 
@@ -328,7 +342,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     def _finish(self) -> Ready:
         out = self.out
         self.byz.rewrite(self.now, out)
-        deadline = min(self.vc_deadline, self.status_deadline, self.fetch_deadline)
+        deadline = min(
+            self.vc_deadline, self.status_deadline, self.fetch_deadline, self.batch_deadline
+        )
         held = self.byz.deadline()
         if held is not None:
             deadline = min(deadline, held)
@@ -374,6 +390,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
                 self.stable_digest = record.digest
                 self.stable_proof = record.proof
                 self.stable_image = record.image
+                self.stable_index = record.index
                 self.log.collect_garbage(record.seq)
         elif isinstance(record, PrePrepare):
             if record.seq > self.stable_seq:
@@ -440,22 +457,40 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.out.send(cmd.client, reply)
 
     def _assign(self) -> None:
-        """Primary: give queued requests the next numbers, as far as the window allows."""
-        if not self.active or self.primary(self.view) != self.me:
+        """Primary: give queued requests the next numbers, as far as the window allows: a
+        batch per number, at most `pipeline` numbers in flight unless the oldest queued
+        request has waited `batch_delay` already."""
+        if not self.active or self.primary(self.view) != self.me or self._assigning:
             return
-        high = self.stable_seq + self.opts.window
-        while self.queue and self.next_seq <= high:
-            rid, cmd = next(iter(self.queue.items()))
-            del self.queue[rid]
-            if rid in self.assigned or rid in self.executed:
-                continue
-            seq = self.next_seq
-            self.next_seq += 1
-            pp = self.signer.sign(PrePrepare(self.view, seq, command_digest(cmd), self.me, cmd))
-            slot = self.log.slot(seq)
-            self._accept_pre_prepare(slot, pp)
-            self._broadcast(pp)
-            self._check(slot)
+        self._assigning = True  # deciding (n = 1) executes, which assigns again
+        try:
+            high = self.stable_seq + self.opts.window
+            while self.queue and self.next_seq <= high:
+                if self.next_seq - 1 - self.last_exec >= self.opts.pipeline:
+                    oldest = self.pending.get(next(iter(self.queue)))
+                    due = (oldest[1] if oldest else self.now) + self.opts.batch_delay
+                    if due > self.now:
+                        self.batch_deadline = min(self.batch_deadline, due)
+                        return
+                cmds: list[Command] = []
+                while self.queue and len(cmds) < self.opts.batch:
+                    rid, cmd = next(iter(self.queue.items()))
+                    del self.queue[rid]
+                    if rid not in self.assigned and rid not in self.executed:
+                        cmds.append(cmd)
+                if not cmds:
+                    continue
+                seq = self.next_seq
+                self.next_seq += 1
+                first, rest = cmds[0], tuple(cmds[1:])
+                digest = command_digest(first, rest)
+                pp = self.signer.sign(PrePrepare(self.view, seq, digest, self.me, first, rest))
+                slot = self.log.slot(seq)
+                self._accept_pre_prepare(slot, pp)
+                self._broadcast(pp)
+                self._check(slot)
+        finally:
+            self._assigning = False
 
     # -- the normal case --------------------------------------------------------------------
 
@@ -492,8 +527,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
         slot.pre_prepare = pp
         self.out.persist.append(pp)
-        if pp.command is not None:
-            self.assigned[pp.command.request_id] = pp.seq
+        for cmd in requests_of(pp):
+            self.assigned[cmd.request_id] = pp.seq
         if self.primary(pp.view) != self.me:
             prepare = self.signer.sign(Prepare(pp.view, pp.seq, pp.digest, self.me))
             slot.add_prepare(prepare)
@@ -569,16 +604,17 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             if slot is None or slot.decided is None:
                 break
             self.last_exec = seq
-            cmd = slot.decided.command
-            if cmd is not None:
+            view = slot.decided.view
+            for cmd in requests_of(slot.decided):
                 rid = cmd.request_id
                 self.executed[rid] = (seq, cmd)
                 if len(self.executed) > MAX_EXECUTED:
                     del self.executed[next(iter(self.executed))]
                 self.pending.pop(rid, None)
                 self.queue.pop(rid, None)
+                self.exec_index += 1
                 self.out.committed.append(
-                    Committed(seq, 0, cmd, reply=seq > self.replay_upto, view=slot.decided.view)
+                    Committed(self.exec_index, 0, cmd, reply=seq > self.replay_upto, view=view)
                 )
                 ran = True
             if seq % self.opts.checkpoint_interval == 0:
@@ -589,6 +625,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             if self.active:
                 # Paper 4.5.2: stop the timer, restart it if other requests still wait.
                 self.vc_deadline = self.now + self._timeout() if self.pending else INF
+            if self.queue:
+                self._assign()  # numbers in flight went down: the next batch may go
 
     # -- catching up on decisions -----------------------------------------------------------
 

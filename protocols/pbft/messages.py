@@ -27,11 +27,23 @@ SIG_SIZE = 32
 _encode = msgspec.msgpack.encode
 
 
-def command_digest(command: Command | None) -> bytes:
-    """The digest requests are known by in prepares, commits and certificates."""
+MAX_BATCH = 1024  # requests one pre-prepare may carry
+
+
+def command_digest(command: Command | None, batch: tuple[Command, ...] = ()) -> bytes:
+    """The digest requests are known by in prepares, commits and certificates: of one
+    request, or of a batch (`command` first, then `batch`), sha256 over them all."""
     if command is None:
         return NULL_DIGEST
+    if batch:
+        return hashlib.sha256(_encode((command, *batch))).digest()
     return hashlib.sha256(_encode(command)).digest()
+
+
+def state_digest(index: int, image: bytes) -> bytes:
+    """A checkpoint's digest: of the state machine image and the number of requests
+    executed to build it (Committed.index goes on from there after a state transfer)."""
+    return hashlib.sha256(index.to_bytes(8, "big") + image).digest()
 
 
 # -- peer messages ----------------------------------------------------------------------
@@ -47,7 +59,15 @@ class PrePrepare(msgspec.Struct, frozen=True, tag=True):
     digest: bytes
     sender: str
     command: Command | None = None  # None: the null request
+    # More requests at this sequence number (the primary batches under load), executed
+    # after `command` in this order; covered by `digest` with it.
+    batch: tuple[Command, ...] = ()
     sig: bytes = b""
+
+
+def requests_of(pp: PrePrepare) -> tuple[Command, ...]:
+    """The requests a pre-prepare orders, in execution order (none: the null request)."""
+    return () if pp.command is None else (pp.command, *pp.batch)
 
 
 class Prepare(msgspec.Struct, frozen=True, tag=True):
@@ -69,7 +89,8 @@ class Commit(msgspec.Struct, frozen=True, tag=True):
 
 
 class Checkpoint(msgspec.Struct, frozen=True, tag=True):
-    """The sender executed up to `seq`; `digest` is sha256 of its state machine image."""
+    """The sender executed up to `seq`; `digest` is state_digest of its state machine
+    image and of the number of requests executed."""
 
     SIGNED: ClassVar[int] = 3
     seq: int
@@ -133,7 +154,7 @@ class FetchState(msgspec.Struct, frozen=True, tag=True):
 
 
 class StateReply(msgspec.Struct, frozen=True, tag=True):
-    """A checkpoint image with the 2f+1 checkpoint messages proving sha256(data)."""
+    """A checkpoint image with the 2f+1 checkpoint messages proving its state_digest."""
 
     SIGNED: ClassVar[int] = 3
     seq: int
@@ -141,6 +162,7 @@ class StateReply(msgspec.Struct, frozen=True, tag=True):
     sender: str
     data: bytes = b""
     proof: tuple[Checkpoint, ...] = ()
+    index: int = 0  # requests executed up to `seq`: `digest` covers it (state_digest)
     sig: bytes = b""
 
 
@@ -203,6 +225,7 @@ class StableCheckpoint(msgspec.Struct, frozen=True, tag=True):
     digest: bytes
     proof: tuple[Checkpoint, ...]
     image: bytes
+    index: int = 0  # requests executed up to `seq` (state_digest)
 
 
 RECORDS: tuple[type[msgspec.Struct], ...] = (
@@ -222,7 +245,9 @@ def _digest_ok(d: bytes, null_ok: bool = True) -> bool:
 
 
 def well_formed_pre_prepare(m: PrePrepare) -> bool:
-    return m.view >= 0 and m.seq >= 1 and m.digest == command_digest(m.command)
+    if len(m.batch) >= MAX_BATCH or (m.batch and m.command is None):
+        return False
+    return m.view >= 0 and m.seq >= 1 and m.digest == command_digest(m.command, m.batch)
 
 
 def _vote_ok(m: Prepare | Commit) -> bool:
@@ -255,7 +280,7 @@ def well_formed(msg: msgspec.Struct) -> bool:
     if isinstance(msg, FetchState):
         return msg.seq >= 1
     if isinstance(msg, StateReply):
-        return msg.seq >= 1 and _digest_ok(msg.digest, null_ok=False)
+        return msg.seq >= 1 and msg.index >= 0 and _digest_ok(msg.digest, null_ok=False)
     if isinstance(msg, FetchCommitted):
         return msg.from_seq >= 1
     if isinstance(msg, CommitProof):

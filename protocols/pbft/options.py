@@ -14,6 +14,7 @@ import msgspec
 
 from protocols.base import ConfigError
 from protocols.base.mutations import check_mutate
+from protocols.pbft.messages import MAX_BATCH
 from protocols.pbft.mutations import MUTATIONS
 
 
@@ -26,6 +27,13 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # Sequence numbers accepted lie in (low, low + window]: the low watermark is the last
     # stable checkpoint, so at least one checkpoint fits in the window.
     window: int = 256
+    # Request batching at the primary: it keeps at most `pipeline` sequence numbers in
+    # flight (assigned, not executed); requests arriving meanwhile wait and then go
+    # together, up to `batch` per number, so batches grow with the load. None waits
+    # longer than `batch_delay` for a number while the window has room.
+    batch: int = 64
+    pipeline: int = 4
+    batch_delay: float = 0.005
     # The lab key each replica's HMAC key is derived from (with the replica id).
     key: str = "labctl-pbft-lab-key"
 
@@ -37,6 +45,15 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
         t = self.view_change_timeout
         if not math.isfinite(t) or t <= 0:
             raise ConfigError(f"option 'view_change_timeout' must be finite and > 0, not {t!r}")
+        d = self.batch_delay
+        if not math.isfinite(d) or not 0 < d < t:
+            raise ConfigError(
+                f"option 'batch_delay' must be > 0 and below 'view_change_timeout', not {d!r}"
+            )
+        if not 1 <= self.batch < MAX_BATCH:
+            raise ConfigError(f"option 'batch' must be between 1 and {MAX_BATCH - 1}")
+        if self.pipeline < 1:
+            raise ConfigError("option 'pipeline' must be >= 1")
         if self.checkpoint_interval < 1:
             raise ConfigError("option 'checkpoint_interval' must be >= 1")
         if self.window < self.checkpoint_interval:

@@ -87,14 +87,18 @@ def valid_prepared_cert(
     return len(senders) >= needed
 
 
+Requests = tuple["Command | None", tuple[Command, ...]]  # a pre-prepare's (command, batch)
+
+
 def new_view_plan(
     vcs: Iterable[ViewChange], proofs: bool = True
-) -> tuple[int, list[tuple[int, Command | None]]]:
-    """(min-s, [(seq, request)] for min-s < seq <= max-s): what a NEW-VIEW must re-issue.
-    For each number the request of the highest-view prepared certificate, else null.
-    Without `proofs` (mutation "view-change-no-proof") the certificates are ignored: the
-    new view re-issues nothing, and its primary gives the numbers above the checkpoint to
-    whatever it holds, though a request prepared there may have committed somewhere."""
+) -> tuple[int, list[tuple[int, Requests]]]:
+    """(min-s, [(seq, requests)] for min-s < seq <= max-s): what a NEW-VIEW must re-issue.
+    For each number the requests (command, batch) of the highest-view prepared
+    certificate, else the null request (None, ()). Without `proofs` (mutation
+    "view-change-no-proof") the certificates are ignored: the new view re-issues nothing,
+    and its primary gives the numbers above the checkpoint to whatever it holds, though a
+    request prepared there may have committed somewhere."""
     vcs = list(vcs)
     min_s = max(vc.stable_seq for vc in vcs)
     best: dict[int, PrePrepare] = {}
@@ -109,7 +113,10 @@ def new_view_plan(
             if held is None or (pp.view, pp.digest) > (held.view, held.digest):
                 best[pp.seq] = pp
     max_s = max(best, default=min_s)
-    plan = [(s, best[s].command if s in best else None) for s in range(min_s + 1, max_s + 1)]
+    plan = [
+        (s, (best[s].command, best[s].batch) if s in best else (None, ()))
+        for s in range(min_s + 1, max_s + 1)
+    ]
     return min_s, plan
 
 
@@ -233,8 +240,10 @@ class ViewChanges(_Base):
         chosen = tuple((mine + others)[: self.quorum])
         _, plan = new_view_plan(chosen, self.opts.mutate != "view-change-no-proof")
         pps = tuple(
-            self.signer.sign(PrePrepare(self.view, seq, command_digest(cmd), self.me, cmd))
-            for seq, cmd in plan
+            self.signer.sign(
+                PrePrepare(self.view, seq, command_digest(cmd, batch), self.me, cmd, batch)
+            )
+            for seq, (cmd, batch) in plan
         )
         nv = self.signer.sign(NewView(self.view, chosen, pps, self.me))
         self._broadcast(nv)
@@ -263,8 +272,8 @@ class ViewChanges(_Base):
         _, plan = new_view_plan(nv.view_changes, self.opts.mutate != "view-change-no-proof")
         if len(plan) != len(nv.pre_prepares):
             return False
-        for (seq, cmd), pp in zip(plan, nv.pre_prepares, strict=True):
-            if (pp.seq, pp.command, pp.sender) != (seq, cmd, nv.sender):
+        for (seq, requests), pp in zip(plan, nv.pre_prepares, strict=True):
+            if (pp.seq, (pp.command, pp.batch), pp.sender) != (seq, requests, nv.sender):
                 return False
             if not well_formed_pre_prepare(pp) or not self.verify_cert(pp):
                 return False
