@@ -33,6 +33,7 @@ from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
+from nodes import auth
 from nodes.process import (
     decode_dict,
     die_with_parent,
@@ -64,7 +65,12 @@ class Supervisor(FaultsMixin):
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
         self.started = true_now()
+        # The lab's secret: every socket of the lab asks for it (nodes/auth.py); children
+        # inherit it through the environment, never a command line.
+        self.secret = auth.create_secret(lab_dir)
+        os.environ.update(auth.child_env(self.secret))
         self.ctx = zmq.Context()
+        self.zap = auth.serve(self.ctx, self.secret)
         self.control, self.control_ep = self._bind(zmq.ROUTER)
         self.telemetry, self.telemetry_ep = self._bind(zmq.PULL)
         self.telemetry.setsockopt(zmq.RCVHWM, 200000)
@@ -74,6 +80,7 @@ class Supervisor(FaultsMixin):
         self.children: dict[str, Child] = {}
         self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
         self.router_stats: dict[str, Any] = {}
+        self.router_links: dict[tuple[str, str], list[Any]] = {}
         self.router_control: str | None = None
         self.router_data: str | None = None
         self.link_faults: list[tuple[int, Fault]] = []  # resolved, in the order given
@@ -95,6 +102,7 @@ class Supervisor(FaultsMixin):
     def _bind(self, kind: int) -> tuple[zmq.Socket, str]:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        auth.as_server(sock, self.secret)
         port = sock.bind_to_random_port("tcp://127.0.0.1")
         return sock, f"tcp://127.0.0.1:{port}"
 
@@ -131,6 +139,7 @@ class Supervisor(FaultsMixin):
         broker_args = [
             "-m", "nodes.broker", "--router", self.router_data, "--telemetry", tele,
             "--record", str(self.run.path / "broker.jsonl"), "--parent-pid", me,
+            "--replicas", ",".join(self.replicas),
         ]  # fmt: skip
         if self.config.get("fencing"):
             broker_args.append("--fencing")
@@ -250,7 +259,12 @@ class Supervisor(FaultsMixin):
         elif kind == "node.status":
             self.status[src] = data
         elif kind == "router.links":
-            self.router_stats = data
+            # Each report holds the rows that moved (faults/router.py): keep the newest row
+            # of every link, so status and the summary show the whole table.
+            for row in data.get("links") or []:
+                if isinstance(row, list) and len(row) >= 2:
+                    self.router_links[(str(row[0]), str(row[1]))] = row
+            self.router_stats = {**data, "links": list(self.router_links.values())}
         elif kind == ev.BECAME_LEADER:
             self.elections += 1
             term = data.get("term")
@@ -510,6 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     lab_dir = Path(args.lab_dir)
     config = json.loads(args.config)
+    # What the lab writes (runs, WALs, logs, state) is its user's alone, and so is what its
+    # children write: they inherit the mask.
+    os.umask(0o077)
     die_with_parent(config.get("parent_pid"))
     lock = labdir.LabLock(lab_dir)
     if not lock.acquire():

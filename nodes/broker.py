@@ -6,6 +6,12 @@ Each BrokerWrite carries the sender's fencing token (its term or view). With fen
 a write whose token is below the highest token seen is rejected: Kleppmann's one-line
 check. With it off, a deposed leader's writes land: the zombie writes the lab detects.
 Every decision is appended to the record file (JSON lines) and published as telemetry.
+
+Only replicas write (--replicas): a write whose source (the name the router saw its
+connection authenticate as) is not a replica, or that claims another node than its
+source, is dropped and counted (`not_replica`), and neither moves the highest token nor
+reaches the record: an outsider's token of 2**63-1 would otherwise fence out every
+legitimate leader for the rest of the run.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any
 
 import zmq
 
+from nodes import auth
 from nodes.process import (
     Telemetry,
+    control_socket,
     data_endpoint,
     die_with_parent,
     ok,
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--telemetry", default=None)
     p.add_argument("--record", required=True)
     p.add_argument("--fencing", action="store_true")
+    p.add_argument("--replicas", default=None, help="who may write (comma-separated); all if unset")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
@@ -62,16 +71,16 @@ def main(argv: list[str] | None = None) -> None:
     on_stop_signals(stopped.set)
 
     ctx = zmq.Context()
+    zap = auth.serve(ctx, auth.env_secret())  # noqa: F841 - answers handshakes until term
     telemetry = Telemetry(ctx, args.telemetry, "broker")
     data = data_endpoint(ctx, args.router, "broker")
-    control = ctx.socket(zmq.ROUTER)
-    control.setsockopt(zmq.LINGER, 0)
-    port = control.bind_to_random_port("tcp://127.0.0.1")
+    control, control_ep = control_socket(ctx)
     codec = Codec()
     broker = Broker(args.fencing)
-    counters: dict[str, int] = {"malformed": 0}
+    counters: dict[str, int] = {"malformed": 0, "not_replica": 0}
+    writers = frozenset(args.replicas.split(",")) if args.replicas else None
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-    telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
+    telemetry.emit("broker.ready", control=control_ep, fencing=args.fencing)
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         if request["cmd"] == "fencing":
@@ -109,11 +118,15 @@ def main(argv: list[str] | None = None) -> None:
             if not isinstance(msg, BrokerWrite):
                 counters["malformed"] += 1
                 continue
+            sender = frames[0].decode("utf-8", "replace")
+            if writers is not None and (sender not in writers or msg.node != sender):
+                counters["not_replica"] += 1
+                continue
             accepted = broker.decide(msg)
             t = true_now()
             entry = {
                 "t": t,
-                "from": frames[0].decode("utf-8", "replace"),
+                "from": sender,
                 "token": msg.token,
                 "node": msg.node,
                 "seq": msg.seq,

@@ -26,9 +26,11 @@ import msgspec
 import zmq
 
 import protocols
+from nodes import auth
 from nodes.clock import NodeClock
 from nodes.process import (
     Telemetry,
+    control_socket,
     data_endpoint,
     die_with_parent,
     error,
@@ -75,14 +77,23 @@ class Replica:
         self.id: str = args.id
         self.parent_pid: int | None = args.parent_pid
         self.ctx = zmq.Context()
+        secret = auth.env_secret()
+        self.zap = auth.serve(self.ctx, secret)
         self.telemetry = Telemetry(self.ctx, args.telemetry, self.id)
         self.clock = NodeClock()
         proto_cls = protocols.get(args.protocol)
-        options = decode_options(proto_cls.Options, json.loads(args.options or "{}"))
+        raw_options = json.loads(args.options or "{}")
+        if secret is not None and "key" in proto_cls.Options.__struct_fields__:
+            # A signing key (PBFT) the options did not set comes from the lab's secret,
+            # not from a constant every lab shares (and never from a command line).
+            raw_options.setdefault("key", auth.derive(secret, "protocol-key"))
+        options = decode_options(proto_cls.Options, raw_options)
         replicas = tuple(args.replicas.split(","))
         # Each replica's randomness is seeded from the lab seed and its id: runs repeat.
         rng = random.Random(f"{args.seed}:{self.id}")
-        self.protocol = proto_cls(NodeConfig(self.id, replicas, options, rng))
+        self.protocol = proto_cls(
+            NodeConfig(self.id, replicas, options, rng, check_image=StateMachine.check_image)
+        )
         self.peers = frozenset(r for r in replicas if r != self.id)
         self.codec = Codec(proto_cls.messages)
         self.records = RecordCodec(proto_cls.records)
@@ -91,10 +102,7 @@ class Replica:
         self.recovered = self._decode_records(payloads)
 
         self.data = data_endpoint(self.ctx, args.router, self.id)
-        self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        port = self.control.bind_to_random_port("tcp://127.0.0.1")
-        self.control_endpoint = f"tcp://127.0.0.1:{port}"
+        self.control, self.control_endpoint = control_socket(self.ctx)
 
         self.deadline: float | None = None  # node clock
         self.pending_reads: list[ReadReady] = []

@@ -96,6 +96,20 @@ class StateMachine:
             _Image(self.applied_index, self.applied_term, self.kv, self.orders, self.sessions)
         )
 
+    @staticmethod
+    def check_image(data: bytes, index: int) -> str | None:
+        """What is wrong with `data` as the image of applied index `index` (None if it is
+        one): it must decode completely and say it covers exactly `index`."""
+        try:
+            image = msgspec.msgpack.decode(data, type=_Image)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return f"not a state machine image: {e}"
+        if image.applied_index != index:
+            return f"image covers index {image.applied_index}, not {index}"
+        if image.applied_index < 0 or image.applied_term < 0:
+            return "negative index or term"
+        return None
+
     def restore(self, data: bytes) -> None:
         image = msgspec.msgpack.decode(data, type=_Image)
         self.applied_index = image.applied_index

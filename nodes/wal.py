@@ -35,7 +35,7 @@ class WAL:
         self.last_fsync_ms = 0.0
         self.truncated_bytes = 0  # torn tail cut off at the last recovery
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
 
     @classmethod
     def open(cls, path: Path, fsync: bool = True) -> tuple[WAL, list[bytes]]:
@@ -82,7 +82,7 @@ class WAL:
     def rewrite(self, payloads: list[bytes]) -> None:
         """Atomically replace the log with `payloads` (compaction after a snapshot)."""
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             buf = bytearray()
             for p in payloads:
@@ -99,7 +99,7 @@ class WAL:
         finally:
             os.close(dfd)
         os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o600)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -42,6 +42,12 @@ class CLI:
             )
         return proc
 
+    def secret(self) -> bytes:
+        """The running lab's secret: what a test's own sockets authenticate with."""
+        from nodes import auth
+
+        return auth.read_secret(self.lab_dir)
+
     def json(self, *args: str, check: bool = True) -> Any:
         return json.loads(self.run(*args, "--json", check=check).stdout)
 

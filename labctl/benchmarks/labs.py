@@ -129,7 +129,7 @@ def loadgens(
             str(os.getpid()),
             *extra,
         ]
-        running.append(procs.spawn(argv, stdout=subprocess.PIPE))
+        running.append(procs.spawn(argv, stdout=subprocess.PIPE, env=lab.child_env()))
     shares = None
     if cpu:
         shares = _usage(lab, running, start + warmup, duration)

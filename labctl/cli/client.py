@@ -27,11 +27,10 @@ ReadMode = Annotated[str, typer.Option("--read", help="Read mode: log, quorum or
 
 def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
          lab_dir: str | None, json_out: bool) -> None:  # fmt: skip
-    import zmq
 
     from labctl.api import Lab
     from labctl.targets import resolve
-    from nodes.client import Endpoint, new_request_id
+    from nodes.client import new_request_id
     from protocols.base import READ_MODES, Command, DurationError, parse_duration
 
     try:
@@ -57,7 +56,7 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
     quorum, broadcast = _quorum(doc.get("protocol"), len(replicas))
     if broadcast:
         node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
-    endpoint = Endpoint(zmq.Context.instance(), lab.state["router"])
+    endpoint = lab.endpoint()
     command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
     t0 = time.monotonic()
     _history(lab, {"type": "invoke", "t": t0, "process": endpoint.name, "node": node,

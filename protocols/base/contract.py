@@ -52,6 +52,7 @@ from __future__ import annotations
 import abc
 import random
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -204,6 +205,11 @@ class NodeConfig:
     replicas: tuple[str, ...]  # every replica id, this node included, in a stable order
     options: msgspec.Struct  # the protocol's own validated `Options`
     rng: random.Random  # the only randomness a protocol may use, seeded by the lab
+    # What is wrong with a state machine image a peer sent for `index` (None: nothing).
+    # The runtime knows the image format; a protocol asks before it persists an image,
+    # so a forged or corrupt snapshot is dropped instead of crashing the node on restore
+    # and, persisted, at every restart after.
+    check_image: Callable[[bytes, int], str | None] = field(default=lambda data, index: None)
 
     @property
     def peers(self) -> tuple[str, ...]:

@@ -24,7 +24,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # Sequence numbers accepted lie in (low, low + window]: the low watermark is the last
     # stable checkpoint, so at least one checkpoint fits in the window.
     window: int = 256
-    # The lab key each replica's HMAC key is derived from (with the replica id).
+    # The lab key each replica's HMAC key is derived from (with the replica id). A lab
+    # replaces this default with a key derived from its own secret (nodes/replica.py);
+    # the constant serves the simulator and tests, where nobody else is listening.
     key: str = "labctl-pbft-lab-key"
 
     def validate(self) -> None:

@@ -200,7 +200,13 @@ class Replication:
             self._commit_to(m.index)
             self.out.send(src, AppendResponse(self.term, True, self.commit, round=m.round))
             return
-        # Otherwise our whole log is superseded: discard it and take the image.
+        # Otherwise our whole log is superseded: discard it and take the image, if it is
+        # one: a leader only sends images its state machine made, so anything else is
+        # forged or corrupt and must not reach the WAL (it would fail every restart).
+        problem = self.config.check_image(m.data, m.index)
+        if problem is not None:
+            self._drop("bad_snapshot")
+            return
         record = SnapshotRecord(m.index, m.snap_term, m.data)
         self.log.compact(m.index, m.snap_term)
         self.snapshot = record
