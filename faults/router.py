@@ -38,7 +38,7 @@ twice (both copies count as delivered).
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
 "router.links" every 250 ms when a counter moved, {"links": [[src, dst, sent, delivered,
-dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued", "oversize"}: only
+dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued", "oversize", "auth_rejected"}: only
 the rows that moved since the last report, at most MAX_ROWS of them (the rest the next
 time), so a reader keeps the newest row per (src, dst); the counters in a row are totals.
 """
@@ -480,6 +480,7 @@ class Router:
             self.malformed + self.control_counters.get("malformed", 0),
             len(self.heap),
             self.oversize,
+            self.zap.rejected if self.zap is not None else 0,
         )
         if signature == self._published:
             return
@@ -500,6 +501,7 @@ class Router:
             unroutable=self.unroutable,
             queued=len(self.heap),
             oversize=self.oversize,
+            auth_rejected=self.zap.rejected if self.zap is not None else 0,
         )
 
     def run(self) -> None:
