@@ -38,9 +38,10 @@ twice (both copies count as delivered).
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
 "router.links" every 250 ms when a counter moved, {"links": [[src, dst, sent, delivered,
-dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued", "oversize", "auth_rejected"}: only
-the rows that moved since the last report, at most MAX_ROWS of them (the rest the next
-time), so a reader keeps the newest row per (src, dst); the counters in a row are totals.
+dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued", "oversize",
+"auth_rejected"}: only the rows that moved since the last report, at most MAX_ROWS of them
+(the rest the next time), so a reader keeps the newest row per (src, dst); the counters in
+a row are totals.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import abc
 import random
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgspec
