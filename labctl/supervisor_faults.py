@@ -18,6 +18,7 @@ from faults.shapes import ShapeError, shape_links
 from labctl.linkplan import link_table
 from labctl.targets import resolve
 from nodes.process import error, ok, request, true_now
+from nodes.wal import corrupt
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 
@@ -68,12 +69,16 @@ class FaultsMixin:
             return self._link_fault(fault)
         if fault.kind == "heal":
             return self._heal(fault)
-        nodes = self._resolve([fault.node], replicas_only=True)
+        nodes = self._resolve(fault.node.split(","), replicas_only=True)
+        if fault.kind == "disk" and fault.corrupt:
+            return self._corrupt_wals(fault, nodes)
         results = [self._node_fault(fault, n) for n in nodes]
         failed = [r for r in results if not r.get("ok")]
         if failed:
             return failed[0]
-        return ok(applied=[r["describe"] for r in results], nodes=nodes)
+        outcomes = [r["outcome"] for r in results if r.get("outcome")]
+        return ok(applied=[r["describe"] for r in results], nodes=nodes,
+                  **({"outcome": "; ".join(outcomes)} if outcomes else {}))  # fmt: skip
 
     def _resolve(self, names: Any, replicas_only: bool = False) -> list[str]:
         endpoints = set(self.replicas) if replicas_only else self.endpoints
@@ -183,6 +188,41 @@ class FaultsMixin:
         extra = {"mode": fault.mode or "honest"} if kind == "byzantine" else {}
         self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid, **extra)
         return ok(describe=describe)
+
+    def _corrupt_wals(self, fault: Fault, nodes: list[str]) -> dict[str, Any]:
+        """Stop the nodes, damage their WALs on disk, start them again: a disk's damage
+        shows when the log is read back. All are damaged before any restarts (disks that
+        fail together), so none is repaired from another before the last is hit."""
+        children = [self.children[n] for n in nodes]
+        for c in children:
+            if c.state != "stopped":
+                c.kill()
+            self.status.pop(c.name, None)
+        done = {c.name: corrupt(self.run.path / "data" / c.name / "wal.log", fault.corrupt,
+                                self.rng) for c in children}  # fmt: skip
+        for c in children:
+            c.spawn()
+        applied, outcomes = [], []
+        for c in children:
+            self._check_children()  # one that refused already is not blamed on the next
+            if c.state == "stopped":
+                outcome = (f"{c.name}: {done[c.name]}; refused to start "
+                           "(see its wal_corrupt event and log)")  # fmt: skip
+            else:
+                outcome = ""
+            try:
+                if not outcome:
+                    self._wait(lambda c=c: c.state == "running", c.name, timeout=10.0)
+                    outcome = f"{c.name}: {done[c.name]}; restarted on it"
+            except StartupError:
+                outcome = (f"{c.name}: {done[c.name]}; refused to start "
+                           "(see its wal_corrupt event and log)")  # fmt: skip
+            describe = msgspec.structs.replace(fault, node=c.name).describe()
+            self.emit("fault", fault="disk", node=c.name, describe=describe,
+                      corrupt=fault.corrupt, outcome=outcome, pid=c.pid)  # fmt: skip
+            applied.append(describe)
+            outcomes.append(outcome)
+        return ok(applied=applied, nodes=nodes, outcome="\n  ".join(outcomes))
 
     def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
         c = self.children[node]

@@ -41,7 +41,7 @@ from nodes.process import (
 )
 from nodes.process import true_now as true_time
 from nodes.state_machine import StateMachine
-from nodes.wal import WAL
+from nodes.wal import WAL, WALCorrupt
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
     BrokerAck,
@@ -91,14 +91,28 @@ class Replica:
         replicas = tuple(args.replicas.split(","))
         # Each replica's randomness is seeded from the lab seed and its id: runs repeat.
         rng = random.Random(f"{args.seed}:{self.id}")
-        self.protocol = proto_cls(
-            NodeConfig(self.id, replicas, options, rng, check_image=StateMachine.check_image)
+        self.records = RecordCodec(proto_cls.records)
+        # sent: frames; peer_messages: protocol messages to peers (a bundle holds several)
+        self.counters: dict[str, int] = {
+            "malformed": 0,
+            "sent": 0,
+            "send_dropped": 0,
+            "peer_messages": 0,
+        }
+        # The WAL first: a protocol that repairs corruption is told it starts damaged; any
+        # other refuses to start (WALCorrupt, reported by main()).
+        repairs = proto_cls.repairs_corruption
+        self.wal, payloads = WAL.open(
+            Path(args.data_dir) / "wal.log", fsync=not args.no_fsync, repair=repairs
         )
+        self.protocol = proto_cls(
+            NodeConfig(self.id, replicas, options, rng, check_image=StateMachine.check_image,
+                       damaged=self.wal.damaged,
+                       damaged_tail=tuple(self._decode_records(self.wal.tail)))
+        )  # fmt: skip
         self.peers = frozenset(r for r in replicas if r != self.id)
         self.codec = Codec(proto_cls.messages)
-        self.records = RecordCodec(proto_cls.records)
         self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
-        self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log", fsync=not args.no_fsync)
         self.recovered = self._decode_records(payloads)
 
         self.data = data_endpoint(self.ctx, args.router, self.id)
@@ -107,13 +121,6 @@ class Replica:
         self.deadline: float | None = None  # node clock
         self.pending_reads: list[ReadReady] = []
         self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
-        # sent: frames; peer_messages: protocol messages to peers (a bundle holds several)
-        self.counters: dict[str, int] = {
-            "malformed": 0,
-            "sent": 0,
-            "send_dropped": 0,
-            "peer_messages": 0,
-        }
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -142,6 +149,10 @@ class Replica:
             recovered=len(self.recovered),
             torn_bytes=self.wal.truncated_bytes,
         )
+        if self.wal.damaged:
+            corruption = self.wal.corruption
+            detail = corruption.describe() if corruption is not None else "not repaired yet"
+            self.telemetry.emit(ev.WAL_CORRUPT, detail=detail, repairing=True)
         self.execute(self.protocol.start(self.clock.now(), self.recovered))
         self.recovered = []
         poller = zmq.Poller()
@@ -251,6 +262,8 @@ class Replica:
                 self.wal.append([self.records.encode(r) for r in ready.persist_after], sync=False)
             # 4. events.
             for e in ready.events:
+                if e.kind == ev.WAL_REPAIRED:
+                    self.wal.repaired()
                 data = dict(e.data)
                 if e.kind == ev.LEASE and data.get("expiry") is not None:
                     data["expiry_true"] = self.clock.to_true(data["expiry"])
@@ -429,7 +442,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
-    replica = Replica(args)
+    try:
+        replica = Replica(args)
+    except WALCorrupt as e:
+        # Coming back without part of its log would make this node claim what it lost;
+        # the protocol cannot repair it from its peers, so it does not start.
+        ctx = zmq.Context()
+        telemetry = Telemetry(ctx, args.telemetry, args.id)
+        telemetry.emit(ev.WAL_CORRUPT, detail=str(e), repairing=False)
+        telemetry.close()
+        ctx.term()  # sends the event (the socket lingers up to 0.5 s)
+        print(f"error: {args.id}: WAL corrupt, refusing to start: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(2)  # the half-built replica's context is not worth closing
     on_stop_signals(lambda: setattr(replica, "running", False))
     replica.run()
 

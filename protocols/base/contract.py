@@ -210,6 +210,14 @@ class NodeConfig:
     # so a forged or corrupt snapshot is dropped instead of crashing the node on restore
     # and, persisted, at every restart after.
     check_image: Callable[[bytes, int], str | None] = field(default=lambda data, index: None)
+    # The WAL this node recovered from was corrupt (or was, and the node has not been
+    # repaired since): `recovered` is a prefix of what it wrote, and it may have lost
+    # records it acknowledged (its votes among them). Only a protocol whose class says
+    # `repairs_corruption` is ever started so; the others refuse to start.
+    damaged: bool = False
+    # While damaged: the records the WAL still held after the corrupt one, decoded (what
+    # lay between is lost, so they are evidence, not a log: how far this node had got).
+    damaged_tail: tuple[msgspec.Struct, ...] = ()
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -229,6 +237,9 @@ class Protocol(abc.ABC):
     messages: ClassVar[tuple[type[msgspec.Struct], ...]]  # peer message types (wire codec)
     records: ClassVar[tuple[type[msgspec.Struct], ...]]  # durable record types (WAL codec)
     default_nodes: ClassVar[int] = 3
+    # Can a replica whose WAL is corrupt rejoin and be repaired from its peers
+    # (`NodeConfig.damaged`)? Without it such a replica refuses to start (nodes/wal.py).
+    repairs_corruption: ClassVar[bool] = False
     # How replicas order commands, which is what the divergence checks compare: "total"
     # (every replica applies the same command at each index) or "per_key" (only commands
     # on one key are ordered, EPaxos; `Committed.index` is then the replica's own execution
