@@ -41,7 +41,7 @@ from protocols.raft.messages import (
 from protocols.raft.options import Options
 from protocols.raft.progress import SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
-from protocols.raft.replication import Replication
+from protocols.raft.replication import Replication, command_size
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre_candidate"
@@ -105,6 +105,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         self.leader_contact = -math.inf  # when we last heard from a leader (or started)
 
         self.drops: Counter[str] = Counter()
+        self.applied_bytes = 0  # command bytes applied since the last snapshot
         # Protocol-aware recovery (Alagappan et al., FAST 2018, section 4): a node whose
         # log was corrupt may have lost entries it acknowledged and the vote it gave, so a
         # vote from it could elect a leader without a committed entry, or twice in a term.
@@ -210,8 +211,18 @@ class RaftProtocol(Replication, Clients, Protocol):
                 )
             record = SnapshotRecord(image.index, term, image.data)
             # Keep some entries the snapshot already covers: a follower a batch or two
-            # behind then gets entries, not the whole state machine (etcd does the same).
-            self.log.compact(image.index, term, keep=self.opts.catch_up_entries)
+            # behind then gets entries, not the whole state machine (etcd does the same);
+            # no more of them than a quarter of snapshot_bytes, or large entries would
+            # stay behind as dead WAL.
+            keep, weight, budget = 0, 0, self.opts.snapshot_bytes // 4
+            while keep < self.opts.catch_up_entries and image.index - keep > self.log.offset:
+                entry = self.log.entry(image.index - keep)
+                weight += command_size(entry.command) if entry.command is not None else 0
+                if weight > budget:
+                    break
+                keep += 1
+            self.log.compact(image.index, term, keep=keep)
+            self.applied_bytes = 0
             self.snapshot = record
             self.out.compact = self.durable_state()
         return self._finish()

@@ -8,7 +8,7 @@ attributes it relies on are declared below.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from protocols.base import BrokerWrite, Committed, Ready, SnapshotImage
 from protocols.raft.log import RaftLog
@@ -240,6 +240,7 @@ class Replication:
             command = entry.command
             if command is None:
                 continue  # a leader's empty entry: nothing to apply
+            self.applied_bytes += command_size(command)
             accepted = self.proposals.pop(index, None) == command.request_id
             self.out.committed.append(Committed(index, entry.term, command, reply=accepted))
             if self.role == LEADER and command.op == "order":
@@ -255,5 +256,13 @@ class Replication:
                         order=command.order,
                     ),
                 )
-        if self.applied - self.log.snapshot_index >= self.opts.snapshot_threshold:
+        if (
+            self.applied - self.log.snapshot_index >= self.opts.snapshot_threshold
+            or self.applied_bytes >= self.opts.snapshot_bytes
+        ):
             self.out.want_snapshot = True
+
+
+def command_size(command: Any) -> int:
+    """What a command weighs in the log, for the byte-triggered snapshot."""
+    return len(command.key or "") + len(command.value or "") + 64
