@@ -69,7 +69,7 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = raft.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    if what in ("epaxos", "pbft"):
+    if what in ("epaxos", "pbft", "soak"):
         import importlib
 
         module = importlib.import_module(f"labctl.benchmarks.{what}")
@@ -79,7 +79,7 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         return
     if what != "core":
         raise LabError(
-            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft)"
+            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, soak)"
         )
     from labctl.benchmarks import router
 

@@ -32,10 +32,11 @@ app.command("dash")(dash.dash)
 
 @app.command(
     "bench",
-    help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft.",
+    help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft, "
+    "soak (LABCTL_SOAK_SECONDS per protocol).",
 )
 def bench(
-    what: str = typer.Argument("core", help="core, checkers, raft, epaxos or pbft"),
+    what: str = typer.Argument("core", help="core, checkers, raft, epaxos, pbft or soak"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
 ) -> None:

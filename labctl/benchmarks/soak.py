@@ -1,0 +1,182 @@
+"""Soak: each protocol at a steady load with a fault every few seconds, for a long time,
+with the memory of every process and the size of the lab's record sampled as it runs.
+
+    labctl bench soak            LABCTL_SOAK_SECONDS per protocol (default 1800: 30 min)
+    labctl bench soak --quick    60 s per protocol
+
+A lab of each protocol (default node count, fsync on, online checkers on) takes a kv
+workload (4 clients, 1,000 ops/s in all, 5 keys) while faults cycle: pause a replica
+for 1 s, delay its links 20 ms, 10% loss on them, isolate it, kill it and restart it, a
+fault every FAULT_EVERY seconds, each healed before the next. Every SAMPLE_EVERY seconds:
+RSS of the supervisor, the router, the broker, every replica and client; the run dir's
+size; each WAL's size; operations completed. The result tabulates the samples and, per
+series, the growth per minute over the second half of the run (what "bounded" is judged
+by: memory flat, WALs flat once snapshots/checkpoints run, the run's record growing by a
+constant number of bytes per operation, which is the record, not a leak).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from labctl import api
+from labctl.benchmarks.labs import bench_lab, stable_leader
+from labctl.benchmarks.procs import say
+
+PROTOCOLS = ("raft", "epaxos", "pbft", "naive")
+RATE = 1000
+FAULT_EVERY = 4.0
+SAMPLE_EVERY = 10.0
+MB = 1024 * 1024
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass  # a WAL being rewritten (compaction)
+    return total
+
+
+def _rss(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        return round(psutil.Process(pid).memory_info().rss / MB, 1)
+    except psutil.Error:
+        return None
+
+
+def sample(lab: api.Lab, t0: float) -> dict[str, Any]:
+    doc = lab.status()
+    run = Path(doc["run_dir"])
+    rss = {"supervisor": _rss(doc["supervisor_pid"])}
+    for name, p in sorted(doc["processes"].items()):
+        rss[name] = _rss(p.get("pid")) if p.get("state") != "stopped" else None
+    wals = {p.parent.name: round(p.stat().st_size / MB, 2) for p in run.glob("data/*/wal.log")}
+    return {
+        "t": round(time.monotonic() - t0, 1),
+        "ops_ok": doc["ops"]["ok"],
+        "rss_mb": rss,
+        "run_dir_mb": round(_dir_size(run) / MB, 2),
+        "events_mb": round((run / "events.jsonl").stat().st_size / MB, 2),
+        "wal_mb": wals,
+        "violations": len(doc["violations"]),
+    }
+
+
+def _faults(replicas: list[str], rng: random.Random) -> list[tuple[dict[str, Any], Any]]:
+    """(fault, healing spec or None) in a cycle; the target is drawn each time."""
+    node = rng.choice(replicas)
+    others = ",".join(r for r in replicas if r != node)
+    return [
+        ({"fault": "pause", "node": node, "for": "1s"}, None),
+        ({"fault": "delay", "from": node, "to": others, "ms": "20"}, {"fault": "heal"}),
+        ({"fault": "loss", "from": node, "to": others, "p": 0.1}, {"fault": "heal"}),
+        ({"fault": "isolate", "node": node}, {"fault": "heal"}),
+        ({"fault": "kill", "node": node}, {"fault": "restart", "node": node}),
+    ]
+
+
+def _growth(samples: list[dict[str, Any]], get: Any) -> float | None:
+    """Growth per minute of one series over the second half of the run (least squares)."""
+    half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+    pts = [(s["t"], v) for s in half if (v := get(s)) is not None]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mt = sum(t for t, _ in pts) / n
+    mv = sum(v for _, v in pts) / n
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    if var == 0:
+        return None
+    slope = sum((t - mt) * (v - mv) for t, v in pts) / var
+    return round(slope * 60, 3)
+
+
+def one(protocol: str, seconds: float, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    samples: list[dict[str, Any]] = []
+    faults_done = 0
+    load = os.getloadavg()
+    import protocols
+
+    nodes = protocols.get(protocol).default_nodes
+    with bench_lab(protocol, nodes, True, "soak", checkers=True) as lab:
+        replicas = lab.state["nodes"]
+        stable_leader(lab, timeout=20.0)
+        spec = {"kind": "kv", "rate": RATE, "clients": 4, "target": "leader", "keys": 5,
+                "duration": seconds + 5}  # fmt: skip
+        lab.call("workload", action="start", spec=spec)
+        t0 = time.monotonic()
+        next_sample = t0
+        next_fault = t0 + FAULT_EVERY
+        heal: dict[str, Any] | None = None
+        cycle: list[tuple[dict[str, Any], Any]] = []
+        while (now := time.monotonic()) < t0 + seconds:
+            if now >= next_sample:
+                samples.append(sample(lab, t0))
+                s = samples[-1]
+                say(f"  {protocol} t={s['t']:.0f}s ops={s['ops_ok']} dir={s['run_dir_mb']}MB "
+                    f"rss={ {k: v for k, v in s['rss_mb'].items() if not k.startswith('c')} }")
+                next_sample = now + SAMPLE_EVERY
+            if now >= next_fault:
+                try:
+                    if heal is not None:
+                        lab.fault(heal)
+                        heal = None
+                    else:
+                        if not cycle:
+                            cycle = _faults(replicas, rng)
+                        spec_f, heal = cycle.pop(0)
+                        lab.fault(spec_f)
+                        faults_done += 1
+                except Exception as e:  # a fault refused (a node mid-restart): go on
+                    say(f"  fault refused: {e}")
+                    heal = None
+                next_fault = time.monotonic() + FAULT_EVERY / 2
+            time.sleep(0.2)
+        if heal is not None:
+            lab.fault(heal)
+        samples.append(sample(lab, t0))
+    last = samples[-1]
+    names = sorted({k for s in samples for k in s["rss_mb"]})
+    return {
+        "protocol": protocol,
+        "seconds": seconds,
+        "load_before": [round(x, 2) for x in load],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "faults": faults_done,
+        "ops_ok": last["ops_ok"],
+        "ops_per_s": round(last["ops_ok"] / max(last["t"], 1e-9), 1),
+        "growth_per_min_second_half": {
+            "run_dir_mb": _growth(samples, lambda s: s["run_dir_mb"]),
+            "events_mb": _growth(samples, lambda s: s["events_mb"]),
+            "wal_mb": {w: _growth(samples, lambda s, w=w: s["wal_mb"].get(w))
+                       for w in sorted(last["wal_mb"])},
+            "rss_mb": {n: _growth(samples, lambda s, n=n: s["rss_mb"].get(n)) for n in names},
+        },
+        "run_dir_bytes_per_op": round(last["run_dir_mb"] * MB / max(last["ops_ok"], 1)),
+        "samples": samples,
+    }
+
+
+def run(quick: bool = False, protocols: tuple[str, ...] = PROTOCOLS) -> dict[str, Any]:
+    seconds = 60.0 if quick else float(os.environ.get("LABCTL_SOAK_SECONDS", "1800"))
+    only = os.environ.get("LABCTL_SOAK_PROTOCOLS")
+    if only:
+        protocols = tuple(p.strip() for p in only.split(",") if p.strip())
+    out = {}
+    for i, p in enumerate(protocols):
+        say(f"soak: {p} for {seconds:g}s at {RATE} ops/s, a fault every {FAULT_EVERY:g}s ...")
+        out[p] = one(p, seconds, seed=i)
+    return {"rate": RATE, "fault_every_s": FAULT_EVERY, "results": out}
