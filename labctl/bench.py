@@ -85,7 +85,9 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
 
     rounds = 2 if quick else 5
     say("router: direct hop vs through the router, and forwarding rate ...")
-    result: dict[str, Any] = {"router": router.run(messages=5000 if quick else 50000)}
+    messages = 5000 if quick else 50000
+    result: dict[str, Any] = {"router": router.run(messages=messages),
+                              "router_auth": router.run(messages=messages, authenticated=True)}
     for n in (3, 9):
         say(f"lifecycle: up/down with {n} replicas x{rounds} ...")
         result[f"lifecycle_{n}"] = lifecycle(n, rounds)
