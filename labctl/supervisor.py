@@ -114,6 +114,7 @@ class Supervisor(FaultsMixin):
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        config = self.config
         self.run.write_lab({**self.config, "replicas": self.replicas})
         logs = self.run.path / "logs"
         tele = self.telemetry_ep
@@ -130,6 +131,9 @@ class Supervisor(FaultsMixin):
                 me,
                 "--seed",
                 str(self.seed),
+                # the largest frame the data plane forwards (lab config "max_frame", bytes)
+                *(["--max-frame", str(int(config["max_frame"]))] if config.get("max_frame")
+                  else []),
             ],
             logs / "router.log",
         )
