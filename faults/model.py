@@ -7,12 +7,13 @@ is validated here into a `Fault`, and is carried out by the supervisor. Targets 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
 
 from nodes.wal import CORRUPT_MODES
-from protocols.base.durations import DurationError, parse_duration
+from protocols.base.durations import DurationError, parse_duration, show_value
 
 # kind -> (parameters it accepts, what heals it)
 KINDS: dict[str, tuple[frozenset[str], str]] = {
@@ -23,7 +24,7 @@ KINDS: dict[str, tuple[frozenset[str], str]] = {
     "duplicate": (frozenset({"from", "to", "p", "oneway"}), "heal"),
     "pause": (frozenset({"node", "for"}), "resume, or the end of `for`"),
     "resume": (frozenset({"node"}), ""),
-    "kill": (frozenset({"node"}), "restart"),
+    "kill": (frozenset({"node", "power_loss"}), "restart"),
     "restart": (frozenset({"node"}), ""),
     "clock": (frozenset({"node", "offset", "drift"}), "clock NODE --offset 0 --drift 0"),
     "disk": (frozenset({"node", "fsync", "stall", "corrupt"}), "disk NODE --fsync 0"),
@@ -33,6 +34,15 @@ KINDS: dict[str, tuple[frozenset[str], str]] = {
 LINK_KINDS = frozenset({"partition", "isolate", "delay", "loss", "duplicate"})
 NODE_KINDS = frozenset({"pause", "resume", "kill", "restart", "clock", "disk", "byzantine"})
 ROLES = frozenset({"leader", "followers", "primary", "random", "minority", "majority", "all"})
+
+
+# The ranges every fault value must lie in. A fault outside them is a typo or an attack,
+# never an experiment: a stall of a year is a dead node (use kill), and a node given one
+# would carry it into every restart (node faults are re-applied).
+DAY = 86_400.0
+MAX_SECONDS = DAY  # pause for, delay, jitter, disk stall, clock offset (either sign)
+MAX_FSYNC = 60.0  # disk fsync latency added to every fsync
+MAX_DRIFT = 10.0  # a clock running 11 times as fast; the slow side is > -1 (never backwards)
 
 
 class FaultError(ValueError):
@@ -57,6 +67,9 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
     mode: str = ""
     shape: str = ""  # partition by shape (faults/shapes.py) instead of from/to
     links: tuple[tuple[str, str], ...] = ()  # a resolved shape: the directed links dropped
+    # kill: the machine loses power, not just the process: what the node wrote without an
+    # fsync is gone (its WAL is cut back to the last fsync it reported).
+    power_loss: bool = False
 
     def describe(self) -> str:
         """One line a human reads in `fault list`, the dashboard and stderr."""
@@ -86,6 +99,8 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
             )
         if self.kind == "byzantine":
             return f"byzantine {self.node} mode={self.mode or 'honest'}"
+        if self.kind == "kill" and self.power_loss:
+            return f"kill {self.node} (power loss)"
         return f"{self.kind} {self.node}".strip()
 
     @property
@@ -106,24 +121,38 @@ def _targets(value: Any, key: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _seconds(value: Any, key: str, *, signed: bool = False) -> float:
+def _seconds(value: Any, key: str, *, signed: bool = False, limit: float = MAX_SECONDS) -> float:
+    """A duration (a number of seconds or "250ms"), finite, at most `limit`; with `signed`
+    it may be negative, down to -`limit`."""
     try:
         if signed and isinstance(value, str) and value.strip().startswith("-"):
-            return -parse_duration(value.strip()[1:])
-        if signed and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        return parse_duration(value)
+            seconds = -parse_duration(value.strip()[1:])
+        elif signed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            seconds = parse_duration(value)
     except DurationError as e:
         raise FaultError(f"{key!r}: {e}") from None
+    if not math.isfinite(seconds):
+        raise FaultError(f"{key!r} must be a finite duration, got {show_value(value)}")
+    if abs(seconds) > limit:
+        bound = "1 day (24h)" if limit == DAY else f"{limit:g}s"
+        within = f"within -{bound} and +{bound}" if signed else f"at most {bound}"
+        raise FaultError(f"{key!r} must be {within}, got {show_value(value)}")
+    return seconds
 
 
 def _probability(value: Any, key: str) -> float:
     try:
+        if isinstance(value, bool):
+            raise TypeError
         p = float(value)
-    except (TypeError, ValueError):
-        raise FaultError(f"{key!r} must be a probability between 0 and 1, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise FaultError(
+            f"{key!r} must be a probability between 0 and 1, got {show_value(value)}"
+        ) from None
     if not 0.0 <= p <= 1.0:
-        raise FaultError(f"{key!r} must be between 0 and 1, got {value!r}")
+        raise FaultError(f"{key!r} must be between 0 and 1, got {show_value(value)}")
     return p
 
 
@@ -131,11 +160,11 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     """Validate a fault given as a mapping ("fault" or "kind" names it); raise FaultError."""
     spec = dict(spec)
     kind = spec.pop("fault", None) or spec.pop("kind", None)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise FaultError(f"unknown fault {kind!r} (known: {', '.join(sorted(KINDS))})")
     allowed = KINDS[kind][0]
     for key in spec:
-        if key not in allowed:
+        if not isinstance(key, str) or key not in allowed:
             raise FaultError(f"fault {kind!r} has no parameter {key!r}")
     f: dict[str, Any] = {"kind": kind}
     if "from" in spec:
@@ -155,7 +184,7 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     if "shape" in spec:
         from faults.shapes import SHAPES
 
-        if kind != "partition" or spec["shape"] not in SHAPES:
+        if kind != "partition" or not isinstance(spec["shape"], str) or spec["shape"] not in SHAPES:
             raise FaultError(f"'shape' must be one of {', '.join(SHAPES)}, got {spec['shape']!r}")
         if "src" in f or "dst" in f:
             raise FaultError("a partition takes either 'shape' or 'from'/'to', not both")
@@ -189,13 +218,7 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         if spec.get("offset") is not None:
             f["offset"] = _seconds(spec["offset"], "offset", signed=True)
         if spec.get("drift") is not None:
-            try:
-                drift = float(spec["drift"])
-            except (TypeError, ValueError):
-                raise FaultError(f"'drift' must be a number, got {spec['drift']!r}") from None
-            if drift <= -1.0:
-                raise FaultError("'drift' must be greater than -1")
-            f["drift"] = drift
+            f["drift"] = _drift(spec["drift"])
     if kind == "disk" and spec.get("corrupt") is not None:
         # A one-off: the node is stopped, its WAL damaged, and it starts again on it.
         if spec.get("fsync") is not None or spec.get("stall") is not None:
@@ -208,9 +231,13 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         if spec.get("fsync") is None and spec.get("stall") is None:
             raise FaultError("fault 'disk' needs 'fsync', 'stall' or 'corrupt'")
         if spec.get("fsync") is not None:
-            f["fsync"] = _seconds(spec["fsync"], "fsync")
+            f["fsync"] = _seconds(spec["fsync"], "fsync", limit=MAX_FSYNC)
         if spec.get("stall") is not None:
             f["stall"] = _seconds(spec["stall"], "stall")
+    if "power_loss" in spec:
+        if not isinstance(spec["power_loss"], bool):
+            raise FaultError("'power_loss' must be true or false")
+        f["power_loss"] = spec["power_loss"]
     if kind == "byzantine":
         mode = spec.get("mode")
         if not isinstance(mode, str) or not mode.strip():
@@ -237,12 +264,32 @@ def byzantine_problem(protocol: str, mode: str) -> str | None:
     )
 
 
+def _drift(value: Any) -> float:
+    """A clock's drift rate: finite, above -1 (a clock never runs backwards), at most
+    MAX_DRIFT."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        drift = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise FaultError(f"'drift' must be a number, got {show_value(value)}") from None
+    if not math.isfinite(drift) or not -1.0 < drift <= MAX_DRIFT:
+        raise FaultError(
+            f"'drift' must be greater than -1 and at most {MAX_DRIFT:g}, got {show_value(value)}"
+        )
+    return drift
+
+
 def _ms(value: Any, key: str) -> float:
     """Milliseconds given as a number, or a duration with its own unit ("50ms", "0.05s")."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0:
             raise FaultError(f"{key!r} must not be negative")
-        return float(value) / 1000.0
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
-        return float(value) / 1000.0
-    return _seconds(value, key)
+        seconds = float(value) / 1000.0
+    elif isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        seconds = float(value) / 1000.0
+    else:
+        return _seconds(value, key)
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise FaultError(f"{key!r} must be at most 1 day (86400000 ms), got {show_value(value)}")
+    return seconds

@@ -144,8 +144,9 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-class _Stop(Exception):
-    """Raised from the signal handler so a blocking poll returns at once."""
+class _Stop(BaseException):
+    """Raised from the signal handler so a blocking poll returns at once (a BaseException:
+    a handler's catch-all must not swallow a SIGTERM)."""
 
 
 class Router:
@@ -209,9 +210,15 @@ class Router:
 
     # ----------------------------------------------------------------- setup and control
 
-    def bind(self) -> dict[str, str]:
+    def bind(self, data_port: int = 0) -> dict[str, str]:
+        """Bind both sockets; the data socket on `data_port` when given (a restarted
+        router takes its old port back, so every endpoint's connection comes back)."""
         base = f"tcp://{self.host}"
-        self.data_endpoint = f"{base}:{self.data.bind_to_random_port(base)}"
+        if data_port:
+            self.data.bind(f"{base}:{data_port}")
+            self.data_endpoint = f"{base}:{data_port}"
+        else:
+            self.data_endpoint = f"{base}:{self.data.bind_to_random_port(base)}"
         self.control_endpoint = f"{base}:{self.control.bind_to_random_port(base)}"
         return {"data": self.data_endpoint, "control": self.control_endpoint}
 
@@ -265,6 +272,7 @@ class Router:
             "malformed": self.malformed + control_malformed,
             "malformed_data": self.malformed,
             "malformed_control": control_malformed,
+            "control": dict(self.control_counters),  # malformed, refused, bad_requests
             "unroutable": self.unroutable,
             "queue_full": self.queue_full,
             "send_errors": self.send_errors,
@@ -374,9 +382,9 @@ class Router:
                 if self.routes.get(gone) == old:
                     del self.routes[gone]
         self.names[conn] = name
-        # A name's first connection is its route at once; a second one (a restarted node)
-        # takes over with its hello, which data_endpoint sends before anything else.
-        self.routes.setdefault(name, conn)
+        # The newest connection of a name that speaks is where it lives (a restarted node:
+        # its hello, which data_endpoint sends before anything else, is its first frame).
+        self.routes[name] = conn
         return name
 
     def _discard_rest(self) -> None:
@@ -553,6 +561,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed of loss/duplicate/jitter draws")
     p.add_argument("--host", default="127.0.0.1", help="address to bind both sockets on")
     p.add_argument("--max-frame", type=int, default=MAX_FRAME, help="largest frame forwarded")
+    p.add_argument("--data-port", type=int, default=0, help="the data port (a restart's)")
     return p.parse_args(argv)
 
 
@@ -571,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        endpoints = router.bind()
+        endpoints = router.bind(args.data_port)
         telemetry.emit("router.ready", pid=os.getpid(), **endpoints)
         router.run()
     except _Stop:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import psutil
 import zmq
 
 from labctl import labdir
+from labctl.children import python_command
 from labctl.errors import LabError, LabFailed, NoLab
 from nodes import auth
 from nodes.process import request
@@ -94,11 +94,20 @@ class Lab:
         pid = self.state["supervisor_pid"]
         answer = self.call("shutdown")
         deadline = time.monotonic() + timeout
+        killed = False
         while _running(pid):
             if time.monotonic() > deadline:
                 kill_group(pid)
+                killed = True
                 break
             time.sleep(0.005)  # not our child: no wait() to block on, so poll its state
+        run_dir = answer.get("run_dir")
+        if not isinstance(run_dir, str) or not (Path(run_dir) / "summary.json").exists():
+            how = f"was killed after {timeout:g}s" if killed else "stopped"
+            raise LabFailed(
+                f"the lab {how} without writing its summary (run record in {run_dir}; "
+                f"see {self.lab_dir / 'supervisor.log'})"
+            )
         return answer
 
 
@@ -136,7 +145,7 @@ def up(
                             0o600), "ab")  # fmt: skip - handed to the child
     try:
         proc = psutil.Popen(
-            [sys.executable, "-m", "labctl.supervisor", "--lab-dir", str(path),
+            [*python_command(), "-m", "labctl.supervisor", "--lab-dir", str(path),
              "--config", json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labctl.children import python_command
 from labctl.cli.common import print_json, say
 from labctl.errors import LabError
 
@@ -23,7 +24,7 @@ from labctl.errors import LabError
 def _cli(lab_dir: Path, *args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
+        [*python_command(), "-m", "labctl.cli.main", *args, "--lab-dir", str(lab_dir)],
         check=True,
         capture_output=True,
     )
@@ -69,7 +70,7 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = raft.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    if what in ("epaxos", "pbft", "soak"):
+    if what in ("epaxos", "pbft", "sim", "soak"):
         import importlib
 
         module = importlib.import_module(f"labctl.benchmarks.{what}")
@@ -79,7 +80,8 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         return
     if what != "core":
         raise LabError(
-            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, soak)"
+            f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, sim, "
+            "soak)"
         )
     from labctl.benchmarks import router
 

@@ -1,9 +1,11 @@
 """Randomized chaos runs: generated scenarios that must end with zero violations.
 
 Each run is a scenario built from a seed: a kv workload (reads by log, quorum and lease in
-turn) and a schedule of faults drawn from the whole vocabulary - partitions (one-way too),
-isolating the leader, pauses, kills and restarts, clock drift within the protocol's
-bound, fsync stalls, delay and loss - each healed a little later, and everything healed
+turn) with a quarter of orders (side effects at a fenced broker), and a schedule of faults
+drawn from the whole vocabulary - partitions (one-way too), isolating the leader, pauses,
+kills and restarts (some within an election timeout, some with a power loss: what was
+not fsynced is gone), clock drift within the protocol's bound, fsync stalls, delay and
+loss - each healed a little later, and everything healed
 before the end so the final state can be judged. Used by `labctl chaos` and the slow tests.
 
 For a byzantine-tolerant protocol (PBFT) up to f = (n-1)//3 replicas, drawn once per run,
@@ -39,7 +41,7 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         hold = rng.uniform(0.5, 2.5)
         heal_at = min(t + hold, duration - calm)
         kind = rng.choice(["partition", "oneway", "isolate", "pause", "kill", "clock",
-                           "disk", "delay", "loss"])  # fmt: skip
+                           "disk", "delay", "loss", "bounce", "power"])  # fmt: skip
         if kind in ("partition", "oneway"):
             shuffled = rng.sample(replicas, nodes)
             k = rng.randrange(1, nodes)
@@ -52,10 +54,19 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         elif kind == "pause":
             node = rng.choice(["leader", rng.choice(replicas)])
             steps.append((t, {"fault": "pause", "node": node, "for": round(hold, 3)}))
-        elif kind == "kill":
+        elif kind in ("kill", "power"):
             node = rng.choice(replicas)
-            steps.append((t, {"fault": "kill", "node": node}))
+            kill: dict[str, Any] = {"fault": "kill", "node": node}
+            if kind == "power":
+                kill["power_loss"] = True  # unsynced writes are gone, as in a power cut
+            steps.append((t, kill))
             steps.append((heal_at, {"fault": "restart", "node": node}))
+        elif kind == "bounce":
+            # Back within an election timeout: a node that forgot its vote votes again
+            # while the election it voted in is still running.
+            node = rng.choice(replicas)  # a name: "leader" would be another node by then
+            steps.append((t, {"fault": "kill", "node": node}))
+            steps.append((t + rng.uniform(0.03, 0.12), {"fault": "restart", "node": node}))
         elif kind == "clock":
             node = rng.choice(replicas)
             drift = round(rng.uniform(-max_drift, max_drift) * 0.9, 4)
@@ -88,7 +99,7 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
         options=dict(options or {}),
         fencing=True,
         workload={
-            "kind": "kv",
+            "kind": "mixed",  # kv with a share of orders: the broker's checks run too
             "rate": 120,
             "clients": 4,
             "target": "leader",
@@ -105,14 +116,18 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
 
 
 def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: int,
-             lab_dir: str | None) -> dict[str, Any]:  # fmt: skip
-    """`runs` chaos runs cycling through `nodes`; the aggregate verdict."""
+             lab_dir: str | None, mutate: str = "") -> dict[str, Any]:  # fmt: skip
+    """`runs` chaos runs cycling through `nodes` (with mutation `mutate`, when named);
+    the aggregate verdict."""
     from labctl.scenario import runner
+    from labctl.scenario.format import set_mutation
 
     results = []
     for i in range(runs):
         n = nodes[i % len(nodes)]
         sc = random_scenario(protocol, n, duration, seed + i)
+        if mutate:
+            set_mutation(sc, mutate)
         code, summary = runner.execute(sc, lab_dir)
         kinds = sorted({v["kind"] for v in summary["violations"]})
         results.append(
@@ -125,6 +140,7 @@ def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: 
                     f" ops ok={summary['ops']['ok']} violations: {found}")  # fmt: skip
     return {
         "protocol": protocol,
+        "mutate": mutate or None,
         "runs": runs,
         "duration_s": duration,
         "violating_runs": sum(1 for r in results if r["violations"]),

@@ -43,7 +43,7 @@ class Child:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             self.proc = psutil.Popen(
-                [sys.executable, *self.argv],
+                [*python_command(), *self.argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -86,6 +86,13 @@ class Child:
         self.proc.resume()  # SIGCONT
         self.state = "running"
         self.paused_until = None
+
+
+def python_command() -> list[str]:
+    """How every lab process is started: this interpreter, with -P so `python -m` does not
+    put the current directory first on sys.path (a `labctl/` or `nodes/` folder where the
+    user happens to be would shadow the installed modules)."""
+    return [sys.executable, "-P"]
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -1,39 +1,5 @@
-"""Folding the link faults in force into the router's table of directed link rules.
+"""Moved to faults/linkplan.py (the simulator folds link faults too); kept for old imports."""
 
-Faults apply in the order they were given, so a later delay on a link overrides an earlier
-one, while a partition on a link always drops (the router gives drop precedence).
-"""
+from faults.linkplan import directed_links, link_table
 
-from __future__ import annotations
-
-from typing import Any
-
-from faults.model import Fault
-
-
-def directed_links(fault: Fault) -> list[tuple[str, str]]:
-    """Every (src, dst) pair a resolved link fault covers."""
-    if fault.links:
-        return list(fault.links)
-    pairs = [(s, d) for s in fault.src for d in fault.dst if s != d]
-    if fault.kind == "partition" and not fault.oneway:
-        pairs += [(d, s) for s, d in pairs]
-    return pairs
-
-
-def link_table(faults: list[Fault]) -> list[dict[str, Any]]:
-    """The wire form of the router's table: [{"src", "dst", "rule": {...}}]."""
-    rules: dict[tuple[str, str], dict[str, Any]] = {}
-    for f in faults:
-        for link in directed_links(f):
-            rule = rules.setdefault(link, {})
-            if f.kind == "partition":
-                rule["drop"] = True
-            elif f.kind == "delay":
-                rule["delay"] = f.delay
-                rule["jitter"] = f.jitter
-            elif f.kind == "loss":
-                rule["loss"] = f.p
-            elif f.kind == "duplicate":
-                rule["duplicate"] = f.p
-    return [{"src": s, "dst": d, "rule": r} for (s, d), r in sorted(rules.items())]
+__all__ = ["directed_links", "link_table"]

@@ -109,9 +109,16 @@ class RunDir:
             _start_writeback(f.fileno())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json, atomically. Whatever the summary holds, a file is written: a
+        value JSON cannot hold becomes its text, and a summary that cannot be encoded at
+        all is replaced by one that says why (`labctl down` reports a missing summary)."""
         self.flush()
+        try:
+            text = json.dumps(summary, indent=2, default=str)
+        except (TypeError, ValueError, RecursionError) as e:
+            text = json.dumps({"error": f"the summary could not be encoded: {e}"}, indent=2)
         tmp = self.path / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.write_text(text)
         tmp.replace(self.path / "summary.json")
 
     def close(self) -> None:

@@ -22,20 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psutil
 import zmq
 
 import protocols
 from faults.model import Fault, FaultError
-from labctl import labdir
+from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, stop_all
+from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
 from nodes import auth
+from nodes.inbound import Drops
 from nodes.process import (
-    decode_dict,
     die_with_parent,
     encode,
     error,
@@ -55,7 +55,10 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot p
 class Supervisor(FaultsMixin):
     def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
-        self.config = config
+        # The lab's named mutation, if any, resolved to the process that carries it
+        # (labctl/mutants.py); the CLI and the scenario runner validated it already.
+        self.config = config = mutants.configure(config)
+        self.mutation = mutants.target_of(config)  # (target, name) or None
         self.protocol: str = config["protocol"]
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
         proto = protocols.get(self.protocol)
@@ -88,6 +91,7 @@ class Supervisor(FaultsMixin):
         self.fault_ids = 0
         self.timers: list[tuple[float, int, str, str]] = []  # (true time, id, action, node)
         self.counters: dict[str, int] = {"malformed": 0, "telemetry": 0, "faults": 0}
+        self.drops = Drops("supervisor")  # what "malformed" counts, by kind
         self.elections = 0
         self.leaders_by_term: dict[int, set[str]] = {}
         self.running = True
@@ -147,6 +151,7 @@ class Supervisor(FaultsMixin):
         ]  # fmt: skip
         if self.config.get("fencing"):
             broker_args.append("--fencing")
+        broker_args += self._mutate_args("broker")
         self.children["broker"] = Child("broker", "broker", broker_args, logs / "broker.log")
         for r in self.replicas:
             self.children[r] = Child(r, "replica", self._replica_argv(r), logs / f"{r}.log")
@@ -168,6 +173,12 @@ class Supervisor(FaultsMixin):
             "--telemetry", self.telemetry_ep,
             "--data-dir", str(self.run.path / "data" / r), "--parent-pid", str(os.getpid()),
         ] + ([] if self.config.get("fsync", True) else ["--no-fsync"])  # fmt: skip
+
+    def _mutate_args(self, target: str) -> list[str]:
+        """`--mutate NAME` for the process kind that carries the lab's mutation."""
+        if self.mutation is None or self.mutation[0] != target:
+            return []
+        return ["--mutate", self.mutation[1]]
 
     def _wait(self, done: Any, what: str, timeout: float = READY_TIMEOUT) -> None:
         """Process telemetry until `done()`; a child that dies meanwhile fails the start."""
@@ -192,6 +203,7 @@ class Supervisor(FaultsMixin):
             "pub": self.pub_ep,
             "router": self.router_data,
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "nodes": self.replicas,
             "seed": self.seed,
             "run_dir": str(self.run.path),
@@ -234,34 +246,41 @@ class Supervisor(FaultsMixin):
             except zmq.Again:
                 return
             try:
-                msg = decode_dict(raw)
-                src, kind, t, data = msg["src"], msg["kind"], float(msg["t"]), msg["data"]
-                if not isinstance(data, dict) or not isinstance(src, str):
-                    raise TypeError
-            except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
-                self.counters["malformed"] += 1
+                src, kind, t, data = decode_telemetry(raw)
+            except Rejected as e:
+                self._reject(e)
                 continue
             self.counters["telemetry"] += 1
             self._on_telemetry(src, kind, t, data)
+
+    def _reject(self, e: Rejected) -> None:
+        """A message from outside that does not fit: counted (malformed, and by kind in
+        status and summary), logged once per kind, dropped."""
+        self.counters["malformed"] += 1
+        self.drops.drop(e.kind, e.detail)
 
     def _on_telemetry(self, src: str, kind: str, t: float, data: dict[str, Any]) -> None:
         if kind == "history":
             self._on_history(src, t, data)
             return
         if kind == "applied.batch":
-            self._on_applied(src, t, data.get("entries", []), data.get("rows", []))
+            self._on_applied(src, t, data.entries, data.rows)
             return
         child = self.children.get(src)
         if kind == "router.ready":
+            if src != "router" or child is None or child.state != "starting":
+                self._reject(Rejected("unexpected_ready", f"router.ready from {src!r}"))
+                return
             self.router_data, self.router_control = data["data"], data["control"]
-            if child:
-                child.state, child.control = "running", data["control"]
+            child.state, child.control = "running", data["control"]
         elif kind in ("node.ready", "broker.ready"):
             if child and child.state == "starting":
                 child.state, child.control = "running", data.get("control")
                 self._reapply_node_faults(src)
         elif kind == "node.status":
             self.status[src] = data
+            if child is not None and child.state == "running":
+                child.extra["status"] = True  # its loop runs: what a restart waits for
         elif kind == "router.links":
             # Each report holds the rows that moved (faults/router.py): keep the newest row
             # of every link, so status and the summary show the whole table.
@@ -309,7 +328,12 @@ class Supervisor(FaultsMixin):
             self._report(self.checkers.on_event(record))
 
     def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
-        record = {"t": t, "process": src, **data}
+        self._history({"t": t, "process": src, **data})
+
+    def _history(self, record: dict[str, Any]) -> None:
+        """One history record, from a workload client's telemetry or `labctl client`
+        through the control socket: into history.jsonl and to the live checkers alike."""
+        src = str(record.get("process"))
         self.run.history(record)
         op_type = record.get("type")
         if op_type in self.ops:
@@ -383,11 +407,12 @@ class Supervisor(FaultsMixin):
         if cmd == "faults":
             return ok(faults=self.faults_in_force())
         if cmd == "history":
-            record = req.get("record")
-            if isinstance(record, dict):
-                self.run.history(record)
-                return ok()
-            return error("'record' must be a mapping")
+            try:
+                record = history_record(req.get("record"))
+            except Rejected as e:
+                return error(str(e.detail))  # counted as refused, like every error answer
+            self._history(record)
+            return ok()
         if cmd == "workload":
             return self._workload(req)
         if cmd == "shutdown":
@@ -422,6 +447,7 @@ class Supervisor(FaultsMixin):
         return {
             "supervisor_pid": os.getpid(),
             "protocol": self.protocol,
+            "mutate": self.config.get("mutate"),
             "seed": self.seed,
             "run_dir": str(self.run.path),
             "uptime": round(now - self.started, 3),
@@ -437,6 +463,7 @@ class Supervisor(FaultsMixin):
             },
             "router": self.router_stats,
             "counters": self.counters,
+            "dropped": self.drops.as_dict(),
         }
 
     # -- stop ----------------------------------------------------------------------------
@@ -453,35 +480,37 @@ class Supervisor(FaultsMixin):
             return error("workload action must be start or stop")
         if any(c.alive() for c in clients):
             return error("a workload is already running", "bad_state")
-        spec = req.get("spec")
-        if not isinstance(spec, dict):
-            return error("'spec' must be a mapping")
-        n = int(spec.get("clients", 1))
-        if not 1 <= n <= 16:
-            return error("workload clients must be between 1 and 16")
-        rate = float(spec.get("rate", 10)) / n
+        try:
+            spec = workload_spec(req.get("spec"))
+        except Rejected as e:
+            return error(str(e.detail))
+        if spec.target not in ("leader", "any", *self.replicas):
+            return error(f"workload target must be leader, any or a replica, got {spec.target!r}")
+        n = spec.clients
+        rate = spec.rate / n
         logs = self.run.path / "logs"
         for i in range(n):
             name = f"c{i}"
             argv = [
                 "-m", "nodes.workload", "--name", name, "--router", str(self.router_data),
                 "--telemetry", self.telemetry_ep, "--replicas", ",".join(self.replicas),
-                "--kind", str(spec.get("kind", "kv")), "--rate", str(rate),
-                "--target", str(spec.get("target", "leader")),
-                "--reads", str(spec.get("reads", "log")),
-                "--keys", str(spec.get("keys", 5)), "--timeout", str(spec.get("timeout", 0.25)),
-                "--retries", str(spec.get("retries", 3)), "--seed", str(self.seed),
+                "--kind", spec.kind, "--rate", str(rate), "--target", spec.target,
+                "--reads", spec.reads, "--keys", str(spec.keys), "--timeout", str(spec.timeout),
+                "--retries", str(spec.retries), "--seed", str(self.seed),
                 "--quorum", str(self.client_quorum), "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
             if self.broadcast:
                 argv.append("--broadcast")
-            if spec.get("duration"):
-                argv += ["--duration", str(spec["duration"])]
+            argv += self._mutate_args("workload")
+            if spec.duration:
+                argv += ["--duration", str(spec.duration)]
             child = Child(name, "client", argv, logs / f"{name}.log")
             self.children[name] = child
             child.spawn()
             child.state = "running"  # clients report nothing until their first operation
-        self.workload = {k: spec.get(k) for k in ("kind", "rate", "clients", "target", "reads")}
+        self.workload = {
+            k: getattr(spec, k) for k in ("kind", "rate", "clients", "target", "reads")
+        }
         self.emit("workload.start", workload=self.workload)
         return ok(clients=n)
 
@@ -495,7 +524,12 @@ class Supervisor(FaultsMixin):
                 self._report(self.checkers.finish())
             self.emit("lab.stopped")
         finally:
-            self.run.write_summary(self.summary())
+            try:
+                summary = self.summary()
+            except Exception as e:  # the record must still be written
+                summary = {"protocol": self.protocol, "run_dir": str(self.run.path),
+                           "error": f"the summary could not be computed: {e!r}"}  # fmt: skip
+            self.run.write_summary(summary)
             self.run.close()
             labdir.remove_state(self.lab_dir)
             for s in (self.control, self.telemetry, self.pub):
@@ -518,6 +552,7 @@ class Supervisor(FaultsMixin):
             "violations": self.violations,
             "checkers": self.checkers.summary() if self.checkers is not None else None,
             "counters": self.counters,
+            "dropped": self.drops.as_dict(),
         }
 
 
@@ -531,7 +566,8 @@ def main(argv: list[str] | None = None) -> None:
     # What the lab writes (runs, WALs, logs, state) is its user's alone, and so is what its
     # children write: they inherit the mask.
     os.umask(0o077)
-    die_with_parent(config.get("parent_pid"))
+    # SIGTERM, not SIGKILL, when a foreground CLI dies: the lab shuts down as on `down`.
+    die_with_parent(config.get("parent_pid"), signal.SIGTERM)
     lock = labdir.LabLock(lab_dir)
     if not lock.acquire():
         print(f"error: a lab is already running in {lab_dir}", file=sys.stderr)
@@ -542,8 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     def stop(signum: int, frame: Any) -> None:
         sup.running = False
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
     code = 0
     try:
         sup.start()

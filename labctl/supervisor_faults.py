@@ -13,14 +13,16 @@ from typing import Any
 
 import msgspec
 
+from faults.linkplan import link_table
 from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
-from labctl.linkplan import link_table
-from labctl.targets import resolve
+from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
-from nodes.wal import corrupt
+from nodes.wal import corrupt, cut_to_synced
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
+PROCESS_KINDS = frozenset({"pause", "resume", "kill", "restart"})
+SERVICES = ("router", "broker")  # processes process faults may target besides replicas
 
 
 class StartupError(Exception):
@@ -51,8 +53,10 @@ class FaultsMixin:
                 heals = "resume" + (", or the timer" if c.paused_until else "")
                 out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
                             "heals_with": heals})  # fmt: skip
-            elif c.state == "stopped" and c.kind == "replica":
-                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down",
+            elif c.state == "stopped" and c.kind in ("replica", "router", "broker"):
+                what = {"router": ": no message is delivered", "broker": ": no side effect "
+                        "is recorded"}.get(c.kind, "")  # fmt: skip
+                out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down{what}",
                             "heals_with": "restart"})  # fmt: skip
         for node, kinds in self.node_faults.items():
             for f in kinds.values():
@@ -69,7 +73,10 @@ class FaultsMixin:
             return self._link_fault(fault)
         if fault.kind == "heal":
             return self._heal(fault)
-        nodes = self._resolve(fault.node.split(","), replicas_only=True)
+        # The router and the broker are processes too: they can be paused, killed and
+        # restarted, but they have no clock, disk or protocol of their own to fault.
+        extra = SERVICES if fault.kind in PROCESS_KINDS else ()
+        nodes = self._resolve(fault.node.split(","), replicas_only=True, also=extra)
         if fault.kind == "disk" and fault.corrupt:
             return self._corrupt_wals(fault, nodes)
         results = [self._node_fault(fault, n) for n in nodes]
@@ -80,8 +87,11 @@ class FaultsMixin:
         return ok(applied=[r["describe"] for r in results], nodes=nodes,
                   **({"outcome": "; ".join(outcomes)} if outcomes else {}))  # fmt: skip
 
-    def _resolve(self, names: Any, replicas_only: bool = False) -> list[str]:
+    def _resolve(
+        self, names: Any, replicas_only: bool = False, also: tuple[str, ...] = ()
+    ) -> list[str]:
         endpoints = set(self.replicas) if replicas_only else self.endpoints
+        endpoints |= set(also)
         return resolve(
             names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng
         )
@@ -162,15 +172,14 @@ class FaultsMixin:
                 return error(f"{node} is already stopped", "bad_state")
             c.kill()
             self.status.pop(node, None)
+            if fault.power_loss:
+                # The process is dead; now the machine: unsynced writes never reached disk.
+                lost = cut_to_synced(self.run.path / "data" / node / "wal.log")
+                self.emit("fault.power_loss", node=node, lost_bytes=lost)
         elif kind == "restart":
-            if c.state != "stopped":
-                c.kill()
-            self.status.pop(node, None)
-            c.spawn()
-            try:
-                self._wait(lambda: c.state == "running", node, timeout=10.0)
-            except StartupError as e:
-                return error(str(e), "lab_failed")
+            problem = self._restart(c)
+            if problem:
+                return error(problem, "lab_failed")
         elif kind in ("clock", "disk", "byzantine"):
             # Faults the node itself carries out, through its control socket.
             problem = byzantine_problem(self.protocol, fault.mode) if kind == "byzantine" else None
@@ -223,6 +232,32 @@ class FaultsMixin:
             applied.append(describe)
             outcomes.append(outcome)
         return ok(applied=applied, nodes=nodes, outcome="\n  ".join(outcomes))
+    def _restart(self, c: Any) -> str | None:
+        """Kill (if needed) and start `c` again, and wait until it works: ready, and for a
+        replica its first status from the main loop (its WAL replayed, its protocol
+        started). Returns why it does not, or None."""
+        if c.state != "stopped":
+            c.kill()
+        self.status.pop(c.name, None)
+        if c.kind == "router" and self.router_data and "--data-port" not in c.argv:
+            # Back on its old port: every endpoint's DEALER reconnects by itself.
+            c.argv += ["--data-port", self.router_data.rsplit(":", 1)[1]]
+        c.extra["status"] = False
+        c.spawn()
+        try:
+            self._wait(lambda: c.state == "running", c.name, timeout=10.0)
+            if c.kind == "replica":
+                self._wait(lambda: c.extra["status"] or not c.alive(), c.name, timeout=10.0)
+        except StartupError as e:
+            return str(e)
+        if not c.alive():
+            code = c.proc.returncode if c.proc else None
+            return f"{c.name} exited right after it started (code {code}); see {c.log_path}"
+        if c.kind == "router":
+            pushed = self._push_links()  # the new router starts with an empty table
+            if not pushed.get("ok"):
+                return f"the restarted router refused its link table: {pushed.get('error')}"
+        return None
 
     def _send_node_fault(self, node: str, fault: Fault) -> dict[str, Any]:
         c = self.children[node]

@@ -12,12 +12,14 @@ import os
 import signal
 import sys
 import time
+import traceback
 from typing import Any
 
 import msgspec
 import zmq
 
 from nodes import auth
+from nodes.inbound import DECODE_ERRORS, Drops
 
 _PR_SET_PDEATHSIG = 1
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
@@ -26,14 +28,15 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(dict)
 
 
-def die_with_parent(parent_pid: int | None) -> None:
-    """Arrange to be killed when `parent_pid` dies; exit now if it already has."""
+def die_with_parent(parent_pid: int | None, sig: int = signal.SIGKILL) -> None:
+    """Arrange to get `sig` (SIGKILL: be killed) when `parent_pid` dies; exit now if it
+    already has. The supervisor asks for SIGTERM, so it still writes its record."""
     if parent_pid is None:
         return
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         except (OSError, AttributeError):
             pass  # the polling in parent_alive still covers us
     # The parent may have died between fork and prctl: then nobody would ever kill us.
@@ -72,8 +75,19 @@ def data_endpoint(
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.connect(router)
-    sock.send_multipart([b"", b""], _NOBLOCK)
+    hello(sock)
     return sock
+
+
+def hello(sock: zmq.Socket) -> None:
+    """Tell the router this connection is where this endpoint's name lives. Sent on
+    connect, and by long-lived endpoints every second or so: a restarted router (same
+    port, the DEALER reconnects by itself) learns a name only from a frame, and an
+    endpoint that only answers (the broker) would otherwise never be reachable again."""
+    try:
+        sock.send_multipart([b"", b""], _NOBLOCK)
+    except zmq.Again:
+        pass
 
 
 def parent_alive(parent_pid: int | None) -> bool:
@@ -150,7 +164,11 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
 
     `handle(request_dict) -> reply_dict`. Garbage (wrong frame count, undecodable bytes, not
     a map with a "cmd") is counted in counters["malformed"] and answered with an error when
-    there is someone to answer; it never raises.
+    there is someone to answer; it never raises. A request the handler answers with an
+    error is counted in counters["refused"]. A request the handler chokes on (a value
+    of a type it did not expect) is answered "bad request" and counted in
+    counters["bad_requests"]; the first of each exception type is logged with its
+    traceback, because it is a bug to fix in the handler's checks, not input to trust.
     """
     while True:
         try:
@@ -159,21 +177,34 @@ def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> No
             return
         if len(frames) != 2:
             counters["malformed"] = counters.get("malformed", 0) + 1
+            _control_drops.drop("control_framing", f"{len(frames) - 1} frames")
             continue
         ident, raw = frames
         try:
             request = decode_dict(raw)
             if not isinstance(request.get("cmd"), str):
                 raise ValueError("no cmd")
-        except (msgspec.DecodeError, ValueError, TypeError, AttributeError):
+        except (*DECODE_ERRORS, AttributeError) as e:
             counters["malformed"] = counters.get("malformed", 0) + 1
+            _control_drops.drop("control_undecodable", repr(e))
             _send_reply(sock, ident, error("malformed request", "malformed"))
             continue
         try:
             answer = handle(request)
-        except (KeyError, ValueError, TypeError) as e:
-            answer = error(f"bad request: {e}")
+        except Exception as e:  # no request may end the process
+            counters["bad_requests"] = counters.get("bad_requests", 0) + 1
+            if type(e) not in _logged:
+                _logged.add(type(e))
+                traceback.print_exc(file=sys.stderr)
+            answer = error(f"bad request: {type(e).__name__}: {str(e)[:200]}")
+        else:
+            if not answer.get("ok"):
+                counters["refused"] = counters.get("refused", 0) + 1
         _send_reply(sock, ident, answer)
+
+
+_logged: set[type] = set()  # exception types serve_control has logged already
+_control_drops = Drops("control")  # logs the first of each kind of garbage, once
 
 
 def _send_reply(sock: zmq.Socket, ident: bytes, answer: dict[str, Any]) -> None:

@@ -26,21 +26,24 @@ import msgspec
 import zmq
 
 import protocols
+from faults.model import FaultError, parse_fault
 from nodes import auth
 from nodes.clock import NodeClock
+from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
     control_socket,
     data_endpoint,
     die_with_parent,
     error,
+    hello,
     ok,
     on_stop_signals,
     parent_alive,
     serve_control,
 )
 from nodes.process import true_now as true_time
-from nodes.state_machine import StateMachine
+from nodes.state_machine import StateMachine, applied_row
 from nodes.wal import WAL, WALCorrupt
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
@@ -127,6 +130,7 @@ class Replica:
         self.deadline: float | None = None  # node clock
         self.pending_reads: list[ReadReady] = []
         self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
+        self.drops = Drops(self.id)  # logs the first of each kind of bad input, once
         self.running = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
@@ -148,19 +152,25 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.telemetry.emit(
-            "node.ready",
-            pid=os.getpid(),
-            control=self.control_endpoint,
-            recovered=len(self.recovered),
-            torn_bytes=self.wal.truncated_bytes,
-        )
+        recovered = len(self.recovered)
+        # Before anything the restart re-applies: what this node held before is gone from
+        # its state machine (the lost-write checker counts only what it applies again).
+        self.telemetry.emit("node.starting", pid=os.getpid())
         if self.wal.damaged:
             corruption = self.wal.corruption
             detail = corruption.describe() if corruption is not None else "not repaired yet"
             self.telemetry.emit(ev.WAL_CORRUPT, detail=detail, repairing=True)
         self.execute(self.protocol.start(self.clock.now(), self.recovered))
         self.recovered = []
+        # Ready once the recovered log has been replayed and applied: a node whose WAL it
+        # cannot replay dies before it says ready, so `fault restart` reports it.
+        self.telemetry.emit(
+            "node.ready",
+            pid=os.getpid(),
+            control=self.control_endpoint,
+            recovered=recovered,
+            torn_bytes=self.wal.truncated_bytes,
+        )
         poller = zmq.Poller()
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -189,6 +199,7 @@ class Replica:
                 next_freeze = now_true + FREEZE_INTERVAL
             if true_time() >= next_parent_check:
                 next_parent_check = true_time() + PARENT_CHECK
+                hello(self.data)  # a restarted router learns where we are
                 if not parent_alive(self.parent_pid):
                     break
         self.close()
@@ -201,15 +212,18 @@ class Replica:
                 return
             if len(frames) != 2:
                 self.counters["malformed"] += 1
+                self.drops.drop("framing", f"{len(frames)} frames")
                 continue
             src = frames[0].decode("utf-8", "replace")
             try:
                 msgs, bad = self.codec.decode_all(frames[1])
-            except WireError:
+            except WireError as e:
                 self.counters["malformed"] += 1
+                self.drops.drop("undecodable", f"from {src}: {e}")
                 continue
             if bad:
                 self.counters["malformed"] += bad
+                self.drops.drop("undecodable_in_bundle", f"from {src}")
             now = self.clock.now()
             if len(msgs) > 1 and all(isinstance(m, ClientRequest) for m in msgs):
                 # A client's bundle: the protocol may take it as one (Raft replicates it
@@ -246,11 +260,7 @@ class Replica:
             for c in ready.committed:
                 cmd = c.command
                 result = self.sm.apply(c.index, c.term, cmd)
-                row = [c.index, c.term, cmd.request_id, cmd.op, cmd.key, cmd.value,
-                       result.duplicate, result.status]  # fmt: skip
-                if c.view is not None:
-                    row.append(c.view)
-                rows.append(row)
+                rows.append(applied_row(c.index, c.term, cmd, result, c.view))
                 if c.reply:
                     self._reply_committed(cmd.client, cmd.request_id, result)
             if rows or restored:
@@ -291,14 +301,7 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
-        covered = sorted(
-            (r.index, rid, r) for rid, r in self.sm.sessions.items() if r.index > before
-        )
-        return [
-            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
-             "result": r.status, "from_snapshot": True}
-            for index, rid, r in covered
-        ]  # fmt: skip
+        return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
         try:
@@ -364,19 +367,26 @@ class Replica:
             return ok(node=self.id)
         if cmd == "status":
             return ok(status=self.status())
-        if cmd == "clock":
+        if cmd in ("clock", "disk"):
+            # The values are checked by the fault vocabulary, as the CLI, scenarios and the
+            # supervisor check them: anything it refuses could end this process later (a
+            # sleep of 1e20 s at the next fsync), and would again after every restart.
+            params = ("offset", "drift") if cmd == "clock" else ("fsync", "stall")
+            spec = {k: request[k] for k in params if request.get(k) is not None}
             try:
-                self.clock.set(request.get("offset"), request.get("drift"))
-            except (ValueError, TypeError) as e:
-                return error(str(e))
+                fault = parse_fault({"fault": cmd, "node": self.id, **spec})
+            except FaultError as e:
+                return error(str(e), "bad_fault")
+        if cmd == "clock":
+            self.clock.set(fault.offset, fault.drift)
             self.status_dirty = True
             self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
             return ok(offset=self.clock.offset, drift=self.clock.drift)
         if cmd == "disk":
-            if request.get("fsync") is not None:
-                self.wal.fsync_latency = float(request["fsync"])
-            if request.get("stall") is not None:
-                self.wal.stall_until = true_time() + float(request["stall"])
+            if fault.fsync is not None:
+                self.wal.fsync_latency = fault.fsync
+            if fault.stall is not None:
+                self.wal.stall_until = true_time() + fault.stall
             self.status_dirty = True
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
         if cmd == "byzantine":

@@ -88,8 +88,11 @@ class StateMachine:
             order_id = c.order.order_id if c.order else c.request_id
             self.orders.append((index, order_id, c.request_id))
             return ApplyResult("ok", index, term, order_id)
-        # Protocols only commit validated commands; an unknown op here is a lab bug.
-        raise ValueError(f"unknown op {c.op!r}")
+        # Protocols refuse unknown ops (protocols.base.request_problem), but a command
+        # decided elsewhere (a byzantine primary's pre-prepare, a WAL written before that
+        # check) may still carry one: it fails, deterministically on every replica, and
+        # changes nothing. Raising here ended the replica, and again at every replay.
+        return ApplyResult("fail", index, term, None)
 
     def read(self, key: str) -> str | None:
         return self.kv.get(key)
@@ -121,9 +124,30 @@ class StateMachine:
         self.orders = [tuple(o) for o in image.orders]  # type: ignore[misc]
         self.sessions = OrderedDict(image.sessions)
 
+    def covered_since(self, before: int) -> list[dict[str, Any]]:
+        """After a restore: each write the image holds above index `before` (from its
+        session table), as an "applied" event's fields marked from_snapshot, so the
+        checkers see a replica holding what it holds."""
+        covered = sorted((r.index, rid, r) for rid, r in self.sessions.items() if r.index > before)
+        return [
+            {"index": index, "term": r.term, "request_id": rid, "op": r.op, "duplicate": False,
+             "result": r.status, "from_snapshot": True}
+            for index, rid, r in covered
+        ]  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         return {
             "applied_index": self.applied_index,
             "keys": len(self.kv),
             "orders": len(self.orders),
         }
+
+
+def applied_row(index: int, term: int, command: Command, result: ApplyResult,
+                view: int | None = None) -> list[Any]:  # fmt: skip
+    """The fields of one "applied" event (protocols.base.events.APPLIED_ROW), as a row."""
+    row = [index, term, command.request_id, command.op, command.key, command.value,
+           result.duplicate, result.status]  # fmt: skip
+    if view is not None:
+        row.append(view)
+    return row

@@ -19,6 +19,14 @@ record already written, or the newest fsynced records lost (which no checksum ca
 The disk fault lives here because this is where a slow disk hurts: `fsync_latency` is added
 to every fsync, and `stall_until` (true time) blocks the next fsync until then, as a
 degraded volume does. Both are real blocking waits in the replica's only thread.
+
+A SIGKILL loses nothing the process wrote: the page cache survives it. A power loss loses
+what was not fsynced. So that the lab can do that to a real process, the WAL reports after
+every fsync how much of it is durable, in a sidecar file (`<wal>.synced`: the WAL's inode
+and length, 16 bytes, overwritten in place); `cut_to_synced` truncates a killed node's WAL
+back to it. Everything a node acknowledged was covered by the report (it is written after
+the fsync returns and before the batch's messages leave); records written without an
+fsync (`append(sync=False)`) are not.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 from nodes.process import true_now
 
 _HEADER = struct.Struct("<II")
+_SYNCED = struct.Struct("<QQ")  # (inode, durable length) of the WAL file
 MAX_RECORD = 64 * 1024 * 1024  # a length above this is garbage, not a record
 DAMAGED = "wal.damaged"  # beside the WAL while its node has not been repaired
 CORRUPT_MODES = ("flip", "lose")
@@ -76,6 +85,8 @@ class WAL:
         self.tail: list[bytes] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.fstat(self._fd).st_size  # bytes in the file, durable or not
+        self._synced_fd = os.open(synced_path(path), os.O_RDWR | os.O_CREAT, 0o600)
 
     @classmethod
     def open(cls, path: Path, fsync: bool = True, repair: bool = False) -> tuple[WAL, list[bytes]]:
@@ -102,6 +113,8 @@ class WAL:
             wal.truncated_bytes = size - good_end
             os.ftruncate(wal._fd, good_end)
             os.fsync(wal._fd)
+        wal.size = good_end
+        wal._report_synced()  # what recovery kept was on disk before this process started
         return wal, payloads
 
     @property
@@ -131,6 +144,7 @@ class WAL:
             n = os.write(self._fd, view)
             view = view[n:]
         self.bytes_written += len(buf)
+        self.size += len(buf)
         if sync:
             self.sync()
 
@@ -145,17 +159,49 @@ class WAL:
             time.sleep(self.fsync_latency)  # the injected slow disk
         self.fsyncs += 1
         self.last_fsync_ms = (time.perf_counter() - start) * 1000
+        self._report_synced()
+
+    def _report_synced(self) -> None:
+        """Tell a power loss what survives it: the file's inode and durable length."""
+        ino = os.fstat(self._fd).st_ino
+        os.pwrite(self._synced_fd, _SYNCED.pack(ino, self.size), 0)
 
     def rewrite(self, payloads: list[bytes]) -> None:
         """Atomically replace the log with `payloads` (compaction after a snapshot)."""
         _write_atomically(self.path, payloads)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o600)
+        self.size = os.fstat(self._fd).st_size
+        self._report_synced()
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
+            os.close(self._synced_fd)
             self._fd = -1
+
+
+def synced_path(path: Path) -> Path:
+    return path.with_name(path.name + ".synced")
+
+
+def cut_to_synced(path: Path) -> int:
+    """A power loss, after the fact: truncate the WAL at `path` (its process is dead) to
+    the length its last fsync made durable; returns the bytes cut. Nothing is cut when no
+    report exists or it names another file (a compaction's rename came after it, and the
+    new file was fsynced before the rename)."""
+    try:
+        raw = synced_path(path).read_bytes()
+        st = path.stat()
+    except FileNotFoundError:
+        return 0
+    if len(raw) < _SYNCED.size:
+        return 0
+    ino, length = _SYNCED.unpack_from(raw)
+    if ino != st.st_ino or st.st_size <= length:
+        return 0
+    os.truncate(path, length)
+    return st.st_size - length
 
 
 def _encode(payloads: list[bytes]) -> bytes:

@@ -28,8 +28,10 @@ from protocols.base import (
     ReadReady,
     Ready,
     reply,
+    request_problem,
 )
 from protocols.base import events as ev
+from protocols.base.mutations import check_mutate
 from protocols.base.wire import Command
 
 CATCH_UP_BATCH = 64
@@ -40,12 +42,14 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     election_timeout: float = 0.3
     replicate: bool = True
     initial_leader: str = ""  # default: the first replica, as r0 in the seed
+    mutate: str = ""  # naive has no named mutations: it is broken by design
 
     def validate(self) -> None:
         if self.heartbeat_interval <= 0:
             raise ConfigError("option 'heartbeat_interval' must be > 0")
         if self.election_timeout <= self.heartbeat_interval:
             raise ConfigError("option 'election_timeout' must exceed 'heartbeat_interval'")
+        check_mutate("naive", self.mutate, ())
 
 
 class NaiveEntry(msgspec.Struct, frozen=True):
@@ -85,6 +89,7 @@ class NaiveProtocol(Protocol):
     messages = (Heartbeat, HeartbeatAck, Append)
     records = (TermRecord, EntryRecord)
     exactly_once: ClassVar[bool] = False
+    unsafe_by_design: ClassVar[bool] = True  # the baseline every other protocol must beat
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
@@ -174,6 +179,10 @@ class NaiveProtocol(Protocol):
     def on_client(self, now: float, client: str, request: ClientRequest) -> Ready:
         out = Ready()
         command = request.command
+        problem = request_problem(request)
+        if problem:
+            out.send(client, reply(request, "fail", self.me, error=problem))
+            return out
         if self.role != "leader":
             out.send(client, reply(request, "not_leader", self.me, leader=self.leader))
             return out

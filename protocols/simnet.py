@@ -178,6 +178,16 @@ class SimNode:
     unsynced: list[msgspec.Struct] = field(default_factory=list)  # written, not fsynced
     paused_until: float = 0.0
     key_positions: dict[str, int] = field(default_factory=dict)  # per_key: applied per key
+    # Timed mode (`SimNet(timed=True)`): the node is busy (takes no input) until busy_until;
+    # inputs that arrive meanwhile, or while it is paused, wait in `inbox` and are taken as
+    # one batch, as the replica drains its socket; `pending` is a batch whose fsync runs.
+    busy_until: float = 0.0
+    inbox: list[tuple[str, msgspec.Struct]] = field(default_factory=list)
+    wake_at: float | None = None
+    pending: Ready | None = None
+    tick_at: float = -1.0  # timed mode: the true time of the last deadline booked
+    fsync_latency: float = 0.0  # the disk fault: added to every fsync
+    stall_until: float = 0.0  # the disk fault: fsyncs block until then (true time)
 
     @property
     def alive(self) -> bool:
@@ -204,6 +214,31 @@ class SimEvent:
 _Flight = tuple[float, int, str, str, msgspec.Struct, int]
 
 
+class _Call(msgspec.Struct):
+    """Not a message: a function the network calls at its time (`SimNet.at`)."""
+
+    fn: Callable[[], None]
+
+
+class _Wake(msgspec.Struct):
+    """Not a message: a node may take its waiting inputs now (timed mode)."""
+
+
+class _Synced(msgspec.Struct):
+    """Not a message: a node's fsync returned (timed mode)."""
+
+
+class _Tick(msgspec.Struct):
+    """Not a message: a node's deadline may have come (timed mode keeps deadlines in the
+    queue; a stale one finds the deadline moved and does nothing)."""
+
+
+_WAKE = _Wake()
+_SYNCED = _Synced()
+_TICK = _Tick()
+MAX_DRAIN = 512  # inputs taken into one batch at most, as the replica drains its socket
+
+
 class SimNet:
     def __init__(
         self,
@@ -215,6 +250,11 @@ class SimNet:
         latency: tuple[float, float] = (0.001, 0.004),
         record: bool = True,
         start: bool = True,
+        model: Callable[[bool], Any] | None = None,
+        timed: bool = False,
+        service_time: float = 0.0,
+        fsync_time: float = 0.0,
+        checks: bool = True,
     ) -> None:
         self.protocol = protocol
         self.ids: tuple[str, ...] = (
@@ -227,10 +267,26 @@ class SimNet:
         else:
             self.options = decode_options(protocol.Options, options or {})
         self.exactly_once = bool(getattr(protocol, "exactly_once", False))
+        # The state machine each node applies to: `Model` here; the simulator (sim/) gives
+        # the runtime's own (nodes/state_machine.py), session table and all.
+        self.make_model: Callable[[bool], Any] = model or Model
+        # Timed mode: a batch costs `service_time` of the node's time (CPU) and a batch
+        # that persists `fsync_time` more (plus the disk fault's latency and stall); inputs
+        # arriving while a node is busy or paused are drained as one batch afterwards.
+        # Off (the default), every input is handled alone, in no time.
+        self.timed = timed
+        self.service_time = service_time
+        self.fsync_time = fsync_time
+        # The network's own safety checks (one leader per term, one command per index):
+        # the simulator leaves them to the lab's checkers.
+        self.checks = checks
+        # A read is answered with seq = the applied index (exact, for `stale_reads`), or,
+        # as the replica runtime does, the read's own index ("index").
+        self.read_seq = "applied"
         self.per_key = protocol.ordering == "per_key"
         self.rng = random.Random(seed)
         self.now = 0.0
-        self.nodes = {i: SimNode(i, Model(self.exactly_once)) for i in self.ids}
+        self.nodes = {i: SimNode(i, self.make_model(self.exactly_once)) for i in self.ids}
 
         # The network.
         self.latency = latency
@@ -239,6 +295,10 @@ class SimNet:
         self.reorder = False
         self.cuts: set[tuple[str, str]] = set()
         self.link_loss: dict[tuple[str, str], float] = {}
+        # Directed link -> rule (faults.links.LinkRule, or anything with its fields: drop,
+        # delay, jitter, loss, duplicate), applied as the fault router does when a message
+        # is sent: a partition drops it, a delay holds it (FIFO per link kept).
+        self.rules: dict[tuple[str, str], Any] = {}
         # A test's own rule: return False to drop a message (sent, then lost).
         self.filter: Callable[[str, str, msgspec.Struct], bool] | None = None
         self._queue: list[_Flight] = []
@@ -289,11 +349,18 @@ class SimNet:
         return predicate()
 
     def _step(self, limit: float) -> bool:
+        if self.timed:  # deadlines are in the queue too
+            if not self._queue or self._queue[0][0] > limit:
+                return False
+            flight = heapq.heappop(self._queue)
+            self.now = max(self.now, flight[0])
+            self._deliver(flight)
+            return True
         t_msg = self._queue[0][0] if self._queue else math.inf
         t_tick, ticker = math.inf, None
         for n in self.nodes.values():
             if n.protocol is not None and n.deadline is not None:
-                t = max(n.clock.to_true(n.deadline), n.paused_until, self.now)
+                t = max(n.clock.to_true(n.deadline), n.paused_until, n.busy_until, self.now)
                 if t < t_tick:
                     t_tick, ticker = t, n
         t = min(t_msg, t_tick)
@@ -309,6 +376,9 @@ class SimNet:
 
     def _tick(self, node: SimNode) -> None:
         assert node.protocol is not None
+        if self.timed:
+            self._wake(node)
+            return
         # The clock reads the deadline at this true time, up to float rounding: never let
         # rounding make a tick arrive (ever so slightly) early, which would repeat forever.
         now = max(node.clock.now(self.now), node.deadline or -math.inf)
@@ -320,6 +390,22 @@ class SimNet:
 
     def _deliver(self, flight: _Flight) -> None:
         _, seq, src, dst, msg, incarnation = flight
+        kind = type(msg)
+        if kind is _Call:
+            msg.fn()  # type: ignore[attr-defined]
+            return
+        if kind is _Wake or kind is _Synced or kind is _Tick:
+            target = self.nodes[dst]
+            if target.protocol is None or target.incarnation != incarnation:
+                return
+            if kind is _Wake:
+                target.wake_at = None
+                self._wake(target)
+            elif kind is _Synced:
+                self._synced(target)
+            elif target.deadline is not None and target.clock.to_true(target.deadline) <= self.now:
+                self._wake(target)
+            return
         if (src, dst) in self.cuts:
             self.dropped += 1  # the link was cut while the message was in flight
             return
@@ -330,17 +416,111 @@ class SimNet:
         if node.protocol is None or node.incarnation != incarnation:
             self.dropped += 1  # sent to a process that is gone
             return
-        if node.paused_until > self.now:
+        if self.timed:
+            if node.inbox or node.paused_until > self.now or node.busy_until > self.now:
+                node.inbox.append((src, msg))
+                self._schedule_wake(node)
+                return
+        elif node.paused_until > self.now:
             heapq.heappush(self._queue, (node.paused_until, seq, src, dst, msg, incarnation))
             return
-        now = node.clock.now(self.now)
+        self._carry_out(node, self._input(node, node.clock.now(self.now), src, msg))
+
+    def _input(self, node: SimNode, now: float, src: str, msg: msgspec.Struct) -> Ready:
+        assert node.protocol is not None
         if isinstance(msg, ClientRequest):
-            ready = node.protocol.on_client(now, src, msg)
-        elif isinstance(msg, ClientBundle):
-            ready = node.protocol.on_clients(now, src, list(msg.requests))
-        else:
-            ready = node.protocol.on_message(now, src, msg)
-        self._carry_out(node, ready)
+            return node.protocol.on_client(now, src, msg)
+        if isinstance(msg, ClientBundle):
+            return node.protocol.on_clients(now, src, list(msg.requests))
+        return node.protocol.on_message(now, src, msg)
+
+    # -- timed mode: busy nodes, batches, fsyncs ----------------------------------------------
+
+    def at(self, t: float, fn: Callable[[], None]) -> None:
+        """Call `fn()` when the network's true time reaches `t` (in order with everything
+        else due then): how a runtime on the network schedules its own work."""
+        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), "", "", _Call(fn), 0))
+
+    def _schedule_wake(self, node: SimNode) -> None:
+        t = max(node.paused_until, node.busy_until, self.now)
+        if (
+            node.pending is not None
+            or t == math.inf
+            or (node.wake_at is not None and node.wake_at <= t)
+        ):
+            return  # a wake (or the fsync's return) comes first anyway
+        node.wake_at = t
+        heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _WAKE, node.incarnation))
+
+    def _wake(self, node: SimNode) -> None:
+        """Take the inputs that waited (up to MAX_DRAIN) and a due tick as one batch."""
+        if node.pending is not None:
+            return  # its fsync has not returned: the node is busy
+        if node.paused_until > self.now or node.busy_until > self.now:
+            self._schedule_wake(node)
+            return
+        assert node.protocol is not None
+        now = node.clock.now(self.now)
+        batch = Ready()
+        if node.inbox:
+            taken, node.inbox = node.inbox[:MAX_DRAIN], node.inbox[MAX_DRAIN:]
+            for src, msg in taken:
+                batch.merge(self._input(node, now, src, msg))
+                if node.protocol is None:
+                    return
+        if node.deadline is not None and node.clock.to_true(node.deadline) <= self.now:
+            # As in _tick: never let float rounding make a tick arrive early.
+            tick_now = max(now, node.deadline)
+            node.deadline = None
+            ready = node.protocol.on_tick(tick_now)
+            if ready.next_deadline is not None and ready.next_deadline <= tick_now:
+                raise RuntimeError(f"{node.id} asked for a tick at {ready.next_deadline}")
+            batch.merge(ready)
+        if not batch.is_empty() or batch.next_deadline is not None:
+            self._carry_out(node, batch)
+        if node.inbox and node.protocol is not None:
+            self._schedule_wake(node)
+
+    def _schedule_tick(self, node: SimNode, force: bool = False) -> None:
+        if node.deadline is not None and node.protocol is not None:
+            t = max(node.clock.to_true(node.deadline), self.now)
+            if t == node.tick_at and not force:
+                return  # the same deadline again (a heartbeat timer): it is booked already
+            node.tick_at = t
+            heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _TICK, node.incarnation))
+
+    def _fsync_cost(self, node: SimNode) -> float:
+        return self.fsync_time + node.fsync_latency + max(0.0, node.stall_until - self.now)
+
+    def _carry_out_timed(self, node: SimNode, ready: Ready) -> None:
+        """Timed mode: parallel messages leave now; a batch that persists waits for its
+        fsync (the node busy meanwhile, a kill then tearing the write), then the rest."""
+        if ready.compact is None:
+            for dst, msg in ready.parallel:
+                self._send(node.id, dst, msg)
+            ready.parallel = []
+        node.busy_until = self.now + self.service_time
+        if ready.persist or ready.compact is not None:
+            cost = self._fsync_cost(node)
+            if cost > 0:
+                node.busy_until += cost
+                node.pending = ready
+                heapq.heappush(self._queue, (node.busy_until, next(self._seq), "", node.id,
+                                             _SYNCED, node.incarnation))  # fmt: skip
+                return
+        self._finish(node, ready)
+
+    def _synced(self, node: SimNode) -> None:
+        if node.paused_until > self.now:
+            # SIGSTOP: the write is done, but the process goes on only when resumed.
+            heapq.heappush(self._queue, (node.paused_until, next(self._seq), "", node.id,
+                                         _SYNCED, node.incarnation))  # fmt: skip
+            return
+        ready, node.pending = node.pending, None
+        if ready is not None:
+            self._finish(node, ready)
+        if node.protocol is not None and node.pending is None and node.inbox:
+            self._schedule_wake(node)
 
     def _arrive_at_endpoint(self, src: str, dst: str, msg: msgspec.Struct) -> None:
         if isinstance(msg, BrokerWrite):
@@ -351,65 +531,100 @@ class SimNet:
     # -- carrying out a Ready ----------------------------------------------------------------
 
     def _carry_out(self, node: SimNode, ready: Ready) -> None:
-        while True:
-            # 0. messages that may overtake this batch's fsync (a leader's own new entries):
-            # a crash in the middle of the write below has sent them already.
-            early = ready.compact is None
-            if early:
-                for dst, msg in ready.parallel:
-                    self._send(node.id, dst, msg)
-            # 1. persist, before anything else of this batch leaves (a compaction first
-            # replaces the whole disk with the protocol's complete durable state).
-            if ready.compact is not None:
-                node.disk = list(ready.compact)
-                node.unsynced = []
-            if ready.persist:
-                # One fsync covers the lazily written records before these (append-only);
-                # a crash in the middle keeps a prefix of both.
-                written, node.unsynced = [*node.unsynced, *ready.persist], []
-                if node.crash_mid_write:
-                    node.disk.extend(written[: self.rng.randrange(len(written))])
-                    self._kill(node)
-                    return
-                node.disk.extend(written)
-            # 2. messages.
-            for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
+        if self.timed:
+            self._carry_out_timed(node, ready)
+            return
+        next_ready: Ready | None = ready
+        while next_ready is not None:
+            next_ready = self._finish(node, next_ready)
+
+    def _finish(self, node: SimNode, ready: Ready) -> Ready | None:
+        """Carry out `ready` in the order of obligation; the batch answering its
+        `want_snapshot`, if it asked for one (timed mode: parallel messages left already)."""
+        # 0. messages that may overtake this batch's fsync (a leader's own new entries):
+        # a crash in the middle of the write below has sent them already.
+        early = ready.compact is None
+        if early:
+            for dst, msg in ready.parallel:
                 self._send(node.id, dst, msg)
-            # 3. restore, apply and answer. A restore replaces everything applied so far, so
-            # it goes first: commands in the same batch come after the snapshot.
-            if ready.restore is not None:
-                node.model.restore(ready.restore.data)
-            for c in ready.committed:
-                self._apply(node, c)
-            node.reads.extend(ready.reads)
-            self._answer_reads(node)
-            for dst, msg in ready.after:
-                self._send(node.id, dst, msg)
-            # 3b. records written after the answers without an fsync: durable with the
-            # next batch that persists, and any crash before it may lose a suffix of them.
-            if ready.persist_after:
-                if node.crash_mid_write:
-                    node.unsynced.extend(ready.persist_after)
-                    self._kill(node)
-                    return
+        # 1. persist, before anything else of this batch leaves (a compaction first
+        # replaces the whole disk with the protocol's complete durable state).
+        if ready.compact is not None:
+            node.disk = list(ready.compact)
+            node.unsynced = []
+        if ready.persist:
+            # One fsync covers the lazily written records before these (append-only);
+            # a crash in the middle keeps a prefix of both.
+            written, node.unsynced = [*node.unsynced, *ready.persist], []
+            if node.crash_mid_write:
+                node.disk.extend(written[: self.rng.randrange(len(written))])
+                self._kill(node)
+                return None
+            node.disk.extend(written)
+        # 2. messages.
+        for dst, msg in ready.messages if early else [*ready.parallel, *ready.messages]:
+            self._send(node.id, dst, msg)
+        # 3. restore, apply and answer. A restore replaces everything applied so far, so
+        # it goes first: commands in the same batch come after the snapshot.
+        if ready.restore is not None:
+            before = node.model.applied_index
+            node.model.restore(ready.restore.data)
+            self._restored(node, before)
+        for c in ready.committed:
+            self._apply(node, c)
+        if ready.committed:
+            self._applied_batch(node)
+        node.reads.extend(ready.reads)
+        self._answer_reads(node)
+        for dst, msg in ready.after:
+            self._send(node.id, dst, msg)
+        # 3b. records written after the answers without an fsync: durable with the
+        # next batch that persists, and any crash before it may lose a suffix of them.
+        if ready.persist_after:
+            if node.crash_mid_write:
                 node.unsynced.extend(ready.persist_after)
-            # 4. events.
-            for e in ready.events:
-                self._record_event(node, e.kind, e.data)
-            # 5. next deadline.
-            if ready.next_deadline is not None:
-                node.deadline = ready.next_deadline
-            if not ready.want_snapshot or node.protocol is None:
-                return
-            m = node.model
-            image = SnapshotImage(m.applied_index, m.applied_term, m.snapshot())
-            ready = node.protocol.on_snapshot(node.clock.now(self.now), image)
+                self._kill(node)
+                return None
+            node.unsynced.extend(ready.persist_after)
+        # 4. events.
+        for e in ready.events:
+            self._record_event(node, e.kind, e.data)
+        # 5. next deadline.
+        if ready.next_deadline is not None:
+            node.deadline = ready.next_deadline
+            if self.timed:
+                self._schedule_tick(node)
+        if not ready.want_snapshot or node.protocol is None:
+            return None
+        m = node.model
+        image = SnapshotImage(m.applied_index, m.applied_term, m.snapshot())
+        later = node.protocol.on_snapshot(node.clock.now(self.now), image)
+        if self.timed:
+            self._carry_out_timed(node, later)
+            return None
+        return later
+
+    # Hooks for a runtime built on the network (sim/): what a node applied, per command
+    # (with the state machine's result) and per batch, and what a restore brought.
+
+    def _applied(self, node: SimNode, c: Committed, result: Any) -> None:
+        pass
+
+    def _applied_batch(self, node: SimNode) -> None:
+        pass
+
+    def _restored(self, node: SimNode, before: int) -> None:
+        pass
 
     def _apply(self, node: SimNode, c: Committed) -> None:
         m = node.model
-        if c.index <= m.applied_index:
+        if not self.checks:
+            pass
+        elif c.index <= m.applied_index:
             self._violation(f"{node.id} applied index {c.index} after {m.applied_index}")
-        if node.id in self.byzantine:
+        if not self.checks:
+            pass
+        elif node.id in self.byzantine:
             pass  # a liar's state is whatever it says: safety is about the honest replicas
         elif self.per_key:
             self._check_key_order(node, c)
@@ -425,6 +640,7 @@ class SimNet:
                 f" another node {first[1]} (term {first[0]})"
             )
         result = m.apply(c.index, c.term, c.command)
+        self._applied(node, c, result)
         if c.reply:
             status = "ok" if result.status == "ok" else "fail"
             reply = ClientReply(
@@ -465,7 +681,7 @@ class SimNet:
                 term=r.term,
                 # The index the answer reflects: the state may be past the read index by
                 # now, which is fine (still committed, still within the read's lifetime).
-                seq=node.model.applied_index,
+                seq=node.model.applied_index if self.read_seq == "applied" else r.index,
                 value=node.model.kv.get(r.request.command.key),
             )
             self._send(node.id, r.client, reply)
@@ -500,14 +716,27 @@ class SimNet:
             self.dropped += 1
             return
         p = max(self.loss, self.link_loss.get((src, dst), 0.0))
+        dup = self.duplicate
+        rule = self.rules.get((src, dst)) if self.rules else None
+        if rule is not None:
+            if rule.drop:
+                self.dropped += 1
+                return
+            p = max(p, rule.loss)
+            dup = max(dup, rule.duplicate)
         if p and self.rng.random() < p:
             self.dropped += 1
             return
-        copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
+        copies = 2 if dup and self.rng.random() < dup else 1
         target = self.nodes.get(dst)
         incarnation = target.incarnation if target is not None else 0
         for _ in range(copies):
             t = self.now + self.rng.uniform(*self.latency)
+            if rule is not None and (rule.delay or rule.jitter):
+                # The router's delay: delay + uniform(-jitter, +jitter), never below zero.
+                held = rule.delay + (self.rng.uniform(-rule.jitter, rule.jitter)
+                                     if rule.jitter else 0.0)  # fmt: skip
+                t += max(0.0, held)
             if not self.reorder:
                 # Per-link FIFO, as the fault router keeps unless reordering is asked for.
                 t = max(t, self._link_time.get((src, dst), 0.0))
@@ -555,7 +784,7 @@ class SimNet:
         rng = random.Random(self.rng.getrandbits(64))
         config = NodeConfig(node.id, self.ids, self.options, rng)
         node.protocol = self.protocol(config)
-        node.model = Model(self.exactly_once)  # the state machine starts empty each run
+        node.model = self.make_model(self.exactly_once)  # the state machine starts empty
         node.key_positions = {}
         node.reads = []
         node.deadline = None
@@ -564,6 +793,14 @@ class SimNet:
         self._carry_out(node, ready)
 
     def _kill(self, node: SimNode) -> None:
+        pending, node.pending = node.pending, None
+        if pending is not None:
+            # Killed while its fsync ran (timed mode): a compaction's rename happened or
+            # not, and of the appended records a prefix made it (a torn tail).
+            if pending.compact is not None and self.rng.random() < 0.5:
+                node.disk = list(pending.compact)
+                node.unsynced = []
+            node.unsynced = [*node.unsynced, *pending.persist]
         # Records written without an fsync: a prefix of them made it to the platter.
         if node.unsynced:
             node.disk.extend(node.unsynced[: self.rng.randrange(len(node.unsynced) + 1)])
@@ -573,6 +810,11 @@ class SimNet:
         node.reads = []
         node.crash_mid_write = False
         node.incarnation += 1  # messages in flight to the old process are lost
+        node.inbox = []
+        node.wake_at = None
+        node.busy_until = 0.0
+        node.paused_until = 0.0  # a stopped process can be killed; it restarts running
+        node.tick_at = -1.0
 
     def crash(self, node: str, mid_write: bool = False) -> None:
         """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
@@ -604,6 +846,14 @@ class SimNet:
         n = self.nodes[node]
         n.paused_until = max(n.paused_until, self.now + duration)
 
+    def resume(self, node: str) -> None:
+        """End `node`'s pause now; what waited for it is taken at once."""
+        n = self.nodes[node]
+        n.paused_until = self.now
+        if self.timed and n.protocol is not None and n.inbox:
+            n.wake_at = None
+            self._schedule_wake(n)
+
     def set_clock(self, node: str, offset: float | None = None, drift: float | None = None) -> None:
         c = self.nodes[node].clock
         skew = c.offset + c.drift * (self.now - c.t_set)
@@ -613,6 +863,8 @@ class SimNet:
                 raise ValueError(f"drift must be > -1: {drift}")
             c.drift = drift
         c.t_set = self.now
+        if self.timed:
+            self._schedule_tick(self.nodes[node], force=True)  # another true time now
 
     def set_byzantine(self, node: str, mode: str | None) -> None:
         """Make `node` misbehave as `mode` (None: honest again); from now on its applies

@@ -52,8 +52,13 @@ class CLI:
         return json.loads(self.run(*args, "--json", check=check).stdout)
 
     def up(self, *args: str) -> dict[str, Any]:
+        from nodes import auth
+
         self.run("up", "-d", *args)
         self.track()
+        # This test's own sockets (nodes.process helpers, raw ones through auth.as_client
+        # with auth.env_secret()) authenticate with the lab's secret, as a lab process does.
+        os.environ[auth.ENV] = self.secret().hex()
         return self.state()
 
     def state(self) -> dict[str, Any]:
@@ -74,6 +79,9 @@ class CLI:
             pass
 
     def cleanup(self) -> None:
+        from nodes import auth
+
+        os.environ.pop(auth.ENV, None)
         self.track()
         if (self.lab_dir / "state.json").exists():
             self.run("down", check=False, timeout=20)

@@ -9,9 +9,9 @@ import random
 import pytest
 
 from faults.model import byzantine_problem
+from faults.targets import resolve
 from labctl.scenario.format import ScenarioError, parse
 from labctl.scenario.runner import evaluate
-from labctl.targets import resolve
 from protocols import get
 from protocols.base import ClientReply, ConfigError, Ready, client_quorum
 

@@ -154,3 +154,53 @@ def test_a_lab_that_dies_mid_run_exits_3_with_a_record(cli: CLI, tmp_path: Path)
     for name in ("lab.json", "events.jsonl", "history.jsonl", "summary.json"):
         assert (run_dir / name).exists(), name
     assert not lab_processes_under(cli.lab_dir)
+
+
+def test_a_protocol_without_an_expectation_is_held_to_safe() -> None:
+    """Issue 21: a scenario that names no expectation for a protocol judged it on min_ok
+    alone, and a run with a zombie write passed."""
+    from labctl.scenario.format import parse
+    from labctl.scenario.runner import evaluate
+
+    raw = {"name": "s", "protocol": "raft", "expect": {"min_ok": 1, "naive": {"found": []}}}
+    sc = parse(raw, "s.toml")
+    assert sc.expectations("raft") == {"min_ok": 1, "safe": True}
+    zombie = [{"kind": "zombie-write", "t": 1.0, "nodes": ["r0"], "detail": "late"}]
+    ops = {"ok": 5, "fail": 0, "info": 0, "invoked": 5}
+    results = evaluate(sc.expectations("raft"), zombie, ops)
+    assert {"expect": "safe", "met": False} in results
+    # naive declares itself unsafe by design: no entry, no safety judgement.
+    assert "safe" not in parse({**raw, "expect": {"min_ok": 1}}, "s.toml").expectations("naive")
+    # An entry that speaks of safety is the entry's word.
+    raw["expect"]["raft"] = {"absent": ["split-brain"]}
+    assert parse(raw, "s.toml").expectations("raft") == {"min_ok": 1, "absent": ["split-brain"]}
+
+
+def test_check_judges_a_scenario_run_as_it_was_judged_live(tmp_path: Path) -> None:
+    """`labctl check RUN` on a run that came from a scenario: the scenario's expectations,
+    the same verdict and exit code as live, violations summed up per kind."""
+
+    def labctl(*args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, LABCTL_DIR=str(tmp_path / "lab"))
+        return subprocess.run([sys.executable, "-m", "labctl.cli.main", *args],
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    for expect, code in (('[expect.naive]\nfound = ["split-brain"]\n', 0),
+                         ('[expect.naive]\nabsent = ["split-brain"]\n', 1)):  # fmt: skip
+        path = tmp_path / "s.toml"
+        path.write_text(
+            'name = "s"\nprotocol = "naive"\nnodes = 3\nduration = "6s"\n'
+            '[workload]\nkind = "kv"\nrate = 50\nclients = 2\n'
+            '[[step]]\nat = "1s"\nfault = "partition"\nfrom = ["r0"]\nto = ["r1", "r2"]\n' + expect
+        )
+        live = labctl("sim", "run", str(path), "--json")
+        assert live.returncode == code, live.stderr
+        run_dir = json.loads(live.stdout)["run_dir"]
+        again = labctl("check", run_dir, "--json")
+        assert again.returncode == code, again.stderr
+        doc = json.loads(again.stdout)
+        assert doc["scenario"]["verdict"] == json.loads(live.stdout)["verdict"]
+        first = doc["by_kind"]["split-brain"]
+        assert first["count"] >= 1 and first["first"]["kind"] == "split-brain"
+        text = labctl("check", run_dir).stdout.splitlines()
+        assert sum(line.startswith("split-brain") for line in text) == 1  # one line per kind

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from faults.linkplan import link_table
 from faults.model import FaultError, parse_fault
-from labctl.linkplan import link_table
 from nodes.clock import NodeClock
 from nodes.state_machine import StateMachine
 from protocols.base import Command, DurationError, Order, parse_duration
@@ -133,7 +133,7 @@ def test_a_bundle_carries_several_messages_and_never_hides_a_bad_one() -> None:
 def test_a_pbft_client_believes_f_plus_1_matching_replies_only() -> None:
     import random
 
-    from nodes.workload import Client, Op
+    from nodes.operations import Client, Op
     from protocols.base import ClientReply
 
     client = Client(name="c0", replicas=["r0", "r1", "r2", "r3"], kind="kv", target="leader",

@@ -255,6 +255,13 @@ def _check_workload(values: dict[str, Any]) -> str | None:
         return f"clients must be a whole number from 1 to 16, got {values['clients']!r}"
     if not values.get("kind") or not values.get("target"):
         return "pick a kind and a target"
+    from labctl.intake import Rejected
+    from labctl.intake import workload_spec as supervisor_check
+
+    try:  # the supervisor's own bounds (rate at most 20000/s...), refused before sending
+        supervisor_check(workload_spec(values))
+    except Rejected as e:
+        return str(e.detail)
     return None
 
 
@@ -300,7 +307,8 @@ def perform(
             return _order_done(out)
         if action.kind == "swap":
             moved = source.swap(values["protocol"])
-            return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"])
+            return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"],
+                              moved.get("note", ""))  # fmt: skip
         answer = source.fault(build(action, values))
     except LabError as e:
         return ActionDone(action.title, error=str(e), severity="error")

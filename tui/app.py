@@ -196,8 +196,11 @@ class LabApp(TelemetryWorkers, App[str | None]):
             return "connecting…"
         up = m.uptime() or 0.0
         parts = [f"[bold magenta]scenario {escape(self._scenario)}[/]"] if self._scenario else []
-        parts += [f"[bold]{escape(m.protocol)}[/]", f"{len(m.nodes)} replicas",
-                 f"seed {m.seed}", f"up {int(up // 60)}:{int(up % 60):02d}"]  # fmt: skip
+        parts += [f"[bold]{escape(m.protocol)}[/]"]
+        if m.mutate:  # broken on purpose: nobody should mistake this lab for the real thing
+            parts.append(f"[bold white on dark_red] MUTANT {escape(m.mutate)} [/]")
+        parts += [f"{len(m.nodes)} replicas", f"seed {m.seed}",
+                  f"up {int(up // 60)}:{int(up % 60):02d}"]  # fmt: skip
         leaders = m.leaders
         if len(leaders) > 1:
             parts.append(f"[bold white on red] {len(leaders)} LEADERS: {', '.join(leaders)} [/]")
@@ -306,7 +309,8 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.model.reset()
         self.model.notice = None
         self._feed_lost = True  # the next status (the new lab's) restarts the feed
-        self.notify(f"{m.old_run_dir} ended; {m.protocol} runs in {m.new_run_dir}",
+        note = f"; {m.note}" if m.note else ""
+        self.notify(f"{m.old_run_dir} ended; {m.protocol} runs in {m.new_run_dir}{note}",
                     title="Protocol swapped", timeout=8)  # fmt: skip
         self.poll_now()
         self.refresh_panels(force=True)

@@ -269,10 +269,15 @@ class FakeSource:
         return {"run_dir": self.doc["run_dir"]}
 
     def swap(self, protocol: str) -> dict[str, Any]:
+        from tui.source import keeps_mutation, swap_note
+
         self._act("swap", protocol)
         old = self.doc["run_dir"]
-        self.doc = {**self.doc, "protocol": protocol, "run_dir": old + "-2"}
-        return {"old_run_dir": old, "new_run_dir": self.doc["run_dir"]}
+        was = self.doc.get("mutate")
+        kept = keeps_mutation(was)
+        self.doc = {**self.doc, "protocol": protocol, "run_dir": old + "-2", "mutate": kept}
+        return {"old_run_dir": old, "new_run_dir": self.doc["run_dir"],
+                "note": swap_note(was, kept)}  # fmt: skip
 
     def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         self._act("workload", {"action": action, **({"spec": spec} if spec else {})})

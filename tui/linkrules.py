@@ -4,7 +4,7 @@
 supervisor has already resolved roles to names, so `describe` ("partition r0 <-> r1,r2",
 "delay r0 -> broker 50ms +-10ms", "loss r1 -> r2 p=0.3") carries everything the matrix
 needs. When a fault entry carries "src"/"dst" (and "ms"/"p"...) fields those win; the
-describe line is the fallback. The folding itself is labctl.linkplan's, so the matrix shows
+describe line is the fallback. The folding itself is faults.linkplan's, so the matrix shows
 exactly the table the router was sent.
 """
 
@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from faults.linkplan import link_table
 from faults.model import Fault
-from labctl.linkplan import link_table
 
 _LINK = re.compile(r"^(partition|delay|loss|duplicate) (\S+) (<->|->) (\S+)(.*)$")
 _MS = re.compile(r"([\d.]+)ms")

@@ -93,6 +93,7 @@ class LabSwapped(Message):
     protocol: str
     old_run_dir: str
     new_run_dir: str
+    note: str = ""  # what became of the lab's mutation, if it had one
 
 
 @dataclass(eq=False)

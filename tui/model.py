@@ -84,6 +84,7 @@ class LabModel:
         self.has_status = False
         self.protocol = "?"
         self.seed: int | None = None
+        self.mutate: str | None = None  # the named bug the lab runs with (labctl mutants)
         self.run_dir = ""
         self.supervisor_pid: int | None = None
         self.t0: float | None = None  # the lab's start, true time
@@ -176,6 +177,8 @@ class LabModel:
         self.supervisor_pid = pid
         self.protocol = str(doc.get("protocol", "?"))
         self.seed = doc.get("seed")
+        mutate = doc.get("mutate")
+        self.mutate = mutate if isinstance(mutate, str) and mutate else None
         self.run_dir = str(doc.get("run_dir", ""))
         if self.t0 is None and doc.get("uptime") is not None:
             self.t0 = now - float(doc["uptime"])

@@ -96,6 +96,25 @@ class Source(Protocol):
         ...
 
 
+def keeps_mutation(name: Any) -> str | None:
+    """The mutation a protocol swap keeps: a lab-wide one (broker, workload), not one of
+    the old protocol's (the new protocol has none of that name)."""
+    from labctl.mutants import lab_wide
+
+    if isinstance(name, str) and any(m.name == name for m in lab_wide()):
+        return name
+    return None
+
+
+def swap_note(old: Any, kept: str | None) -> str:
+    """What a swap did with the lab's mutation, for the notification."""
+    if kept:
+        return f"mutation {kept} kept"
+    if isinstance(old, str) and old:
+        return f"mutation {old} cleared (it belongs to the old protocol)"
+    return ""
+
+
 class LiveSource:
     """A real lab in `lab_dir`."""
 
@@ -275,17 +294,22 @@ class LiveSource:
         lab = self.lab()
         doc = lab.status()
         old = self._lab_config()
-        # Options belong to the old protocol; the new one starts with its defaults.
+        # Options belong to the old protocol; the new one starts with its defaults. So do
+        # its mutations: a broker or workload mutation (any protocol's) is kept, one of the
+        # old protocol is cleared, and the answer says which.
+        kept = keeps_mutation(old.get("mutate"))
         config = lab_config(
-            protocol, len(doc["nodes"]), int(doc.get("seed", 42)), {}, bool(old.get("fencing"))
-        )
+            protocol, len(doc["nodes"]), int(doc.get("seed", 42)), {}, bool(old.get("fencing")),
+            kept,
+        )  # fmt: skip
         foreground = old.get("parent_pid") == os.getpid()
         with self._swapping:
             answer = lab.down()
             self._lab = None
             new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
             self._lab = new
-        return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"]}
+        return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"],
+                "note": swap_note(old.get("mutate"), kept)}  # fmt: skip
 
     def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"action": action}

@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from labctl.children import python_command
+
 
 def say(msg: str) -> None:
     sys.stderr.write(f"  bench: {msg}\n")
@@ -29,7 +31,7 @@ class Procs:
 
     def spawn(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         kw.setdefault("stdin", subprocess.DEVNULL)
-        proc = subprocess.Popen([sys.executable, *argv], start_new_session=True, **kw)
+        proc = subprocess.Popen([*python_command(), *argv], start_new_session=True, **kw)
         self.procs.append(proc)
         return proc
 

@@ -24,7 +24,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import psutil
 import zmq
 
+from labctl.children import python_command
 from nodes import auth
 from nodes.process import decode_dict, die_with_parent, request
 
@@ -41,7 +41,7 @@ BLOCK = 500  # pings per block before switching between direct and routed
 
 def _spawn(args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
     # The secret, if this run uses one, goes to the children in their environment.
-    return subprocess.Popen([sys.executable, *args], start_new_session=True, stdout=stdout,
+    return subprocess.Popen([*python_command(), *args], start_new_session=True, stdout=stdout,
                             env=dict(os.environ))  # fmt: skip
 
 

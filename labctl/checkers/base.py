@@ -23,6 +23,7 @@ KINDS = (
     "nonlinearizable",
     "lease-overlap",
     "zombie-write",
+    "duplicate-order",
 )
 
 # Ops that change the replicated state; a `get` that reaches the log changes nothing.

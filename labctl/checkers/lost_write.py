@@ -35,7 +35,7 @@ from protocols.base import events as ev
 
 
 class LostWriteChecker(Checker):
-    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER, "node.ready"})
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER, "node.starting"})
     reads_history: ClassVar[bool] = True
 
     def __init__(self) -> None:
@@ -74,7 +74,7 @@ class LostWriteChecker(Checker):
             self.malformed += 1
             return []
         self.last_t = max(self.last_t, t)
-        if rec.get("kind") == "node.ready":
+        if rec.get("kind") == "node.starting":
             self._restarted(node)
             return []
         if rec.get("kind") == ev.BECAME_LEADER:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.checkers.base import Checker, CheckerConfig, Violation
+from labctl.checkers.broker_orders import BrokerOrdersChecker
 from labctl.checkers.divergence import DivergenceChecker
 from labctl.checkers.duplicate_apply import DuplicateApplyChecker
 from labctl.checkers.lease_overlap import LeaseOverlapChecker
@@ -36,6 +37,7 @@ class CheckerSet:
             config = CheckerConfig.from_lab(config)  # a lab config: {"protocol": ...}
         self.config = config
         self.linearizability = LinearizabilityChecker(config.lin_budget)
+        self.broker_orders = BrokerOrdersChecker()
         self.checkers: list[Checker] = [
             SplitBrainChecker(),
             DivergenceChecker(per_key=config.per_key),
@@ -43,6 +45,7 @@ class CheckerSet:
             LostWriteChecker(),
             LeaseOverlapChecker(),
             ZombieWriteChecker(),
+            self.broker_orders,
         ]
         if config.linearizability:
             self.checkers.append(self.linearizability)
@@ -124,6 +127,7 @@ class CheckerSet:
                 "ops": sum(r.ops for r in lin.values()),
                 "unknown_keys": self.linearizability.unknown_keys,
             },
+            "broker": self.broker_orders.summary(),
         }
 
     def _check_open(self) -> None:
@@ -131,35 +135,41 @@ class CheckerSet:
             raise RuntimeError("CheckerSet.finish() was already called")
 
 
+class RunDirError(ValueError):
+    """A run directory whose record cannot be read: a verdict from it would be a guess."""
+
+
 def check_run_dir(path: str | Path, config: CheckerConfig | None = None) -> dict[str, Any]:
     """Recompute a run's verdict from its files (events.jsonl, history.jsonl, lab.json).
 
-    Without `config`, exactly-once comes from lab.json's protocol. A torn last line (the
-    lab crashed mid-write) is skipped and counted, like any malformed record.
+    Without `config`, exactly-once comes from lab.json's protocol (a run without lab.json
+    is checked as not exactly-once, the cautious default). A torn last line (the lab
+    crashed mid-write) is skipped and counted, like any malformed record. Raises
+    RunDirError for what cannot be read: a lab.json that is not a lab's record, a .jsonl
+    file that is not text, or one with lines but not a single record in it.
     """
     root = Path(path)
     protocol = None
     lab = root / "lab.json"
     if config is None:
         lab_config: dict[str, Any] = {}
-        doc = None
         if lab.exists():
-            try:
-                doc = json.loads(lab.read_text())
-            except json.JSONDecodeError:
-                doc = None  # check what we can; not exactly-once is the cautious default
-        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-            lab_config = doc["config"]
+            lab_config = _lab_config(lab)
         protocol = lab_config.get("protocol")
         config = CheckerConfig.from_lab(lab_config)
     checkers = CheckerSet(config)
     torn = 0
     for name, feed in (("events.jsonl", checkers.on_event), ("history.jsonl", checkers.on_history)):
+        good = bad = 0
         for rec in read_jsonl(root / name):
             if rec is None:
-                torn += 1
+                bad += 1
             else:
+                good += 1
                 feed(rec)
+        if bad and not good:
+            raise RunDirError(f"{root / name}: not one line of it is a JSON record")
+        torn += bad
     checkers.finish()
     out = {"run_dir": str(root), "protocol": protocol, "exactly_once": config.exactly_once}
     out.update(checkers.summary())
@@ -167,17 +177,42 @@ def check_run_dir(path: str | Path, config: CheckerConfig | None = None) -> dict
     return out
 
 
+def _lab_config(lab: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(lab.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise RunDirError(f"{lab}: cannot read it: {e}") from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("protocol"), str):
+        raise RunDirError(f"{lab}: not a lab record (no config with a protocol)")
+    return config
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
-    """The records of a .jsonl file (none if it is absent); None for an unreadable line."""
+    """The records of a .jsonl file (none if it is absent); None for an unreadable line.
+    Raises RunDirError when a line other than the last is not UTF-8 (a torn write only
+    ever cuts the last one): the file is not a record the lab wrote."""
     if not path.exists():
         return
-    with path.open() as f:
-        for line in f:
-            if not line.strip():
+    with path.open("rb") as f:
+        line = f.readline()
+        number = 0
+        while line:
+            number += 1
+            following = f.readline()
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                if following:
+                    raise RunDirError(f"{path}: line {number} is not text") from None
+                text = ""
+                yield None  # the torn tail
+            line = following
+            if not text.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
                 yield None
                 continue
             yield rec if isinstance(rec, dict) else None

@@ -28,8 +28,8 @@ ReadMode = Annotated[str, typer.Option("--read", help="Read mode: log, quorum or
 def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
          lab_dir: str | None, json_out: bool) -> None:  # fmt: skip
 
+    from faults.targets import resolve
     from labctl.api import Lab
-    from labctl.targets import resolve
     from nodes.client import new_request_id
     from protocols.base import READ_MODES, Command, DurationError, parse_duration
 

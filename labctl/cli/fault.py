@@ -136,9 +136,23 @@ def resume(node: Node, lab_dir: LabDir = None) -> None:
 
 
 @app.command()
-def kill(node: Node, lab_dir: LabDir = None) -> None:
-    """SIGKILL a node (its WAL stays; `restart` recovers from it)."""
-    _apply({"fault": "kill", "node": node}, lab_dir)
+def kill(
+    node: Node,
+    power_loss: Annotated[
+        bool,
+        typer.Option(
+            "--power-loss",
+            help="The machine loses power: the WAL is cut back to the node's last fsync.",
+        ),
+    ] = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """SIGKILL a node (its WAL stays; `restart` recovers from it). With --power-loss, what
+    it wrote without an fsync is lost too, as a power cut loses the page cache."""
+    spec: dict = {"fault": "kill", "node": node}
+    if power_loss:
+        spec["power_loss"] = True
+    _apply(spec, lab_dir)
 
 
 @app.command()

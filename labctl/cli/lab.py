@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
 from typing import Annotated, Any
@@ -10,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
 DEFAULT_PROTOCOL = "raft"
@@ -27,7 +30,12 @@ def parse_opts(pairs: list[str]) -> dict[str, str]:
 
 
 def lab_config(
-    protocol: str, nodes: int | None, seed: int, options: dict[str, Any], fencing: bool
+    protocol: str,
+    nodes: int | None,
+    seed: int,
+    options: dict[str, Any],
+    fencing: bool,
+    mutate: str | None = None,
 ) -> dict[str, Any]:
     """Validate everything a lab needs before any process starts."""
     import protocols
@@ -40,11 +48,17 @@ def lab_config(
     n = cls.default_nodes if nodes is None else nodes
     if not 1 <= n <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    from labctl.cli.mutants import configure
+
+    config = configure(
+        {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing},
+        mutate,
+    )
     try:
-        decode_options(cls.Options, options)
+        decode_options(cls.Options, config["options"])
     except ConfigError as e:
         raise LabError(f"protocol {protocol!r}: {e}") from None
-    return {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing}
+    return config
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +78,7 @@ def up(
     fencing: Annotated[
         bool, typer.Option("--fencing/--no-fencing", help="Broker rejects stale tokens.")
     ] = False,
+    mutate: Mutate = None,
     detach: Annotated[bool, typer.Option("-d", "--detach", help="Start and return.")] = False,
     table: Annotated[
         bool, typer.Option("--table", help="A live status table instead of the dashboard.")
@@ -75,23 +90,34 @@ def up(
     Quitting the dashboard asks whether to stop the lab; -d starts it and returns."""
     from labctl import api
 
-    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing)
+    config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing, mutate)
     # The dashboard may leave the lab running on quit, so the lab must not die with us;
     # the plain table (no terminal to draw on, or --table) takes the lab down with it.
     dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
     t0 = time.monotonic()
     owner = None if detach or dashboard else os.getpid()
-    lab = api.up(lab_dir, config, foreground_pid=owner)
+    if owner is not None:
+        _stop_on_signals()  # before the lab starts: a SIGTERM while it starts stops it too
+    try:
+        lab = api.up(lab_dir, config, foreground_pid=owner)
+    except KeyboardInterrupt:
+        if owner is None:
+            raise
+        # Interrupted while the lab started: stop it if it got as far as answering (else
+        # it stops on its own, with its record, when this process is gone).
+        with contextlib.suppress(LabError):
+            answer = api.Lab.find(lab_dir).down()
+            say(f"lab down; run record in {answer.get('run_dir')}")
+        raise typer.Exit(130) from None
     elapsed = time.monotonic() - t0
+    mutant = f" with mutation {config['mutate']}" if config.get("mutate") else ""
     say(
-        f"lab up: {config['nodes']} x {protocol} in {elapsed:.2f}s "
+        f"lab up: {config['nodes']} x {protocol}{mutant} in {elapsed:.2f}s "
         f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
     )
     if detach:
         return
     if dashboard:
-        import signal
-
         from tui.app import run_dashboard
 
         def hangup(signum: int, frame: Any) -> None:
@@ -114,8 +140,21 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut `down` short
         answer = lab.down()
         say(f"lab down; run record in {answer.get('run_dir')}")
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a foreground lab as Ctrl-C does: `down`, the whole record.
+    (Were the CLI killed outright, the supervisor would get SIGTERM from the kernel.)"""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _live_status(lab: Any) -> None:

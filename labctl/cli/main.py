@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import client, dash, fault, lab, scenario
+from labctl.cli import client, dash, fault, lab, mutants, scenario, selftest, sim
 from labctl.errors import EXIT_LAB_FAILED, LabError
 
 app = typer.Typer(
@@ -25,7 +25,10 @@ lab.register(app)
 app.add_typer(fault.app, name="fault")
 app.add_typer(client.app, name="client")
 app.add_typer(scenario.app, name="scenario")
+app.add_typer(mutants.app, name="mutants")
+app.add_typer(sim.app, name="sim")
 app.command("check")(scenario.check)
+app.command("selftest")(selftest.selftest)
 app.command("chaos")(scenario.chaos)
 app.command("dash")(dash.dash)
 
@@ -33,10 +36,10 @@ app.command("dash")(dash.dash)
 @app.command(
     "bench",
     help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft, "
-    "soak (LABCTL_SOAK_SECONDS per protocol).",
+    "sim, soak (LABCTL_SOAK_SECONDS per protocol).",
 )
 def bench(
-    what: str = typer.Argument("core", help="core, checkers, raft, epaxos, pbft or soak"),
+    what: str = typer.Argument("core", help="core, checkers, raft, epaxos, pbft, sim or soak"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
 app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
@@ -28,6 +29,7 @@ def run(
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -47,9 +49,20 @@ def run(
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
         sc.seed = seed
+    if mutate:
+        _mutate(sc, mutate)
     if dash:
         raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
     raise typer.Exit(runner.run(sc, lab_dir, json_out))
+
+
+def _mutate(sc: Any, name: str) -> None:
+    from labctl.scenario.format import ScenarioError, set_mutation
+
+    try:
+        set_mutation(sc, name)
+    except ScenarioError as e:
+        raise LabError(f"--mutate: {e}") from None
 
 
 @app.command("list")
@@ -83,23 +96,51 @@ def check(
     run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
     json_out: Json = False,
 ) -> None:
-    """Recompute a run's safety verdict from its files; exit 1 when it has violations."""
+    """Recompute a run's verdict from its files.
+
+    A run that came from a scenario (scenario run, chaos, sim run) is judged against that
+    scenario's expectations, with the verdict and exit code it had live (0 met, 1 not
+    met, 3 the lab failed); any other run is judged safe or not (exit 1 with violations).
+    Violations are summed up per kind, with the first of each."""
     from pathlib import Path
 
-    from labctl.checkers import check_run_dir
+    from labctl.checkers import RunDirError, check_run_dir
+    from labctl.scenario.runner import rejudge
 
     path = Path(run_dir)
-    if not (path / "events.jsonl").exists():
+    if not (path / "events.jsonl").is_file():
         raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
-    result = check_run_dir(path)
+    try:
+        result = check_run_dir(path)
+    except RunDirError as e:
+        raise LabError(str(e)) from None
+    except OSError as e:
+        raise LabError(f"{run_dir}: cannot read it: {e}") from None
+    by_kind: dict[str, dict[str, Any]] = {}
+    for v in result["violations"]:
+        entry = by_kind.setdefault(v["kind"], {"count": 0, "first": v})
+        entry["count"] += 1
+    result["by_kind"] = by_kind
+    judged = rejudge(path, result["violations"])
+    if judged is not None:
+        result["scenario"] = judged
     if json_out:
         print_json(result)
     else:
-        for v in result["violations"]:
-            typer.echo(f"{v['kind']:<16} t={v['t']:.3f} {','.join(v['nodes'])}: {v['detail']}")
+        for kind, entry in by_kind.items():
+            v = entry["first"]
+            typer.echo(f"{kind:<16} x{entry['count']:<5} first t={v['t']:.3f} "
+                       f"{','.join(v['nodes'])}: {v['detail']}")  # fmt: skip
         typer.echo(
             f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
         )
+        if judged is not None:
+            typer.echo(f"scenario {judged['scenario']} ({judged['protocol']}):")
+            for e in judged["expectations"]:
+                typer.echo(f"  {'met    ' if e['met'] else 'NOT MET'}  {e['expect']}")
+            typer.echo(f"verdict: {judged['verdict']}")
+    if judged is not None:
+        raise typer.Exit(judged["exit"])
     if not result["safe"]:
         raise typer.Exit(1)
 
@@ -113,6 +154,7 @@ def chaos(
         typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -136,7 +178,11 @@ def chaos(
         raise LabError(f"bad --duration or --nodes: {e}") from None
     if seconds < 6 or runs < 1 or not all(1 <= n <= 15 for n in sizes):
         raise LabError("--duration must be at least 6s, --runs at least 1, --nodes 1..15")
-    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir)
+    if mutate:  # validated before the first run starts
+        from labctl.chaos import random_scenario
+
+        _mutate(random_scenario(protocol, sizes[0], seconds, seed), mutate)
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "")
     if json_out:
         print_json(result)
     if result["failed_runs"]:

@@ -2,6 +2,7 @@
 before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
+    mutate               a named bug to run with (labctl mutants list), "" for none
     [options]            protocol options for every run, validated by the protocol
     [options.<protocol>] one protocol's options, used when the run is for it
     [broker]             fencing = bool
@@ -15,6 +16,7 @@ before anything starts. Every error names the file and the key.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,18 @@ from typing import Any
 from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
 from protocols.base import READ_MODES, DurationError, parse_duration
+from protocols.base.durations import show_value
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect"}  # fmt: skip
+            "workload", "step", "expect", "mutate"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries"}
 EXPECT_KEYS = {"min_ok", "found", "absent", "safe", "max_violations", "max_info", "safe_before",
                "seen"}  # fmt: skip
 VIOLATION_KINDS = KINDS  # one list of violation kinds: the checkers'
+# The expectations that say something about safety; without any, `safe = true` applies.
+SAFETY_KEYS = {"safe", "found", "absent", "max_violations", "safe_before"}
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # file-safe: it names directories
+MAX_DURATION = 86_400.0  # a scenario runs at most a day
 
 
 class ScenarioError(ValueError):
@@ -53,6 +60,7 @@ class Scenario:
     seed: int = 42
     duration: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    mutate: str = ""  # a named mutation (labctl/mutants.py), "" for none
     fencing: bool = False
     workload: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
@@ -67,8 +75,24 @@ class Scenario:
         return self.protocol in protocols.available()
 
     def expectations(self, protocol: str) -> dict[str, Any]:
-        """The [expect] table overlaid with [expect.<protocol>]."""
-        return {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        """The [expect] table overlaid with [expect.<protocol>]; held to `safe = true`
+        when neither says anything about safety, unless the protocol declares itself
+        unsafe by design (a verdict must never call a run with a violation a pass only
+        because nobody wrote the expectation down)."""
+        out = {**self.expect, **self.expect_by_protocol.get(protocol, {})}
+        if not SAFETY_KEYS & out.keys() and not unsafe_by_design(protocol):
+            out["safe"] = True
+        return out
+
+
+def unsafe_by_design(protocol: str) -> bool:
+    """Whether `protocol` declares itself unsafe by design (`Protocol.unsafe_by_design`)."""
+    import protocols
+
+    try:
+        return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
+    except protocols.UnknownProtocol:
+        return False
 
 
 def load(path: str | Path, protocol: str | None = None) -> Scenario:
@@ -83,6 +107,8 @@ def load(path: str | Path, protocol: str | None = None) -> Scenario:
         raise ScenarioError(f"{where}: cannot read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{where}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ScenarioError(f"{where}: not valid TOML: nested too deeply") from None
     return parse(raw, where, protocol)
 
 
@@ -96,14 +122,21 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise fail("name", "required, a non-empty string")
+    if not NAME.fullmatch(name):
+        # The name becomes part of the run directory's and the isolated lab dir's names.
+        raise fail("name", f"must be letters, digits, '.', '_' or '-' (at most 64, not "
+                   f"starting with '.' or '-'), got {show_value(name)}")  # fmt: skip
     sc = Scenario(name=name, path=where, description=_str(raw, "description", "", fail))
     sc.protocol = protocol or _str(raw, "protocol", "naive", fail)
     _check_protocol(sc.protocol, "protocol", fail, allow_unbuilt=True)
     sc.nodes = _int(raw, "nodes", 3, fail, lo=1, hi=15)
-    sc.seed = _int(raw, "seed", 42, fail, lo=0)
+    sc.seed = _int(raw, "seed", 42, fail, lo=0, hi=2**63 - 1)
     sc.duration = _duration(raw.get("duration", 10), "duration", fail)
-    if sc.duration <= 0:
-        raise fail("duration", "must be positive")
+    if not 0 < sc.duration <= MAX_DURATION:
+        raise fail(
+            "duration",
+            f"must be positive and at most 24h, got {show_value(raw.get('duration', 10))}",
+        )
 
     options = raw.get("options", {})
     if not isinstance(options, dict):
@@ -114,10 +147,15 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         if isinstance(value, dict):
             _check_protocol(key, f"options.{key}", fail, allow_unbuilt=True)
     common = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    if sc.protocol in common:
+        raise fail(f"options.{sc.protocol}", "must be a table of that protocol's options")
     options = {**common, **options.get(sc.protocol, {})}
     sc.options = options
     if sc.runnable:
         _check_options(sc.protocol, options, fail)
+    sc.mutate = _str(raw, "mutate", "", fail)
+    if sc.runnable:
+        set_mutation(sc, sc.mutate or str(options.get("mutate", "")), fail)
 
     broker = raw.get("broker", {})
     if not isinstance(broker, dict):
@@ -207,6 +245,22 @@ def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:
         raise fail("options", f"{e}{hint}") from None
 
 
+def set_mutation(sc: Scenario, name: str, fail: Any = None) -> None:
+    """Run `sc` with mutation `name` ("" for none): validated for its protocol, and put
+    into its options when the protocol carries it (labctl/mutants.py)."""
+    from labctl import mutants
+
+    options = {k: v for k, v in sc.options.items() if k != "mutate"}
+    try:
+        config = mutants.configure({"protocol": sc.protocol, "options": options, "mutate": name})
+    except mutants.UnknownMutation as e:
+        if fail is None:
+            raise ScenarioError(f"{sc.path}: mutate: {e}") from None
+        raise fail("mutate", str(e)) from None
+    sc.options = config["options"]
+    sc.mutate = config.get("mutate", "")
+
+
 def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise fail("workload", "must be a table")
@@ -224,8 +278,11 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
         "keys": raw.get("keys", 5),
         "retries": raw.get("retries", 3),
     }
-    if w["kind"] not in ("orders", "kv"):
-        raise fail("workload.kind", f"must be orders or kv, got {w['kind']!r}")
+    for key in ("kind", "target"):
+        if not isinstance(w[key], str):
+            raise fail(f"workload.{key}", f"must be a string, got {show_value(w[key])}")
+    if w["kind"] not in ("orders", "kv", "mixed"):
+        raise fail("workload.kind", f"must be orders, kv or mixed, got {w['kind']!r}")
     rate = w["rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 20000:
         raise fail("workload.rate", f"must be a number of operations/s in (0, 20000], got {rate!r}")
@@ -246,6 +303,8 @@ def _workload(raw: Any, nodes: int, fail: Any) -> dict[str, Any]:
                    f"got {w['reads']!r}")  # fmt: skip
     w["reads"] = ",".join(reads)
     w["timeout"] = _duration(raw.get("timeout", "250ms"), "workload.timeout", fail)
+    if not 0 < w["timeout"] <= 60:
+        raise fail("workload.timeout", f"must be positive and at most 60s, got {w['timeout']:g}s")
     return w
 
 
@@ -266,6 +325,8 @@ def _step(raw: Any, i: int, duration: float, known: set[str], fail: Any) -> Step
     except FaultError as e:
         raise fail(key, str(e)) from None
     names = [*fault.src, *fault.dst] + ([fault.node] if fault.node else [])
+    if fault.kind in ("pause", "resume", "kill", "restart"):
+        known = known | {"router"}  # a process like the others (links are its own)
     for name in names:
         if name not in known and name not in ROLES:
             raise fail(key, f"unknown node {name!r} (known: {', '.join(sorted(known))}; "
@@ -285,9 +346,11 @@ def _expect(raw: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
                 raise fail(f"{key}.{k}", "must be true or false")
         elif k == "safe_before":
             raw[k] = _duration(v, f"{key}.{k}", fail)  # no violation before this time
+            if raw[k] > MAX_DURATION:
+                raise fail(f"{key}.{k}", "must be at most 24h")
         elif k == "seen":  # event kinds the run must show (pbft.view_change)
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(f"{key}.{k}", "must be a list of event kinds")
-        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**63 - 1:
             raise fail(f"{key}.{k}", "must be a non-negative integer")
     return dict(raw)

@@ -24,7 +24,7 @@ import zmq
 
 from labctl import api, labdir
 from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK, LabError
-from labctl.scenario.format import Scenario
+from labctl.scenario.format import SAFETY_KEYS, Scenario
 from nodes.process import decode_dict
 
 PROGRESS_EVERY = 1.0
@@ -90,7 +90,11 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
         "fencing": sc.fencing, "name": sc.name, "runs_root": str(root / "runs"),
         "scenario": sc.path,
     }  # fmt: skip
-    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, {sc.duration:g}s")
+    if sc.mutate:
+        config["mutate"] = sc.mutate
+    mutant = f", mutation {sc.mutate}" if sc.mutate else ""
+    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
+         f"{sc.duration:g}s")  # fmt: skip
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
@@ -324,12 +328,11 @@ def build_summary(
     ]  # fmt: skip
     ops, latency = history_stats(run_dir)
     expect = sc.expectations(sc.protocol)
-    events = event_counts(run_dir, list(expect.get("seen", [])))
-    expectations = evaluate(expect, violations, ops, t0, events)
-    verdict = "error" if failure else ("pass" if all(e["met"] for e in expectations) else "fail")
+    expectations, verdict = judge(expect, violations, ops, t0, run_dir, sc.protocol, failure)
     summary: dict[str, Any] = {
         "scenario": sc.name,
         "protocol": sc.protocol,
+        "mutate": sc.mutate or None,
         "nodes": sc.nodes,
         "seed": sc.seed,
         "run_dir": run_dir,
@@ -340,10 +343,92 @@ def build_summary(
         "latency_ms": latency,
         "elections": lab_summary.get("elections", 0),
         "duration_s": sc.duration,
+        # What `labctl check RUN` needs to give the same verdict from the files alone.
+        "expect": expect,
+        "t0": t0,
     }
     if failure:
         summary["error"] = failure
     return summary
+
+
+def judge(
+    expect: dict[str, Any],
+    violations: list[dict[str, Any]],
+    ops: dict[str, int],
+    t0: float | None,
+    run_dir: str | None,
+    protocol: str,
+    failure: str | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """The expectations, each met or not, and the verdict: pass, fail, or error (the lab
+    failed). The one judgement `scenario run`, `sim run` and `check RUN` share."""
+    events = event_counts(run_dir, list(expect.get("seen", [])))
+    expectations = evaluate(expect, violations, ops, t0, events)
+    if not SAFETY_KEYS & expect.keys():  # only a protocol unsafe by design gets here
+        expectations.append({"expect": f"safety not judged: {protocol} is unsafe by design",
+                             "met": True})  # fmt: skip
+    verdict = "error" if failure else ("pass" if all(e["met"] for e in expectations) else "fail")
+    return expectations, verdict
+
+
+def rejudge(run_dir: Path, violations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A run that came from a scenario, judged again from its files against that
+    scenario's expectations (kept in its summary.json; from the scenario file for a run
+    recorded before they were): {"scenario", "protocol", "expectations", "verdict", "exit"}.
+    None for a run that did not come from a scenario (a plain `labctl up`)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    expect = summary.get("expect") if isinstance(summary, dict) else None
+    protocol = summary.get("protocol") if isinstance(summary, dict) else None
+    name = summary.get("scenario") if isinstance(summary, dict) else None
+    t0 = summary.get("t0") if isinstance(summary, dict) else None
+    if not isinstance(expect, dict):
+        expect, protocol, name = _expect_from_scenario_file(run_dir)
+        if expect is None:
+            return None
+    if not isinstance(t0, (int, float)):
+        t0 = _workload_start(run_dir)
+    failure = summary.get("error") if isinstance(summary, dict) else None
+    ops, _ = history_stats(str(run_dir))
+    expectations, verdict = judge(expect, violations, ops, t0, str(run_dir), str(protocol),
+                                  failure)  # fmt: skip
+    code = {"pass": EXIT_OK, "fail": EXIT_NOT_MET}.get(verdict, EXIT_LAB_FAILED)
+    return {"scenario": name, "protocol": protocol, "expectations": expectations,
+            "verdict": verdict, "exit": code}  # fmt: skip
+
+
+def _expect_from_scenario_file(run_dir: Path) -> tuple[dict[str, Any] | None, Any, Any]:
+    from labctl.scenario.format import ScenarioError, load
+
+    try:
+        config = json.loads((run_dir / "lab.json").read_text()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return None, None, None
+    path, protocol = config.get("scenario"), config.get("protocol")
+    if not isinstance(path, str) or not isinstance(protocol, str) or not Path(path).is_file():
+        return None, None, None
+    try:
+        sc = load(path, protocol)
+    except ScenarioError:
+        return None, None, None
+    return sc.expectations(protocol), protocol, sc.name
+
+
+def _workload_start(run_dir: Path) -> float | None:
+    """The scenario's zero for a run recorded without it: its workload's start."""
+    path = run_dir / "events.jsonl"
+    try:
+        with path.open() as f:
+            for line in f:
+                if '"workload.start"' in line:
+                    t = json.loads(line).get("t")
+                    return float(t) if isinstance(t, (int, float)) else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _report(summary: dict[str, Any]) -> None:

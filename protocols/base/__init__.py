@@ -11,6 +11,7 @@ from protocols.base.contract import (
     SnapshotImage,
     client_quorum,
     reply,
+    request_problem,
 )
 from protocols.base.durations import DurationError, format_duration, parse_duration
 from protocols.base.options import decode_options
@@ -52,4 +53,5 @@ __all__ = [
     "format_duration",
     "parse_duration",
     "reply",
+    "request_problem",
 ]

@@ -53,11 +53,14 @@ import abc
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from protocols.base.wire import ClientReply, ClientRequest, Command
+from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
+
+if TYPE_CHECKING:
+    from protocols.base.mutations import Mutation
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,11 @@ class Protocol(abc.ABC):
     # Options that make a short chaos run exercise what only a long one would otherwise
     # (Raft: snapshots and InstallSnapshot under faults).
     short_run_options: ClassVar[dict[str, Any]] = {}
+    # The named bugs this protocol can run with (`Options.mutate`, protocols/base/mutations.py).
+    mutations: ClassVar[tuple[Mutation, ...]] = ()
+    # A protocol built to break (naive, the seed's split-brain baseline): a scenario with no
+    # expectation for it does not hold it to `safe = true`, as it does every other one.
+    unsafe_by_design: ClassVar[bool] = False
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -325,3 +333,14 @@ def reply(
 ) -> ClientReply:
     """A client reply for `request`; the one place replies are built from requests."""
     return ClientReply(request_id=request.command.request_id, status=status, node=node, **fields)
+
+
+def request_problem(request: ClientRequest) -> str | None:
+    """Why a protocol must refuse `request` (answering "fail" with this as the error), or
+    None. Every protocol asks this before a request can reach its log: an op the state
+    machine has no meaning for would be committed, replayed from the WAL at every restart,
+    and refused by every replica alike."""
+    command = request.command
+    if command.op not in OPS or request.read_mode not in READ_MODES:
+        return f"unknown op {command.op!r} or read mode {request.read_mode!r}"
+    return None

@@ -25,8 +25,6 @@ from typing import Any, ClassVar
 import msgspec
 
 from protocols.base import (
-    OPS,
-    READ_MODES,
     BrokerWrite,
     ClientRequest,
     Command,
@@ -35,7 +33,9 @@ from protocols.base import (
     Protocol,
     Ready,
     reply,
+    request_problem,
 )
+from protocols.base.effects import AppliedOrders
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
@@ -62,6 +62,7 @@ from protocols.epaxos.messages import (
     TryPreAcceptReply,
     well_formed,
 )
+from protocols.epaxos.mutations import MUTATIONS
 from protocols.epaxos.options import Options
 from protocols.epaxos.recovery import Recovery
 
@@ -103,6 +104,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         "dependency-graph execution, explicit-Prepare recovery with TryPreAccept"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3
@@ -126,6 +128,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.f = (self.n - 1) // 2
         majority = self.n // 2 + 1
         self.fast_size = max(self.f + (self.f + 1) // 2, majority)
+        if self.opts.mutate == "small-fast-quorum":
+            # Mutation: the fast quorum one short. Two fast quorums then need not meet
+            # in a replica that saw both interfering commands, and each commits without
+            # depending on the other.
+            self.fast_size -= 1
         self.slow_peers = majority - 1
         self.fast_peers = self.fast_size - 1
 
@@ -141,6 +148,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         self.inflight: set[InstanceId] = set()  # own instances this process still drives
         self.pending: list[tuple[str, Command]] = []  # requests waiting for a batch
         self.proposed_here: set[InstanceId] = set()  # answer clients when they execute
+        self.applied_orders = AppliedOrders()  # a retried order's side effect leaves once
         self.waiting: dict[InstanceId, set[InstanceId]] = {}  # uncommitted -> blocked ones
         self.timers: list[tuple[float, int, InstanceId]] = []
         self.timer_at: dict[InstanceId, float] = {}
@@ -231,9 +239,9 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
         command = request.command
-        if command.op not in OPS or request.read_mode not in READ_MODES:
-            error = f"unknown op {command.op!r} or read mode {request.read_mode!r}"
-            self.out.send(client, reply(request, "fail", self.me, error=error))
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
         else:
             # Every read goes through consensus: quorum and lease reads are log reads here.
             self.pending.append((client, command))
@@ -441,6 +449,11 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
                 self.out.send(src, reply_)
             return
         seq, deps = self.conflicts.attributes(m.cmds, m.seq, m.deps, iid)
+        if self.opts.mutate == "drop-deps":
+            # Mutation: the reply (and the vote) omits the interfering instances this
+            # replica knows of: the leader fast-commits a command that depends on nothing
+            # it should, and two replicas execute the pair in different orders.
+            seq, deps = m.seq, m.deps
         orig = m.ballot == 0 and seq == m.seq and deps == m.deps
         self._vote(inst, PREACCEPTED, m.ballot, m.cmds, seq, deps, orig)
         self.out.send(src, PreAcceptReply(m.ballot, m.replica, m.inum, True, seq, deps))
@@ -582,7 +595,8 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
         answer = inst.id in self.proposed_here
         for c in inst.cmds or ():
             self.applied += 1
-            if answer and c.op == "order":
+            first = c.op == "order" and self.applied_orders.first(c.request_id)
+            if answer and first:
                 # EPaxos has no leader term to fence with: the token is always 0.
                 write = BrokerWrite(0, self.me, self.applied, c.request_id, c.order)
                 self.out.send("broker", write)

@@ -11,6 +11,8 @@ import math
 import msgspec
 
 from protocols.base import ConfigError
+from protocols.base.mutations import check_mutate
+from protocols.epaxos.mutations import MUTATIONS
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -37,6 +39,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # instances; the peer sends the Commits it missed (while down or cut off).
     sync_interval: float = 0.1
 
+    # A named bug to run with (protocols/epaxos/mutations.py), "" for none.
+    mutate: str = ""
+
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work."""
         for name in ("recovery_timeout", "resend_interval", "sync_interval"):
@@ -52,3 +57,4 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
         for name in ("batch", "max_inflight", "max_recoveries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option {name!r} must be >= 1")
+        check_mutate("epaxos", self.mutate, MUTATIONS)

@@ -84,15 +84,19 @@ class Recovery(_Base):
         if len(lead.replies) >= self.slow_peers + 1:
             self._decide(iid, lead)  # a single replica
 
-    @staticmethod
-    def _prepare_reply(inst: Instance, ballot: int) -> PrepareReply:
+    def _prepare_reply(self, inst: Instance, ballot: int) -> PrepareReply:
+        # Mutation "single-ballot": one ballot variable per instance, as in the tech report
+        # before Sutra's fix. The reply then names the ballot just promised as the vote's,
+        # every accepted reply looks equally recent, and the recoverer may pick attributes
+        # an older recovery accepted over ones a newer one committed.
+        single = self.opts.mutate == "single-ballot"
         return PrepareReply(
             ballot,
             inst.replica,
             inst.inum,
             True,
             inst.status,
-            inst.vballot,
+            inst.ballot if single else inst.vballot,
             inst.orig,
             inst.cmds,
             inst.seq,

@@ -79,9 +79,7 @@ class Checkpoints(_Base):
         if m.seq <= self.stable_seq or not m.checkpoints:
             return
         digest = m.checkpoints[0].digest
-        if not valid_checkpoint_proof(
-            self.signer.verify, self.quorum, m.seq, digest, m.checkpoints
-        ):
+        if not valid_checkpoint_proof(self.verify_cert, self.quorum, m.seq, digest, m.checkpoints):
             self._drop("bad_checkpoint_proof")
             return
         self._proven_checkpoint(m.seq, digest, m.checkpoints)
@@ -169,7 +167,7 @@ class Checkpoints(_Base):
         if m.seq <= self.last_exec or m.seq <= self.stable_seq:
             return  # we got there already
         if hashlib.sha256(m.data).digest() != m.digest or not valid_checkpoint_proof(
-            self.signer.verify, self.quorum, m.seq, m.digest, m.proof
+            self.verify_cert, self.quorum, m.seq, m.digest, m.proof
         ):
             self._drop("bad_state")
             return

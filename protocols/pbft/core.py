@@ -50,6 +50,8 @@ from protocols.base import (
     Protocol,
     Ready,
     SnapshotImage,
+    reply,
+    request_problem,
 )
 from protocols.base import events as ev
 from protocols.pbft.auth import Signer
@@ -79,6 +81,7 @@ from protocols.pbft.messages import (
     well_formed,
     well_formed_pre_prepare,
 )
+from protocols.pbft.mutations import MUTATIONS
 from protocols.pbft.options import Options
 from protocols.pbft.viewchange import ViewChanges
 
@@ -97,6 +100,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         "view changes, checkpoints, state transfer, HMAC-signed messages"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 4
@@ -120,7 +124,19 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         # f+1 replicas (at least one honest): ceil((n+f+1)/2). With n = 3 (f = 0) that is a
         # majority, so a partition cannot make two primaries commit different requests.
         self.quorum = (self.n + self.f + 2) // 2
+        if self.opts.mutate == "floor-quorum":
+            # Mutation: the quorum one short (2f instead of 2f+1 at n = 3f+1). Two quorums
+            # then share only f replicas, all of which may lie: one equivocating primary
+            # makes two honest backups commit different requests at one number.
+            self.quorum -= 1
         self.signer = Signer(self.opts.key, self.me, self.replicas)
+        # The messages inside a certificate (a commit proof, a view change's prepared
+        # certificates, a checkpoint proof, a new view's view changes) are checked with
+        # this. Mutation "skip-verify" believes them unchecked: a liar's certificate of
+        # messages it made up "from" honest replicas is taken as proof.
+        self.verify_cert = (
+            (lambda msg: True) if self.opts.mutate == "skip-verify" else self.signer.verify
+        )
         self.byz = Byzantine(self)
 
         # Views.
@@ -249,7 +265,11 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         if not isinstance(request, ClientRequest):
             raise TypeError(f"on_client needs a ClientRequest, got {type(request).__name__}")
         self._begin(now)
-        self._handle_request(request.command)
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
+        else:
+            self._handle_request(request.command)
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:
@@ -610,7 +630,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         pp = m.pre_prepare
         if pp.sender != self.primary(pp.view) or not well_formed_pre_prepare(pp):
             return False
-        if not self.signer.verify(pp):
+        if not self.verify_cert(pp):
             return False
         senders: set[str] = set()
         for c in m.commits:
@@ -618,7 +638,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
                 return False
             if c.sender in senders or c.sender not in self.replica_set:
                 return False
-            if not self.signer.verify(c):
+            if not self.verify_cert(c):
                 return False
             senders.add(c.sender)
         return len(senders) >= self.quorum

@@ -13,6 +13,8 @@ import math
 import msgspec
 
 from protocols.base import ConfigError
+from protocols.base.mutations import check_mutate
+from protocols.pbft.mutations import MUTATIONS
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,6 +31,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # the constant serves the simulator and tests, where nobody else is listening.
     key: str = "labctl-pbft-lab-key"
 
+    # A named bug to run with (protocols/pbft/mutations.py), "" for none.
+    mutate: str = ""
+
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work together."""
         t = self.view_change_timeout
@@ -44,3 +49,4 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             )
         if not self.key:
             raise ConfigError("option 'key' must not be empty")
+        check_mutate("pbft", self.mutate, MUTATIONS)

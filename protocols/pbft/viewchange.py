@@ -87,13 +87,18 @@ def valid_prepared_cert(
     return len(senders) >= needed
 
 
-def new_view_plan(vcs: Iterable[ViewChange]) -> tuple[int, list[tuple[int, Command | None]]]:
+def new_view_plan(
+    vcs: Iterable[ViewChange], proofs: bool = True
+) -> tuple[int, list[tuple[int, Command | None]]]:
     """(min-s, [(seq, request)] for min-s < seq <= max-s): what a NEW-VIEW must re-issue.
-    For each number the request of the highest-view prepared certificate, else null."""
+    For each number the request of the highest-view prepared certificate, else null.
+    Without `proofs` (mutation "view-change-no-proof") the certificates are ignored: the
+    new view re-issues nothing, and its primary gives the numbers above the checkpoint to
+    whatever it holds, though a request prepared there may have committed somewhere."""
     vcs = list(vcs)
     min_s = max(vc.stable_seq for vc in vcs)
     best: dict[int, PrePrepare] = {}
-    for vc in vcs:
+    for vc in vcs if proofs else ():
         for cert in vc.prepared:
             pp = cert.pre_prepare
             if pp.seq <= min_s:
@@ -113,7 +118,7 @@ class ViewChanges(_Base):
 
     def _valid_view_change(self, vc: ViewChange) -> bool:
         if vc.stable_seq > 0 and not valid_checkpoint_proof(
-            self.signer.verify, self.quorum, vc.stable_seq, vc.stable_digest, vc.proof
+            self.verify_cert, self.quorum, vc.stable_seq, vc.stable_digest, vc.proof
         ):
             return False
         seen: set[int] = set()
@@ -124,7 +129,7 @@ class ViewChanges(_Base):
                 return False
             seen.add(seq)
             if not valid_prepared_cert(
-                self.signer.verify, self.primary, self.quorum - 1, cert, vc.view
+                self.verify_cert, self.primary, self.quorum - 1, cert, vc.view
             ):
                 return False
         return True
@@ -226,7 +231,7 @@ class ViewChanges(_Base):
         mine = [v for v in vcs if v.sender == self.me]
         others = sorted((v for v in vcs if v.sender != self.me), key=lambda v: v.sender)
         chosen = tuple((mine + others)[: self.quorum])
-        _, plan = new_view_plan(chosen)
+        _, plan = new_view_plan(chosen, self.opts.mutate != "view-change-no-proof")
         pps = tuple(
             self.signer.sign(PrePrepare(self.view, seq, command_digest(cmd), self.me, cmd))
             for seq, cmd in plan
@@ -253,15 +258,15 @@ class ViewChanges(_Base):
         for vc in nv.view_changes:
             if vc.view != nv.view or vc.sender not in self.replica_set:
                 return False
-            if not self.signer.verify(vc) or not self._valid_view_change(vc):
+            if not self.verify_cert(vc) or not self._valid_view_change(vc):
                 return False
-        _, plan = new_view_plan(nv.view_changes)
+        _, plan = new_view_plan(nv.view_changes, self.opts.mutate != "view-change-no-proof")
         if len(plan) != len(nv.pre_prepares):
             return False
         for (seq, cmd), pp in zip(plan, nv.pre_prepares, strict=True):
             if (pp.seq, pp.command, pp.sender) != (seq, cmd, nv.sender):
                 return False
-            if not well_formed_pre_prepare(pp) or not self.signer.verify(pp):
+            if not well_formed_pre_prepare(pp) or not self.verify_cert(pp):
                 return False
         return True
 

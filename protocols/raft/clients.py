@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocols.base import OPS, READ_MODES, ClientRequest, Command, ReadReady, Ready, reply
+from protocols.base import ClientRequest, Command, ReadReady, Ready, reply, request_problem
 from protocols.base import events as ev
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import Entry, LogEntries
@@ -46,12 +46,13 @@ class Clients:
         def _bcast_heartbeat(self) -> int: ...
         def _maybe_commit(self) -> bool: ...
         def _committed_in_term(self) -> bool: ...
+        def _leases(self) -> bool: ...
 
     def _handle_client(self, client: str, request: ClientRequest) -> None:
         command = request.command
-        if command.op not in OPS or request.read_mode not in READ_MODES:
-            error = f"unknown op {command.op!r} or read mode {request.read_mode!r}"
-            self.out.send(client, reply(request, "fail", self.me, error=error))
+        problem = request_problem(request)
+        if problem:
+            self.out.send(client, reply(request, "fail", self.me, error=problem))
         elif self.role != LEADER:
             self.out.send(client, reply(request, "not_leader", self.me, leader=self.leader))
         elif command.op == "get" and request.read_mode != "log":
@@ -76,7 +77,9 @@ class Clients:
     # -- reads --------------------------------------------------------------------------
 
     def _read(self, client: str, request: ClientRequest) -> None:
-        if not self._committed_in_term():
+        # Mutation "read-index-before-commit" skips the wait below: a new leader's commit
+        # index may lag what its predecessor committed and acknowledged (thesis 6.4, §8).
+        if not self._committed_in_term() and self.opts.mutate != "read-index-before-commit":
             self.reads.waiting_commit.append((client, request))
             return
         if request.read_mode == "lease" and self._lease_valid():
@@ -110,7 +113,7 @@ class Clients:
     def _renew_lease(self) -> None:
         # Only check-quorum makes followers refuse votes for an election timeout after
         # hearing from us; without it there is no lease to hold.
-        if not self.opts.check_quorum:
+        if not self._leases():
             return
         sent = self.reads.confirmed_sent_at()
         if sent is None:

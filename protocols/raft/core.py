@@ -21,6 +21,7 @@ import msgspec
 
 from protocols.base import ClientRequest, NodeConfig, Protocol, Ready, SnapshotImage
 from protocols.base import events as ev
+from protocols.base.effects import AppliedOrders
 from protocols.raft.clients import Clients
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import (
@@ -38,6 +39,7 @@ from protocols.raft.messages import (
     VoteResponse,
     well_formed,
 )
+from protocols.raft.mutations import MUTATIONS
 from protocols.raft.options import Options
 from protocols.raft.progress import SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
@@ -50,6 +52,8 @@ LEADER = "leader"
 
 # Messages only a leader of their term sends: receiving one means that leader exists.
 FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
+# Answers to what a candidate or a leader asked.
+REPLIES = (VoteResponse, AppendResponse, HeartbeatResponse)
 
 
 class RaftProtocol(Replication, Clients, Protocol):
@@ -59,6 +63,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         "ReadIndex and lease reads, snapshots"
     )
     Options = Options
+    mutations = MUTATIONS
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3
@@ -77,6 +82,11 @@ class RaftProtocol(Replication, Clients, Protocol):
         super().__init__(config)
         self.check_config(config)
         self.opts: Options = config.options
+        if self.opts.mutate == "no-check-quorum-lease":
+            # Mutation: check-quorum off (no sticky votes, no stepping down without a
+            # quorum), lease reads still served. The lease rests on followers refusing
+            # votes for an election timeout; without the rule nothing backs it.
+            self.opts = msgspec.structs.replace(self.opts, check_quorum=False)
         self.me = config.node_id
         self.peers = config.peers
         self.quorum = config.quorum
@@ -96,7 +106,8 @@ class RaftProtocol(Replication, Clients, Protocol):
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self.proposals: dict[int, str] = {}  # index -> request id accepted from a client
-        self.reads = ReadTracker(self.peers, self.quorum, leases=self.opts.check_quorum)
+        self.applied_orders = AppliedOrders()  # their side effects leave once
+        self.reads = ReadTracker(self.peers, self.quorum, leases=self._leases())
         self.lease_expiry: float | None = None
         # Deadlines, node clock.
         self.election_deadline = math.inf
@@ -124,6 +135,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         self.now = 0.0
         self.out = Ready()
         self._started = False
+        self._durable_term = 0
         self._persisted_hard_state = HardState(0, None)
         self._batching = False  # on_clients: append now, replicate once at the end
         self._step_role = self._step_follower
@@ -139,6 +151,7 @@ class RaftProtocol(Replication, Clients, Protocol):
         for record in recovered:
             self._recover(record)
         self._persisted_hard_state = HardState(self.term, self.vote)
+        self._durable_term = self.term  # what "forget-term" keeps writing
         if self.snapshot is not None:
             # The runtime's state machine starts empty; the snapshot is its starting point.
             s = self.snapshot
@@ -230,7 +243,7 @@ class RaftProtocol(Replication, Clients, Protocol):
     def durable_state(self) -> list[msgspec.Struct]:
         """Everything that must survive a crash, as WAL records: the WAL is rewritten with
         exactly this after a snapshot, so it does not grow with the whole history."""
-        hard = HardState(self.term, self.vote)
+        hard = self._hard_state()
         self._persisted_hard_state = hard
         records: list[msgspec.Struct] = [hard]
         if self.snapshot is not None:
@@ -248,7 +261,7 @@ class RaftProtocol(Replication, Clients, Protocol):
 
     def _finish(self) -> Ready:
         out = self.out
-        hard = HardState(self.term, self.vote)
+        hard = self._hard_state()
         if hard != self._persisted_hard_state:
             # Term and vote reach the disk before any message of this batch leaves: a vote
             # forgotten in a crash could be given twice in one term (section 5.2).
@@ -258,6 +271,23 @@ class RaftProtocol(Replication, Clients, Protocol):
         out.next_deadline = self._next_deadline()
         self.out = Ready()
         return out
+
+    def _hard_state(self) -> HardState:
+        """The term and vote as they must be written (Figure 2's persistent state)."""
+        if self.opts.mutate == "forget-vote":
+            # Mutation: the vote stays in memory. Without it on disk, a node that restarts
+            # within the term votes again, and two candidates win the same term (5.2).
+            return HardState(self.term, None)
+        if self.opts.mutate == "forget-term":
+            # Mutation: the term stays in memory (the vote is written, with the term the
+            # node started with). Restarted, the node is back in an old term: it takes a
+            # later term from the next candidate with no vote in it, and votes twice.
+            return HardState(self._durable_term, self.vote)
+        return HardState(self.term, self.vote)
+
+    def _leases(self) -> bool:
+        """Whether this leader may hold a lease: only check-quorum's sticky votes back one."""
+        return self.opts.check_quorum or self.opts.mutate == "no-check-quorum-lease"
 
     def _recover(self, record: msgspec.Struct) -> None:
         if isinstance(record, HardState):
@@ -291,6 +321,13 @@ class RaftProtocol(Replication, Clients, Protocol):
                 leader = src if isinstance(msg, FROM_LEADER) else None
                 self._become_follower(msg.term, leader, reason="higher_term")
         elif msg.term < self.term:
+            if self.opts.mutate == "stale-reply" and isinstance(msg, REPLIES):
+                # Mutation: a reply to a request of an older term is handled as if it were
+                # of this one. A vote granted in term t then elects us in term t+1 (where
+                # the voter may have voted for someone else), an acknowledgement for an
+                # old log position counts towards a commit it does not prove.
+                self._step_role(src, msg)
+                return
             self._answer_stale(src, msg)
             return
         if isinstance(msg, RequestVote):
@@ -327,7 +364,12 @@ class RaftProtocol(Replication, Clients, Protocol):
             or (self.vote is None and self.leader is None)
             or (m.pre_vote and m.term > self.term)
         )
-        if can_vote and self.log.is_up_to_date(m.last_index, m.last_term):
+        # Mutation "no-up-to-date-check": any candidate gets the vote, and one missing
+        # committed entries is elected and overwrites them (the Leader Completeness proof).
+        up_to_date = self.opts.mutate == "no-up-to-date-check" or self.log.is_up_to_date(
+            m.last_index, m.last_term
+        )
+        if can_vote and up_to_date:
             self.out.send(src, VoteResponse(m.term, True, m.pre_vote))
             if not m.pre_vote:
                 self.vote = src

@@ -11,6 +11,8 @@ import math
 import msgspec
 
 from protocols.base import ConfigError
+from protocols.base.mutations import check_mutate
+from protocols.raft.mutations import MUTATIONS
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,6 +37,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     # hundreds of MB of dead WAL until the entry count came round. A quarter of it at
     # most is kept behind the snapshot for slow followers.
     snapshot_bytes: int = 64 * 1024 * 1024
+    # A named bug to run with (protocols/raft/mutations.py), "" for none: the lab's
+    # self-test breaks Raft on purpose and expects the checkers to notice.
+    mutate: str = ""
 
     def validate(self) -> None:
         """Raise ConfigError naming the option for values that cannot work together."""
@@ -61,8 +66,14 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("option 'snapshot_bytes' must be >= 1")
         if self.catch_up_entries < 0:
             raise ConfigError("option 'catch_up_entries' must be >= 0")
+        check_mutate("raft", self.mutate, MUTATIONS)
 
     @property
     def lease_duration(self) -> float:
         """How long a confirmed heartbeat round lets the leader serve reads alone."""
+        if self.mutate == "lease-no-drift-bound":
+            # Mutation: the lease lasts a full election timeout by the leader's clock. A
+            # follower whose clock runs fast (within max_drift) stops refusing votes sooner
+            # in true time, and a new leader is elected while this lease still runs.
+            return self.election_timeout
         return self.election_timeout / (1.0 + self.max_drift)

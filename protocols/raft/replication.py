@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from protocols.base import BrokerWrite, Committed, Ready, SnapshotImage
+from protocols.base.effects import AppliedOrders
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import (
     AppendEntries,
@@ -45,6 +46,7 @@ class Replication:
     applied: int
     progress: dict[str, Progress]
     proposals: dict[int, str]
+    applied_orders: AppliedOrders  # a retried order's side effect is sent once
     reads: ReadTracker
     now: float
     out: Ready
@@ -152,7 +154,10 @@ class Replication:
         indirectly, by the Log Matching Property, once an entry of our term above it is."""
         matches = sorted([self.log.last_index, *(pr.match for pr in self.progress.values())])
         index = matches[len(matches) - self.quorum]
-        if index > self.commit and self.log.term_at(index) == self.term:
+        # Mutation "no-figure8" counts replicas for an entry of any term: Figure 8's leader
+        # S1 (term 4) then commits S1's term-2 entry, which S5 (term 3) later overwrites.
+        own_term = self.log.term_at(index) == self.term or self.opts.mutate == "no-figure8"
+        if index > self.commit and own_term:
             self._commit_to(index)
             return True
         return False
@@ -181,7 +186,12 @@ class Replication:
             # already hold is never truncated by a stale, shorter AppendEntries.
             new = m.entries[conflict - m.prev_index - 1 :]
             self.log.append(new)
-            self.out.persist.append(LogEntries(tuple(new)))
+            if self.opts.mutate == "ack-before-fsync":
+                # Mutation: written without an fsync of their own, acknowledged at once. The
+                # leader counts this replica for entries a power loss takes back.
+                self.out.persist_after.append(LogEntries(tuple(new)))
+            else:
+                self.out.persist.append(LogEntries(tuple(new)))
         # Rule 5: commit no further than what this message proves we share with the leader.
         self._commit_to(min(m.commit, last_new))
         self.out.send(src, AppendResponse(self.term, True, last_new, round=m.round))
@@ -243,7 +253,8 @@ class Replication:
             self.applied_bytes += command_size(command)
             accepted = self.proposals.pop(index, None) == command.request_id
             self.out.committed.append(Committed(index, entry.term, command, reply=accepted))
-            if self.role == LEADER and command.op == "order":
+            first = command.op == "order" and self.applied_orders.first(command.request_id)
+            if self.role == LEADER and first:
                 # The fencing token is our term: a broker that has seen a later leader's
                 # token rejects this write if we were deposed meanwhile.
                 self.out.send(

@@ -1,0 +1,67 @@
+"""`labctl selftest`: every named mutation caught in the simulator, the correct protocol clean."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.errors import LabError
+
+
+def selftest(
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", "-p", help="One protocol (default: every one).")
+    ] = None,
+    budget: Annotated[
+        str, typer.Option("--budget", help="Simulator time per mutation before giving up.")
+    ] = "60s",
+    mutation: Annotated[
+        list[str] | None, typer.Option("--mutation", "-m", help="Only these (repeatable).")
+    ] = None,
+    replays: Annotated[
+        int, typer.Option("--replays", help="Real-process replays of each shrunk scenario.")
+    ] = 3,
+    shrink_for: Annotated[str, typer.Option("--shrink-for", help="Shrinking budget.")] = "30s",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first explore run.")] = 1,
+    json_out: Json = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Test the lab on bugs it must catch: each mutation explored in the simulator until
+    caught, shrunk, replayed on real processes; then the correct protocol, which must show
+    no violation. Exit 0 only when every mutation was caught and the protocol stayed clean."""
+    import protocols
+    from labctl import labdir, mutants
+    from labctl.selftest import selftest as run
+    from labctl.selftest import table
+    from protocols.base import DurationError, parse_duration
+
+    try:
+        budget_s, shrink_s = parse_duration(budget), parse_duration(shrink_for)
+    except DurationError as e:
+        raise LabError(f"bad --budget or --shrink-for: {e}") from None
+    if budget_s <= 0 or replays < 0:
+        raise LabError("--budget must be positive and --replays at least 0")
+    names = [n for n in protocols.available() if protocols.get(n).mutations]
+    if protocol is not None:
+        if protocol not in protocols.available():
+            raise LabError(
+                f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
+            )
+        names = [protocol]
+    if mutation:
+        known = {m.name for n in names for m in mutants.catalogue(n)}
+        unknown = [m for m in mutation if m not in known]
+        if unknown:
+            raise LabError(f"--mutation: unknown {', '.join(unknown)} "
+                           f"(known: {', '.join(sorted(known))})")  # fmt: skip
+    out_dir = labdir.resolve(lab_dir) / "selftest"
+    result = run(names, budget_s, seed=seed, replays=replays, shrink_s=shrink_s,
+                 mutations=mutation, lab_dir=lab_dir, out_dir=out_dir, say=say)  # fmt: skip
+    if json_out:
+        print_json(result)
+    else:
+        for line in table(result):
+            typer.echo(line)
+    raise typer.Exit(0 if result["ok"] else 1)

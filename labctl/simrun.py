@@ -1,0 +1,160 @@
+"""`labctl sim run`: a scenario in virtual time, judged and recorded as `scenario run` does.
+
+This is where the simulator (sim/, which knows nothing of labctl) meets the lab: a
+`Scenario` becomes a `sim.Plan`, the run's records go through the same `CheckerSet` the
+supervisor feeds (online, record by record; violations become `violation` events in the
+stream, as live) and into a run directory of the usual shape (lab.json marked
+`"simulated": true`, events.jsonl, history.jsonl, summary.json), so `labctl check RUN`
+and everything built on run records work unchanged. The verdict, the expectations and
+the exit codes are `scenario run`'s (labctl/scenario/runner.py's `build_summary`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from labctl import labdir
+from labctl.checkers import CheckerConfig, CheckerSet, Violation
+from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK
+from labctl.rundir import RunDir
+from labctl.scenario import runner
+from labctl.scenario.format import Scenario
+from sim import CPU, Plan, SimLab
+
+SHOWN_PER_KIND = runner.SHOWN_PER_KIND
+
+
+def plan_of(sc: Scenario) -> Plan:
+    from labctl import mutants
+
+    target = mutants.resolve(sc.protocol, sc.mutate).target if sc.mutate else ""
+    return Plan(
+        protocol=sc.protocol, nodes=sc.nodes, seed=sc.seed, duration=sc.duration,
+        options=dict(sc.options), fencing=sc.fencing,
+        workload=dict(sc.workload) if sc.workload else None,
+        steps=[(s.at, dict(s.fault)) for s in sc.steps], mutate=sc.mutate, mutate_target=target,
+    )  # fmt: skip
+
+
+class CheckingSink:
+    """The supervisor's part: every record to the checkers (and to the run directory when
+    there is one), each violation into the stream the moment its evidence completes."""
+
+    def __init__(self, sc: Scenario, run: RunDir | None = None, talk: bool = False) -> None:
+        self.checkers = CheckerSet(CheckerConfig.from_lab({"protocol": sc.protocol}))
+        self.run = run
+        self.talk = talk
+        self.violations: list[dict[str, Any]] = []
+        self.shown: dict[str, int] = {}
+        self.now = 0.0
+
+    def event(self, rec: dict[str, Any]) -> None:
+        self.now = rec["t"]
+        if self.run is not None:
+            self.run.event(rec)
+        if not self.checkers.finished and rec["kind"] != "violation":
+            self._report(self.checkers.on_event(rec))
+
+    def history(self, rec: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.history(rec)
+        if not self.checkers.finished:
+            self._report(self.checkers.on_history(rec))
+
+    def check(self, t: float) -> None:
+        self.now = t
+        self._report(self.checkers.check_online())
+
+    def say(self, text: str) -> None:
+        if self.talk:
+            runner._say(text)
+
+    def finish(self) -> None:
+        self._report(self.checkers.finish())
+        self.event({"t": self.now, "src": "supervisor", "kind": "lab.stopped"})
+
+    def _report(self, found: list[Violation]) -> None:
+        for v in found:
+            doc = v.to_dict()
+            self.violations.append(doc)
+            self.event({"t": self.now, "src": "supervisor", "kind": "violation",
+                        "violation": v.kind, "at": v.t, "nodes": v.nodes, "detail": v.detail,
+                        "evidence": v.evidence})  # fmt: skip
+            if self.talk:
+                n = self.shown[v.kind] = self.shown.get(v.kind, 0) + 1
+                if n <= SHOWN_PER_KIND:
+                    runner._say(f"[{v.t:6.2f}s] VIOLATION {v.kind}: {v.detail}")
+                elif n == SHOWN_PER_KIND + 1:
+                    runner._say(f"[{v.t:6.2f}s] (more {v.kind} violations: counted in the "
+                                "summary)")  # fmt: skip
+
+
+def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None,
+             director: Any = None) -> tuple[SimLab, str | None]:  # fmt: skip
+    """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
+    protocol that raised: in the lab its replica process would have died). A director
+    (labctl/explore.py) sits in front of the sink and adds faults as the run goes."""
+    lab = SimLab(plan_of(sc), director or sink, cpu)
+    if director is not None:
+        director.attach(lab)
+    failure = None
+    try:
+        lab.run()
+    except Exception as e:  # a bug in a protocol or the runtime: the run's outcome, said
+        failure = f"simulation failed at t={lab.now:.6f}: {type(e).__name__}: {e}"
+        sink.say(traceback.format_exc().rstrip())
+    sink.finish()
+    return lab, failure
+
+
+def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
+            cpu: CPU | None = None) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    """Run a scenario in virtual time, recorded in `<lab-dir>/runs/`; the exit code and
+    the contract summary (`scenario run`'s, marked simulated, with the speed)."""
+    root = labdir.resolve(lab_dir)
+    if talk:
+        runner._say(f"sim {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, "
+                    f"{sc.duration:g}s of virtual time")  # fmt: skip
+    run = RunDir(root / "runs", sc.name, sc.protocol)
+    cpu = cpu or CPU()
+    config = {
+        "protocol": sc.protocol, "nodes": sc.nodes, "seed": sc.seed, "options": sc.options,
+        "fencing": sc.fencing, "name": sc.name, "scenario": sc.path, "simulated": True,
+        **({"mutate": sc.mutate} if sc.mutate else {}),
+        "sim": {"latency": list(cpu.latency), "service_time": cpu.service_time,
+                "fsync_time": cpu.fsync_time},
+        "replicas": [f"r{i}" for i in range(sc.nodes)],
+    }  # fmt: skip
+    run.write_lab(config)
+    sink = CheckingSink(sc, run, talk)
+    started = time.perf_counter()
+    lab, failure = simulate(sc, sink, cpu)
+    wall = time.perf_counter() - started
+    lab_summary = {**lab.summary(), "run_dir": str(run.path), "violations": sink.violations,
+                   "checkers": sink.checkers.summary(), "simulated": True}  # fmt: skip
+    run.write_summary(lab_summary)
+    run.close()
+    summary = runner.build_summary(sc, str(run.path), failure, 0.0)
+    summary["simulated"] = True
+    summary["wall_s"] = round(wall, 3)
+    summary["virtual_s"] = round(lab.now, 3)
+    summary["speed"] = round(lab.now / wall, 1) if wall > 0 else None
+    Path(run.path, "summary.json").write_text(json.dumps(summary, indent=2))
+    if failure:
+        return EXIT_LAB_FAILED, summary
+    return (EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET), summary
+
+
+def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+    code, summary = execute(sc, lab_dir)
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    runner._report(summary)
+    runner._say(f"simulated {summary['virtual_s']:g}s in {summary['wall_s']:g}s "
+                f"({summary['speed']}x real time)")  # fmt: skip
+    return code
