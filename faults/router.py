@@ -374,9 +374,9 @@ class Router:
                 if self.routes.get(gone) == old:
                     del self.routes[gone]
         self.names[conn] = name
-        # A name's first connection is its route at once; a second one (a restarted node)
-        # takes over with its hello, which data_endpoint sends before anything else.
-        self.routes.setdefault(name, conn)
+        # The newest connection of a name that speaks is where it lives (a restarted node:
+        # its hello, which data_endpoint sends before anything else, is its first frame).
+        self.routes[name] = conn
         return name
 
     def _discard_rest(self) -> None:
