@@ -105,7 +105,7 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
 
     @property
     def heals_with(self) -> str:
-        return KINDS[self.kind][1]
+        return KINDS[self.kind][1].replace("NODE", self.node or "NODE")
 
 
 def _targets(value: Any, key: str) -> tuple[str, ...]:

@@ -32,9 +32,14 @@ Replies use nodes.process's envelope. stats answers {"ok": true, "links": [{"src
 "sent", "delivered", "dropped", "delayed", "duplicated"}], "totals": {those five},
 "malformed", "malformed_data", "malformed_control", "unroutable", "queue_full",
 "send_errors", "queued", "queued_bytes", "oversize", "hellos", "connections", "auth",
-"auth_rejected"}. Per link: sent = arrived from src for dst; dropped = partition,
-loss, unroutable or full queue; delayed = held in the delay queue; duplicated = forwarded
-twice (both copies count as delivered).
+"auth_rejected", "trace_kept", "trace_not_kept"}. Per link: sent = arrived from src for
+dst; dropped = partition, loss, unroutable, oversize or full queue; delayed = held in the
+delay queue; duplicated = forwarded twice (both copies count as delivered).
+
+With --trace PATH every frame also gets a record in the message trace (faults/trace.py:
+arrival time, wait, link, fate, size and the payload's first bytes, from which the message
+type is decoded offline), written every 250 ms; --trace-cap bounds how many are kept. A
+frame over --max-frame is traced as ERROR (its head only), one with no route as UNROUTABLE.
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
 "router.links" every 250 ms when a counter moved, {"links": [[src, dst, sent, delivered,
@@ -58,12 +63,14 @@ from typing import Any
 
 import zmq
 
+from faults import trace as tr
 from faults.links import LinkRule, LinkTable
 from nodes import auth
 from nodes.process import (
     Telemetry,
     die_with_parent,
     error,
+    log,
     ok,
     parent_alive,
     serve_control,
@@ -119,12 +126,14 @@ class _Link:
         "rule",
         "sent",
         "src",
+        "tid",
     )
 
-    def __init__(self, src: str, dst: str, rule: LinkRule | None) -> None:
+    def __init__(self, src: str, dst: str, rule: LinkRule | None, tid: int = 0) -> None:
         self.src = src
         self.dst = dst
         self.rule = rule
+        self.tid = tid  # the link's id in the message trace
         self.pending = 0  # messages of this link in the delay queue
         self.last_release = 0.0  # release time of its last queued message (FIFO floor)
         self.fast = rule is None
@@ -144,6 +153,17 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+_HEAD = tr.HEAD_BYTES
+_COPY_WHOLE = 2048  # below this copying the payload is cheaper than a memoryview of it
+
+
+def _head(payload: zmq.Frame) -> bytes:
+    """The payload's first bytes for the trace (its type is decoded offline)."""
+    if len(payload) <= _COPY_WHOLE:
+        return payload.bytes[:_HEAD]
+    return payload.buffer[:_HEAD].tobytes()
+
+
 class _Stop(BaseException):
     """Raised from the signal handler so a blocking poll returns at once (a BaseException:
     a handler's catch-all must not swallow a SIGTERM)."""
@@ -161,6 +181,7 @@ class Router:
         parent_pid: int | None = None,
         secret: bytes | None = None,
         max_frame: int = MAX_FRAME,
+        trace: tr.TraceWriter | None = None,
     ) -> None:
         self.ctx = ctx
         self.telemetry = telemetry
@@ -170,9 +191,11 @@ class Router:
         self.table = LinkTable()
         self._rules: dict[tuple[bytes, bytes], LinkRule] = {}  # table, keyed like the wire
         self.links: dict[tuple[bytes, bytes], _Link] = {}
-        self._overflow = _Link("*", "*", None)
-        # (release time, sequence, link, dst, src, payload); the sequence keeps FIFO on ties.
-        self.heap: list[tuple[float, int, _Link, bytes, bytes, zmq.Frame]] = []
+        self.trace = trace
+        self._overflow = self._make_link(b"*", b"*", None)
+        # (release time, sequence, link, dst, src, payload, arrival time, trace fate); the
+        # sequence keeps FIFO on ties.
+        self.heap: list[tuple[float, int, _Link, bytes, bytes, zmq.Frame, float, int]] = []
         self._seq = 0
         self.malformed = 0
         self.control_counters: dict[str, int] = {}
@@ -237,7 +260,7 @@ class Router:
         # A link named by a rule always gets its own counters, even past MAX_LINKS.
         for key, rule in rules.items():
             if key not in self.links:
-                self.links[key] = _Link(_name(key[0]), _name(key[1]), rule)
+                self.links[key] = self._make_link(key[0], key[1], rule)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request["cmd"]
@@ -283,6 +306,8 @@ class Router:
             "connections": len(self.names),
             "auth": self.zap is not None,
             "auth_rejected": self.zap.rejected if self.zap is not None else 0,
+            "trace_kept": self.trace.kept if self.trace else 0,
+            "trace_not_kept": sum(self.trace.not_kept) if self.trace else 0,
         }
 
     def _all_links(self) -> list[_Link]:
@@ -294,8 +319,12 @@ class Router:
     def _new_link(self, key: tuple[bytes, bytes]) -> _Link:
         if len(self.links) >= MAX_LINKS:
             return self._overflow  # never has a rule: rules are created in set_table
-        link = self.links[key] = _Link(_name(key[0]), _name(key[1]), self._rules.get(key))
+        link = self.links[key] = self._make_link(key[0], key[1], self._rules.get(key))
         return link
+
+    def _make_link(self, src: bytes, dst: bytes, rule: LinkRule | None) -> _Link:
+        s, d = _name(src), _name(dst)
+        return _Link(s, d, rule, self.trace.link(s, d) if self.trace else 0)
 
     # ------------------------------------------------------------------------ data plane
 
@@ -311,6 +340,15 @@ class Router:
         routes = self.routes
         limit = self.max_frame
         open_names = self.secret is None
+        # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
+        # tuple is encoded at the next flush (faults/trace.py).
+        # `tap` is bound per call: a flush replaces the pending list (only at the end here).
+        trace = self.trace
+        tap = trace.pending.append if trace is not None else None
+        # One clock reading per batch (one per frame cost a few per cent): a frame that came
+        # in while the batch ran is stamped up to the batch's length early, a few ms at
+        # full load, nothing when the lab is quiet enough to draw.
+        now = time.monotonic() if trace is not None else 0.0
         n = 0
         while n < DRAIN_BATCH:
             try:
@@ -343,6 +381,8 @@ class Router:
             if len(payload) > limit:
                 link.dropped += 1
                 self.oversize += 1
+                if tap is not None:
+                    tap((now, None, link.tid, tr.ERROR, len(payload), _head(payload)))
                 continue
             if link.fast:
                 # The fast path: no rule, nothing queued. Three frames out, no lists built.
@@ -351,6 +391,8 @@ class Router:
                     if not open_names:
                         link.dropped += 1
                         self.unroutable += 1
+                        if tap is not None:
+                            tap((now, None, link.tid, tr.UNROUTABLE, len(payload), _head(payload)))
                         continue
                     to = dst
                 try:
@@ -358,10 +400,18 @@ class Router:
                     send(src, _MORE)
                     send(payload, _NOBLOCK, copy=False)
                     link.delivered += 1
+                    if tap is not None:
+                        size = len(payload)  # inline: a call to _head costs a tenth more
+                        head = payload.bytes[:_HEAD] if size <= _COPY_WHOLE else _head(payload)
+                        tap((now, 0, link.tid, 0, size, head))
                 except zmq.ZMQError as e:
-                    self._count_send_failure(link, e, dst, to)
+                    fate = self._count_send_failure(link, e, dst, to)
+                    if tap is not None:
+                        tap((now, None, link.tid, fate, len(payload), _head(payload)))
             else:
                 self._apply_rule(link, src, dst, payload)
+        if trace is not None and len(trace.pending) >= tr.FLUSH_RECORDS:
+            trace.flush()
         return n
 
     def _learn(self, conn: bytes, frame: zmq.Frame) -> bytes:
@@ -395,14 +445,16 @@ class Router:
         rule = link.rule
         rng = self.rng
         copies = 1
+        now = time.monotonic()
         if rule is not None:
-            if rule.drop or (rule.loss and rng.random() < rule.loss):
+            lost = not rule.drop and rule.loss and rng.random() < rule.loss
+            if rule.drop or lost:
                 link.dropped += 1
+                self._trace(now, None, link, tr.LOST if lost else tr.DROPPED, payload)
                 return
             if rule.duplicate and rng.random() < rule.duplicate:
                 copies = 2
                 link.duplicated += 1
-        now = time.monotonic()
         release = now
         if rule is not None and (rule.delay or rule.jitter):
             wait = rule.delay
@@ -415,28 +467,30 @@ class Router:
             # the queue, this one queues behind them even if it is due already.
             release = max(release, link.last_release)
         elif release <= now:
-            for _ in range(copies):
-                self._send(link, dst, src, payload)
+            for copy in range(copies):
+                self._send(link, dst, src, payload, now, tr.DUPLICATE if copy else tr.DELIVERED)
             return
         size = len(payload) * copies
         held = self.queued_bytes.get(dst, 0)
         if len(self.heap) + copies > MAX_QUEUED or held + size > MAX_QUEUED_BYTES:
             link.dropped += 1
             self.queue_full += 1
+            self._trace(now, None, link, tr.OVERFLOW, payload)
             return
         self.queued_bytes[dst] = held + size
         link.delayed += 1
         link.last_release = release
-        for _ in range(copies):
+        for copy in range(copies):
             self._seq += 1
-            heapq.heappush(self.heap, (release, self._seq, link, dst, src, payload))
+            fate = tr.DUPLICATE if copy else tr.DELIVERED
+            heapq.heappush(self.heap, (release, self._seq, link, dst, src, payload, now, fate))
             link.pending += 1
         link.fast = False
 
     def release_due(self, now: float) -> None:
         heap = self.heap
         while heap and heap[0][0] <= now:
-            _, _, link, dst, src, payload = heapq.heappop(heap)
+            _, _, link, dst, src, payload, t_in, fate = heapq.heappop(heap)
             link.pending -= 1
             left = self.queued_bytes[dst] - len(payload)
             if left:
@@ -445,14 +499,19 @@ class Router:
                 del self.queued_bytes[dst]
             if link.pending == 0 and link.rule is None:
                 link.fast = True
-            self._send(link, dst, src, payload)
+            self._send(link, dst, src, payload, t_in, fate)
 
-    def _send(self, link: _Link, dst: bytes, src: bytes, payload: zmq.Frame) -> None:
+    def _send(
+        self, link: _Link, dst: bytes, src: bytes, payload: zmq.Frame, t_in: float, fate: int
+    ) -> None:
+        """Forward one frame that took the slow path; `fate` is how the trace records it
+        if it gets out (DELIVERED, or DUPLICATE for a rule's second copy)."""
         to = self.routes.get(dst)
         if to is None:
             if self.secret is not None:
                 link.dropped += 1
                 self.unroutable += 1
+                self._trace(t_in, None, link, tr.UNROUTABLE, payload)
                 return
             to = dst
         try:
@@ -462,9 +521,19 @@ class Router:
             self.data.send(payload, _NOBLOCK, copy=False)
             link.delivered += 1
         except zmq.ZMQError as e:
-            self._count_send_failure(link, e, dst, to)
+            self._trace(t_in, None, link, self._count_send_failure(link, e, dst, to), payload)
+            return
+        if self.trace is not None:
+            self._trace(t_in, time.monotonic() - t_in, link, fate, payload)
 
-    def _count_send_failure(self, link: _Link, e: zmq.ZMQError, dst: bytes, to: bytes) -> None:
+    def _trace(
+        self, t_in: float, wait: float | None, link: _Link, fate: int, payload: zmq.Frame
+    ) -> None:
+        if self.trace is not None:
+            self.trace.pending.append((t_in, wait, link.tid, fate, len(payload), _head(payload)))
+
+    def _count_send_failure(self, link: _Link, e: zmq.ZMQError, dst: bytes, to: bytes) -> int:
+        """Count a failed send; returns its fate for the trace."""
         # Only the first frame can fail (ROUTER checks the peer there): nothing half-sent.
         link.dropped += 1
         if e.errno == zmq.EHOSTUNREACH:
@@ -472,10 +541,12 @@ class Router:
             if self.routes.get(dst) == to:  # that connection is gone: forget it
                 del self.routes[dst]
                 self.names.pop(to, None)
-        elif e.errno == zmq.EAGAIN:
+            return tr.UNROUTABLE
+        if e.errno == zmq.EAGAIN:
             self.queue_full += 1  # the receiver's pipe is full: paused or wedged
-        else:
-            self.send_errors += 1
+            return tr.OVERFLOW
+        self.send_errors += 1
+        return tr.ERROR
 
     # ------------------------------------------------------------------------------ loop
 
@@ -531,6 +602,8 @@ class Router:
                 if not parent_alive(self.parent_pid):
                     return
                 self.publish()
+                if self.trace is not None:
+                    self.trace.flush()
             # Sleep until the next release in whole ms rounded down (zmq poll's resolution),
             # so we wake a little early; the last fraction of a ms is covered by short naps
             # between non-blocking polls. Delays stay precise to ~0.1 ms without a busy spin.
@@ -561,6 +634,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed of loss/duplicate/jitter draws")
     p.add_argument("--host", default="127.0.0.1", help="address to bind both sockets on")
     p.add_argument("--max-frame", type=int, default=MAX_FRAME, help="largest frame forwarded")
+    p.add_argument("--trace", default=None, help="write the message trace to this file")
+    p.add_argument("--trace-cap", type=int, default=tr.DEFAULT_CAP, help="frames kept at most")
     p.add_argument("--data-port", type=int, default=0, help="the data port (a restart's)")
     return p.parse_args(argv)
 
@@ -574,13 +649,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx = zmq.Context()
     telemetry = Telemetry(ctx, args.telemetry, "router")
+    trace = tr.TraceWriter(args.trace, args.trace_cap, time.monotonic()) if args.trace else None
     router = Router(ctx, telemetry, host=args.host, seed=args.seed, parent_pid=args.parent_pid,
-                    secret=auth.env_secret(), max_frame=max(1024, args.max_frame))  # fmt: skip
+                    secret=auth.env_secret(), max_frame=max(1024, args.max_frame),
+                    trace=trace)  # fmt: skip
     # Installed only now, so _Stop can only be raised inside the try that handles it.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         endpoints = router.bind(args.data_port)
+        log("router", f"pid {os.getpid()}, seed {args.seed}: data {endpoints.get('data')}, "
+            f"control {endpoints.get('control')}")  # fmt: skip
         telemetry.emit("router.ready", pid=os.getpid(), **endpoints)
         router.run()
     except _Stop:
@@ -591,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         router.publish()  # the last counters, so the run record is complete
+        if trace is not None:
+            trace.close()
+        log("router", "stopping")
         router.close()
         telemetry.close()
         ctx.term()

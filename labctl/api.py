@@ -1,7 +1,15 @@
-"""The client API to a running lab, used by the CLI (and later the dashboard).
+"""The Python API to a lab: what the CLI, the dashboard and scripts use (docs/api.md).
 
 Everything outside the supervisor reaches a lab through here: find it from the lab dir's
-state file, send a control request, get the one reply envelope back or a LabError.
+state file (`Lab.find`) or start one (`Lab.start`, `up`), send control requests (faults,
+workloads, status), and send client operations through the fault router from one
+long-lived endpoint, so a script pays no process start per call. Every error a user can
+cause is a LabError with a one-line message.
+
+    from labctl.api import Lab
+    with Lab.start("raft", nodes=3, lab_dir="/tmp/mylab") as lab:
+        lab.fault("partition", src="leader", dst="followers")
+        print(lab.put("k", "v"), lab.status()["leaders"])
 """
 
 from __future__ import annotations
@@ -9,24 +17,74 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import zmq
 
 from labctl import labdir
-from labctl.children import python_command
 from labctl.errors import LabError, LabFailed, NoLab
 from nodes import auth
 from nodes.process import request
 
 UP_TIMEOUT = 30.0
+MAX_NODES = 15
+
+
+def lab_config(
+    protocol: str,
+    nodes: int | None = None,
+    seed: int = 42,
+    options: dict[str, Any] | None = None,
+    fencing: bool = False,
+    mutate: str | None = None,
+) -> dict[str, Any]:
+    """Validate everything a lab needs before any process starts (LabError if not).
+    `mutate` names a bug to run with (`labctl mutants list`)."""
+    import protocols
+    from labctl import mutants
+    from protocols.base import ConfigError, decode_options
+
+    options = dict(options or {})
+    try:
+        cls = protocols.get(protocol)
+    except protocols.UnknownProtocol as e:
+        raise LabError(str(e)) from None
+    n = cls.default_nodes if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    config: dict[str, Any] = {"protocol": protocol, "nodes": n, "seed": seed, "options": options,
+                              "fencing": fencing}  # fmt: skip
+    if mutate:
+        config["mutate"] = mutate
+    try:
+        config = mutants.configure(config)
+    except mutants.UnknownMutation as e:
+        raise LabError(f"--mutate: {e}") from None
+    try:
+        decode_options(cls.Options, config["options"])
+    except ConfigError as e:
+        raise LabError(f"protocol {protocol!r}: {e}") from None
+    return config
+
+
+def config_warnings(config: dict[str, Any]) -> list[str]:
+    """What a user should hear before this lab starts (a PBFT size that is not 3f+1)."""
+    import protocols
+
+    note = protocols.get(config["protocol"]).size_warning(int(config["nodes"]))
+    return [note] if note else []
+
+
+# Python-friendly names for the fault vocabulary's keys (faults/model.py).
+_FAULT_KEYS = {"src": "from", "dst": "to", "for_": "for", "duration": "for"}
 
 
 class Lab:
-    """A handle on the lab running in one lab dir."""
+    """A handle on the lab running in one lab dir. As a context manager it stops the lab
+    at the end of the block (use `Lab.find` without `with` to leave it running)."""
 
     def __init__(self, lab_dir: Path, state: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
@@ -36,9 +94,12 @@ class Lab:
             self.secret = auth.read_secret(lab_dir)  # every socket of the lab asks for it
         except auth.AuthError as e:
             raise LabError(str(e)) from None
+        self._endpoint: Any = None  # nodes.client.Endpoint, made on the first operation
+        self._protocol: Any = None
 
     @classmethod
-    def find(cls, lab_dir: str | Path | None) -> Lab:
+    def find(cls, lab_dir: str | Path | None = None) -> Lab:
+        """Connect to the lab running in `lab_dir` (default .labctl/ or $LABCTL_DIR)."""
         path = labdir.resolve(lab_dir)
         state = labdir.read_state(path)
         if state is None:
@@ -70,6 +131,40 @@ class Lab:
         """The environment for a process this side starts on the lab (a load generator)."""
         return dict(os.environ, **auth.child_env(self.secret))
 
+    @classmethod
+    def start(
+        cls,
+        protocol: str = "raft",
+        nodes: int | None = None,
+        *,
+        lab_dir: str | Path | None = None,
+        seed: int = 42,
+        options: dict[str, Any] | None = None,
+        fencing: bool = False,
+        mutate: str | None = None,
+        settle: bool = True,
+    ) -> Lab:
+        """Start a lab (as `labctl up -d`) and return its handle; with `settle`, once a
+        leader is elected. It runs until `down()` (or the end of a `with` block)."""
+        lab = up(lab_dir, lab_config(protocol, nodes, seed, options, fencing, mutate))
+        if settle:
+            lab.settle()
+        return lab
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.state["run_dir"])
+
+    @property
+    def replicas(self) -> list[str]:
+        return list(self.state["nodes"])
+
     def call(self, cmd: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         answer = request(
             self.ctx, self.state["control"], {"cmd": cmd, **fields}, timeout, secret=self.secret
@@ -86,11 +181,171 @@ class Lab:
         answer.pop("ok", None)
         return answer
 
-    def fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def fault(self, spec: dict[str, Any] | str, **params: Any) -> dict[str, Any]:
+        """Apply one fault: a mapping in the fault vocabulary ({"fault": "delay", "from":
+        "r0", ...}, as a scenario step), or its kind and parameters, with `src`/`dst` for
+        from/to and `for_` for for: `fault("delay", src="r0", dst="r1", ms=50)`. Lists of
+        nodes may be lists. Returns the supervisor's answer ("applied": what it did)."""
+        if isinstance(spec, str):
+            spec = {"fault": spec}
+        spec = dict(spec)
+        for key, value in params.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                value = ",".join(map(str, value))
+            spec[_FAULT_KEYS.get(key, key)] = value
         return self.call("fault", fault=spec, timeout=15.0)
+
+    def heal(self, src: str | None = None, dst: str | None = None) -> dict[str, Any]:
+        """Remove link faults (all, or those touching `src`/`dst`)."""
+        return self.fault("heal", src=src, dst=dst)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults in force, each with "describe" and "heals_with"."""
+        return self.call("faults")["faults"]
+
+    def leaders(self) -> list[str]:
+        return list(self.status().get("leaders") or [])
+
+    def violations(self) -> list[dict[str, Any]]:
+        """Safety violations found so far (kind, t, nodes, detail, evidence)."""
+        return list(self.status().get("violations") or [])
+
+    def workload(self, **spec: Any) -> dict[str, Any]:
+        """Start workload clients (the keys of a scenario's [workload]: kind, rate,
+        clients, target, reads, keys, timeout, retries, duration)."""
+        return self.call("workload", action="start", spec=spec, timeout=10.0)
+
+    def stop_workload(self) -> dict[str, Any]:
+        return self.call("workload", action="stop", timeout=10.0)
+
+    # -- client operations: through the fault router, from one endpoint ------------------
+
+    def put(self, key: str, value: str, **kw: Any) -> dict[str, Any]:
+        return self.request({"op": "put", "key": key, "value": value}, **kw)
+
+    def get(self, key: str, read: str = "log", **kw: Any) -> dict[str, Any]:
+        return self.request({"op": "get", "key": key}, read=read, **kw)
+
+    def cas(self, key: str, expected: str, value: str, **kw: Any) -> dict[str, Any]:
+        return self.request({"op": "cas", "key": key, "expected": expected, "value": value}, **kw)
+
+    def request(
+        self,
+        op: dict[str, Any],
+        via: str | None = None,
+        timeout: float = 1.0,
+        read: str = "log",
+    ) -> dict[str, Any]:
+        """One client operation (`op`: op, key, value, expected, order), sent to `via` (a
+        name or a role; default the leader; every replica for PBFT, which needs f+1
+        matching replies) and recorded in the run's history.jsonl. Returns what came back,
+        as `labctl client --json` prints it: status ok / not_leader / fail / timeout,
+        node, seq, term (where the protocol has one), value, leader, agreed, error."""
+        import random
+
+        from faults.model import FaultError
+        from faults.targets import resolve
+        from nodes.client import new_request_id
+        from protocols.base import READ_MODES, Command, client_quorum
+
+        if read not in READ_MODES:
+            raise LabError(f"read mode must be one of {', '.join(READ_MODES)}, got {read!r}")
+        doc = self.status()
+        replicas = [n["id"] for n in doc["nodes"]]
+        status = {n["id"]: n for n in doc["nodes"]}
+        try:
+            if via is None:
+                node = (doc.get("leaders") or replicas)[0]
+            else:
+                node = resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
+                               rng=random.Random())[0]  # fmt: skip
+        except FaultError as e:
+            raise LabError(str(e)) from None
+        cls = self._protocol_class(doc.get("protocol"))
+        quorum = client_quorum(cls, len(replicas)) if cls else 1
+        broadcast = bool(cls and cls.byzantine_tolerant)
+        if broadcast:
+            node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
+        if self._endpoint is None:
+            self._endpoint = self.endpoint()  # authenticated, like every lab socket
+        endpoint = self._endpoint
+        command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
+        t0 = time.monotonic()
+        self._history({"type": "invoke", "t": t0, "process": endpoint.name, "node": node,
+                       "request_id": command.request_id, "op": command.op, "key": command.key,
+                       "value": command.value, "expected": command.expected})  # fmt: skip
+        agreed: list[str] = []
+        if broadcast:
+            reply, agreed = endpoint.call_quorum(replicas, command, quorum, read, timeout)
+        else:
+            reply = endpoint.call(node, command, read, timeout)
+        t1 = time.monotonic()
+        if reply is None:
+            out: dict[str, Any] = {"status": "timeout", "node": node}
+            kind = "info"  # we cannot know whether it happened
+        else:
+            out = {"status": reply.status, "node": reply.node}
+            if reply.status == "not_leader":
+                out["leader"] = reply.leader
+                kind = "fail"
+            else:
+                if cls is None or cls.replies_carry_term:  # PBFT, EPaxos: no term (0)
+                    out["term"] = reply.term
+                out["seq"] = reply.seq
+                if command.op in ("get", "cas"):
+                    out["value"] = reply.value
+                if reply.error:
+                    out["error"] = reply.error
+                kind = "ok" if reply.status == "ok" else "fail"
+            if agreed:
+                out["agreed"] = agreed  # the f+1 (or more) replicas whose replies matched
+        self._history({"type": kind, "t": t1, "process": endpoint.name, "node": node,
+                       "request_id": command.request_id, "op": command.op,
+                       "reply": out})  # fmt: skip
+        out["ms"] = round((t1 - t0) * 1000, 1)
+        return out
+
+    def _protocol_class(self, name: Any) -> Any:
+        if self._protocol is None:
+            import protocols
+
+            try:
+                self._protocol = protocols.get(str(name))
+            except protocols.UnknownProtocol:
+                return None
+        return self._protocol
+
+    def _history(self, record: dict[str, Any]) -> None:
+        try:
+            self.call("history", record=record, timeout=2.0)
+        except LabError as e:
+            sys.stderr.write(f"warning: could not record history: {e}\n")
+
+    def close(self) -> None:
+        """Close the client endpoint (the lab keeps running)."""
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+    def settle(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until every replica reported its role and, unless the protocol is
+        leaderless (EPaxos: every role is "replica"), one of them leads; the last status.
+        A lab that does not settle in `timeout` is returned as it is (a user may have cut
+        it off on purpose)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.status()
+            roles = [n.get("role") for n in doc["nodes"] if n.get("state") == "running"]
+            settled = all(roles) and (doc["leaders"] or all(r == "replica" for r in roles))
+            if settled or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.02)  # status polls: the first election takes one timeout or two
 
     def down(self, timeout: float = 10.0) -> dict[str, Any]:
         """Stop the lab and wait until the supervisor (and so every child) is gone."""
+        self.close()
         pid = self.state["supervisor_pid"]
         answer = self.call("shutdown")
         deadline = time.monotonic() + timeout
@@ -113,10 +368,7 @@ class Lab:
 
 def _running(pid: int) -> bool:
     """True until the process has exited (a zombie waiting for init to reap it has)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return labdir.pid_alive(pid)
 
 
 def kill_group(pid: int) -> None:
@@ -141,6 +393,10 @@ def up(
     os.chmod(path, 0o700)  # the lab's record and secret are its user's alone
     if foreground_pid is not None:
         config = {**config, "parent_pid": foreground_pid}
+    import psutil
+
+    from labctl.children import python_command  # psutil: only `up` needs it
+
     log = os.fdopen(os.open(path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                             0o600), "ab")  # fmt: skip - handed to the child
     try:

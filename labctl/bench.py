@@ -78,10 +78,17 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = module.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if what == "cli":
+        from labctl.benchmarks import cli_latency
+
+        say("cli: wall time of labctl calls (median of 10 each) ...")
+        result = cli_latency.run(runs=5 if quick else 10)
+        print_json(result) if json_out else sys.stdout.write(cli_latency.render(result) + "\n")
+        return
     if what != "core":
         raise LabError(
             f"unknown benchmark {what!r} (available: core, checkers, raft, epaxos, pbft, sim, "
-            "soak)"
+            "soak, cli)"
         )
     from labctl.benchmarks import router
 

@@ -116,9 +116,12 @@ def random_scenario(protocol: str, nodes: int, duration: float, seed: int,
 
 
 def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: int,
-             lab_dir: str | None, mutate: str = "") -> dict[str, Any]:  # fmt: skip
+             lab_dir: str | None, mutate: str = "",
+             report: bool = False) -> dict[str, Any]:  # fmt: skip
     """`runs` chaos runs cycling through `nodes` (with mutation `mutate`, when named);
-    the aggregate verdict."""
+    the aggregate verdict. With `report`, a run with a violation or a failed lab gets
+    RUN/report.html (the ones worth looking at; twenty pages of nothing happening would
+    only bury them)."""
     from labctl.scenario import runner
     from labctl.scenario.format import set_mutation
 
@@ -138,6 +141,11 @@ def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: 
         found = ", ".join(kinds) or "none"
         runner._say(f"chaos {i + 1}/{runs}: seed {seed + i}, {n} nodes: {summary['verdict']}"
                     f" ops ok={summary['ops']['ok']} violations: {found}")  # fmt: skip
+        if report and (kinds or code == 3):
+            from labctl.report.hook import after_run
+
+            page = after_run(summary["run_dir"])
+            results[-1]["report"] = str(page) if page else None
     return {
         "protocol": protocol,
         "mutate": mutate or None,

@@ -78,7 +78,7 @@ def generate(protocol: str, nodes: int, seed: int,
         steps.append((round(min(at, end), 4), fault))
 
     if which == "leader-churn" and cls.ordering == "total" and not cls.byzantine_tolerant \
-            and rng.random() < 0.7:  # fmt: skip
+            and rng.random() < 0.85:  # fmt: skip
         # Leaders to churn: the director times the faults by what the leaders do. Enough
         # clients that a cut-off leader still gets more than a batch of entries.
         rate, clients = rng.choice((300, 600)), 8
@@ -282,15 +282,12 @@ class ChurnDirector:
             self._settle(at + self.rng.uniform(1.0, 2.0))
 
     def _settle(self, at: float) -> None:
+        # One attempt per run: a later attempt's moments were chosen for the state the
+        # earlier one left, so shrinking could not drop the earlier one; a run that
+        # violates keeps a schedule of one attempt (five faults), and the next run tries
+        # again from its own seed.
         self.phase = "settle"
         self._fault(at, fault="heal")
-        again = at + self.rng.uniform(0.5, 1.5)
-        if again < self.until:
-            self.lab.at(again, self._again)
-
-    def _again(self) -> None:
-        self.phase = "idle"
-        self._begin()
 
     def _give_up(self) -> None:
         """The cluster did not do what the next move waits for: undo, and start over."""

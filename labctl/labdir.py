@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
 
@@ -39,11 +37,30 @@ def read_state(lab_dir: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped has exited). Reads /proc where
+    there is one: every CLI call asks this, and psutil costs more to import than to ask."""
     try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:
+        pass  # it exists, under another user
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False  # gone since the kill
+    except (OSError, IndexError):
+        import psutil  # no /proc (macOS)
+
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
 
 def write_state(lab_dir: Path, state: dict[str, Any]) -> None:

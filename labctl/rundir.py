@@ -1,7 +1,8 @@
 """The run directory: the written record of one run, readable even after a crash.
 
+    runs/latest -> the newest run
     runs/<timestamp>-<scenario or 'lab'>-<protocol>/
-        lab.json        config, seed, versions
+        lab.json        config, seed, versions, clock (monotonic and wall read together)
         events.jsonl    telemetry, faults, violations; true time
         history.jsonl   client operations: invoke / ok / fail / info
         summary.json    written at the end
@@ -64,6 +65,9 @@ class RunDir:
         self.path = path
         (path / "logs").mkdir(parents=True)
         (path / "data").mkdir()
+        from labctl.runs import link_latest
+
+        link_latest(path)
         # Binary: the encoder already makes UTF-8 JSON, no str round trip per line (the
         # supervisor writes one line per applied command per replica).
         self._events = open(path / "events.jsonl", "ab")  # noqa: SIM115 - open for the run
@@ -72,7 +76,10 @@ class RunDir:
         self._encoder = msgspec.json.Encoder()
 
     def write_lab(self, config: dict[str, Any]) -> None:
-        doc = {"config": config, "versions": versions(), "started_wall": time.time()}
+        # The pair of readings converts events' true time (monotonic) to wall-clock time.
+        mono, wall = time.monotonic(), time.time()
+        doc = {"config": config, "versions": versions(), "started_wall": wall,
+               "clock": {"monotonic": mono, "wall": wall}}  # fmt: skip
         (self.path / "lab.json").write_text(json.dumps(doc, indent=2))
 
     def event(self, record: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ the exit codes are `scenario run`'s (labctl/scenario/runner.py's `build_summary`
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -150,11 +149,9 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     return (EXIT_OK if summary["verdict"] == "pass" else EXIT_NOT_MET), summary
 
 
-def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+def run(sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True) -> int:
     code, summary = execute(sc, lab_dir)
-    if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    runner._report(summary)
     runner._say(f"simulated {summary['virtual_s']:g}s in {summary['wall_s']:g}s "
                 f"({summary['speed']}x real time)")  # fmt: skip
+    runner._finish(summary, json_out, report)  # the verdict, the report, --json
     return code

@@ -26,6 +26,7 @@ import psutil
 import zmq
 
 import protocols
+from faults import trace
 from faults.model import Fault, FaultError
 from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
@@ -138,6 +139,7 @@ class Supervisor(FaultsMixin):
                 # the largest frame the data plane forwards (lab config "max_frame", bytes)
                 *(["--max-frame", str(int(config["max_frame"]))] if config.get("max_frame")
                   else []),
+                *self._trace_args(),
             ],
             logs / "router.log",
         )
@@ -164,6 +166,14 @@ class Supervisor(FaultsMixin):
         )
         self.emit("lab.ready", nodes=self.replicas, protocol=self.protocol)
         labdir.write_state(self.lab_dir, self.state_doc())
+
+    def _trace_args(self) -> list[str]:
+        """The router records the message trace into the run dir (faults/trace.py) unless
+        the config's trace_cap is 0."""
+        cap = int(self.config.get("trace_cap", trace.DEFAULT_CAP))
+        if cap <= 0:
+            return []
+        return ["--trace", str(trace.trace_path(self.run.path)), "--trace-cap", str(cap)]
 
     def _replica_argv(self, r: str) -> list[str]:
         return [

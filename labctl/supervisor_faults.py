@@ -50,14 +50,14 @@ class FaultsMixin:
         for c in self.children.values():
             if c.state == "paused":
                 left = f" ({c.paused_until - now:.1f}s left)" if c.paused_until else ""
-                heals = "resume" + (", or the timer" if c.paused_until else "")
+                heals = f"resume {c.name}" + (", or the timer" if c.paused_until else "")
                 out.append({"fault": "pause", "node": c.name, "describe": f"pause {c.name}{left}",
                             "heals_with": heals})  # fmt: skip
             elif c.state == "stopped" and c.kind in ("replica", "router", "broker"):
                 what = {"router": ": no message is delivered", "broker": ": no side effect "
                         "is recorded"}.get(c.kind, "")  # fmt: skip
                 out.append({"fault": "kill", "node": c.name, "describe": f"{c.name} is down{what}",
-                            "heals_with": "restart"})  # fmt: skip
+                            "heals_with": f"restart {c.name}"})  # fmt: skip
         for node, kinds in self.node_faults.items():
             for f in kinds.values():
                 out.append({"fault": f.kind, "node": node, "describe": f.describe(),
@@ -111,6 +111,11 @@ class FaultsMixin:
         else:
             src = self._resolve(fault.src)
             dst = self._resolve(fault.dst)
+            if not any(a != b for a in src for b in dst):  # r0 -> r0: no link to act on
+                raise FaultError(
+                    f"{fault.kind} from {','.join(src)} to {','.join(dst)} acts on no link "
+                    "(a node is never cut off from itself); name two different sides"
+                )
             fault = msgspec.structs.replace(fault, src=tuple(src), dst=tuple(dst))
         self.fault_ids += 1
         self.link_faults.append((self.fault_ids, fault))
@@ -170,6 +175,8 @@ class FaultsMixin:
         elif kind == "kill":
             if c.state == "stopped":
                 return error(f"{node} is already stopped", "bad_state")
+            if fault.power_loss and c.kind != "replica":
+                return error(f"{node} keeps no WAL: power loss is a replica's fault", "bad_fault")
             c.kill()
             self.status.pop(node, None)
             if fault.power_loss:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from typing import Any
@@ -37,6 +38,7 @@ from nodes.process import (
     die_with_parent,
     error,
     hello,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     drops = Drops("broker")  # logs the first of each kind of bad input, once
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     telemetry.emit("broker.ready", control=control_ep, fencing=args.fencing)
+    log("broker", f"pid {os.getpid()}, fencing {'on' if args.fencing else 'off'}; "
+        f"every decision goes to {args.record}")  # fmt: skip
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         cmd = request["cmd"]

@@ -44,6 +44,15 @@ def die_with_parent(parent_pid: int | None, sig: int = signal.SIGKILL) -> None:
         os._exit(0)
 
 
+def log(name: str, text: str) -> None:
+    """One line in this process's log (its stderr, runs/<run>/logs/<name>.log), stamped
+    with wall-clock time so a user can line it up with their own logs (events.jsonl has
+    the lab's true time; `labctl runs events` converts)."""
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    sys.stderr.write(f"{stamp} {name} {text}\n")
+
+
 def on_stop_signals(stop: Any) -> None:
     """Call `stop()` on SIGTERM or SIGINT: every lab process ends its loop the same way."""
 

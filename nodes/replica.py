@@ -37,6 +37,7 @@ from nodes.process import (
     die_with_parent,
     error,
     hello,
+    log,
     ok,
     on_stop_signals,
     parent_alive,
@@ -79,6 +80,9 @@ PARENT_CHECK = 0.2
 # protocol state is trees of records (log entries, instances, sessions), and the few cycles
 # (a protocol object and its helpers) live as long as the process.
 FREEZE_INTERVAL = 1.0
+# Events the node's log (runs/<run>/logs/<id>.log) leaves out: the lease is renewed on
+# every heartbeat round, and the telemetry has it anyway.
+UNLOGGED = frozenset({ev.LEASE, ev.COMMITTED})
 
 
 class Replica:
@@ -152,6 +156,13 @@ class Replica:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        bad = self.counters.get("bad_records", 0)
+        log(self.id, f"{self.protocol.name} replica of {','.join(self.protocol.config.replicas)}, "
+            f"pid {os.getpid()}; WAL {self.wal.path}: {len(self.recovered)} records recovered"
+            + (f", {self.wal.truncated_bytes} bytes of torn tail cut" if self.wal.truncated_bytes
+               else "")
+            + (f", {bad} undecodable record(s) left out" if bad else "")
+            + (", damaged: repairing from its peers" if self.wal.damaged else ""))  # fmt: skip
         recovered = len(self.recovered)
         # Before anything the restart re-applies: what this node held before is gone from
         # its state machine (the lost-write checker counts only what it applies again).
@@ -281,6 +292,8 @@ class Replica:
                 if e.kind == ev.WAL_REPAIRED:
                     self.wal.repaired()
                 data = dict(e.data)
+                if e.kind not in UNLOGGED:
+                    log(self.id, f"{e.kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
                 if e.kind == ev.LEASE and data.get("expiry") is not None:
                     data["expiry_true"] = self.clock.to_true(data["expiry"])
                 self.telemetry.emit(e.kind, **data)
@@ -293,6 +306,7 @@ class Replica:
             if not ready.want_snapshot:
                 return
             image = SnapshotImage(self.sm.applied_index, self.sm.applied_term, self.sm.snapshot())
+            log(self.id, f"snapshot at index {image.index}: {len(image.data)} bytes")
             ready = self.protocol.on_snapshot(self.clock.now(), image)
 
     def _restore(self, data: bytes) -> list[dict[str, Any]]:
@@ -301,6 +315,7 @@ class Replica:
         from_snapshot, so the checkers see this replica holding what it holds."""
         before = self.sm.applied_index
         self.sm.restore(data)
+        log(self.id, f"restored a snapshot: applied {before} -> {self.sm.applied_index}")
         return self.sm.covered_since(before)
 
     def _send(self, dst: str, payload: bytes) -> None:
@@ -380,6 +395,7 @@ class Replica:
         if cmd == "clock":
             self.clock.set(fault.offset, fault.drift)
             self.status_dirty = True
+            log(self.id, f"fault: clock offset={self.clock.offset:+g}s drift={self.clock.drift:+g}")
             self.telemetry.emit("node.clock", offset=self.clock.offset, drift=self.clock.drift)
             return ok(offset=self.clock.offset, drift=self.clock.drift)
         if cmd == "disk":
@@ -388,6 +404,8 @@ class Replica:
             if fault.stall is not None:
                 self.wal.stall_until = true_time() + fault.stall
             self.status_dirty = True
+            stall = f", stalled for {float(request['stall']):g}s" if request.get("stall") else ""
+            log(self.id, f"fault: disk fsync +{self.wal.fsync_latency * 1000:g}ms{stall}")
             return ok(fsync=self.wal.fsync_latency, stall_until=self.wal.stall_until)
         if cmd == "byzantine":
             mode = request.get("mode")
@@ -397,6 +415,7 @@ class Replica:
             except ConfigError as e:
                 return error(str(e), "bad_fault")
             self.byzantine = mode
+            log(self.id, f"fault: byzantine mode {mode or 'honest'}")
             self.execute(ready)
             self.telemetry.emit("node.byzantine", mode=mode or "honest")
             return ok(mode=mode or "honest")
@@ -440,6 +459,10 @@ class Replica:
         self.telemetry.emit("node.status", **s)
 
     def close(self) -> None:
+        s = self.protocol.status()
+        log(self.id, f"stopping: role={s.get('role')} term={s.get('term')} "
+            f"applied={self.sm.applied_index} fsyncs={self.wal.fsyncs} "
+            + " ".join(f"{k}={v}" for k, v in self.counters.items()))  # fmt: skip
         self.wal.close()
         self.telemetry.close()
         self.data.close(0)

@@ -7,8 +7,10 @@ The registry maps a protocol's name to where it lives, imported only when asked 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from protocols.base import Protocol
+if TYPE_CHECKING:  # the contract is imported with the first protocol, not by the registry
+    from protocols.base import Protocol
 
 REGISTRY: dict[str, str] = {
     "naive": "protocols.naive:NaiveProtocol",

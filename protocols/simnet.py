@@ -792,9 +792,18 @@ class SimNet:
         ready = node.protocol.start(node.clock.now(self.now), list(node.disk))
         self._carry_out(node, ready)
 
-    def _kill(self, node: SimNode) -> None:
+    def _kill(self, node: SimNode, power_loss: bool = True) -> None:
         pending, node.pending = node.pending, None
-        if pending is not None:
+        if not power_loss:
+            # The process died, the machine did not (SIGKILL): what it wrote is in the
+            # page cache and reaches the disk, fsynced or not.
+            if pending is not None and pending.compact is not None:
+                node.disk = list(pending.compact)
+                node.unsynced = []
+            node.unsynced = [*node.unsynced, *(pending.persist if pending is not None else [])]
+            node.disk.extend(node.unsynced)
+            node.unsynced = []
+        elif pending is not None:
             # Killed while its fsync ran (timed mode): a compaction's rename happened or
             # not, and of the appended records a prefix made it (a torn tail).
             if pending.compact is not None and self.rng.random() < 0.5:
@@ -816,16 +825,18 @@ class SimNet:
         node.paused_until = 0.0  # a stopped process can be killed; it restarts running
         node.tick_at = -1.0
 
-    def crash(self, node: str, mid_write: bool = False) -> None:
+    def crash(self, node: str, mid_write: bool = False, power_loss: bool = True) -> None:
         """Kill `node` now; or, with `mid_write`, in the middle of its next write: only a
-        prefix of that batch's records reaches the disk, nothing else of it happens."""
+        prefix of that batch's records reaches the disk, nothing else of it happens. A
+        power loss (the default) keeps only a prefix of what was written without an fsync;
+        without it (SIGKILL: the machine stays up) everything written survives."""
         n = self.nodes[node]
         if not n.alive:
             raise RuntimeError(f"{node} is not running")
         if mid_write:
             n.crash_mid_write = True
         else:
-            self._kill(n)
+            self._kill(n, power_loss)
 
     def restart(self, node: str) -> None:
         """Start a new process for `node` from the records it persisted."""

@@ -9,8 +9,9 @@ this does to the network and its nodes, at the step's virtual time:
   in a delay leaves when due);
 - pause: the node takes no input and its timers do not fire while true time runs on;
   what is sent to it waits (SIGSTOP); resume, or the end of `for`;
-- kill: the node's process is gone (what was in flight to it is lost); writes not yet
-  fsynced are lost but for a prefix, and a kill during an fsync tears it (a torn tail);
+- kill: the node's process is gone (what was in flight to it is lost), what it wrote
+  survives (SIGKILL leaves the page cache); with `power_loss` the machine goes down too:
+  writes not yet fsynced are lost but for a prefix, and one during its fsync is torn;
   restart: a new protocol object from the records on its "disk", through `start`;
 - clock: offset and drift of the node clock against true time (nodes/clock.py's rule);
 - disk: fsync latency added to every fsync, a stall that blocks fsyncs until it is over;
@@ -158,14 +159,7 @@ class FaultsMixin:
         elif kind == "kill":
             if state == "stopped":
                 raise FaultError(f"{node} is already stopped")
-            if fault.power_loss:
-                # The machine, not only the process: nothing written since the last fsync
-                # survives (an fsync under way never finished), as the supervisor's cut.
-                n = self.nodes[node]
-                lost = len(n.unsynced) + (len(n.pending.persist) if n.pending else 0)
-                n.unsynced, n.pending = [], None
-                self.emit("fault.power_loss", node=node, lost_records=lost)
-            self._kill_node(node)
+            self._kill_node(node, bool(getattr(fault, "power_loss", False)))
         elif kind == "restart":
             if state != "stopped":
                 self._kill_node(node)
@@ -202,9 +196,9 @@ class FaultsMixin:
         self.emit("fault", fault=kind, node=node, describe=describe, **extra)
         return describe
 
-    def _kill_node(self, node: str) -> None:
+    def _kill_node(self, node: str, power_loss: bool = False) -> None:
         self.pause_ids.pop(node, None)
-        self.crash(node)
+        self.crash(node, power_loss=power_loss)
         self.emit("process.exit", node=node, code=-9)
 
     def _pause_over(self, node: str, pause_id: int) -> None:

@@ -1,5 +1,11 @@
 """Fixtures for tests that run real labs: the CLI as a user runs it, and cleanup that holds
-even when a test fails (every process the lab started is SIGKILLed at teardown)."""
+even when a test fails (every process the lab started is SIGKILLed at teardown).
+
+Time in tests: the suite must pass on a laptop doing other work (both cores busy). A test
+waits for behaviour (`wait_until`), never for a fixed time, and every deadline a test
+names is nominal: `wait_until` and `slack()` stretch it by SLACK (4x, or
+$LABCTL_TEST_SLACK). Precision (how close a delay is to what was asked) is measured by
+benchmarks (`labctl bench core`), not asserted here."""
 
 from __future__ import annotations
 
@@ -15,6 +21,13 @@ from typing import Any
 
 import psutil
 import pytest
+
+SLACK = float(os.environ.get("LABCTL_TEST_SLACK", "4"))
+
+
+def slack(seconds: float) -> float:
+    """A nominal time limit stretched for a loaded machine."""
+    return seconds * SLACK
 
 
 class CLI:
@@ -103,7 +116,9 @@ def cli(tmp_path: Path) -> Iterator[CLI]:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`
+    (nominal: stretched by SLACK). A passing test waits only as long as it must."""
+    timeout = slack(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

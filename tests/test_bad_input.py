@@ -40,12 +40,17 @@ def test_bad_input_against_a_running_lab(cli: CLI) -> None:
         (["fault", "partition", "--from", "r0", "--to", "nobody"], "unknown node 'nobody'"),
         (["fault", "resume", "r1"], "r1 is running, not paused"),
         (["client", "get", "k", "--via", "r7"], "unknown node 'r7'"),
+        (["fault", "partition", "--from", "r0", "--to", "r0"], "acts on no link"),
     ]:
         result = cli.run(*args, check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.strip().startswith("error: ") and message in result.stderr, (
             result.stderr
         )
+    cli.run("fault", "clock", "r1", "--offset", "5ms")
+    listed = cli.run("fault", "list").stdout
+    assert "healed by: clock r1 --offset 0 --drift 0" in listed and "NODE" not in listed
+    cli.run("fault", "clock", "r1", "--offset", "0", "--drift", "0")
     unknown = cli.run("fault", "explode", "r0", check=False)
     assert unknown.returncode == 2
     # The lab is untouched by all of that.

@@ -25,7 +25,7 @@ def test_the_double_buy_on_a_naive_replica() -> None:
     (v,) = feed([applied("r0", 1, 3, "c0:17"), applied("r0", 2, 5, "c0:17", duplicate=True)])
     assert (v.kind, v.t, v.nodes) == ("duplicate-apply", 2, ["r0"])
     assert v.evidence["indices"] == [3, 5] and v.evidence["request_id"] == "c0:17"
-    assert v.detail == "r0 applied order c0:17 twice, at indices 3 and 5"
+    assert v.detail == "r0 applied order ALPHA=riya:buy:200 (c0:17) twice, at indices 3 and 5"
 
 
 def test_exactly_once_answering_from_the_session_table_is_fine() -> None:

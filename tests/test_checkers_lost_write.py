@@ -40,7 +40,7 @@ def test_acked_write_absent_from_every_replica() -> None:
     events = [leader("r0", 0, 1), applied("r0", 1, 1, "c0:1"), applied("r1", 1, 1, "c0:1")]
     (v,) = run(events, op("c0:1", 0.5, "ok") + op("c1:1", 0.6, "ok"))
     assert (v.kind, v.nodes) == ("lost-write", ["r0", "r1"])
-    assert v.detail == "acknowledged put c1:1 is absent from every replica"
+    assert v.detail == "acknowledged put x=1 (c1:1) is absent from every replica"
     assert v.evidence["request_id"] == "c1:1"
 
 

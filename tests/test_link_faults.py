@@ -10,7 +10,7 @@ import zmq
 
 from nodes.client import Endpoint
 from protocols.base import ClientRequest, Command
-from tests.conftest import CLI, wait_until
+from tests.conftest import CLI, slack, wait_until
 
 
 def round_trips(ep: Endpoint, node: str, count: int) -> list[float]:
@@ -32,11 +32,13 @@ def test_delay_adds_the_asked_one_way_latency(cli: CLI) -> None:
     try:
         base = statistics.median(round_trips(ep, "r0", 30))
         cli.run("fault", "delay", "--from", "r0", "--to", "c0", "--ms", "50")
-        delayed = statistics.median(round_trips(ep, "r0", 30))
+        delayed = round_trips(ep, "r0", 30)
     finally:
         ep.close()
-    added_ms = (delayed - base) * 1000
-    assert 45 <= added_ms <= 55, added_ms
+    # Never early, whatever the load: each answer waited out the asked 50 ms. Late by a
+    # loaded machine's scheduling, within slack; how precise it is is `labctl bench core`.
+    assert min(delayed) >= 0.050, min(delayed)
+    assert statistics.median(delayed) - base <= slack(0.050), (statistics.median(delayed), base)
 
 
 def test_loss_drops_within_binomial_bounds(cli: CLI) -> None:
@@ -48,9 +50,9 @@ def test_loss_drops_within_binomial_bounds(cli: CLI) -> None:
         for i in range(n):
             cmd = Command(request_id=f"c0:{i}", client="c0", op="get", key="k")
             ep.send("r0", ClientRequest(cmd))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + slack(3)
         seen: set[str] = set()
-        while time.monotonic() < deadline and ep.sock.poll(300):
+        while time.monotonic() < deadline and ep.sock.poll(int(slack(300))):
             replies, _ = ep.codec.decode_all(ep.sock.recv_multipart()[1])  # maybe a Bundle
             seen.update(reply.request_id for reply in replies)
         answered = len(seen)

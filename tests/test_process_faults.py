@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import CLI, wait_until
+from tests.conftest import CLI, slack, wait_until
 
 
 def pid_of(cli: CLI, node: str) -> int:
@@ -45,14 +45,17 @@ def test_pause_really_stops_the_process_for_the_asked_time(cli: CLI) -> None:
     watcher.start()
     try:
         cli.run("fault", "pause", "r0", "--for", "2s")
-        assert node(cli, "r0")["state"] == "paused"
-        watcher.join(timeout=5)
+        # (what the kernel says is watched above; a status call here could come after the
+        # 2 s on a starved machine)
+        watcher.join(timeout=slack(5))
     finally:
         done.set()
         watcher.join()
     assert "running" in seen, "never resumed"
     paused_for = seen["running"] - seen["stopped"]
-    assert 1.95 <= paused_for <= 2.05, paused_for
+    # The watcher may see the stop late (it shares two busy cores), so the lower bound
+    # allows its lag; the resume may come late, never early: the upper bound is slack.
+    assert 2.0 - 0.5 <= paused_for <= slack(2.0), paused_for
     assert node(cli, "r0")["state"] == "running"
 
 
@@ -105,7 +108,7 @@ def test_sigkill_of_the_supervisor_takes_every_lab_process_with_it(cli: CLI) -> 
         )
 
     wait_until(all_gone, timeout=2.0, interval=0.01)
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < slack(2.0)
     # The stale state file does not block a new lab.
     assert (cli.lab_dir / "state.json").exists()
     cli.up("-n", "3", "-p", "naive")

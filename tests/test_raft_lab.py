@@ -14,9 +14,15 @@ def nodes(cli: CLI) -> dict[str, dict]:
 
 def test_raft_prevents_the_seed_split_brain(cli: CLI) -> None:
     cli.up("-n", "3", "-p", "raft")
-    leader = wait_until(lambda: (cli.status()["leaders"] or [None])[0], timeout=5)
-    first = cli.json("client", "put", "order", "riya-200", "--via", leader)
-    assert first["status"] == "ok"
+
+    def acknowledged() -> dict | None:
+        # Whoever leads when the write arrives: on a starved machine a 150 ms election
+        # timeout can pass between finding the leader and asking it.
+        reply = cli.json("client", "put", "order", "riya-200", "--via", "leader", check=False)
+        return reply if reply["status"] == "ok" else None
+
+    first = wait_until(acknowledged, timeout=5)
+    leader = first["node"]
 
     followers = [n for n in ("r0", "r1", "r2") if n != leader]
     cli.run("fault", "partition", "--from", leader, "--to", ",".join(followers))
@@ -71,6 +77,11 @@ def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes(cli: CLI) ->
     assert cli.json("client", "put", "k", "v", "--via", new)["status"] == "ok"
     # When the pause ends, the stale leader hears the new term and follows.
     wait_until(lambda: nodes(cli)[old]["state"] == "running", timeout=4)
-    wait_until(lambda: nodes(cli)[old]["role"] == "follower", timeout=3)
-    assert nodes(cli)[old]["leader"] == new
+
+    def follows_a_newer_leader() -> bool:
+        me = nodes(cli)[old]
+        return me["role"] == "follower" and me["leader"] not in (None, old)
+
+    # `new`, or whoever leads after it: a starved machine may hold another election.
+    wait_until(follows_a_newer_leader, timeout=3)
     assert not cli.status()["violations"]

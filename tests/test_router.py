@@ -32,9 +32,10 @@ import zmq
 
 from faults.links import LinkRule, LinkTable
 from nodes.process import decode_dict, encode, request
+from tests.conftest import slack
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 5.0
+TIMEOUT = slack(5.0)
 
 
 # --------------------------------------------------------------------------- harness
@@ -281,8 +282,12 @@ def test_delay_adds_its_median(router: Router) -> None:
 
     base = statistics.median(latencies(50))
     router.set_links(("r0", "r1", {"delay": 0.05}))
-    added = statistics.median(latencies(50)) - base
-    assert 0.045 <= added <= 0.055, f"median added latency {added * 1000:.2f} ms"
+    delayed = latencies(50)
+    # Never early, whatever the load; late only by scheduling (the precision of the delay
+    # is measured by `labctl bench core`, not asserted on a machine that may be busy).
+    assert min(delayed) >= 0.05, f"a message came {min(delayed) * 1000:.2f} ms after sending"
+    added = statistics.median(delayed) - base
+    assert added <= slack(0.05), f"median added latency {added * 1000:.2f} ms"
     assert router.link("r0", "r1")["delayed"] == 50
 
 

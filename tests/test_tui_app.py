@@ -14,6 +14,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input, Label
 
+from tests.conftest import slack
 from tui.app import LabApp, make_app
 from tui.fake import FakeSource, calm_doc
 from tui.screens.dialog import ActionDialog
@@ -34,7 +35,9 @@ def pilot_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 
 async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Let the app run until `predicate()` holds; fail the test after `timeout` seconds."""
+    """Let the app run until `predicate()` holds; fail the test after `timeout` seconds
+    (nominal: stretched by conftest.SLACK for a loaded machine)."""
+    timeout = slack(timeout)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (value := predicate()):
@@ -42,6 +45,15 @@ async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 5.0
             raise AssertionError(f"not within {timeout}s: {predicate}")
         await pilot.pause(0.02)
     return value
+
+
+async def dialog(pilot: Pilot, key: str) -> ActionDialog:
+    """Press `key` and wait until its dialog is up with a field focused: keys typed before
+    that (a busy machine mounts screens late) would go to the main screen."""
+    await pilot.press(key)
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, ActionDialog) and app.screen.focused)
+    return app.screen  # type: ignore[return-value]
 
 
 def calm(**kw: Any) -> tuple[LabApp, FakeSource]:
@@ -58,8 +70,7 @@ async def test_partition_key_then_enter_cuts_the_leader_from_the_rest() -> None:
     app, src = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("p")
-        assert isinstance(app.screen, ActionDialog)
+        await dialog(pilot, "p")
         await pilot.press("enter")
         await until(pilot, lambda: src.calls)
         assert src.calls == [
@@ -74,7 +85,8 @@ async def test_one_way_partition_by_keys() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
         # from r0 (default) to r1 only: move to the 'to' list, untick r2, tick one-way
-        await pilot.press("p", "tab", "down", "down", "space", "tab", "space", "enter")
+        await dialog(pilot, "p")
+        await pilot.press("tab", "down", "down", "space", "tab", "space", "enter")
         await until(pilot, lambda: src.calls)
         spec = src.calls[0][1]
         assert spec["to"] == ["r1"] and spec["oneway"] is True
@@ -85,7 +97,8 @@ async def test_a_failing_action_is_a_notification_not_a_crash() -> None:
     app, _ = calm(fail={"kill": "r0 is already stopped"})
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("k", "enter")
+        await dialog(pilot, "k")
+        await pilot.press("enter")
         await until(pilot, lambda: any("r0 is already stopped" in n for n in notes(app)))
         assert app.is_running and app.screen is app.screen_stack[0]
         assert list(app._notifications)[-1].severity == "error"
@@ -96,12 +109,12 @@ async def test_a_bad_duration_keeps_the_dialog_open_with_the_reason() -> None:
     app, src = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("z")
+        await dialog(pilot, "z")
         app.screen.query_one("#f-for", Input).value = "5 parsecs"
         await pilot.press("enter")
-        await pilot.pause(0.05)
+        error = app.screen.query_one("#dialog-error", Label)
+        await until(pilot, lambda: "'for'" in str(error.render()))
         assert isinstance(app.screen, ActionDialog)
-        assert "'for'" in str(app.screen.query_one("#dialog-error", Label).render())
         await pilot.press("escape")
         await pilot.pause(0.05)
         assert not src.calls and not isinstance(app.screen, ActionDialog)
@@ -112,7 +125,8 @@ async def test_keys_inside_a_dialog_do_not_open_another() -> None:
     app, _ = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("z", "k", "q")
+        await dialog(pilot, "z")
+        await pilot.press("k", "q")
         assert isinstance(app.screen, ActionDialog) and len(app.screen_stack) == 2
 
 
@@ -131,9 +145,11 @@ async def test_order_and_swap_go_to_the_lab() -> None:
     app, src = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("o", "enter")
+        await dialog(pilot, "o")
+        await pilot.press("enter")
         await until(pilot, lambda: any("ok from r0" in n for n in notes(app)))
-        await pilot.press("w", "enter")
+        await dialog(pilot, "w")
+        await pilot.press("enter")
         await until(pilot, lambda: ("swap", "raft") in src.calls)
         await until(pilot, lambda: any("raft runs in" in n for n in notes(app)))
     assert src.calls[0] == ("order", {"node": "r0", "user": "riya", "side": "buy", "qty": 200})
@@ -216,7 +232,8 @@ async def test_picking_another_node_by_keys() -> None:
     app, src = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("k", "down", "space", "enter")  # r0 is the default: pick r1
+        await dialog(pilot, "k")
+        await pilot.press("down", "space", "enter")  # r0 is the default: pick r1
         await until(pilot, lambda: src.calls)
     assert src.calls == [("kill", {"fault": "kill", "node": "r1"})]
 
@@ -226,6 +243,7 @@ async def test_ctrl_c_quits_even_from_a_dialog() -> None:
     app, src = calm()
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("z", "ctrl+c")
+        await dialog(pilot, "z")
+        await pilot.press("ctrl+c")
         await pilot.pause(0.1)
     assert not app.is_running and not src.calls

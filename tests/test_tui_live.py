@@ -19,7 +19,8 @@ from labctl import api
 from labctl.api import Lab
 from labctl.cli.lab import lab_config
 from labctl.errors import LabError
-from tests.test_tui_app import pilot_test, until
+from tests.conftest import slack
+from tests.test_tui_app import dialog, pilot_test, until
 from tui.app import make_app
 from tui.widgets.grid import row_styles_of
 from tui.widgets.nodes import SPLIT_BRAIN_STYLE, NodesPanel
@@ -73,7 +74,8 @@ async def test_partition_makes_three_highlighted_leaders_and_heal_lifts_the_cut(
         await until(pilot, lambda: len(app.model.nodes) == 3 and app.model.leaders == ["r0"])
         await until(pilot, lambda: app.model.nodes["r1"].get("leader") == "r0")
         assert leader_rows(app) == []
-        await pilot.press("p", "enter")  # the leader (r0) against the rest, both ways
+        await dialog(pilot, "p")
+        await pilot.press("enter")  # the leader (r0) against the rest, both ways
         await until(pilot, lambda: leader_rows(app) == ["r0", "r1", "r2"], timeout=8)
         await until(pilot, lambda: "3 LEADERS" in str(app.query_one(NodesPanel).border_title))
         assert app.model.rules[("r0", "r1")].drop and app.model.rules[("r2", "r0")].drop
@@ -92,15 +94,18 @@ async def test_pause_flow_freezes_the_node_and_counts_down(lab_dir: Path) -> Non
     app = make_app(lab_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.leaders == ["r0"])
-        await pilot.press("z")  # node: the leader, for: 5s
-        app.screen.query_one("#f-for").value = "2500ms"
+        await dialog(pilot, "z")  # node: the leader, for: 5s
+        # Long enough that a loaded machine cannot deliver the pause and its end in one
+        # telemetry batch (the test must see the paused state in between).
+        pause = slack(2.5)
+        app.screen.query_one("#f-for").value = f"{pause * 1000:.0f}ms"
         await pilot.press("enter")
         await until(pilot, lambda: app.model.nodes["r0"]["state"] == "paused")
         pid = app.model.nodes["r0"]["pid"]
         assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
         # the next status poll brings the countdown and the fault with what heals it
         await until(pilot, lambda: app.model.paused_left("r0") is not None)
-        assert 0 <= (app.model.paused_left("r0") or 0) <= 2.5
+        assert 0 <= (app.model.paused_left("r0") or 0) <= pause
         assert any(f["fault"] == "pause" for f in app.model.faults)
         await until(pilot, lambda: app.model.nodes["r0"]["state"] == "running", timeout=8)
         await until(pilot, lambda: any("healed: pause r0" in e.text for e in app.model.events))
@@ -113,7 +118,8 @@ async def test_swap_protocol_ends_the_run_and_starts_a_new_lab(lab_dir: Path) ->
     app = make_app(lab_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status and app._protocols)
-        await pilot.press("w", "enter")  # the first other protocol: raft
+        await dialog(pilot, "w")
+        await pilot.press("enter")  # the first other protocol: raft
         await until(pilot, lambda: app.model.protocol == "raft", timeout=20)
         assert app.model.supervisor_pid != old_pid
         assert len(app.model.nodes) == 3
@@ -130,14 +136,15 @@ async def test_workload_starts_counts_ops_and_stops(lab_dir: Path) -> None:
     app = make_app(lab_dir)
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.model.leaders == ["r0"])
-        await pilot.press("g")
+        await dialog(pilot, "g")
         app.screen.query_one("#f-rate").value = "100"
         await pilot.press("enter")  # orders, 2 clients, to the leader
         await until(pilot, lambda: app.model.workload is not None, timeout=5)
         assert app.model.workload["kind"] == "orders"
         await until(pilot, lambda: app.model.ops.get("ok", 0) >= 20, timeout=8)
         assert "workload orders" in str(app.query_one(NodesPanel).border_title)
-        await pilot.press("g", "enter")  # the dialog offers stop now
+        await dialog(pilot, "g")
+        await pilot.press("enter")  # the dialog offers stop now
         await until(pilot, lambda: app.model.workload is None, timeout=8)
         stopped = app.model.ops.get("invoke", 0)
         await pilot.pause(0.8)

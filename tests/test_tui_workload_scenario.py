@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.widgets import Input, Label, RadioButton, RadioSet
 
-from tests.test_tui_app import notes, pilot_test, until
+from tests.test_tui_app import dialog, notes, pilot_test, until
 from tui.app import LabApp, make_app
 from tui.fake import FakeSource, calm_doc
 from tui.screens.dialog import ActionDialog
@@ -30,8 +30,7 @@ async def test_workload_start_then_stop_and_the_title_shows_it() -> None:
     app, src = calm()
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("g")
-        assert isinstance(app.screen, ActionDialog)
+        await dialog(pilot, "g")
         await pilot.press("enter")
         await until(pilot, lambda: src.calls)
         assert src.calls[0] == (
@@ -50,7 +49,7 @@ async def test_workload_start_then_stop_and_the_title_shows_it() -> None:
         await until(pilot, lambda: any("orders at 50/s to leader" in n for n in notes(app)))
         await until(pilot, lambda: "workload orders" in title(app))
         assert "ops ok 117" in title(app)
-        await pilot.press("g")  # a workload runs: the dialog now offers to stop it
+        await dialog(pilot, "g")  # a workload runs: the dialog now offers to stop it
         await pilot.press("enter")
         await until(pilot, lambda: len(src.calls) == 2)
         assert src.calls[1] == ("workload", {"action": "stop"})
@@ -63,12 +62,12 @@ async def test_workload_bad_rate_stays_in_the_dialog_and_failures_notify() -> No
     app, src = calm(fail={"workload": "a workload is already running"})
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: app.model.has_status)
-        await pilot.press("g")
+        await dialog(pilot, "g")
         app.screen.query_one("#f-rate", Input).value = "fast"
         await pilot.press("enter")
-        await pilot.pause(0.05)
+        error = app.screen.query_one("#dialog-error", Label)
+        await until(pilot, lambda: "rate" in str(error.render()))
         assert isinstance(app.screen, ActionDialog) and not src.calls
-        assert "rate" in str(app.screen.query_one("#dialog-error", Label).render())
         app.screen.query_one("#f-rate", Input).value = "20"
         await pilot.press("enter")
         await until(pilot, lambda: any("already running" in n for n in notes(app)))
@@ -82,8 +81,7 @@ async def test_scenario_runs_reports_its_verdict_and_starts_a_fresh_lab() -> Non
     app, src = calm()
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.model.has_status and app._protocols)
-        await pilot.press("n")
-        assert isinstance(app.screen, ActionDialog)
+        await dialog(pilot, "n")
         await pilot.press("enter")
         await until(pilot, lambda: src.calls)
         # the first built-in scenario that runs with the current lab's protocol (naive
@@ -93,7 +91,9 @@ async def test_scenario_runs_reports_its_verdict_and_starts_a_fresh_lab() -> Non
         await until(pilot, lambda: any("verdict PASS" in n for n in notes(app)))
         note = next(n for n in notes(app) if "verdict PASS" in n)
         assert "split-brain x2" in note and "ops ok 48" in note
-        assert any("Scenario started" in n for n in notes(app))
+        # the verdict stays after its toast: in the title and in the events
+        assert "PASS" in app._nodes_title()
+        assert any("verdict PASS" in e.text for e in app.model.events)
         await until(pilot, lambda: any("a fresh lab runs in" in n for n in notes(app)))
         await until(pilot, lambda: app.model.run_dir.endswith("-fresh"))
         assert app._scenario is None and app.model.notice is None
@@ -104,16 +104,14 @@ async def test_a_scenario_that_does_not_fit_the_protocol_keeps_the_dialog_open()
     app, src = calm()
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.model.has_status and app._protocols)
-        await pilot.press("n")
-        dialog = app.screen
-        assert isinstance(dialog, ActionDialog)
-        buttons = dialog.query_one("#f-scenario", RadioSet).query(RadioButton)
+        box = await dialog(pilot, "n")
+        buttons = box.query_one("#f-scenario", RadioSet).query(RadioButton)
         next(b for b in buttons if b.name == "pbft-equivocation").value = True
         await pilot.pause(0.05)
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert app.screen is dialog
-        assert "no byzantine modes" in str(dialog.query_one("#dialog-error", Label).render())
+        error = box.query_one("#dialog-error", Label)
+        await until(pilot, lambda: "no byzantine modes" in str(error.render()))
+        assert app.screen is box
         await pilot.press("escape")
         assert not src.calls
 
@@ -123,7 +121,8 @@ async def test_a_failing_scenario_is_a_notification() -> None:
     app, _ = calm(fail={"scenario": "no such protocol"})
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.model.has_status and app._protocols)
-        await pilot.press("n", "enter")
+        await dialog(pilot, "n")
+        await pilot.press("enter")
         await until(pilot, lambda: any("no such protocol" in n for n in notes(app)))
         assert app.is_running and app._scenario is None and app.model.notice is None
 

@@ -91,9 +91,11 @@ def test_down_fails_when_the_lab_wrote_no_summary(
 ) -> None:
     from labctl import api
     from labctl.errors import LabFailed
+    from nodes import auth
 
     gone = psutil.Popen(["true"])
     gone.wait()
+    auth.create_secret(tmp_path)  # a lab dir always holds its secret (Lab reads it)
     lab = api.Lab(tmp_path, {"supervisor_pid": gone.pid, "control": "tcp://127.0.0.1:1"})
     monkeypatch.setattr(api, "request", lambda *a, **k: {"ok": True, "run_dir": str(tmp_path)})
     with pytest.raises(LabFailed, match="without writing its summary"):

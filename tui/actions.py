@@ -133,7 +133,7 @@ ACTIONS: dict[str, Action] = {
         Action("scenario", "n", "Run scenario", "End this run and play a built-in scenario live "
                "in its own lab; its verdict shows when it ends.",
                (Field("scenario", "scenario", "choice"), Field("protocol", "protocol", "choice"),
-                Field("fresh", "afterwards, start a fresh lab here (its protocol and nodes)",
+                Field("fresh", "afterwards, start your lab again here (same protocol and nodes)",
                       "flag", True)),
                kind="scenario", show=False),
     ]
@@ -308,7 +308,7 @@ def perform(
         if action.kind == "swap":
             moved = source.swap(values["protocol"])
             return LabSwapped(values["protocol"], moved["old_run_dir"], moved["new_run_dir"],
-                              moved.get("note", ""))  # fmt: skip
+                              moved.get("note", ""), list(moved.get("warnings") or []))  # fmt: skip
         answer = source.fault(build(action, values))
     except LabError as e:
         return ActionDone(action.title, error=str(e), severity="error")

@@ -60,12 +60,16 @@ _MAIN_ONLY = frozenset({"act", "panel", "help", "request_quit"})
 
 
 def _bindings() -> list[BindingType]:
-    keys: list[BindingType] = [Binding("question_mark", "help", "help", key_display="?")]
+    # quit and help first: an 80-column footer cuts off whatever comes last.
+    keys: list[BindingType] = [
+        Binding("q", "request_quit", "quit"),
+        Binding("question_mark", "help", "help", key_display="?"),
+    ]
     keys += [Binding(a.key, f"act('{a.name}')", a.title.lower(), show=a.show)
              for a in ACTIONS.values()]  # fmt: skip
     keys += [Binding(str(i + 1), f"panel('{p}')", p, show=False) for i, p in enumerate(PANELS)]
     keys += [
-        Binding("q", "request_quit", "quit"),
+        Binding("e", "report", "report", show=False),
         Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     ]
     return keys
@@ -96,6 +100,7 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self._feed_lost = False
         self._protocols: list[str] = []
         self._scenario: str | None = None  # the built-in scenario playing now (key n)
+        self._verdict: tuple[str, str, str] | None = None  # the last one's (name, verdict, found)
         self._last_countdown = 0.0
         self._last_toast = -VIOLATION_TOAST
         self._titles: tuple[str, str] = ("", "")
@@ -196,6 +201,10 @@ class LabApp(TelemetryWorkers, App[str | None]):
             return "connecting…"
         up = m.uptime() or 0.0
         parts = [f"[bold magenta]scenario {escape(self._scenario)}[/]"] if self._scenario else []
+        if self._verdict is not None and not self._scenario:
+            name, verdict, _ = self._verdict
+            color = "green" if verdict == "pass" else "red"
+            parts.append(f"[bold {color}]{escape(name)}: {escape(verdict.upper())}[/]")
         parts += [f"[bold]{escape(m.protocol)}[/]"]
         if m.mutate:  # broken on purpose: nobody should mistake this lab for the real thing
             parts.append(f"[bold white on dark_red] MUTANT {escape(m.mutate)} [/]")
@@ -306,17 +315,21 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self.refresh_panels()
 
     def on_lab_swapped(self, m: LabSwapped) -> None:
+        self._verdict = None
         self.model.reset()
         self.model.notice = None
         self._feed_lost = True  # the next status (the new lab's) restarts the feed
         note = f"; {m.note}" if m.note else ""
         self.notify(f"{m.old_run_dir} ended; {m.protocol} runs in {m.new_run_dir}{note}",
                     title="Protocol swapped", timeout=8)  # fmt: skip
+        for warning in m.warnings:
+            self.notify(warning, title=f"{m.protocol} size", severity="warning", timeout=15)
         self.poll_now()
         self.refresh_panels(force=True)
 
     def on_scenario_attached(self, m: ScenarioAttached) -> None:
         self._scenario = m.name
+        self._verdict = None
         self.model.reset()
         self.model.notice = None
         self._feed_lost = True  # the next status (the scenario lab's) restarts the feed
@@ -343,6 +356,9 @@ class LabApp(TelemetryWorkers, App[str | None]):
         severity = "information" if verdict == "pass" else "warning"
         self.notify(text, title=f"Scenario {s.get('scenario')} ended", severity=severity,
                     timeout=20)  # fmt: skip
+        # The toast goes; the verdict stays in the title until the next scenario or swap,
+        # and in the events panel of the lab that follows.
+        self._verdict = (str(s.get("scenario")), verdict, found)
         if m.restarted:
             self.notify(f"a fresh lab runs in {m.restarted}", title="Lab restarted", timeout=8)
         elif m.error:
@@ -350,6 +366,10 @@ class LabApp(TelemetryWorkers, App[str | None]):
         else:
             self.notify("no lab here now: start one with `labctl up`", timeout=8)
         self.model.reset()
+        name, _, found = self._verdict
+        style = "bold green" if verdict == "pass" else "bold red"
+        self.model.add_line(self.model.now, f"scenario {name}: verdict {verdict.upper()} "
+                            f"(violations: {found}); run {s.get('run_dir')}", style)  # fmt: skip
         self._feed_lost = True
         self.poll_now()
         self.refresh_panels(force=True)
@@ -420,6 +440,31 @@ class LabApp(TelemetryWorkers, App[str | None]):
         self._protocols = self.source.protocols()
         self._dies_with_us = self.source.dies_with_us()
 
+    def action_report(self) -> None:
+        """Write the current run's report.html (labctl report) without blocking the UI."""
+        if not self.model.run_dir:
+            self.notify("no run to report on yet", severity="warning")
+            return
+        self.notify("writing the report…", timeout=2)
+        self._write_report(self.model.run_dir)
+
+    @work(thread=True, group="report", exclusive=True, exit_on_error=False, name="report")
+    def _write_report(self, run_dir: str) -> None:
+        from labctl import report
+
+        try:
+            page = report.write_report(run_dir)
+        except Exception as e:  # a picture that fails must never take the dashboard down
+            self.call_from_thread(
+                self.notify,
+                f"{type(e).__name__}: {e}",
+                title="report not written",
+                severity="error",
+                timeout=8,
+            )
+            return
+        self.call_from_thread(self.notify, str(page), title="report written", timeout=10)
+
     def action_panel(self, name: str) -> None:
         self.panel = name
         self._apply_layout()
@@ -485,3 +530,15 @@ def run_dashboard(lab_dir: str | Path | None, stop_on_quit_prompt: bool) -> None
             sys.stderr.write(f"lab not stopped: {e}\n")
             return
         sys.stderr.write(f"lab down; run record in {done.get('run_dir')}\n")
+        return
+    where = Path(app.source.lab_dir)
+    try:
+        from labctl import labdir
+
+        running = labdir.read_state(where) is not None
+    except OSError:
+        running = False
+    if running:  # quitting left it running (or it was attached): say where, and how to stop
+        flag = "" if where == labdir.resolve(None) else f" --lab-dir {where}"
+        sys.stderr.write(f"the lab still runs in {where}: `labctl dash{flag}` watches it, "
+                         f"`labctl down{flag}` stops it\n")  # fmt: skip

@@ -42,12 +42,34 @@ def is_violation(event: dict[str, Any]) -> bool:
     return event.get("kind") == "violation" or event.get("kind") in VIOLATION_KINDS
 
 
-def describe(event: dict[str, Any]) -> tuple[str, str] | None:
-    """(text, rich style) for a notable event, or None when it is not shown."""
+def election(src: str, pre_vote: bool, count: int, first: Any, last: Any) -> str:
+    """An election line, for one attempt or `count` in a row (folded by the model: a cut-off
+    follower stands every election timeout, and one line per attempt would push every
+    fault and heal off the panel). A pre-vote asks whether it could win the next term
+    without raising its own, so it names the term it would stand in."""
+    if pre_vote:
+        would = {t + 1 if isinstance(t, int) else t for t in (first, last)}
+        terms = "-".join(str(t) for t in sorted(would, key=str))
+        if count == 1:
+            return f"{src} asks for pre-votes (for term {terms})"
+        plural = "s" if len(would) > 1 else ""
+        return f"{src} asked for pre-votes x{count} (for term{plural} {terms})"
+    if count == 1:
+        return f"{src} stands for election, term {last}"
+    span = f"terms {first}-{last}" if first != last else f"term {last}"
+    return f"{src} stood for election x{count}, {span}"
+
+
+def describe(
+    event: dict[str, Any], words: tuple[str, str] = ("leader", "term")
+) -> tuple[str, str] | None:
+    """(text, rich style) for a notable event, or None when it is not shown. `words` are
+    the protocol's for its leader and its number (PBFT: primary, view)."""
     kind = str(event.get("kind", ""))
     src = str(event.get("src", "?"))
     term = event.get("term")
-    in_term = f", term {term}" if term is not None else ""
+    leader, term_word = words
+    in_term = f", {term_word} {term}" if term is not None else ""
     if is_violation(event):
         which = event.get("violation") or event.get("check") or event.get("type")
         if kind != "violation":
@@ -57,13 +79,13 @@ def describe(event: dict[str, Any]) -> tuple[str, str] | None:
         return f"VIOLATION {which or '?'}: {detail}", VIOLATION_STYLE
     if kind == "became_leader":
         how = event.get("how")
-        text = f"{src} became leader{in_term}" + (f" ({how})" if how else "")
+        text = f"{src} became {leader}{in_term}" + (f" ({how})" if how else "")
         return text, "bold yellow" if how == "self-promoted" else "bold green"
     if kind == "stepped_down":
         reason = event.get("reason")
         return f"{src} stepped down{in_term}" + (f": {reason}" if reason else ""), "cyan"
     if kind == "became_candidate":
-        return f"{src} stands for election{in_term}", "dim"
+        return election(src, bool(event.get("pre_vote")), 1, term, term), "dim"
     if kind == "fault":
         return f"fault: {event.get('describe') or event.get('fault')}", "yellow"
     if kind == "fault.healed":

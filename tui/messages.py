@@ -94,6 +94,7 @@ class LabSwapped(Message):
     old_run_dir: str
     new_run_dir: str
     note: str = ""  # what became of the lab's mutation, if it had one
+    warnings: list[str] = field(default_factory=list)  # the new size's (PBFT not 3f+1)
 
 
 @dataclass(eq=False)

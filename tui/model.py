@@ -61,6 +61,12 @@ class EventLine:
     t: float  # true time
     text: str
     style: str
+    # A line that folds repeats (elections): what it folds, and the line it replaces.
+    fold: tuple[Any, ...] | None = None  # (src, pre_vote, count, first term, last term)
+    replaces: int | None = None
+
+
+FOLD_WINDOW = 8  # a repeat folds into its line while at most this many lines came after it
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class LabModel:
         self._links_t: float | None = None
         self.usage: dict[str, tuple[float, float]] = {}
         self.events: deque[EventLine] = deque(maxlen=EVENTS)
+        self.words = ("leader", "term")  # the protocol's (PBFT: primary, view)
         self.event_seq = 0
         self.violations = 0
         self.lease_len: dict[str, float] = {}
@@ -175,7 +182,12 @@ class LabModel:
         self.unreachable = None
         self.has_status = True
         self.supervisor_pid = pid
-        self.protocol = str(doc.get("protocol", "?"))
+        protocol = str(doc.get("protocol", "?"))
+        if protocol != self.protocol:
+            from labctl.catalogue import words  # static facts the protocol declares
+
+            self.words = words(protocol)
+        self.protocol = protocol
         self.seed = doc.get("seed")
         mutate = doc.get("mutate")
         self.mutate = mutate if isinstance(mutate, str) and mutate else None
@@ -301,9 +313,33 @@ class LabModel:
             self.changed("nodes", "roles")
         if eventtext.is_violation(event):
             self.violations += 1
-        line = eventtext.describe(event)
+        t = float(event.get("t", self.now))
+        if kind == "became_candidate":
+            self._election(t, src, bool(event.get("pre_vote")), event.get("term"))
+            return
+        line = eventtext.describe(event, self.words)
         if line is not None:
-            self.add_line(float(event.get("t", self.now)), *line)
+            self.add_line(t, *line)
+
+    def _election(self, t: float, src: str, pre_vote: bool, term: Any) -> None:
+        """One more election attempt by `src`: folded into its last election line when
+        only other election lines came after it (a cut-off follower's every 200 ms)."""
+        recent = list(self.events)[-FOLD_WINDOW:]
+        for line in reversed(recent):
+            if line.fold is None:
+                break  # a fault, a heal, a leader since: a new line tells the new story
+            if line.fold[:2] == (src, pre_vote):
+                count, first = line.fold[2] + 1, line.fold[3]
+                self.events.remove(line)
+                text = eventtext.election(src, pre_vote, count, first, term)
+                self.event_seq += 1
+                fold = (src, pre_vote, count, first, term)
+                self.events.append(EventLine(self.event_seq, t, text, "dim", fold, line.seq))
+                return
+        self.event_seq += 1
+        text = eventtext.election(src, pre_vote, 1, term, term)
+        fold = (src, pre_vote, 1, term, term)
+        self.events.append(EventLine(self.event_seq, t, text, "dim", fold))
 
     @staticmethod
     def _fold_process_event(kind: Any, event: dict[str, Any], node: dict[str, Any]) -> None:

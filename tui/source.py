@@ -309,7 +309,8 @@ class LiveSource:
             new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
             self._lab = new
         return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"],
-                "note": swap_note(old.get("mutate"), kept)}  # fmt: skip
+                "note": swap_note(old.get("mutate"), kept),
+                "warnings": api.config_warnings(config)}  # fmt: skip
 
     def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"action": action}
@@ -337,6 +338,12 @@ class LiveSource:
             old = None  # nothing runs here now: the scenario simply starts
         fencing = bool(self._lab_config().get("fencing")) if old is not None else False
         foreground = old is not None and self._lab_config().get("parent_pid") == os.getpid()
+        # The fresh lab afterwards is the user's lab again (protocol, size, seed, options),
+        # not the scenario's: a user watching 5 replicas gets 5 back.
+        mine = self._lab_config() if old is not None else {}
+        if old is not None and not mine:
+            doc = old.status()
+            mine = {"protocol": doc["protocol"], "nodes": len(doc["nodes"]), "seed": doc["seed"]}
         result: dict[str, Any] = {}
         was_quiet = runner._quiet.is_set()
         runner._quiet.set()  # the dashboard owns the terminal: the runner prints nothing
@@ -375,7 +382,10 @@ class LiveSource:
         _code, summary = result["out"]
         out: dict[str, Any] = {"summary": summary, "restarted": None, "error": None}
         if fresh:
-            config = lab_config(sc.protocol, sc.nodes, sc.seed, {}, fencing)
+            config = lab_config(
+                str(mine.get("protocol", sc.protocol)), int(mine.get("nodes", sc.nodes)),
+                int(mine.get("seed", sc.seed)), dict(mine.get("options") or {}), fencing,
+            )  # fmt: skip
             try:
                 with self._swapping:
                     new = api.up(home, config, foreground_pid=os.getpid() if foreground else None)

@@ -1,6 +1,6 @@
 """Benchmark of the fault router: latency it adds per hop, and its forwarding rate.
 
-    python -m labctl.benchmarks.router [--messages N] [--pings N]   (prints one JSON object)
+    python -m labctl.benchmarks.router [--messages N] [--pings N] [--auth] [--trace]
     labctl bench core                                                (this plus lifecycle)
 
 Latency: ping-pong round trips from this process to an echo process, once over a direct
@@ -14,7 +14,9 @@ the rate is counted at the receiver, from its first message to its last.
 
 The router is spawned with the same CLI the supervisor uses and always killed at the end.
 With --auth it runs as in a lab: every connection authenticates with the lab's secret
-(ZAP/PLAIN, nodes/auth.py) and is named by it; `labctl bench core` measures both.
+(ZAP/PLAIN, nodes/auth.py) and is named by it; `labctl bench core` measures both. With
+--trace it records the message trace (faults/trace.py) into a temporary file, as a lab's
+router does, and the result says how many frames the trace kept.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -68,7 +71,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _router(ctx: zmq.Context) -> Any:
+def _router(ctx: zmq.Context, trace: str | None = None) -> Any:
     """Start the router as the supervisor would; yield its endpoints; always kill it."""
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
@@ -79,6 +82,7 @@ def _router(ctx: zmq.Context) -> Any:
     proc = _spawn(
         ["-m", "faults.router", "--telemetry", f"tcp://127.0.0.1:{port}",
          "--parent-pid", str(os.getpid()), "--seed", "1"]
+        + (["--trace", trace] if trace else [])
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
@@ -249,10 +253,13 @@ def measure_rate(ctx: zmq.Context, endpoints: dict[str, str], messages: int) -> 
         "msgs_per_s": round((got - 1) / (last - first)) if got > 1 and last > first else None,
         # CPU the router spent per message forwarded: less noisy than the rate on a busy box.
         "router_cpu_us_per_msg": round(router_cpu / got * 1e6, 2) if got else None,
+        "trace_kept": stats.get("trace_kept"),
     }
 
 
-def run(messages: int = 50000, pings: int = 5000, authenticated: bool = False) -> dict[str, Any]:
+def run(
+    messages: int = 50000, pings: int = 5000, authenticated: bool = False, trace: bool = False
+) -> dict[str, Any]:
     """One full benchmark run; spawns and always cleans up the router and helpers. With
     `authenticated`, the router and every endpoint use a fresh lab secret."""
     saved = os.environ.pop(auth.ENV, None)
@@ -260,16 +267,18 @@ def run(messages: int = 50000, pings: int = 5000, authenticated: bool = False) -
         os.environ[auth.ENV] = os.urandom(32).hex()
     ctx = zmq.Context()
     try:
-        with _router(ctx) as endpoints:
-            latency = measure_latency(ctx, endpoints["data"], pings)
-            rate = measure_rate(ctx, endpoints, messages)
+        with tempfile.TemporaryDirectory(prefix="labctl-router-trace-") as tmp:
+            path = os.path.join(tmp, "trace.bin") if trace else None
+            with _router(ctx, path) as endpoints:
+                latency = measure_latency(ctx, endpoints["data"], pings)
+                rate = measure_rate(ctx, endpoints, messages)
     finally:
         ctx.destroy(linger=0)
         os.environ.pop(auth.ENV, None)
         if saved is not None:
             os.environ[auth.ENV] = saved
     return {"latency": latency, "rate": rate, "cpus": os.cpu_count(), "auth": authenticated,
-            "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+            "trace": trace, "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
 def main() -> None:
@@ -277,6 +286,7 @@ def main() -> None:
     p.add_argument("--messages", type=int, default=50000)
     p.add_argument("--pings", type=int, default=5000)
     p.add_argument("--auth", action="store_true", help="as in a lab: ZAP/PLAIN, named by it")
+    p.add_argument("--trace", action="store_true", help="the router records the message trace")
     p.add_argument("--role", choices=["echo", "sender"], help=argparse.SUPPRESS)
     p.add_argument("--router", help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -288,7 +298,7 @@ def main() -> None:
     elif args.role == "sender":
         _sender_main(args.router, args.messages)
     else:
-        print(json.dumps(run(args.messages, args.pings, args.auth)))
+        print(json.dumps(run(args.messages, args.pings, args.auth, args.trace)))
 
 
 if __name__ == "__main__":

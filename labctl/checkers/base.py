@@ -139,6 +139,17 @@ def get_float(rec: Mapping[str, Any], key: str) -> float | None:
     return float(v)
 
 
+def op_label(rec: Mapping[str, Any]) -> str:
+    """What the user wrote, for a violation's sentence: "put order=asha-100" rather than a
+    request id (which stays in the evidence)."""
+    op, key, value = rec.get("op"), rec.get("key"), rec.get("value")
+    if not isinstance(op, str):
+        return str(rec.get("request_id", "?"))
+    if isinstance(key, str) and value is not None:
+        return f"{op} {key}={value}"
+    return f"{op} {key}" if isinstance(key, str) else op
+
+
 def get_str(rec: Mapping[str, Any], key: str) -> str | None:
     v = rec.get(key)
     return v if isinstance(v, str) else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from labctl.checkers.base import Checker, Violation, get_float, get_int, get_str
+from labctl.checkers.base import Checker, Violation, get_float, get_int, get_str, op_label
 from protocols.base import events as ev
 
 
@@ -27,9 +27,11 @@ class DivergenceChecker(Checker):
     def __init__(self, per_key: bool = False) -> None:
         super().__init__()
         self.by_index: dict[int, dict[str, str]] = {}  # index -> node -> request id
+        self.labels: dict[int, dict[str, str]] = {}  # index -> node -> what it applied there
         self.reported: set[int] = set()
         self.per_key = per_key
-        self.key_order: dict[str, list[tuple[str, str]]] = {}  # key -> [(rid, first node)]
+        # key -> [(rid, first node, what it was)]
+        self.key_order: dict[str, list[tuple[str, str, str]]] = {}
         self.executed: dict[str, list[tuple[int, str]]] = {}  # node -> [(index, key)]
         self.positions: dict[str, dict[str, int]] = {}  # node -> key -> commands executed
         self.reported_keys: set[str] = set()
@@ -41,29 +43,36 @@ class DivergenceChecker(Checker):
             self.malformed += 1
             return []
         if self.per_key:
-            return self._per_key(node, index, rid, t, rec.get("key"))
+            return self._per_key(node, index, rid, t, rec.get("key"), rec)
         applied = self.by_index.setdefault(index, {})
         applied[node] = rid
         if index in self.reported:
             return []
+        labels = self.labels.setdefault(index, {})
+        labels[node] = op_label(rec)
         other = next((n for n, r in applied.items() if r != rid), None)
         if other is None:
             return []
         self.reported.add(index)
+        del self.labels[index]
         first, second = sorted([(other, applied[other]), (node, rid)])
+        said = {n: f"{labels.get(n, '?')} ({applied[n]})" for n in (other, node)}
         return [
             Violation(
                 kind="divergence",
                 t=t,
                 nodes=[first[0], second[0]],
                 detail=(
-                    f"index {index} holds {first[1]} on {first[0]} but {second[1]} on {second[0]}"
+                    f"index {index} holds {said[first[0]]} on {first[0]} but {said[second[0]]} "
+                    f"on {second[0]}"
                 ),
                 evidence={"index": index, "applied": {first[0]: first[1], second[0]: second[1]}},
             )
         ]
 
-    def _per_key(self, node: str, index: int, rid: str, t: float, key: Any) -> list[Violation]:
+    def _per_key(
+        self, node: str, index: int, rid: str, t: float, key: Any, rec: Mapping[str, Any]
+    ) -> list[Violation]:
         if not isinstance(key, str):
             self.malformed += 1
             return []
@@ -80,20 +89,22 @@ class DivergenceChecker(Checker):
         positions[key] = position + 1
         order = self.key_order.setdefault(key, [])
         if position == len(order):
-            order.append((rid, node))
+            order.append((rid, node, op_label(rec)))
             return []
-        first_rid, first_node = order[position]
+        first_rid, first_node, first_label = order[position]
         if first_rid == rid or key in self.reported_keys:
             return []
         self.reported_keys.add(key)
         a, b = sorted([(first_node, first_rid), (node, rid)])
+        said = {first_rid: f"{first_label} ({first_rid})", rid: f"{op_label(rec)} ({rid})"}
         return [
             Violation(
                 kind="divergence",
                 t=t,
                 nodes=[a[0], b[0]] if a[0] != b[0] else [a[0]],
                 detail=(
-                    f"key {key!r}: command {position + 1} is {a[1]} on {a[0]} but {b[1]} on {b[0]}"
+                    f"key {key!r}: command {position + 1} is {said[a[1]]} on {a[0]} but "
+                    f"{said[b[1]]} on {b[0]}"
                 ),
                 evidence={
                     "key": key,

@@ -27,6 +27,7 @@ from labctl.checkers.base import (
     get_float,
     get_int,
     get_str,
+    op_label,
 )
 from protocols.base import events as ev
 
@@ -67,9 +68,9 @@ class DuplicateApplyChecker(Checker):
         if first is None:
             # duplicate=True the first time we see it: executed before our records began
             # (a snapshot, a restart), and the state machine executed it again.
-            detail = f"{node} executed {op} {rid} again at index {index}"
+            detail = f"{node} executed {op_label(rec)} ({rid}) again at index {index}"
         else:
-            detail = f"{node} applied {op} {rid} twice, at indices {first} and {index}"
+            detail = f"{node} applied {op_label(rec)} ({rid}) twice, at indices {first} and {index}"
         first = index if first is None else first
         self.reported.add(rid)
         return [

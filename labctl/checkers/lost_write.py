@@ -30,6 +30,7 @@ from labctl.checkers.base import (
     get_float,
     get_int,
     get_str,
+    op_label,
 )
 from protocols.base import events as ev
 
@@ -45,6 +46,7 @@ class LostWriteChecker(Checker):
         self.top: dict[str, int] = {}  # node -> highest index applied
         self.leaders: dict[int, set[str]] = {}  # term -> nodes that became leader in it
         self.invoked_op: dict[str, str] = {}  # request id -> op, for completions without it
+        self.invoked_label: dict[str, str] = {}  # request id -> "put k=v", for the sentence
         # request id -> (t, op, process, seq) of its ok completion, in completion order
         self.acked: dict[str, tuple[float, str, str | None, int | None]] = {}
         self.last_t = 0.0
@@ -105,6 +107,7 @@ class LostWriteChecker(Checker):
         if kind == "invoke":
             if op is not None:
                 self.invoked_op[rid] = op
+                self.invoked_label[rid] = op_label(rec)
             return []
         op = op or self.invoked_op.get(rid)
         if kind == "ok" and op in WRITE_OPS:
@@ -114,6 +117,10 @@ class LostWriteChecker(Checker):
                 seq = get_int(reply, "seq")
             self.acked[rid] = (t, op, get_str(rec, "process"), seq)
         return []
+
+    def _said(self, rid: str, op: Any) -> str:
+        label = self.invoked_label.get(rid)
+        return f"{label} ({rid})" if label else f"{op} {rid}"
 
     def finish(self) -> list[Violation]:
         final_leaders: list[str] = []
@@ -132,7 +139,7 @@ class LostWriteChecker(Checker):
                         kind="lost-write",
                         t=self.last_t,
                         nodes=sorted(self.applied),
-                        detail=f"acknowledged {op} {rid} is absent from every replica",
+                        detail=f"acknowledged {self._said(rid, op)} is absent from every replica",
                         evidence=evidence,
                     )
                 )
@@ -158,7 +165,7 @@ class LostWriteChecker(Checker):
                     t=t_evidence,
                     nodes=missing,
                     detail=(
-                        f"acknowledged {op} {rid} (index {index}) is missing from final "
+                        f"acknowledged {self._said(rid, op)} (index {index}) is missing from final "
                         f"leader {', '.join(missing)} of term {final_term}"
                     ),
                     evidence=evidence,

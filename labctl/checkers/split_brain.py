@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from labctl.checkers.base import Checker, Violation, get_float, get_int, get_str
+from labctl.checkers.base import Checker, Violation, get_float, get_int, get_str, op_label
 from protocols.base import events as ev
 
 
@@ -30,6 +30,7 @@ class SplitBrainChecker(Checker):
         self.leaders: dict[int, dict[str, tuple[float, str | None]]] = {}
         # (view, index) -> node -> request id, for applied events that carry a view
         self.decided: dict[tuple[int, int], dict[str, str]] = {}
+        self.labels: dict[tuple[int, int], dict[str, str]] = {}  # what each node decided
         self.reported: set[tuple[int, int]] = set()
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
@@ -72,18 +73,21 @@ class SplitBrainChecker(Checker):
         decided[node] = rid
         if key in self.reported:
             return []
+        labels = self.labels.setdefault(key, {})
+        labels[node] = op_label(rec)
         other = next((n for n, r in decided.items() if r != rid), None)
         if other is None:
             return []
         self.reported.add(key)
+        said = self.labels.pop(key)
         (a, ra), (b, rb) = sorted([(other, decided[other]), (node, rid)])
         return [
             Violation(
                 kind="split-brain",
                 t=t,
                 nodes=[a, b],
-                detail=f"two requests decided at seq {index} in view {view}: {ra} on {a}, "
-                f"{rb} on {b}",
+                detail=f"two requests decided at seq {index} in view {view}: "
+                f"{said.get(a, '?')} ({ra}) on {a}, {said.get(b, '?')} ({rb}) on {b}",
                 evidence={"view": view, "index": index, "decided": {a: ra, b: rb}},
             )
         ]

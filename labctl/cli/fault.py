@@ -15,24 +15,38 @@ from labctl.cli.common import Json, LabDir, print_json, say
 from labctl.errors import LabError
 
 app = typer.Typer(
-    help="Inject faults: partitions, delay, loss, pauses, kills, clocks, disks, lying."
+    help="Inject faults: partitions, delay, loss, pauses, kills, clocks, disks, lying.",
+    short_help="Inject faults (partition, delay, pause, kill, clock, disk...).",
+    no_args_is_help=True,
 )
 
-From = Annotated[str, typer.Option("--from", help="Sending side: names or roles, comma-separated.")]
-To = Annotated[str, typer.Option("--to", help="Receiving side: names or roles, comma-separated.")]
-Node = Annotated[str, typer.Argument(help="A node name (r0) or a role (leader, followers, all).")]
+NODES = "NODES"  # metavar: names or roles, comma-separated
+From = Annotated[
+    str,
+    typer.Option("--from", metavar=NODES, help="Sending side: names or roles, comma-separated."),
+]
+To = Annotated[
+    str,
+    typer.Option("--to", metavar=NODES, help="Receiving side: names or roles, comma-separated."),
+]
+Node = Annotated[
+    str, typer.Argument(metavar="NODE", help="A node name (r0) or a role (leader, followers, all).")
+]
 
 
 def _apply(spec: dict[str, Any], lab_dir: str | None, json_out: bool = False) -> None:
-    from faults.model import FaultError, parse_fault
     from labctl.api import Lab
+    from labctl.errors import NoLab
 
     clean = {k: v for k, v in spec.items() if v is not None}
     try:
-        parse_fault(clean)
-    except FaultError as e:
-        raise LabError(str(e)) from None
-    answer = Lab.find(lab_dir).fault(clean)
+        lab = Lab.find(lab_dir)
+    except NoLab:
+        _validate(clean)  # a malformed fault is the better message, even without a lab
+        raise
+    # The supervisor validates with the same code (faults.model) and answers the same
+    # one-line error, so a running lab spares this process the import.
+    answer = lab.fault(clean)
     answer.pop("ok", None)
     if json_out:
         print_json(answer)
@@ -44,25 +58,41 @@ def _apply(spec: dict[str, Any], lab_dir: str | None, json_out: bool = False) ->
         say(f"  {answer['outcome']}")
 
 
+def _validate(spec: dict[str, Any]) -> None:
+    from faults.model import FaultError, parse_fault
+
+    try:
+        parse_fault(spec)
+    except FaultError as e:
+        raise LabError(str(e)) from None
+
+
 @app.command()
 def partition(
     src: Annotated[
-        str | None, typer.Option("--from", help="Sending side (names or roles).")
+        str | None, typer.Option("--from", metavar=NODES, help="Sending side (names or roles).")
     ] = None,
     dst: Annotated[
-        str | None, typer.Option("--to", help="Receiving side (names or roles).")
+        str | None, typer.Option("--to", metavar=NODES, help="Receiving side (names or roles).")
     ] = None,
     oneway: Annotated[bool, typer.Option("--oneway", help="Only from -> to.")] = False,
     shape: Annotated[
         str | None,
         typer.Option(
-            "--shape", help="isolate, halves, majorities-ring or bridge (no --from/--to)."
+            "--shape",
+            metavar="SHAPE",
+            help="isolate, halves, majorities-ring or bridge (instead of --from/--to).",
         ),
     ] = None,
-    node: Annotated[str | None, typer.Option("--node", help="For --shape isolate.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", metavar="NODE", help="The node --shape isolate cuts off."),
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Drop messages between two sets of nodes (both ways unless --oneway), or by shape."""
+    """Drop messages between two sets of nodes, or by shape.
+
+    Both ways unless --oneway; --shape cuts a named pattern instead of --from/--to."""
     spec = {"fault": "partition", "from": src, "to": dst, "shape": shape, "node": node}
     if oneway:
         spec["oneway"] = True
@@ -71,17 +101,21 @@ def partition(
 
 @app.command()
 def isolate(node: Node, lab_dir: LabDir = None) -> None:
-    """Cut a node off from every other replica, both ways (clients still reach it)."""
+    """Cut a node off from the other replicas (clients still reach it)."""
     _apply({"fault": "isolate", "node": node}, lab_dir)
 
 
 @app.command()
 def heal(
-    src: Annotated[str | None, typer.Option("--from", help="Only faults from these.")] = None,
-    dst: Annotated[str | None, typer.Option("--to", help="Only faults to these.")] = None,
+    src: Annotated[
+        str | None, typer.Option("--from", metavar=NODES, help="Only faults from these.")
+    ] = None,
+    dst: Annotated[
+        str | None, typer.Option("--to", metavar=NODES, help="Only faults to these.")
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Remove link faults (all of them, or those touching --from/--to)."""
+    """Remove link faults (all, or those touching --from/--to)."""
     _apply({"fault": "heal", "from": src, "to": dst}, lab_dir)
 
 
@@ -89,8 +123,12 @@ def heal(
 def delay(
     src: From,
     dst: To,
-    ms: Annotated[str, typer.Option("--ms", help="Added one-way latency (ms, or with a unit).")],
-    jitter: Annotated[str | None, typer.Option("--jitter", help="+- jitter (ms).")] = None,
+    ms: Annotated[
+        str, typer.Option("--ms", metavar="MS", help="Added one-way latency (ms, or with a unit).")
+    ],
+    jitter: Annotated[
+        str | None, typer.Option("--jitter", metavar="MS", help="+- jitter (ms).")
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
     """Hold messages from -> to back (per-link order is kept)."""
@@ -101,7 +139,7 @@ def delay(
 def loss(
     src: From,
     dst: To,
-    p: Annotated[str, typer.Option("--p", help="Drop probability, 0..1.")],
+    p: Annotated[str, typer.Option("--p", metavar="P", help="Drop probability, 0..1.")],
     lab_dir: LabDir = None,
 ) -> None:
     """Drop messages from -> to at random."""
@@ -112,7 +150,7 @@ def loss(
 def duplicate(
     src: From,
     dst: To,
-    p: Annotated[str, typer.Option("--p", help="Duplicate probability, 0..1.")],
+    p: Annotated[str, typer.Option("--p", metavar="P", help="Duplicate probability, 0..1.")],
     lab_dir: LabDir = None,
 ) -> None:
     """Deliver messages from -> to twice at random."""
@@ -122,10 +160,14 @@ def duplicate(
 @app.command()
 def pause(
     node: Node,
-    for_: Annotated[str | None, typer.Option("--for", help="Resume after (2s, 500ms).")] = None,
+    for_: Annotated[
+        str | None, typer.Option("--for", metavar="DURATION", help="Resume after (2s, 500ms).")
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Freeze a node with SIGSTOP, like a GC pause (resumed after --for, or by `resume`)."""
+    """Freeze a node with SIGSTOP, like a GC pause.
+
+    Resumed after --for, or by `labctl fault resume NODE`."""
     _apply({"fault": "pause", "node": node, "for": for_}, lab_dir)
 
 
@@ -164,13 +206,15 @@ def restart(node: Node, lab_dir: LabDir = None) -> None:
 @app.command()
 def clock(
     node: Node,
-    offset: Annotated[str | None, typer.Option("--offset", help="Clock offset (7ms, -1s).")] = None,
+    offset: Annotated[
+        str | None, typer.Option("--offset", metavar="DURATION", help="Jump (7ms, -1s).")
+    ] = None,
     drift: Annotated[
-        str | None, typer.Option("--drift", help="Rate error (0.05 = 5% fast).")
+        str | None, typer.Option("--drift", metavar="RATE", help="Rate error (0.05 = 5% fast).")
     ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Skew a node's clock: jump it by --offset and/or make it run fast or slow."""
+    """Skew a node's clock: jump it (--offset), make it run fast (--drift)."""
     _apply({"fault": "clock", "node": node, "offset": offset, "drift": drift}, lab_dir)
 
 
@@ -178,12 +222,15 @@ def clock(
 def disk(
     node: Node,
     fsync: Annotated[
-        str | None, typer.Option("--fsync", help="Added fsync latency (12ms).")
+        str | None, typer.Option("--fsync", metavar="DURATION", help="Added fsync latency (12ms).")
     ] = None,
-    stall: Annotated[str | None, typer.Option("--stall", help="Block fsyncs for (9s).")] = None,
+    stall: Annotated[
+        str | None, typer.Option("--stall", metavar="DURATION", help="Block fsyncs for (9s).")
+    ] = None,
     corrupt: Annotated[
         str | None,
-        typer.Option("--corrupt", help="Damage the WAL and restart the node on it: flip "
+        typer.Option("--corrupt", metavar="HOW",
+                     help="Damage the WAL and restart the node on it: flip "
                      "(a bit in a written record) or lose (its newest fsynced records)."),
     ] = None,
     lab_dir: LabDir = None,
@@ -200,13 +247,14 @@ def byzantine(
         str,
         typer.Option(
             "--mode",
+            metavar="MODE",
             help="The protocol's misbehaviour (pbft: silent, equivocate, forge, delay-primary),"
             " or honest.",
         ),
     ],
     lab_dir: LabDir = None,
 ) -> None:
-    """Make a node lie the way the protocol defines (PBFT), or honest again."""
+    """Make a node lie the way its protocol defines (PBFT), or honest."""
     _apply({"fault": "byzantine", "node": node, "mode": mode}, lab_dir)
 
 

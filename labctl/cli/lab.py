@@ -11,12 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.cli.common import Json, LabDir, UnusedLabDir, print_json, protocol_names, say
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
 DEFAULT_PROTOCOL = "raft"
-MAX_NODES = 15
 
 
 def parse_opts(pairs: list[str]) -> dict[str, str]:
@@ -37,43 +36,37 @@ def lab_config(
     fencing: bool,
     mutate: str | None = None,
 ) -> dict[str, Any]:
-    """Validate everything a lab needs before any process starts."""
-    import protocols
-    from protocols.base import ConfigError, decode_options
+    """Validate everything a lab needs before any process starts (see labctl.api)."""
+    from labctl.api import lab_config as config
 
-    try:
-        cls = protocols.get(protocol)
-    except protocols.UnknownProtocol as e:
-        raise LabError(str(e)) from None
-    n = cls.default_nodes if nodes is None else nodes
-    if not 1 <= n <= MAX_NODES:
-        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
-    from labctl.cli.mutants import configure
-
-    config = configure(
-        {"protocol": protocol, "nodes": n, "seed": seed, "options": options, "fencing": fencing},
-        mutate,
-    )
-    try:
-        decode_options(cls.Options, config["options"])
-    except ConfigError as e:
-        raise LabError(f"protocol {protocol!r}: {e}") from None
-    return config
-
-
-def register(app: typer.Typer) -> None:
-    app.command("up")(up)
-    app.command("down")(down)
-    app.command("status")(status)
-    app.command("protocols")(list_protocols)
+    return config(protocol, nodes, seed, options, fencing, mutate)
 
 
 def up(
-    nodes: Annotated[int | None, typer.Option("-n", "--nodes", help="Replicas.")] = None,
-    protocol: Annotated[str, typer.Option("-p", "--protocol", help="Protocol.")] = DEFAULT_PROTOCOL,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice.")] = 42,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--nodes",
+            metavar="N",
+            help="Replicas (default: the protocol's, 3; pbft 4).",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option("-p", "--protocol", metavar="NAME", help=f"One of: {protocol_names()}."),
+    ] = DEFAULT_PROTOCOL,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed for every random choice.")
+    ] = 42,
     opt: Annotated[
-        list[str] | None, typer.Option("--opt", help="Protocol option KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--opt",
+            metavar="KEY=VALUE",
+            help="Protocol option (repeatable; `labctl protocols` lists them).",
+        ),
     ] = None,
     fencing: Annotated[
         bool, typer.Option("--fencing/--no-fencing", help="Broker rejects stale tokens.")
@@ -85,12 +78,16 @@ def up(
     ] = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Start a lab (router, broker, replicas as real processes) and open the dashboard.
+    """Start a lab and open the dashboard (-d: start and return).
 
-    Quitting the dashboard asks whether to stop the lab; -d starts it and returns."""
+    The router, the broker and the replicas are real processes. Quitting the dashboard
+    asks whether to stop the lab. Without a terminal (or with --table) the status is
+    printed as the lab changes, until Ctrl-C stops the lab."""
     from labctl import api
 
     config = lab_config(protocol, nodes, seed, parse_opts(opt or []), fencing, mutate)
+    for warning in api.config_warnings(config):
+        say(f"warning: {warning}")
     # The dashboard may leave the lab running on quit, so the lab must not die with us;
     # the plain table (no terminal to draw on, or --table) takes the lab down with it.
     dashboard = not detach and not table and sys.stdin.isatty() and sys.stdout.isatty()
@@ -109,10 +106,14 @@ def up(
             answer = api.Lab.find(lab_dir).down()
             say(f"lab down; run record in {answer.get('run_dir')}")
         raise typer.Exit(130) from None
+    # Return once there is a leader to name in a fault (`--from leader`), as a user
+    # following the README does straight after `up -d`.
+    leaders = lab.settle().get("leaders") or []
     elapsed = time.monotonic() - t0
+    who = f", {' and '.join(leaders)} lead{'s' if len(leaders) == 1 else ''}" if leaders else ""
     mutant = f" with mutation {config['mutate']}" if config.get("mutate") else ""
     say(
-        f"lab up: {config['nodes']} x {protocol}{mutant} in {elapsed:.2f}s "
+        f"lab up: {config['nodes']} x {protocol}{mutant} in {elapsed:.2f}s{who} "
         f"(supervisor pid {lab.state['supervisor_pid']}, run {lab.state['run_dir']})"
     )
     if detach:
@@ -158,69 +159,26 @@ def _stop_on_signals() -> None:
 
 
 def _live_status(lab: Any) -> None:
-    from rich.console import Console
-    from rich.live import Live
+    """In a terminal, redraw the table in place; otherwise (a pipe, a log file) print it
+    again whenever what it shows changes, each time with the wall-clock time, flushed."""
+    from labctl.statustext import render
 
-    console = Console(stderr=True)
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            try:
-                doc = lab.status()
-            except LabError as e:
-                live.update(f"[red]{e}[/red]")
-                return
-            live.update(status_table(doc))
-            time.sleep(0.25)  # a display refresh, not a wait on an event
-
-
-def status_table(doc: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    leaders = doc.get("leaders") or []
-    title = f"{doc['protocol']} · {len(doc['nodes'])} replicas · seed {doc['seed']}"
-    if len(leaders) > 1:
-        title += f" · [bold red]{len(leaders)} LEADERS: {', '.join(leaders)}[/bold red]"
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    columns = STATUS_COLUMNS.get(doc["protocol"], STATUS_COLUMNS["raft"])
-    for col in ("node", "pid", "state", *(header for header, _ in columns)):
-        table.add_column(col)
-    for n in doc["nodes"]:
-        role = n.get("role") or "-"
-        style = "bold red" if role in ("leader", "primary") and len(leaders) > 1 else ""
-        state = n["state"] + (f" {n['paused_for']:.1f}s" if n.get("paused_for") else "")
-        cells = [_cell(n, key) for _, key in columns]
-        table.add_row(n["id"], str(n.get("pid") or "-"), state, *cells, style=style)
-    faults = doc.get("faults") or []
-    if faults:
-        table.caption = "faults: " + "; ".join(f["describe"] for f in faults)
-        table.caption_justify = "left"
-    return table
-
-
-# What each protocol's rows show (the dashboard's nodes panel tells the same stories).
-STATUS_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "raft": [("role", "role"), ("term", "term"), ("leader", "leader"),
-             ("commit", "commit_index"), ("log", "log")],
-    "epaxos": [("committed", "committed"), ("executed", "executed"),
-               ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
-    "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
-             ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
-}  # fmt: skip
-
-
-def _cell(node: dict[str, Any], key: str) -> str:
-    v = node.get(key)
-    if key == "fast_path_ratio" and isinstance(v, (int, float)):
-        return f"{v * 100:.0f}%"
-    if key == "byzantine":
-        return v or "honest"
-    if key == "seq" and node.get("role") != "primary":
-        return "-"  # the next sequence number is the primary's to assign
-    return _s(v)
-
-
-def _s(v: Any) -> str:
-    return "-" if v is None else str(v)
+    redraw = sys.stdout.isatty()
+    last = ""
+    while True:
+        try:
+            doc = lab.status()
+        except LabError as e:
+            say(f"error: {e}")
+            return
+        text = render(doc, color=redraw, uptime=redraw)
+        if redraw:
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+        elif text != last:
+            sys.stdout.write(time.strftime("%H:%M:%S ") + text.replace("\n", "\n  ") + "\n")
+        sys.stdout.flush()
+        last = text
+        time.sleep(0.25)  # a display refresh, not a wait on an event
 
 
 def down(lab_dir: LabDir = None) -> None:
@@ -233,39 +191,43 @@ def down(lab_dir: LabDir = None) -> None:
     say(f"lab down in {time.monotonic() - t0:.2f}s; run record in {answer.get('run_dir')}")
 
 
-def status(json_out: Json = False, lab_dir: LabDir = None) -> None:
-    """Show every node: pid, state, role, term, leader, commit index; and faults in force."""
+def status(
+    json_out: Json = False,
+    leader: Annotated[
+        bool,
+        typer.Option("--leader", help="Print only the leader's name (exit 1 if none leads)."),
+    ] = False,
+    lab_dir: LabDir = None,
+) -> None:
+    """Every node, the faults in force, the violations found.
+
+    Per node: pid, state, role, term, leader, commit index (the protocol's own columns)."""
     from labctl.api import Lab
 
     doc = Lab.find(lab_dir).status()
+    if leader:  # for scripts: OLD=$(labctl status --leader)
+        if not doc.get("leaders"):
+            say("no node leads right now")
+            raise typer.Exit(1)
+        typer.echo(" ".join(doc["leaders"]))
+        return
     if json_out:
         print_json(doc)
         return
-    from rich.console import Console
+    from labctl.statustext import render
 
-    Console().print(status_table(doc))
+    sys.stdout.write(render(doc, color=sys.stdout.isatty()) + "\n")
 
 
-def list_protocols(json_out: Json = False) -> None:
-    """The protocols this lab can run."""
-    import msgspec
+def list_protocols(json_out: Json = False, lab_dir: UnusedLabDir = None) -> None:
+    """The protocols this lab can run, with their options."""
+    from labctl.catalogue import catalogue
 
-    import protocols
-
-    rows = []
-    for name in protocols.available():
-        cls = protocols.get(name)
-        rows.append(
-            {
-                "name": name,
-                "description": cls.description,
-                "default_nodes": cls.default_nodes,
-                "options": msgspec.to_builtins(cls.Options()),
-            }
-        )
+    rows = catalogue()
     if json_out:
         print_json(rows)
         return
     for r in rows:
         opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
-        typer.echo(f"{r['name']:<8} {r['description']}\n         options: {opts}")
+        typer.echo(f"{r['name']:<8} {r['description']}\n         nodes: {r['default_nodes']}; "
+                   f"options: {opts}")  # fmt: skip

@@ -1,4 +1,8 @@
-"""The `labctl` entry point: the command tree and the one exit path.
+"""The `labctl` entry point: the command table and the one exit path.
+
+Commands live in their own modules and are imported only when invoked (or when the help
+lists them), so `labctl status` pays for the status code and not for every protocol, the
+dashboard or the checkers. A helper adding a command adds one row to COMMANDS.
 
 Errors a user can cause are LabError: one line on stderr and the code from
 labctl.errors (2 bad input / no lab, 3 the lab failed). Tracebacks only with LABCTL_DEBUG=1.
@@ -6,49 +10,140 @@ labctl.errors (2 bad input / no lab, 3 the lab failed). Tracebacks only with LAB
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Annotated, Any
 
 import typer
+import typer.core
+import typer.main
 
-from labctl.cli import client, dash, fault, lab, mutants, scenario, selftest, sim
 from labctl.errors import EXIT_LAB_FAILED, LabError
+
+# name -> "module:attribute", in the order the help lists them. The attribute is a Typer
+# app (a command group) or a plain function (one command).
+COMMANDS: dict[str, str] = {
+    "up": "labctl.cli.lab:up",
+    "down": "labctl.cli.lab:down",
+    "status": "labctl.cli.lab:status",
+    "fault": "labctl.cli.fault:app",
+    "client": "labctl.cli.client:app",
+    "dash": "labctl.cli.dash:dash",
+    "scenario": "labctl.cli.scenario:app",
+    "check": "labctl.cli.scenario:check",
+    "chaos": "labctl.cli.scenario:chaos",
+    "sim": "labctl.cli.sim:app",
+    "mutants": "labctl.cli.mutants:app",
+    "selftest": "labctl.cli.selftest:selftest",
+    "runs": "labctl.cli.runs:app",
+    "wal": "labctl.cli.wal:app",
+    "protocols": "labctl.cli.lab:list_protocols",
+    "report": "labctl.cli.report:report",
+    "bench": "labctl.cli.bench:bench",
+}
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The top-level group: a command's module is imported when the command is asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from each command's help text alone: building every command
+        (and every subcommand of a group) only to print one line each costs more than the
+        rest of `labctl --help`."""
+        from typer._click.utils import make_default_short_help
+
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, make_default_short_help(_help(_target(name)), limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in COMMANDS:
+            return None
+        obj = _target(name)
+        if not isinstance(obj, typer.Typer):
+            single = typer.Typer(rich_markup_mode=None)
+            single.command(name)(obj)
+            obj = single
+        obj.rich_markup_mode = None  # plain click help: fast, and wrapped by paragraph
+        obj._add_completion = False  # completion is the root's (see the help text)
+        command = typer.main.get_command(obj)
+        _name_metavars(command)
+        return command
+
+
+def _name_metavars(command: Any) -> None:
+    """An option that names no metavar shows its own name (--shrink-for SHRINK_FOR), not
+    the Python type typer would print (<str>): one place for every command's help."""
+    for param in getattr(command, "params", []):
+        if param.metavar is None and not getattr(param, "is_flag", False) and param.opts:
+            if param.param_type_name == "option" and not getattr(param, "count", False):
+                param.metavar = param.opts[0].lstrip("-").upper().replace("-", "_")
+    for sub in getattr(command, "commands", {}).values():
+        _name_metavars(sub)
+
+
+def _target(name: str) -> Any:
+    module, _, attr = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _help(obj: Any) -> str:
+    if isinstance(obj, typer.Typer):
+        for text in (obj.info.short_help, obj.info.help):
+            if isinstance(text, str):
+                return text
+        return ""
+    return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from labctl.catalogue import catalogue, version
+
+    names = ", ".join(f"{p['name']} ({p['default_nodes']} nodes)" for p in catalogue())
+    typer.echo(f"labctl {version()} (Python {sys.version.split()[0]})\nprotocols: {names}")
+    raise typer.Exit()
+
 
 app = typer.Typer(
     name="labctl",
-    help="A chaos lab for coordination protocols: real replicas, a fault router, a verdict.",
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
 )
-lab.register(app)
-app.add_typer(fault.app, name="fault")
-app.add_typer(client.app, name="client")
-app.add_typer(scenario.app, name="scenario")
-app.add_typer(mutants.app, name="mutants")
-app.add_typer(sim.app, name="sim")
-app.command("check")(scenario.check)
-app.command("selftest")(selftest.selftest)
-app.command("chaos")(scenario.chaos)
-app.command("dash")(dash.dash)
 
 
-@app.command(
-    "bench",
-    help="Benchmarks: core (router hop, forwarding, up/down), checkers, raft, epaxos, pbft, "
-    "sim, soak (LABCTL_SOAK_SECONDS per protocol).",
-)
-def bench(
-    what: str = typer.Argument("core", help="core, checkers, raft, epaxos, pbft, sim or soak"),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer samples (a smoke run)."),
-) -> None:
-    from labctl.bench import run_bench
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True,
+                     help="Print the version and the protocols, then exit."),
+    ] = False,
+) -> None:  # fmt: skip
+    """A chaos lab for coordination protocols: real replicas, a fault router, a verdict.
 
-    run_bench(what, json_out=json_out, quick=quick)
+    Every command takes --lab-dir DIR (default .labctl/, or $LABCTL_DIR) and -h for help.
+    Shell completion: eval "$(_LABCTL_COMPLETE=source_bash labctl)" in ~/.bashrc
+    (source_zsh in ~/.zshrc; fish: _LABCTL_COMPLETE=source_fish labctl | source)."""
 
 
 def main() -> None:
+    if os.environ.get("_LABCTL_COMPLETE"):  # a shell asking for completions (see the help)
+        from typer.completion import completion_init
+
+        completion_init()
     try:
         app()
     except LabError as e:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.common import Json, print_json
+from labctl.cli.common import Json, UnusedLabDir, print_json
 from labctl.errors import LabError
 
 app = typer.Typer(help="Named mutations: classic bugs the lab must catch (--mutate NAME).")
@@ -27,6 +27,7 @@ def list_mutants(
         str | None, typer.Option("--protocol", "-p", help="Only this protocol's (and the lab's).")
     ] = None,
     json_out: Json = False,
+    lab_dir: UnusedLabDir = None,
 ) -> None:
     """Every mutation: the classic bug, where it is described, the violation it causes."""
     import protocols

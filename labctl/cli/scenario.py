@@ -6,11 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.common import Json, LabDir, UnusedLabDir, print_json, protocol_names
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
 
-app = typer.Typer(help="Replay incidents from scenario files, with a verdict.")
+app = typer.Typer(
+    help="Replay incidents from scenario files, with a verdict.", no_args_is_help=True
+)
+Report = Annotated[
+    bool,
+    typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
+]
 
 
 def _load(name: str, protocol: str | None = None) -> Any:
@@ -25,15 +31,28 @@ def _load(name: str, protocol: str | None = None) -> Any:
 
 @app.command("run")
 def run(
-    name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
-    protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="SCENARIO", help="A built-in scenario name or a TOML file.")
+    ],
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            metavar="NAME",
+            help=f"Run it on another protocol ({protocol_names()}).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Override the file's seed.")
+    ] = None,
     dash: Annotated[bool, typer.Option("--dash", help="Watch it live in the dashboard.")] = False,
+    report: Report = True,
     mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Run a scenario in an isolated lab and give its verdict.
+    """Run a scenario in an isolated lab and give its verdict (and RUN/report.html).
 
     Exit 0 when its expectations are met, 1 if not, 2 for a broken scenario, 3 when the
     lab itself failed."""
@@ -52,8 +71,8 @@ def run(
     if mutate:
         _mutate(sc, mutate)
     if dash:
-        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out))
-    raise typer.Exit(runner.run(sc, lab_dir, json_out))
+        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
+    raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
 
 
 def _mutate(sc: Any, name: str) -> None:
@@ -66,7 +85,7 @@ def _mutate(sc: Any, name: str) -> None:
 
 
 @app.command("list")
-def list_scenarios(json_out: Json = False) -> None:
+def list_scenarios(json_out: Json = False, lab_dir: UnusedLabDir = None) -> None:
     """The built-in scenarios."""
     from labctl.scenario.library import names
 
@@ -84,8 +103,11 @@ def list_scenarios(json_out: Json = False) -> None:
 
 
 @app.command("show")
-def show(name: str) -> None:
-    """Print a built-in scenario's file."""
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A built-in scenario's name.")],
+    lab_dir: UnusedLabDir = None,
+) -> None:
+    """Print a built-in scenario's file (the format: docs/scenarios.md)."""
     from labctl.scenario.library import find
 
     _load(name)
@@ -93,29 +115,32 @@ def show(name: str) -> None:
 
 
 def check(
-    run_dir: Annotated[str, typer.Argument(help="A run directory (runs/<...>).")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="A run directory, a run's name under <lab-dir>/runs/, or latest."
+        ),
+    ],
     json_out: Json = False,
+    lab_dir: LabDir = None,
 ) -> None:
-    """Recompute a run's verdict from its files.
+    """Recompute a run's verdict from its files (exit 1: violations).
 
     A run that came from a scenario (scenario run, chaos, sim run) is judged against that
     scenario's expectations, with the verdict and exit code it had live (0 met, 1 not
     met, 3 the lab failed); any other run is judged safe or not (exit 1 with violations).
-    Violations are summed up per kind, with the first of each."""
-    from pathlib import Path
-
+    Violations are summed up per kind, with the first of each (wall-clock time)."""
     from labctl.checkers import RunDirError, check_run_dir
+    from labctl.runs import Clock, find_run
     from labctl.scenario.runner import rejudge
 
-    path = Path(run_dir)
-    if not (path / "events.jsonl").is_file():
-        raise LabError(f"{run_dir}: not a run directory (no events.jsonl)")
+    path = find_run(run, lab_dir)
     try:
         result = check_run_dir(path)
     except RunDirError as e:
         raise LabError(str(e)) from None
     except OSError as e:
-        raise LabError(f"{run_dir}: cannot read it: {e}") from None
+        raise LabError(f"{run}: cannot read it: {e}") from None
     by_kind: dict[str, dict[str, Any]] = {}
     for v in result["violations"]:
         entry = by_kind.setdefault(v["kind"], {"count": 0, "first": v})
@@ -127,12 +152,17 @@ def check(
     if json_out:
         print_json(result)
     else:
+        try:
+            when = Clock(path).iso  # wall-clock time, to line up with the user's own logs
+        except LabError:
+            when = lambda t: f"t={t:.3f}"  # noqa: E731 - a run from before the clock anchor
         for kind, entry in by_kind.items():
             v = entry["first"]
-            typer.echo(f"{kind:<16} x{entry['count']:<5} first t={v['t']:.3f} "
+            typer.echo(f"{kind:<16} x{entry['count']:<5} first {when(v['t'])} "
                        f"{','.join(v['nodes'])}: {v['detail']}")  # fmt: skip
         typer.echo(
-            f"{'safe' if result['safe'] else 'UNSAFE'}: {len(result['violations'])} violations"
+            f"{path.name}: {'safe' if result['safe'] else 'UNSAFE'}: "
+            f"{len(result['violations'])} violations"
         )
         if judged is not None:
             typer.echo(f"scenario {judged['scenario']} ({judged['protocol']}):")
@@ -146,19 +176,29 @@ def check(
 
 
 def chaos(
-    protocol: Annotated[str, typer.Option("--protocol", "-p")] = "raft",
-    runs: Annotated[int, typer.Option("--runs", help="How many runs.")] = 20,
-    duration: Annotated[str, typer.Option("--duration", help="Length of each run.")] = "30s",
+    protocol: Annotated[
+        str, typer.Option("--protocol", "-p", metavar="NAME", help=f"One of: {protocol_names()}.")
+    ] = "raft",
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="How many runs.")] = 20,
+    duration: Annotated[
+        str, typer.Option("--duration", metavar="DURATION", help="Length of each run.")
+    ] = "30s",
     nodes: Annotated[
         str | None,
-        typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."),
+        typer.Option(
+            "--nodes", metavar="N,N", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7)."
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the first run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the first run.")] = 1,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="A report for each run that broke something."),
+    ] = True,
     mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
-    """Randomized chaos runs with every fault kind; exit 1 on any violation.
+    """Randomized chaos runs, every fault kind (exit 1: a violation).
 
     Each run heals everything before its end; exit 3 when a lab itself failed."""
     import protocols
@@ -182,7 +222,7 @@ def chaos(
         from labctl.chaos import random_scenario
 
         _mutate(random_scenario(protocol, sizes[0], seconds, seed), mutate)
-    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "")
+    result = run_many(protocol, sizes, runs, seconds, seed, lab_dir, mutate or "", report=report)
     if json_out:
         print_json(result)
     if result["failed_runs"]:

@@ -21,6 +21,10 @@ def run(
     name: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
     protocol: Annotated[str | None, typer.Option("--protocol", "-p", help="Override.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the file's seed.")] = None,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="Write RUN/report.html and print its path."),
+    ] = True,
     mutate: Mutate = None,
     json_out: Json = False,
     lab_dir: LabDir = None,
@@ -44,7 +48,7 @@ def run(
         sc.seed = seed
     if mutate:
         _mutate(sc, mutate)
-    raise typer.Exit(simrun.run(sc, lab_dir, json_out))
+    raise typer.Exit(simrun.run(sc, lab_dir, json_out, report))
 
 
 def _parse_for(value: str | None) -> float | None:

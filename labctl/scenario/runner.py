@@ -41,13 +41,24 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def run(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
-    """Run, print the summary (stdout with --json, a report on stderr), return the exit code."""
+def run(sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True) -> int:
+    """Run, print the summary (stdout with --json, a report on stderr), return the exit code.
+    With `report`, RUN/report.html is written and its path printed (and in the summary)."""
     code, summary = execute(sc, lab_dir)
+    _finish(summary, json_out, report)
+    return code
+
+
+def _finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
+    _report(summary)
+    from labctl.report.hook import after_run
+
+    page = after_run(summary.get("run_dir"), report)
+    if page is not None:
+        summary["report"] = str(page)
+        Path(summary["run_dir"], "summary.json").write_text(json.dumps(summary, indent=2))
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
-    _report(summary)
-    return code
 
 
 def isolated_dir(sc: Scenario, lab_dir: str | None) -> Path:
@@ -55,7 +66,9 @@ def isolated_dir(sc: Scenario, lab_dir: str | None) -> Path:
     return labdir.resolve(lab_dir) / "scenarios" / f"{sc.name}-{os.getpid()}"
 
 
-def run_with_dashboard(sc: Scenario, lab_dir: str | None, json_out: bool) -> int:
+def run_with_dashboard(
+    sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True
+) -> int:
     """Run the scenario in a thread while the dashboard shows its lab in this terminal.
 
     Quitting the dashboard early lets the scenario finish (its progress then shows on
@@ -75,9 +88,7 @@ def run_with_dashboard(sc: Scenario, lab_dir: str | None, json_out: bool) -> int
     _quiet.clear()
     worker.join()
     code, summary = result["out"]
-    if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    _report(summary)
+    _finish(summary, json_out, report)
     return code
 
 
@@ -95,6 +106,8 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     mutant = f", mutation {sc.mutate}" if sc.mutate else ""
     _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
          f"{sc.duration:g}s")  # fmt: skip
+    for warning in api.config_warnings(config):
+        _say(f"warning: {warning}")
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None

@@ -252,6 +252,13 @@ class Protocol(abc.ABC):
     # a result once f+1 replicas (f = (n-1)//3) sent matching replies; every replica that
     # received the request answers it (Committed.reply set on each).
     byzantine_tolerant: ClassVar[bool] = False
+    # The words users read for this protocol's leader and its number (PBFT: "primary" of a
+    # "view"): events and the dashboard say "r1 became primary, view 1", not "leader, term".
+    leader_word: ClassVar[str] = "leader"
+    term_word: ClassVar[str] = "term"
+    # Whether a client reply's `term` means something (the leader's term). PBFT and EPaxos
+    # replies carry 0 there, so `labctl client` leaves the field out for them.
+    replies_carry_term: ClassVar[bool] = True
     # The misbehaviours `set_byzantine` accepts (`labctl fault byzantine NODE --mode M`).
     byzantine_modes: ClassVar[tuple[str, ...]] = ()
     # Options that make a short chaos run exercise what only a long one would otherwise
@@ -265,6 +272,12 @@ class Protocol(abc.ABC):
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+
+    @classmethod
+    def size_warning(cls, replicas: int) -> str | None:
+        """What a user starting `replicas` replicas should know (a size that wastes
+        replicas or tolerates no fault), or None. Said when a lab starts or swaps."""
+        return None
 
     def check_config(self, config: NodeConfig) -> None:
         """Raise unless `config` carries this protocol's validated options and a sane

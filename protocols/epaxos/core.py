@@ -109,6 +109,7 @@ class EPaxosProtocol(Recovery, CatchUp, Protocol):
     records = RECORDS
     default_nodes: ClassVar[int] = 3
     ordering: ClassVar[str] = "per_key"
+    replies_carry_term: ClassVar[bool] = False  # no leader, no term: ballots are per instance
     # The runtime's session table answers a request id applied twice from the table: a
     # client retry may open a second instance for the same request.
     exactly_once: ClassVar[bool] = True

@@ -106,9 +106,25 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     default_nodes: ClassVar[int] = 4
     byzantine_tolerant: ClassVar[bool] = True
     byzantine_modes: ClassVar[tuple[str, ...]] = MODES
+    leader_word: ClassVar[str] = "primary"
+    term_word: ClassVar[str] = "view"
+    replies_carry_term: ClassVar[bool] = False  # the view is in status and events
     # The state machine's session table answers a request id committed twice (a request
     # re-proposed by a new primary, or retried after a restart) without applying it again.
     exactly_once: ClassVar[bool] = True
+
+    @classmethod
+    def size_warning(cls, replicas: int) -> str | None:
+        f = (replicas - 1) // 3
+        if replicas == 3 * f + 1 and f > 0:
+            return None
+        best = 3 * f + 1
+        if f == 0:
+            return (f"pbft with {replicas} replicas tolerates no byzantine replica (f = 0): "
+                    f"n = 3f+1, so 4 tolerate one liar, 7 two")  # fmt: skip
+        extra = replicas - best
+        return (f"pbft with {replicas} replicas tolerates f = {f} byzantine replica(s), as "
+                f"{best} do (n = 3f+1); the other {extra} add messages, not tolerance")  # fmt: skip
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

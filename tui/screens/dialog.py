@@ -81,8 +81,14 @@ class ActionDialog(ModalScreen[dict[str, Any] | None]):
             yield Input("" if value is None else str(value), id=f"f-{f.key}", compact=True)
 
     def on_mount(self) -> None:
-        first = self.query("SelectionList, RadioSet, Input, Checkbox").first()
-        first.focus()
+        # On a loaded machine the fields may not be mounted yet when the screen is: focus
+        # the first one once they are, rather than fail to find it.
+        self.call_after_refresh(self._focus_first)
+
+    def _focus_first(self) -> None:
+        found = self.query("SelectionList, RadioSet, Input, Checkbox")
+        if found:
+            found.first().focus()
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from tui.actions import ACTIONS
 VIEW_KEYS = [
     ("1 2 3 4", "show links / events / charts / faults (compact layout)"),
     ("ctrl+p", "command palette: every action by name"),
+    ("e", "write this run's report.html (as `labctl report`) and show its path"),
     ("?", "this help"),
     ("q", "quit"),
 ]
