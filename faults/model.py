@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from nodes.wal import CORRUPT_MODES
 from protocols.base.durations import DurationError, parse_duration, show_value
 
 # kind -> (parameters it accepts, what heals it)
@@ -26,7 +27,7 @@ KINDS: dict[str, tuple[frozenset[str], str]] = {
     "kill": (frozenset({"node", "power_loss"}), "restart"),
     "restart": (frozenset({"node"}), ""),
     "clock": (frozenset({"node", "offset", "drift"}), "clock NODE --offset 0 --drift 0"),
-    "disk": (frozenset({"node", "fsync", "stall"}), "disk NODE --fsync 0"),
+    "disk": (frozenset({"node", "fsync", "stall", "corrupt"}), "disk NODE --fsync 0"),
     "byzantine": (frozenset({"node", "mode"}), "byzantine NODE --mode honest"),
     "heal": (frozenset({"from", "to"}), ""),
 }
@@ -62,6 +63,7 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
     drift: float | None = None
     fsync: float | None = None  # disk: added fsync latency, seconds
     stall: float | None = None  # disk: block fsyncs for this long, seconds
+    corrupt: str = ""  # disk: damage the WAL (flip | lose), then restart the node on it
     mode: str = ""
     shape: str = ""  # partition by shape (faults/shapes.py) instead of from/to
     links: tuple[tuple[str, str], ...] = ()  # a resolved shape: the directed links dropped
@@ -89,6 +91,8 @@ class Fault(msgspec.Struct, frozen=True, omit_defaults=True):
             return f"pause {self.node}" + (f" for {self.duration:g}s" if self.duration else "")
         if self.kind == "clock":
             return f"clock {self.node} offset={self.offset or 0:+g}s drift={self.drift or 0:+g}"
+        if self.kind == "disk" and self.corrupt:
+            return f"disk {self.node} corrupt={self.corrupt}"
         if self.kind == "disk":
             return (
                 f"disk {self.node} fsync=+{(self.fsync or 0) * 1000:g}ms stall={self.stall or 0:g}s"
@@ -172,7 +176,11 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
             raise FaultError("'oneway' must be true or false")
         f["oneway"] = spec["oneway"]
     if "node" in spec:
-        f["node"] = _targets(spec["node"], "node")[0]
+        # Several nodes (comma-separated) only for a WAL corruption: disks that fail
+        # together (one power cut) must be damaged before any of them restarts.
+        nodes = _targets(spec["node"], "node")
+        many = kind == "disk" and spec.get("corrupt") is not None
+        f["node"] = ",".join(nodes) if many else nodes[0]
     if "shape" in spec:
         from faults.shapes import SHAPES
 
@@ -211,9 +219,17 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
             f["offset"] = _seconds(spec["offset"], "offset", signed=True)
         if spec.get("drift") is not None:
             f["drift"] = _drift(spec["drift"])
-    if kind == "disk":
+    if kind == "disk" and spec.get("corrupt") is not None:
+        # A one-off: the node is stopped, its WAL damaged, and it starts again on it.
+        if spec.get("fsync") is not None or spec.get("stall") is not None:
+            raise FaultError("'corrupt' is a fault of its own: give it without fsync/stall")
+        if spec["corrupt"] not in CORRUPT_MODES:
+            raise FaultError(f"'corrupt' must be one of {', '.join(CORRUPT_MODES)}, "
+                             f"got {spec['corrupt']!r}")  # fmt: skip
+        f["corrupt"] = spec["corrupt"]
+    elif kind == "disk":
         if spec.get("fsync") is None and spec.get("stall") is None:
-            raise FaultError("fault 'disk' needs 'fsync' and/or 'stall'")
+            raise FaultError("fault 'disk' needs 'fsync', 'stall' or 'corrupt'")
         if spec.get("fsync") is not None:
             f["fsync"] = _seconds(spec["fsync"], "fsync", limit=MAX_FSYNC)
         if spec.get("stall") is not None:

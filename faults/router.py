@@ -2,11 +2,25 @@
 
     python -m faults.router --telemetry TCP_ENDPOINT --parent-pid PID [--seed N] [--host H]
 
-Endpoints (replicas r0.., clients c0.. or cli-<pid>, "broker") connect a DEALER whose
-IDENTITY is their name and send [dst, payload]; the router's data ROUTER socket receives
-[src, dst, payload], applies the rule of the directed link (src, dst) from its LinkTable
-(pass, drop, loss, duplicate, delay with jitter) and forwards [dst, src, payload], so the
-receiver sees [src, payload]. Payloads are never decoded.
+Endpoints (replicas r0.., clients c0.. or cli-<pid>, "broker") connect a DEALER and send
+[dst, payload]; the router's data ROUTER socket receives [conn, dst, payload], takes the
+source name from the connection, applies the rule of the directed link (src, dst) from its
+LinkTable (pass, drop, loss, duplicate, delay with jitter) and forwards [conn-of-dst, src,
+payload], so the receiver sees [src, payload]. Payloads are never decoded.
+
+Names. In a lab (LABCTL_LAB_KEY set, nodes/auth.py) every connection authenticates with
+ZeroMQ PLAIN at the handshake, and its name is the user it authenticated as: the ZeroMQ
+identity a peer picks is only an opaque connection handle (endpoints pick 16 random
+bytes), so nobody can send as, or receive for, a name it did not authenticate as, and a
+restarted node's new connection takes its name over when it says hello (an empty `dst`;
+every endpoint sends one on connect). Without a secret (tests of the router alone) the
+identity is the name, as before, with ROUTER_HANDOVER so a restarted node takes it back.
+
+Bounds: a frame above --max-frame bytes (default 4 MiB) is dropped and counted
+(`oversize`); one above four times that closes its sender's connection inside libzmq
+(ZMQ_MAXMSGSIZE) before it is ever buffered whole. The delay queue holds at most
+MAX_QUEUED messages and MAX_QUEUED_BYTES per destination (`queue_full`). What libzmq
+holds for a destination that does not read is SNDHWM frames of at most --max-frame.
 
 A second ROUTER socket takes control requests (msgpack maps, nodes.process.serve_control):
   {"cmd": "ping"}
@@ -17,17 +31,22 @@ A second ROUTER socket takes control requests (msgpack maps, nodes.process.serve
 Replies use nodes.process's envelope. stats answers {"ok": true, "links": [{"src", "dst",
 "sent", "delivered", "dropped", "delayed", "duplicated"}], "totals": {those five},
 "malformed", "malformed_data", "malformed_control", "unroutable", "queue_full",
-"send_errors", "queued", "trace_kept", "trace_not_kept"}. Per link: sent = arrived from src
-for dst; dropped = partition, loss, unroutable or full queue; delayed = held in the delay
-queue; duplicated = forwarded twice (both copies count as delivered).
+"send_errors", "queued", "queued_bytes", "oversize", "hellos", "connections", "auth",
+"auth_rejected", "trace_kept", "trace_not_kept"}. Per link: sent = arrived from src for
+dst; dropped = partition, loss, unroutable, oversize or full queue; delayed = held in the
+delay queue; duplicated = forwarded twice (both copies count as delivered).
 
 With --trace PATH every frame also gets a record in the message trace (faults/trace.py:
 arrival time, wait, link, fate, size and the payload's first bytes, from which the message
-type is decoded offline), written every 250 ms; --trace-cap bounds how many are kept.
+type is decoded offline), written every 250 ms; --trace-cap bounds how many are kept. A
+frame over --max-frame is traced as ERROR (its head only), one with no route as UNROUTABLE.
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
 "router.links" every 250 ms when a counter moved, {"links": [[src, dst, sent, delivered,
-dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued"}.
+dropped, delayed, duplicated], ...], "malformed", "unroutable", "queued", "oversize",
+"auth_rejected"}: only the rows that moved since the last report, at most MAX_ROWS of them
+(the rest the next time), so a reader keeps the newest row per (src, dst); the counters in
+a row are totals.
 """
 
 from __future__ import annotations
@@ -46,6 +65,7 @@ import zmq
 
 from faults import trace as tr
 from faults.links import LinkRule, LinkTable
+from nodes import auth
 from nodes.process import (
     Telemetry,
     die_with_parent,
@@ -74,6 +94,17 @@ MAX_QUEUED = 500_000
 # Distinct links with their own counters at most. Garbage destinations (a fuzzer, a buggy
 # node) would otherwise grow the table and the telemetry without bound; the rest share one.
 MAX_LINKS = 4096
+# Rows of one router.links report at most: a table of thousands of links changing at once
+# would otherwise put megabytes a second into events.jsonl.
+MAX_ROWS = 256
+MAX_FRAME = 4 * 1024 * 1024  # default frame size limit (bytes), --max-frame
+# Bytes held in the delay queue for one destination at most (a long delay on a link that
+# carries snapshots must not hold gigabytes).
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# Connections whose name the router remembers; past it the oldest are forgotten (one
+# that is still alive is learnt again from its next frame). `labctl client` makes one per
+# call, so a long lab would otherwise grow this table without bound.
+MAX_CONNECTIONS = 16384
 
 _NOBLOCK = zmq.NOBLOCK
 _MORE = zmq.NOBLOCK | zmq.SNDMORE
@@ -91,6 +122,7 @@ class _Link:
         "fast",
         "last_release",
         "pending",
+        "published",
         "rule",
         "sent",
         "src",
@@ -110,6 +142,7 @@ class _Link:
         self.dropped = 0
         self.delayed = 0
         self.duplicated = 0
+        self.published: tuple[int, int] = (0, 0)  # (sent, dropped) in the last report
 
     def counters(self) -> list[Any]:
         return [self.src, self.dst, self.sent, self.delivered, self.dropped, self.delayed,
@@ -146,6 +179,8 @@ class Router:
         host: str = "127.0.0.1",
         seed: int | None = None,
         parent_pid: int | None = None,
+        secret: bytes | None = None,
+        max_frame: int = MAX_FRAME,
         trace: tr.TraceWriter | None = None,
     ) -> None:
         self.ctx = ctx
@@ -167,19 +202,32 @@ class Router:
         self.unroutable = 0
         self.queue_full = 0
         self.send_errors = 0
+        self.oversize = 0
+        self.hellos = 0
+        self.max_frame = max_frame
+        self.queued_bytes: dict[bytes, int] = {}  # per destination, in the delay queue
+        # connection handle -> name, and name -> the handle of its newest connection
+        self.names: dict[bytes, bytes] = {}
+        self.routes: dict[bytes, bytes] = {}
+        self.secret = secret
         self._published: tuple[int, ...] | None = None
+        self.zap = auth.serve(ctx, secret)  # before any bind: no handshake without it
         self.data = ctx.socket(zmq.ROUTER)
         self.control = ctx.socket(zmq.ROUTER)
         for sock in (self.data, self.control):
             sock.setsockopt(zmq.LINGER, 0)
+            auth.as_server(sock, secret)
+        self.data.setsockopt(zmq.MAXMSGSIZE, 4 * max_frame)
         self.data.setsockopt(zmq.SNDHWM, HWM)
         self.data.setsockopt(zmq.RCVHWM, HWM)
         # Without MANDATORY a ROUTER silently discards messages for unknown peers; we want
         # each one counted, per link, so an EHOSTUNREACH is raised and caught below.
         self.data.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        # A restarted node reconnects with the same identity before the router has noticed the
-        # old connection died (SIGKILL leaves no goodbye); the new connection must win.
-        self.data.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # Without authentication the identity is the name: a restarted node reconnects with
+        # it before the router has noticed the old connection died (SIGKILL leaves no
+        # goodbye), and the new connection must win. With it, identities are random handles
+        # and a collision can only be someone claiming another's handle: refused.
+        self.data.setsockopt(zmq.ROUTER_HANDOVER, 0 if secret is not None else 1)
         self.data_endpoint = ""
         self.control_endpoint = ""
 
@@ -252,6 +300,12 @@ class Router:
             "queue_full": self.queue_full,
             "send_errors": self.send_errors,
             "queued": len(self.heap),
+            "queued_bytes": sum(self.queued_bytes.values()),
+            "oversize": self.oversize,
+            "hellos": self.hellos,
+            "connections": len(self.names),
+            "auth": self.zap is not None,
+            "auth_rejected": self.zap.rejected if self.zap is not None else 0,
             "trace_kept": self.trace.kept if self.trace else 0,
             "trace_not_kept": sum(self.trace.not_kept) if self.trace else 0,
         }
@@ -282,6 +336,10 @@ class Router:
         recv = self.data.recv
         send = self.data.send
         links = self.links
+        names = self.names
+        routes = self.routes
+        limit = self.max_frame
+        open_names = self.secret is None
         # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
         # tuple is encoded at the next flush (faults/trace.py).
         # `tap` is bound per call: a flush replaces the pending list (only at the end here).
@@ -294,7 +352,7 @@ class Router:
         n = 0
         while n < DRAIN_BATCH:
             try:
-                src = recv(_NOBLOCK)  # a ROUTER always has the identity and at least one more
+                conn = recv(_NOBLOCK)  # a ROUTER always has the identity and at least one more
             except zmq.Again:
                 break
             n += 1
@@ -308,15 +366,37 @@ class Router:
                 self._discard_rest()
                 self.malformed += 1
                 continue
+            src = names.get(conn)
+            if src is None:
+                src = self._learn(conn, dst_frame)
             dst = dst_frame.bytes
+            if not dst:
+                self.hellos += 1  # a hello: this connection is now where `src` lives
+                routes[src] = conn
+                continue
             link = links.get((src, dst))
             if link is None:
                 link = self._new_link((src, dst))
             link.sent += 1
+            if len(payload) > limit:
+                link.dropped += 1
+                self.oversize += 1
+                if tap is not None:
+                    tap((now, None, link.tid, tr.ERROR, len(payload), _head(payload)))
+                continue
             if link.fast:
                 # The fast path: no rule, nothing queued. Three frames out, no lists built.
+                to = routes.get(dst)
+                if to is None:
+                    if not open_names:
+                        link.dropped += 1
+                        self.unroutable += 1
+                        if tap is not None:
+                            tap((now, None, link.tid, tr.UNROUTABLE, len(payload), _head(payload)))
+                        continue
+                    to = dst
                 try:
-                    send(dst, _MORE)
+                    send(to, _MORE)
                     send(src, _MORE)
                     send(payload, _NOBLOCK, copy=False)
                     link.delivered += 1
@@ -325,7 +405,7 @@ class Router:
                         head = payload.bytes[:_HEAD] if size <= _COPY_WHOLE else _head(payload)
                         tap((now, 0, link.tid, 0, size, head))
                 except zmq.ZMQError as e:
-                    fate = self._count_send_failure(link, e)
+                    fate = self._count_send_failure(link, e, dst, to)
                     if tap is not None:
                         tap((now, None, link.tid, fate, len(payload), _head(payload)))
             else:
@@ -333,6 +413,29 @@ class Router:
         if trace is not None and len(trace.pending) >= tr.FLUSH_RECORDS:
             trace.flush()
         return n
+
+    def _learn(self, conn: bytes, frame: zmq.Frame) -> bytes:
+        """The name of a connection seen for the first time: the user it authenticated as
+        (its identity itself when the router runs without a secret)."""
+        if self.secret is None:
+            name = conn
+        else:
+            try:
+                name = frame.get("User-Id").encode()
+            except (zmq.ZMQError, AttributeError, UnicodeError):
+                name = b""
+            if not name:  # cannot happen behind ZAP; an unnamed frame gets no name's rights
+                name = b"?"
+        if len(self.names) >= MAX_CONNECTIONS:
+            for old in list(self.names)[: MAX_CONNECTIONS // 4]:
+                gone = self.names.pop(old)
+                if self.routes.get(gone) == old:
+                    del self.routes[gone]
+        self.names[conn] = name
+        # The newest connection of a name that speaks is where it lives (a restarted node:
+        # its hello, which data_endpoint sends before anything else, is its first frame).
+        self.routes[name] = conn
+        return name
 
     def _discard_rest(self) -> None:
         while self.data.recv(_NOBLOCK, copy=False).more:
@@ -367,11 +470,14 @@ class Router:
             for copy in range(copies):
                 self._send(link, dst, src, payload, now, tr.DUPLICATE if copy else tr.DELIVERED)
             return
-        if len(self.heap) + copies > MAX_QUEUED:
+        size = len(payload) * copies
+        held = self.queued_bytes.get(dst, 0)
+        if len(self.heap) + copies > MAX_QUEUED or held + size > MAX_QUEUED_BYTES:
             link.dropped += 1
             self.queue_full += 1
             self._trace(now, None, link, tr.OVERFLOW, payload)
             return
+        self.queued_bytes[dst] = held + size
         link.delayed += 1
         link.last_release = release
         for copy in range(copies):
@@ -386,6 +492,11 @@ class Router:
         while heap and heap[0][0] <= now:
             _, _, link, dst, src, payload, t_in, fate = heapq.heappop(heap)
             link.pending -= 1
+            left = self.queued_bytes[dst] - len(payload)
+            if left:
+                self.queued_bytes[dst] = left
+            else:
+                del self.queued_bytes[dst]
             if link.pending == 0 and link.rule is None:
                 link.fast = True
             self._send(link, dst, src, payload, t_in, fate)
@@ -395,14 +506,22 @@ class Router:
     ) -> None:
         """Forward one frame that took the slow path; `fate` is how the trace records it
         if it gets out (DELIVERED, or DUPLICATE for a rule's second copy)."""
+        to = self.routes.get(dst)
+        if to is None:
+            if self.secret is not None:
+                link.dropped += 1
+                self.unroutable += 1
+                self._trace(t_in, None, link, tr.UNROUTABLE, payload)
+                return
+            to = dst
         try:
-            self.data.send(dst, _MORE)
+            self.data.send(to, _MORE)
             self.data.send(src, _MORE)
             # copy=False shares the frame's buffer, so a duplicate can send it a second time.
             self.data.send(payload, _NOBLOCK, copy=False)
             link.delivered += 1
         except zmq.ZMQError as e:
-            self._trace(t_in, None, link, self._count_send_failure(link, e), payload)
+            self._trace(t_in, None, link, self._count_send_failure(link, e, dst, to), payload)
             return
         if self.trace is not None:
             self._trace(t_in, time.monotonic() - t_in, link, fate, payload)
@@ -413,12 +532,15 @@ class Router:
         if self.trace is not None:
             self.trace.pending.append((t_in, wait, link.tid, fate, len(payload), _head(payload)))
 
-    def _count_send_failure(self, link: _Link, e: zmq.ZMQError) -> int:
+    def _count_send_failure(self, link: _Link, e: zmq.ZMQError, dst: bytes, to: bytes) -> int:
         """Count a failed send; returns its fate for the trace."""
         # Only the first frame can fail (ROUTER checks the peer there): nothing half-sent.
         link.dropped += 1
         if e.errno == zmq.EHOSTUNREACH:
             self.unroutable += 1
+            if self.routes.get(dst) == to:  # that connection is gone: forget it
+                del self.routes[dst]
+                self.names.pop(to, None)
             return tr.UNROUTABLE
         if e.errno == zmq.EAGAIN:
             self.queue_full += 1  # the receiver's pipe is full: paused or wedged
@@ -429,7 +551,7 @@ class Router:
     # ------------------------------------------------------------------------------ loop
 
     def publish(self) -> None:
-        """Emit router.links when any counter moved since the last emission."""
+        """Emit router.links with the rows that moved since the last emission."""
         links = self._all_links()
         signature = (
             sum(link.sent for link in links),
@@ -437,16 +559,29 @@ class Router:
             sum(link.dropped for link in links),
             self.malformed + self.control_counters.get("malformed", 0),
             len(self.heap),
+            self.oversize,
+            self.zap.rejected if self.zap is not None else 0,
         )
         if signature == self._published:
             return
-        self._published = signature
+        rows = []
+        for link in links:
+            now = (link.sent, link.dropped)
+            if now != link.published:
+                if len(rows) >= MAX_ROWS:
+                    break  # the rest go out next time: their `published` did not move
+                link.published = now
+                rows.append(link.counters())
+        if len(rows) < MAX_ROWS:
+            self._published = signature
         self.telemetry.emit(
             "router.links",
-            links=[link.counters() for link in links if link.sent or link.dropped],
+            links=rows,
             malformed=signature[3],
             unroutable=self.unroutable,
             queued=len(self.heap),
+            oversize=self.oversize,
+            auth_rejected=self.zap.rejected if self.zap is not None else 0,
         )
 
     def run(self) -> None:
@@ -498,6 +633,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parent-pid", type=int, required=True, help="exit when this pid is gone")
     p.add_argument("--seed", type=int, default=None, help="seed of loss/duplicate/jitter draws")
     p.add_argument("--host", default="127.0.0.1", help="address to bind both sockets on")
+    p.add_argument("--max-frame", type=int, default=MAX_FRAME, help="largest frame forwarded")
     p.add_argument("--trace", default=None, help="write the message trace to this file")
     p.add_argument("--trace-cap", type=int, default=tr.DEFAULT_CAP, help="frames kept at most")
     p.add_argument("--data-port", type=int, default=0, help="the data port (a restart's)")
@@ -514,9 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     telemetry = Telemetry(ctx, args.telemetry, "router")
     trace = tr.TraceWriter(args.trace, args.trace_cap, time.monotonic()) if args.trace else None
-    router = Router(
-        ctx, telemetry, host=args.host, seed=args.seed, parent_pid=args.parent_pid, trace=trace
-    )
+    router = Router(ctx, telemetry, host=args.host, seed=args.seed, parent_pid=args.parent_pid,
+                    secret=auth.env_secret(), max_frame=max(1024, args.max_frame),
+                    trace=trace)  # fmt: skip
     # Installed only now, so _Stop can only be raised inside the try that handles it.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

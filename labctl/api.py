@@ -26,6 +26,7 @@ import zmq
 
 from labctl import labdir
 from labctl.errors import LabError, LabFailed, NoLab
+from nodes import auth
 from nodes.process import request
 
 UP_TIMEOUT = 30.0
@@ -91,6 +92,10 @@ class Lab:
         self.lab_dir = lab_dir
         self.state = state
         self.ctx = zmq.Context.instance()
+        try:
+            self.secret = auth.read_secret(lab_dir)  # every socket of the lab asks for it
+        except auth.AuthError as e:
+            raise LabError(str(e)) from None
         self._endpoint: Any = None  # nodes.client.Endpoint, made on the first operation
         self._protocol: Any = None
 
@@ -100,8 +105,33 @@ class Lab:
         path = labdir.resolve(lab_dir)
         state = labdir.read_state(path)
         if state is None:
+            if (path / labdir.STATE_FILE).exists() and not os.access(
+                path / labdir.STATE_FILE, os.R_OK
+            ):
+                raise LabError(f"cannot read {path / labdir.STATE_FILE}: the lab belongs to "
+                               "another user")  # fmt: skip
             raise NoLab(f"no lab is running in {path} (start one with `labctl up`)")
         return cls(path, state)
+
+    def endpoint(self, name: str | None = None) -> Any:
+        """A client endpoint on this lab's router (nodes.client.Endpoint), authenticated."""
+        from nodes.client import Endpoint
+
+        return Endpoint(self.ctx, self.state["router"], name, secret=self.secret)
+
+    def subscriber(self, *topics: bytes) -> zmq.Socket:
+        """A SUB socket on the supervisor's PUB, authenticated, subscribed to `topics`."""
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        auth.as_client(sub, self.secret, "subscriber")
+        for topic in topics:
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
+        sub.connect(self.state["pub"])
+        return sub
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a process this side starts on the lab (a load generator)."""
+        return dict(os.environ, **auth.child_env(self.secret))
 
     @classmethod
     def start(
@@ -138,7 +168,9 @@ class Lab:
         return list(self.state["nodes"])
 
     def call(self, cmd: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        answer = request(self.ctx, self.state["control"], {"cmd": cmd, **fields}, timeout)
+        answer = request(
+            self.ctx, self.state["control"], {"cmd": cmd, **fields}, timeout, secret=self.secret
+        )
         if answer is None:
             raise LabFailed(f"the supervisor (pid {self.state['supervisor_pid']}) did not answer")
         if not answer.get("ok"):
@@ -217,7 +249,7 @@ class Lab:
 
         from faults.model import FaultError
         from faults.targets import resolve
-        from nodes.client import Endpoint, new_request_id
+        from nodes.client import new_request_id
         from protocols.base import READ_MODES, Command, client_quorum
 
         if read not in READ_MODES:
@@ -239,7 +271,7 @@ class Lab:
         if broadcast:
             node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
         if self._endpoint is None:
-            self._endpoint = Endpoint(self.ctx, self.state["router"])
+            self._endpoint = self.endpoint()  # authenticated, like every lab socket
         endpoint = self._endpoint
         command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
         t0 = time.monotonic()
@@ -359,14 +391,16 @@ def up(
     path = labdir.resolve(lab_dir)
     if labdir.read_state(path) is not None or labdir.LabLock(path).held_by_someone():
         raise LabError(f"a lab is already running in {path} (stop it with `labctl down`)")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # the lab's record and secret are its user's alone
     if foreground_pid is not None:
         config = {**config, "parent_pid": foreground_pid}
     import psutil
 
     from labctl.children import python_command  # psutil: only `up` needs it
 
-    log = open(path / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(os.open(path / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                            0o600), "ab")  # fmt: skip - handed to the child
     try:
         proc = psutil.Popen(
             [*python_command(), "-m", "labctl.supervisor", "--lab-dir", str(path),

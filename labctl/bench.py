@@ -71,7 +71,7 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         result = raft.run(quick=quick)
         print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    if what in ("epaxos", "pbft", "sim"):
+    if what in ("epaxos", "pbft", "sim", "soak"):
         import importlib
 
         module = importlib.import_module(f"labctl.benchmarks.{what}")
@@ -96,13 +96,15 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
     if what != "core":
         raise LabError(
             f"unknown benchmark {what!r}"
-            " (available: core, checkers, raft, epaxos, pbft, sim, cli, external)"
+            " (available: core, checkers, raft, epaxos, pbft, sim, soak, cli, external)"
         )
     from labctl.benchmarks import router
 
     rounds = 2 if quick else 5
     say("router: direct hop vs through the router, and forwarding rate ...")
-    result: dict[str, Any] = {"router": router.run(messages=5000 if quick else 50000)}
+    messages = 5000 if quick else 50000
+    result: dict[str, Any] = {"router": router.run(messages=messages),
+                              "router_auth": router.run(messages=messages, authenticated=True)}
     for n in (3, 9):
         say(f"lifecycle: up/down with {n} replicas x{rounds} ...")
         result[f"lifecycle_{n}"] = lifecycle(n, rounds)

@@ -65,7 +65,9 @@ def pid_alive(pid: int) -> bool:
 
 def write_state(lab_dir: Path, state: dict[str, Any]) -> None:
     tmp = lab_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(state, indent=2))
     os.replace(tmp, lab_dir / STATE_FILE)
 
 
@@ -85,7 +87,7 @@ class LabLock:
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -35,6 +35,7 @@ from labctl.external import ExternalNodes
 from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
+from nodes import auth
 from nodes.external.names import SERVICES
 from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from nodes.inbound import Drops
@@ -77,7 +78,12 @@ class Supervisor(FaultsMixin):
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
         self.started = true_now()
+        # The lab's secret: every socket of the lab asks for it (nodes/auth.py); children
+        # inherit it through the environment, never a command line.
+        self.secret = auth.create_secret(lab_dir)
+        os.environ.update(auth.child_env(self.secret))
         self.ctx = zmq.Context()
+        self.zap = auth.serve(self.ctx, self.secret)
         self.control, self.control_ep = self._bind(zmq.ROUTER)
         self.telemetry, self.telemetry_ep = self._bind(zmq.PULL)
         self.telemetry.setsockopt(zmq.RCVHWM, 200000)
@@ -87,6 +93,7 @@ class Supervisor(FaultsMixin):
         self.children: dict[str, Child] = {}
         self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
         self.router_stats: dict[str, Any] = {}
+        self.router_links: dict[tuple[str, str], list[Any]] = {}
         self.router_control: str | None = None
         self.router_data: str | None = None
         self.link_faults: list[tuple[int, Fault]] = []  # resolved, in the order given
@@ -109,6 +116,7 @@ class Supervisor(FaultsMixin):
     def _bind(self, kind: int) -> tuple[zmq.Socket, str]:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        auth.as_server(sock, self.secret)
         port = sock.bind_to_random_port("tcp://127.0.0.1")
         return sock, f"tcp://127.0.0.1:{port}"
 
@@ -121,6 +129,7 @@ class Supervisor(FaultsMixin):
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        config = self.config
         self.run.write_lab({**self.config, "replicas": self.replicas})
         logs = self.run.path / "logs"
         tele = self.telemetry_ep
@@ -137,6 +146,9 @@ class Supervisor(FaultsMixin):
                 me,
                 "--seed",
                 str(self.seed),
+                # the largest frame the data plane forwards (lab config "max_frame", bytes)
+                *(["--max-frame", str(int(config["max_frame"]))] if config.get("max_frame")
+                  else []),
                 *self._trace_args(),
             ],
             logs / "router.log",
@@ -147,6 +159,7 @@ class Supervisor(FaultsMixin):
         broker_args = [
             "-m", "nodes.broker", "--router", self.router_data, "--telemetry", tele,
             "--record", str(self.run.path / "broker.jsonl"), "--parent-pid", me,
+            "--replicas", ",".join(self.replicas),
         ]  # fmt: skip
         if self.config.get("fencing"):
             broker_args.append("--fencing")
@@ -298,7 +311,12 @@ class Supervisor(FaultsMixin):
             if child is not None and child.state == "running":
                 child.extra["status"] = True  # its loop runs: what a restart waits for
         elif kind == "router.links":
-            self.router_stats = data
+            # Each report holds the rows that moved (faults/router.py): keep the newest row
+            # of every link, so status and the summary show the whole table.
+            for row in data.get("links") or []:
+                if isinstance(row, list) and len(row) >= 2:
+                    self.router_links[(str(row[0]), str(row[1]))] = row
+            self.router_stats = {**data, "links": list(self.router_links.values())}
         elif kind == ev.BECAME_LEADER:
             self.elections += 1
             term = data.get("term")
@@ -592,6 +610,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     lab_dir = Path(args.lab_dir)
     config = json.loads(args.config)
+    # What the lab writes (runs, WALs, logs, state) is its user's alone, and so is what its
+    # children write: they inherit the mask.
+    os.umask(0o077)
     # SIGTERM, not SIGKILL, when a foreground CLI dies: the lab shuts down as on `down`.
     die_with_parent(config.get("parent_pid"), signal.SIGTERM)
     lock = labdir.LabLock(lab_dir)

@@ -18,7 +18,7 @@ from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse
 from faults.shapes import ShapeError, shape_links
 from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
-from nodes.wal import cut_to_synced
+from nodes.wal import corrupt, cut_to_synced
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 PROCESS_KINDS = frozenset({"pause", "resume", "kill", "restart"})
@@ -76,12 +76,16 @@ class FaultsMixin:
         # The router and the broker are processes too: they can be paused, killed and
         # restarted, but they have no clock, disk or protocol of their own to fault.
         extra = SERVICES if fault.kind in PROCESS_KINDS else ()
-        nodes = self._resolve([fault.node], replicas_only=True, also=extra)
+        nodes = self._resolve(fault.node.split(","), replicas_only=True, also=extra)
+        if fault.kind == "disk" and fault.corrupt:
+            return self._corrupt_wals(fault, nodes)
         results = [self._node_fault(fault, n) for n in nodes]
         failed = [r for r in results if not r.get("ok")]
         if failed:
             return failed[0]
-        return ok(applied=[r["describe"] for r in results], nodes=nodes)
+        outcomes = [r["outcome"] for r in results if r.get("outcome")]
+        return ok(applied=[r["describe"] for r in results], nodes=nodes,
+                  **({"outcome": "; ".join(outcomes)} if outcomes else {}))  # fmt: skip
 
     def _resolve(
         self, names: Any, replicas_only: bool = False, also: tuple[str, ...] = ()
@@ -201,6 +205,40 @@ class FaultsMixin:
         self.emit("fault", fault=kind, node=node, describe=describe, pid=c.pid, **extra)
         return ok(describe=describe)
 
+    def _corrupt_wals(self, fault: Fault, nodes: list[str]) -> dict[str, Any]:
+        """Stop the nodes, damage their WALs on disk, start them again: a disk's damage
+        shows when the log is read back. All are damaged before any restarts (disks that
+        fail together), so none is repaired from another before the last is hit."""
+        children = [self.children[n] for n in nodes]
+        for c in children:
+            if c.state != "stopped":
+                c.kill()
+            self.status.pop(c.name, None)
+        done = {c.name: corrupt(self.run.path / "data" / c.name / "wal.log", fault.corrupt,
+                                self.rng) for c in children}  # fmt: skip
+        for c in children:
+            c.spawn()
+        applied, outcomes = [], []
+        for c in children:
+            self._check_children()  # one that refused already is not blamed on the next
+            if c.state == "stopped":
+                outcome = (f"{c.name}: {done[c.name]}; refused to start "
+                           "(see its wal_corrupt event and log)")  # fmt: skip
+            else:
+                outcome = ""
+            try:
+                if not outcome:
+                    self._wait(lambda c=c: c.state == "running", c.name, timeout=10.0)
+                    outcome = f"{c.name}: {done[c.name]}; restarted on it"
+            except StartupError:
+                outcome = (f"{c.name}: {done[c.name]}; refused to start "
+                           "(see its wal_corrupt event and log)")  # fmt: skip
+            describe = msgspec.structs.replace(fault, node=c.name).describe()
+            self.emit("fault", fault="disk", node=c.name, describe=describe,
+                      corrupt=fault.corrupt, outcome=outcome, pid=c.pid)  # fmt: skip
+            applied.append(describe)
+            outcomes.append(outcome)
+        return ok(applied=applied, nodes=nodes, outcome="\n  ".join(outcomes))
     def _restart(self, c: Any) -> str | None:
         """Kill (if needed) and start `c` again, and wait until it works: ready, and for a
         replica its first status from the main loop (its WAL replayed, its protocol

@@ -11,6 +11,11 @@ Every decision is appended to the record file (JSON lines) and published as tele
 The broker's named mutation (protocols/base/mutations.py) `no-fencing` keeps saying it
 fences while it ignores the tokens: the bug of a store that takes a token and never
 compares it.
+Only replicas write (--replicas): a write whose source (the name the router saw its
+connection authenticate as) is not a replica, or that claims another node than its
+source, is dropped and counted (`not_replica`), and neither moves the highest token nor
+reaches the record: an outsider's token of 2**63-1 would otherwise fence out every
+legitimate leader for the rest of the run.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from typing import Any
 
 import zmq
 
+from nodes import auth
 from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
+    control_socket,
     data_endpoint,
     die_with_parent,
     error,
+    hello,
     log,
     ok,
     on_stop_signals,
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--telemetry", default=None)
     p.add_argument("--record", required=True)
     p.add_argument("--fencing", action="store_true")
+    p.add_argument("--replicas", default=None, help="who may write (comma-separated); all if unset")
     p.add_argument("--mutate", default="", help="a named mutation (no-fencing)")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
@@ -108,18 +117,18 @@ def main(argv: list[str] | None = None) -> None:
     on_stop_signals(stopped.set)
 
     ctx = zmq.Context()
+    zap = auth.serve(ctx, auth.env_secret())  # noqa: F841 - answers handshakes until term
     telemetry = Telemetry(ctx, args.telemetry, "broker")
     data = data_endpoint(ctx, args.router, "broker")
-    control = ctx.socket(zmq.ROUTER)
-    control.setsockopt(zmq.LINGER, 0)
-    port = control.bind_to_random_port("tcp://127.0.0.1")
+    control, control_ep = control_socket(ctx)
     codec = Codec()
     broker = Broker(args.fencing, args.mutate)
     broker.highest = highest_recorded(args.record)
-    counters: dict[str, int] = {"malformed": 0}
+    counters: dict[str, int] = {"malformed": 0, "not_replica": 0}
+    writers = frozenset(args.replicas.split(",")) if args.replicas else None
     drops = Drops("broker")  # logs the first of each kind of bad input, once
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-    telemetry.emit("broker.ready", control=f"tcp://127.0.0.1:{port}", fencing=args.fencing)
+    telemetry.emit("broker.ready", control=control_ep, fencing=args.fencing)
     log("broker", f"pid {os.getpid()}, fencing {'on' if args.fencing else 'off'}; "
         f"every decision goes to {args.record}")  # fmt: skip
 
@@ -144,8 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     poller = zmq.Poller()
     poller.register(data, zmq.POLLIN)
     poller.register(control, zmq.POLLIN)
+    next_hello = 0.0
     while not stopped.is_set() and parent_alive(args.parent_pid):
         events = dict(poller.poll(200))
+        if (now := true_now()) >= next_hello:
+            hello(data)  # the broker only answers: a restarted router must still know it
+            next_hello = now + 1.0
         if control in events:
             serve_control(control, handle, counters)
         if data not in events:
@@ -169,11 +182,16 @@ def main(argv: list[str] | None = None) -> None:
                 counters["malformed"] += 1
                 drops.drop("not_a_write", type(msg).__name__)
                 continue
+            sender = frames[0].decode("utf-8", "replace")
+            if writers is not None and (sender not in writers or msg.node != sender):
+                counters["not_replica"] += 1
+                drops.drop("not_replica", f"{sender} wrote as {msg.node}")
+                continue
             accepted = broker.decide(msg)
             t = true_now()
             entry = {
                 "t": t,
-                "from": frames[0].decode("utf-8", "replace"),
+                "from": sender,
                 "token": msg.token,
                 "node": msg.node,
                 "seq": msg.seq,

@@ -20,10 +20,16 @@ from protocols.base import ClientReply, ClientRequest, Command
 class Endpoint:
     """A DEALER on the router under `name`; replies are matched by request id."""
 
-    def __init__(self, ctx: zmq.Context, router: str, name: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        router: str,
+        name: str | None = None,
+        secret: bytes | None = None,
+    ) -> None:
         self.name = name or f"cli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.codec = Codec()
-        self.sock = data_endpoint(ctx, router, self.name)
+        self.sock = data_endpoint(ctx, router, self.name, secret=secret)
 
     def send(self, node: str, request: ClientRequest) -> None:
         self.sock.send_multipart([node.encode(), self.codec.encode(request)])

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from nodes import auth
 from nodes.inbound import DECODE_ERRORS, Drops
 
 _PR_SET_PDEATHSIG = 1
@@ -62,16 +63,40 @@ def on_stop_signals(stop: Any) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def data_endpoint(ctx: zmq.Context, router: str, name: str, hwm: int = 100_000) -> zmq.Socket:
-    """A DEALER on the fault router whose identity is `name`: how every endpoint (replica,
-    broker, client) joins the data plane. Sends [dst, payload]; receives [src, payload]."""
+def data_endpoint(
+    ctx: zmq.Context, router: str, name: str, hwm: int = 100_000, secret: bytes | None = None
+) -> zmq.Socket:
+    """A DEALER on the fault router under `name`: how every endpoint (replica, broker,
+    client) joins the data plane. Sends [dst, payload]; receives [src, payload].
+
+    With the lab's secret (`secret`, else the process's LABCTL_LAB_KEY) the name is the
+    user it authenticates as and its ZeroMQ identity a random handle (faults/router.py);
+    the hello (an empty destination) tells the router this connection is where `name`
+    lives now, before anything is sent to it. Without one, the identity is the name."""
+    secret = secret if secret is not None else auth.env_secret()
     sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, name.encode())
+    if secret is None:
+        sock.setsockopt(zmq.IDENTITY, name.encode())
+    else:
+        sock.setsockopt(zmq.IDENTITY, b"\x01" + os.urandom(15))  # never a zero first byte
+        auth.as_client(sock, secret, name)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.connect(router)
+    hello(sock)
     return sock
+
+
+def hello(sock: zmq.Socket) -> None:
+    """Tell the router this connection is where this endpoint's name lives. Sent on
+    connect, and by long-lived endpoints every second or so: a restarted router (same
+    port, the DEALER reconnects by itself) learns a name only from a frame, and an
+    endpoint that only answers (the broker) would otherwise never be reachable again."""
+    try:
+        sock.send_multipart([b"", b""], _NOBLOCK)
+    except zmq.Again:
+        pass
 
 
 def parent_alive(parent_pid: int | None) -> bool:
@@ -86,12 +111,15 @@ def true_now() -> float:
 class Telemetry:
     """Pushes events to the supervisor. Never blocks: a full queue drops (and counts)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str | None, src: str) -> None:
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str | None, src: str, secret: bytes | None = None
+    ) -> None:
         self.src = src
         self.dropped = 0
         self.sock: zmq.Socket | None = None
         if endpoint:
             self.sock = ctx.socket(zmq.PUSH)
+            auth.as_client(self.sock, secret if secret is not None else auth.env_secret(), src)
             self.sock.setsockopt(zmq.LINGER, 500)
             self.sock.setsockopt(zmq.SNDHWM, 10000)
             self.sock.connect(endpoint)
@@ -128,6 +156,16 @@ def ok(**data: Any) -> dict[str, Any]:
 def error(reason: str, code: str = "bad_request") -> dict[str, Any]:
     """...or failure with a human reason and a machine code."""
     return {"ok": False, "error": reason, "code": code}
+
+
+def control_socket(ctx: zmq.Context, secret: bytes | None = None) -> tuple[zmq.Socket, str]:
+    """A process's control ROUTER on a kernel-chosen port of 127.0.0.1, authenticated when
+    the process has the lab's secret (its context must run an auth.Zap then)."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    auth.as_server(sock, secret if secret is not None else auth.env_secret())
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    return sock, f"tcp://127.0.0.1:{port}"
 
 
 def serve_control(sock: zmq.Socket, handle: Any, counters: dict[str, int]) -> None:
@@ -186,11 +224,17 @@ def _send_reply(sock: zmq.Socket, ident: bytes, answer: dict[str, Any]) -> None:
 
 
 def request(
-    ctx: zmq.Context, endpoint: str, payload: dict[str, Any], timeout: float = 5.0
+    ctx: zmq.Context,
+    endpoint: str,
+    payload: dict[str, Any],
+    timeout: float = 5.0,
+    secret: bytes | None = None,
 ) -> dict[str, Any] | None:
-    """One control request/reply round (DEALER, LINGER 0); None when nobody answers in time."""
+    """One control request/reply round (DEALER, LINGER 0); None when nobody answers in time.
+    Authenticated with `secret`, else the process's own (LABCTL_LAB_KEY), if any."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    auth.as_client(sock, secret if secret is not None else auth.env_secret(), "control")
     try:
         sock.connect(endpoint)
         sock.send(_encoder.encode(payload))

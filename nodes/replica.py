@@ -27,13 +27,16 @@ import zmq
 
 import protocols
 from faults.model import FaultError, parse_fault
+from nodes import auth
 from nodes.clock import NodeClock
 from nodes.inbound import Drops
 from nodes.process import (
     Telemetry,
+    control_socket,
     data_endpoint,
     die_with_parent,
     error,
+    hello,
     log,
     ok,
     on_stop_signals,
@@ -42,7 +45,7 @@ from nodes.process import (
 )
 from nodes.process import true_now as true_time
 from nodes.state_machine import StateMachine, applied_row
-from nodes.wal import WAL
+from nodes.wal import WAL, WALCorrupt
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
     BrokerAck,
@@ -61,6 +64,12 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot p
 MAX_DRAIN = 512
 APPLIED_BATCH = ev.APPLIED + ".batch"  # messages folded into one batch (one fsync) at most
 STATUS_INTERVAL = 0.05  # status telemetry at most this often, and only when it changed
+# Status fields that move at idle (a heartbeat sends a message and renews the lease): a
+# change only there is published at most this often. Every node.status goes into
+# events.jsonl, and an idle 3-node Raft lab otherwise wrote 2 MB of them a minute.
+IDLE_STATUS_INTERVAL = 2.0
+_VOLATILE_STATUS = frozenset({"counters", "lease_expiry", "lease_expiry_true", "fsync_ms",
+                              "fsyncs"})  # fmt: skip
 PARENT_CHECK = 0.2
 # The cyclic garbage collector's full collections walk every live object: a replica's
 # history (EPaxos's instance space grows with every command) makes each one a pause of
@@ -81,30 +90,21 @@ class Replica:
         self.id: str = args.id
         self.parent_pid: int | None = args.parent_pid
         self.ctx = zmq.Context()
+        secret = auth.env_secret()
+        self.zap = auth.serve(self.ctx, secret)
         self.telemetry = Telemetry(self.ctx, args.telemetry, self.id)
         self.clock = NodeClock()
         proto_cls = protocols.get(args.protocol)
-        options = decode_options(proto_cls.Options, json.loads(args.options or "{}"))
+        raw_options = json.loads(args.options or "{}")
+        if secret is not None and "key" in proto_cls.Options.__struct_fields__:
+            # A signing key (PBFT) the options did not set comes from the lab's secret,
+            # not from a constant every lab shares (and never from a command line).
+            raw_options.setdefault("key", auth.derive(secret, "protocol-key"))
+        options = decode_options(proto_cls.Options, raw_options)
         replicas = tuple(args.replicas.split(","))
         # Each replica's randomness is seeded from the lab seed and its id: runs repeat.
         rng = random.Random(f"{args.seed}:{self.id}")
-        self.protocol = proto_cls(NodeConfig(self.id, replicas, options, rng))
-        self.peers = frozenset(r for r in replicas if r != self.id)
-        self.codec = Codec(proto_cls.messages)
         self.records = RecordCodec(proto_cls.records)
-        self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
-        self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log", fsync=not args.no_fsync)
-        self.recovered = self._decode_records(payloads)
-
-        self.data = data_endpoint(self.ctx, args.router, self.id)
-        self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        port = self.control.bind_to_random_port("tcp://127.0.0.1")
-        self.control_endpoint = f"tcp://127.0.0.1:{port}"
-
-        self.deadline: float | None = None  # node clock
-        self.pending_reads: list[ReadReady] = []
-        self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
         # sent: frames; peer_messages: protocol messages to peers (a bundle holds several)
         self.counters: dict[str, int] = {
             "malformed": 0,
@@ -112,6 +112,28 @@ class Replica:
             "send_dropped": 0,
             "peer_messages": 0,
         }
+        # The WAL first: a protocol that repairs corruption is told it starts damaged; any
+        # other refuses to start (WALCorrupt, reported by main()).
+        repairs = proto_cls.repairs_corruption
+        self.wal, payloads = WAL.open(
+            Path(args.data_dir) / "wal.log", fsync=not args.no_fsync, repair=repairs
+        )
+        self.protocol = proto_cls(
+            NodeConfig(self.id, replicas, options, rng, check_image=StateMachine.check_image,
+                       damaged=self.wal.damaged,
+                       damaged_tail=tuple(self._decode_records(self.wal.tail)))
+        )  # fmt: skip
+        self.peers = frozenset(r for r in replicas if r != self.id)
+        self.codec = Codec(proto_cls.messages)
+        self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
+        self.recovered = self._decode_records(payloads)
+
+        self.data = data_endpoint(self.ctx, args.router, self.id)
+        self.control, self.control_endpoint = control_socket(self.ctx)
+
+        self.deadline: float | None = None  # node clock
+        self.pending_reads: list[ReadReady] = []
+        self.replies: dict[str, list[bytes]] = {}  # this batch's answers, per client
         self.drops = Drops(self.id)  # logs the first of each kind of bad input, once
         self.running = True
         self.last_status: dict[str, Any] | None = None
@@ -139,8 +161,16 @@ class Replica:
             f"pid {os.getpid()}; WAL {self.wal.path}: {len(self.recovered)} records recovered"
             + (f", {self.wal.truncated_bytes} bytes of torn tail cut" if self.wal.truncated_bytes
                else "")
-            + (f", {bad} undecodable record(s) left out" if bad else ""))  # fmt: skip
+            + (f", {bad} undecodable record(s) left out" if bad else "")
+            + (", damaged: repairing from its peers" if self.wal.damaged else ""))  # fmt: skip
         recovered = len(self.recovered)
+        # Before anything the restart re-applies: what this node held before is gone from
+        # its state machine (the lost-write checker counts only what it applies again).
+        self.telemetry.emit("node.starting", pid=os.getpid())
+        if self.wal.damaged:
+            corruption = self.wal.corruption
+            detail = corruption.describe() if corruption is not None else "not repaired yet"
+            self.telemetry.emit(ev.WAL_CORRUPT, detail=detail, repairing=True)
         self.execute(self.protocol.start(self.clock.now(), self.recovered))
         self.recovered = []
         # Ready once the recovered log has been replayed and applied: a node whose WAL it
@@ -180,6 +210,7 @@ class Replica:
                 next_freeze = now_true + FREEZE_INTERVAL
             if true_time() >= next_parent_check:
                 next_parent_check = true_time() + PARENT_CHECK
+                hello(self.data)  # a restarted router learns where we are
                 if not parent_alive(self.parent_pid):
                     break
         self.close()
@@ -258,6 +289,8 @@ class Replica:
                 self.wal.append([self.records.encode(r) for r in ready.persist_after], sync=False)
             # 4. events.
             for e in ready.events:
+                if e.kind == ev.WAL_REPAIRED:
+                    self.wal.repaired()
                 data = dict(e.data)
                 if e.kind not in UNLOGGED:
                     log(self.id, f"{e.kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
@@ -413,10 +446,17 @@ class Replica:
             return
         s = self.status()
         self.status_dirty = False
+        last = self.last_status
+        if s == last:
+            return
+        if last is not None and t - self.last_status_t < IDLE_STATUS_INTERVAL and all(
+            s.get(k) == last.get(k) for k in s.keys() | last.keys() if k not in _VOLATILE_STATUS
+        ):
+            self.status_dirty = True  # only counters moved: say it later
+            return
+        self.last_status = s
         self.last_status_t = t
-        if s != self.last_status:
-            self.last_status = s
-            self.telemetry.emit("node.status", **s)
+        self.telemetry.emit("node.status", **s)
 
     def close(self) -> None:
         s = self.protocol.status()
@@ -448,7 +488,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     die_with_parent(args.parent_pid)
-    replica = Replica(args)
+    try:
+        replica = Replica(args)
+    except WALCorrupt as e:
+        # Coming back without part of its log would make this node claim what it lost;
+        # the protocol cannot repair it from its peers, so it does not start.
+        ctx = zmq.Context()
+        telemetry = Telemetry(ctx, args.telemetry, args.id)
+        telemetry.emit(ev.WAL_CORRUPT, detail=str(e), repairing=False)
+        telemetry.close()
+        ctx.term()  # sends the event (the socket lingers up to 0.5 s)
+        print(f"error: {args.id}: WAL corrupt, refusing to start: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(2)  # the half-built replica's context is not worth closing
     on_stop_signals(lambda: setattr(replica, "running", False))
     replica.run()
 

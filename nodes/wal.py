@@ -1,9 +1,20 @@
 """The write-ahead log: append-only checksummed records, one fsync per batch.
 
 Record layout: 4-byte little-endian payload length, 4-byte CRC32 of the payload, payload.
-Recovery reads records until the first one that is short or fails its checksum (a torn
-tail from a crash mid-write), truncates the file there and returns the good prefix: what
-was fsynced before a kill always comes back, what was half-written never does.
+Recovery reads records until the first one that is short or fails its checksum. If
+nothing valid follows it, that is a torn tail from a crash mid-write: the file is
+truncated there and the good prefix returned (what was fsynced before a kill always comes
+back, what was half-written never does). If a valid record follows the bad one, the disk
+corrupted something that had been written whole: that is not a crash, and the node must
+not come back as if it had a log it does not have (Alagappan et al., "Protocol-Aware
+Recovery for Consensus-Based Storage", FAST 2018). `WAL.open` then either refuses
+(WALCorrupt, naming the file and offset; the file is left as it is), or, for a protocol
+that repairs from its peers, keeps the prefix, moves the damaged file aside as evidence
+(`wal.log.corrupt`) and leaves a `wal.damaged` marker that stays, across restarts, until
+the protocol says it was repaired (`WAL.repaired`).
+
+`corrupt()` is the disk fault that makes this happen on purpose: a flipped bit in a
+record already written, or the newest fsynced records lost (which no checksum can see).
 
 The disk fault lives here because this is where a slow disk hurts: `fsync_latency` is added
 to every fsync, and `stall_until` (true time) blocks the next fsync until then, as a
@@ -21,9 +32,11 @@ fsync (`append(sync=False)`) are not.
 from __future__ import annotations
 
 import os
+import random
 import struct
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from nodes.process import true_now
@@ -31,6 +44,28 @@ from nodes.process import true_now
 _HEADER = struct.Struct("<II")
 _SYNCED = struct.Struct("<QQ")  # (inode, durable length) of the WAL file
 MAX_RECORD = 64 * 1024 * 1024  # a length above this is garbage, not a record
+DAMAGED = "wal.damaged"  # beside the WAL while its node has not been repaired
+CORRUPT_MODES = ("flip", "lose")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A bad record with valid records after it."""
+
+    path: Path
+    offset: int  # where the bad record starts
+    record: int  # its number (0-based) among the records
+    after: int  # valid records found after it
+
+    def describe(self) -> str:
+        return (f"{self.path}: record {self.record} at offset {self.offset} is corrupt and "
+                f"{self.after} valid records follow it (not a torn tail)")  # fmt: skip
+
+
+class WALCorrupt(Exception):
+    def __init__(self, corruption: Corruption) -> None:
+        super().__init__(corruption.describe())
+        self.corruption = corruption
 
 
 class WAL:
@@ -43,16 +78,36 @@ class WAL:
         self.bytes_written = 0
         self.last_fsync_ms = 0.0
         self.truncated_bytes = 0  # torn tail cut off at the last recovery
+        self.corruption: Corruption | None = None  # found at this recovery
+        # While damaged: the valid records found after the corrupt one (read again from
+        # the evidence at every start). Not a log (what lay between is lost), but what
+        # they say the node had written: how far its log went, which terms it saw.
+        self.tail: list[bytes] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self.size = os.fstat(self._fd).st_size  # bytes in the file, durable or not
-        self._synced_fd = os.open(synced_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+        self._synced_fd = os.open(synced_path(path), os.O_RDWR | os.O_CREAT, 0o600)
 
     @classmethod
-    def open(cls, path: Path, fsync: bool = True) -> tuple[WAL, list[bytes]]:
-        """Open (creating if needed) and recover: returns the WAL and the good payloads."""
-        payloads, good_end = read_records(path) if path.exists() else ([], 0)
+    def open(cls, path: Path, fsync: bool = True, repair: bool = False) -> tuple[WAL, list[bytes]]:
+        """Open (creating if needed) and recover: returns the WAL and the good payloads.
+
+        Corruption raises WALCorrupt, unless `repair` (the protocol repairs from its
+        peers): then the prefix before the bad record is what comes back, and `damaged`
+        is true until `repaired()`."""
+        payloads, good_end, corruption = read_records(path) if path.exists() else ([], 0, None)
+        if corruption is not None:
+            if not repair:
+                raise WALCorrupt(corruption)
+            os.replace(path, path.with_name(path.name + ".corrupt"))  # the evidence
+            _write_atomically(path, payloads)
+            _write_atomically(path.with_name(DAMAGED), [corruption.describe().encode()])
+            good_end = path.stat().st_size
         wal = cls(path, fsync)
+        wal.corruption = corruption
+        evidence = path.with_name(path.name + ".corrupt")
+        if wal.damaged and evidence.exists():
+            wal.tail = records_after_corruption(evidence)
         size = os.fstat(wal._fd).st_size
         if size > good_end:
             wal.truncated_bytes = size - good_end
@@ -61,6 +116,18 @@ class WAL:
         wal.size = good_end
         wal._report_synced()  # what recovery kept was on disk before this process started
         return wal, payloads
+
+    @property
+    def damaged(self) -> bool:
+        """Recovered from a corrupt log and not repaired yet (this start or an earlier)."""
+        return self.path.with_name(DAMAGED).exists()
+
+    def repaired(self) -> None:
+        """The protocol holds again what it may have lost: drop the marker, durably."""
+        marker = self.path.with_name(DAMAGED)
+        if marker.exists():
+            marker.unlink()
+            _fsync_dir(self.path.parent)
 
     def append(self, payloads: list[bytes], sync: bool = True) -> None:
         """Write every payload, then fsync once: the batch is durable when this returns.
@@ -101,26 +168,10 @@ class WAL:
 
     def rewrite(self, payloads: list[bytes]) -> None:
         """Atomically replace the log with `payloads` (compaction after a snapshot)."""
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            buf = bytearray()
-            for p in payloads:
-                buf += _HEADER.pack(len(p), zlib.crc32(p))
-                buf += p
-            os.write(fd, buf)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)  # the rename itself must be durable
-        finally:
-            os.close(dfd)
+        _write_atomically(self.path, payloads)
         os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o644)
-        self.size = len(buf)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND, 0o600)
+        self.size = os.fstat(self._fd).st_size
         self._report_synced()
 
     def close(self) -> None:
@@ -153,20 +204,138 @@ def cut_to_synced(path: Path) -> int:
     return st.st_size - length
 
 
-def read_records(path: Path) -> tuple[list[bytes], int]:
-    """The payloads of the valid prefix of a WAL file, and where that prefix ends."""
+def _encode(payloads: list[bytes]) -> bytes:
+    buf = bytearray()
+    for p in payloads:
+        buf += _HEADER.pack(len(p), zlib.crc32(p))
+        buf += p
+    return bytes(buf)
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # a rename or unlink is durable only with its directory
+    finally:
+        os.close(dfd)
+
+
+def _write_atomically(path: Path, payloads: list[bytes]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(_encode(payloads))
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _record_at(data: bytes, pos: int) -> int | None:
+    """Where the valid record starting at `pos` ends, or None."""
+    if pos + _HEADER.size > len(data):
+        return None
+    length, crc = _HEADER.unpack_from(data, pos)
+    end = pos + _HEADER.size + length
+    if length > MAX_RECORD or end > len(data):
+        return None
+    if zlib.crc32(data[pos + _HEADER.size : end]) != crc:
+        return None
+    return end
+
+
+def _valid_after(data: bytes, bad: int) -> int:
+    """How many valid records follow the bad record at `bad`: resynchronised after its
+    own length when that still fits (a flipped payload bit), else byte by byte."""
+    length, _ = _HEADER.unpack_from(data, bad)
+    starts = []
+    skip = bad + _HEADER.size + length
+    if length <= MAX_RECORD and skip <= len(data):
+        starts.append(skip)
+    starts.extend(range(bad + 1, len(data) - _HEADER.size + 1))
+    for start in starts:
+        if start >= len(data) or _record_at(data, start) is None:
+            continue
+        count, pos = 0, start
+        while (end := _record_at(data, pos)) is not None:
+            count, pos = count + 1, end
+        # A tail that parses to its very end is a log, not a coincidence of garbage.
+        if pos == len(data) or count >= 2:
+            return count
+    return 0
+
+
+def read_records(path: Path) -> tuple[list[bytes], int, Corruption | None]:
+    """The payloads of the valid prefix of a WAL file, where that prefix ends, and what
+    is corrupt when a bad record is followed by valid ones (None for a clean log or a
+    torn tail)."""
     data = path.read_bytes()
     out: list[bytes] = []
     pos = 0
     while pos + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, pos)
-        start = pos + _HEADER.size
-        end = start + length
-        if length > MAX_RECORD or end > len(data):
+        end = _record_at(data, pos)
+        if end is None:
+            after = _valid_after(data, pos)
+            if after:
+                return out, pos, Corruption(path, pos, len(out), after)
             break
-        payload = data[start:end]
-        if zlib.crc32(payload) != crc:
-            break
-        out.append(payload)
+        out.append(data[pos + _HEADER.size : end])
         pos = end
-    return out, pos
+    return out, pos, None
+
+
+def records_after_corruption(path: Path) -> list[bytes]:
+    """The valid records that follow the first corrupt one in `path` (a damaged log)."""
+    data = path.read_bytes()
+    _, bad, corruption = read_records(path)
+    if corruption is None:
+        return []
+    starts = [bad + _HEADER.size + _HEADER.unpack_from(data, bad)[0], *range(bad + 1, len(data))]
+    for start in starts:
+        out, pos = [], start
+        while (end := _record_at(data, pos)) is not None:
+            out.append(data[pos + _HEADER.size : end])
+            pos = end
+        if out and (pos == len(data) or len(out) >= 2):
+            return out
+    return []
+
+
+def corrupt(path: Path, mode: str, rng: random.Random) -> str:
+    """The disk fault: damage a WAL that nobody has open, and say what was done.
+
+    flip: one bit of a record in the middle of the log (a latent sector error, a
+    misdirected write), which recovery detects; lose: the newer half of the records,
+    fsynced or not (a disk that acknowledged writes it never made durable), which no
+    checksum can detect. Either needs at least two records."""
+    if mode not in CORRUPT_MODES:
+        raise ValueError(f"corrupt mode must be one of {', '.join(CORRUPT_MODES)}, got {mode!r}")
+    data = bytearray(path.read_bytes()) if path.exists() else bytearray()
+    bounds = []
+    pos = 0
+    while (end := _record_at(bytes(data), pos)) is not None:
+        bounds.append((pos, end))
+        pos = end
+    if len(bounds) < 2:
+        return f"{path.name}: {len(bounds)} records, nothing to corrupt"
+    if mode == "flip":
+        k = len(bounds) // 2
+        start, end = bounds[k]
+        at = rng.randrange(start + _HEADER.size, end) if end > start + _HEADER.size else start
+        data[at] ^= 1 << rng.randrange(8)
+        what = f"flipped a bit at offset {at} (record {k} of {len(bounds)})"
+    else:
+        keep = len(bounds) // 2
+        cut = bounds[keep][0]
+        what = f"lost records {keep}..{len(bounds) - 1} of {len(bounds)} ({len(data) - cut} bytes)"
+        del data[cut:]
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, bytes(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return f"{path.name}: {what}"

@@ -55,12 +55,23 @@ class CLI:
             )
         return proc
 
+    def secret(self) -> bytes:
+        """The running lab's secret: what a test's own sockets authenticate with."""
+        from nodes import auth
+
+        return auth.read_secret(self.lab_dir)
+
     def json(self, *args: str, check: bool = True) -> Any:
         return json.loads(self.run(*args, "--json", check=check).stdout)
 
     def up(self, *args: str) -> dict[str, Any]:
+        from nodes import auth
+
         self.run("up", "-d", *args)
         self.track()
+        # This test's own sockets (nodes.process helpers, raw ones through auth.as_client
+        # with auth.env_secret()) authenticate with the lab's secret, as a lab process does.
+        os.environ[auth.ENV] = self.secret().hex()
         return self.state()
 
     def state(self) -> dict[str, Any]:
@@ -81,6 +92,9 @@ class CLI:
             pass
 
     def cleanup(self) -> None:
+        from nodes import auth
+
+        os.environ.pop(auth.ENV, None)
         self.track()
         if (self.lab_dir / "state.json").exists():
             self.run("down", check=False, timeout=20)

@@ -7,6 +7,7 @@ import random
 import pytest
 import zmq
 
+from nodes import auth
 from nodes.process import request
 from tests.conftest import CLI, wait_until
 
@@ -72,6 +73,7 @@ def test_random_bytes_on_every_socket_are_counted_and_dropped(cli: CLI) -> None:
     for endpoint in targets:
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        auth.as_client(s, cli.secret(), "fuzz")  # an insider: outsiders cannot connect
         s.connect(endpoint)
         socks.append(s)
     # Data plane: frames addressed to real nodes with garbage payloads, and garbage framing.
@@ -103,4 +105,4 @@ def test_random_bytes_on_every_socket_are_counted_and_dropped(cli: CLI) -> None:
 
     wait_until(counted, timeout=3)
     for c in node_controls:
-        assert request(ctx, c, {"cmd": "ping"})["ok"]
+        assert request(ctx, c, {"cmd": "ping"}, secret=cli.secret())["ok"]

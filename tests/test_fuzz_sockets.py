@@ -22,6 +22,7 @@ import msgspec
 import pytest
 import zmq
 
+from nodes import auth
 from nodes.process import request
 from nodes.wire import Codec, WireError
 from protocols.base import ClientReply
@@ -35,7 +36,9 @@ def _dealer(endpoint: str, identity: bytes | None = None) -> zmq.Socket:
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     if identity:
-        s.setsockopt(zmq.IDENTITY, identity)
+        s.setsockopt(zmq.IDENTITY, identity)  # in a lab only a handle; the name is below
+    # An insider (outsiders cannot connect), named as its identity says.
+    auth.as_client(s, auth.env_secret(), identity.decode() if identity else "fuzz")
     s.connect(endpoint)
     return s
 
@@ -103,6 +106,7 @@ def fuzz(cli: CLI, protocol: str, n: int, seed: int) -> dict[str, dict[str, int]
 
     # The supervisor's telemetry socket.
     push = zmq.Context.instance().socket(zmq.PUSH)
+    auth.as_client(push, auth.env_secret(), "fuzz")
     push.setsockopt(zmq.LINGER, 5000)
     push.connect(_telemetry(cli))
     before = cli.status()["counters"]["malformed"]

@@ -28,7 +28,7 @@ def round_trips(ep: Endpoint, node: str, count: int) -> list[float]:
 
 def test_delay_adds_the_asked_one_way_latency(cli: CLI) -> None:
     state = cli.up("-n", "3", "-p", "naive")
-    ep = Endpoint(zmq.Context.instance(), state["router"], "c0")
+    ep = Endpoint(zmq.Context.instance(), state["router"], "c0", secret=cli.secret())
     try:
         base = statistics.median(round_trips(ep, "r0", 30))
         cli.run("fault", "delay", "--from", "r0", "--to", "c0", "--ms", "50")
@@ -44,7 +44,7 @@ def test_delay_adds_the_asked_one_way_latency(cli: CLI) -> None:
 def test_loss_drops_within_binomial_bounds(cli: CLI) -> None:
     state = cli.up("-n", "3", "-p", "naive")
     cli.run("fault", "loss", "--from", "c0", "--to", "r0", "--p", "0.5")
-    ep = Endpoint(zmq.Context.instance(), state["router"], "c0")
+    ep = Endpoint(zmq.Context.instance(), state["router"], "c0", secret=cli.secret())
     n, answered = 400, 0
     try:
         for i in range(n):

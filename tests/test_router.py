@@ -125,10 +125,12 @@ def telemetry(ctx: zmq.Context) -> tuple[zmq.Socket, str]:
     return pull, f"tcp://127.0.0.1:{port}"
 
 
-def start_router(ctx: zmq.Context, telemetry: tuple[zmq.Socket, str], seed: int = 7) -> Router:
+def start_router(
+    ctx: zmq.Context, telemetry: tuple[zmq.Socket, str], seed: int = 7, extra: tuple[str, ...] = ()
+) -> Router:
     pull, endpoint = telemetry
     proc = subprocess.Popen(
-        [*_router_cmd(endpoint, seed), "--parent-pid", str(os.getpid())],
+        [*_router_cmd(endpoint, seed), "--parent-pid", str(os.getpid()), *extra],
         env=_env(),
         start_new_session=True,
     )
@@ -481,3 +483,53 @@ def test_exits_when_parent_dies(ctx: zmq.Context, telemetry: tuple[zmq.Socket, s
         assert _wait_gone(ready["pid"]), "router outlived its parent"
     finally:
         _kill_group(parent)
+
+
+# ------------------------------------------------------------- byte bounds (issue 14, 5)
+
+
+def test_a_frame_above_the_limit_is_dropped_and_counted(
+    ctx: zmq.Context, telemetry: tuple[zmq.Socket, str]
+) -> None:
+    r = start_router(ctx, telemetry, extra=("--max-frame", "100000"))
+    try:
+        a, b = endpoint(r, "r0"), endpoint(r, "r1")
+        a.send_multipart([b"r1", b"x" * 200_000])  # over the limit: dropped, counted
+        a.send_multipart([b"r1", b"small"])
+        assert recv(b) == [b"r0", b"small"]
+        stats = r.ctl("stats")
+        assert stats["oversize"] == 1 and r.link("r0", "r1")["dropped"] == 1
+    finally:
+        _kill_group(r.proc)
+
+
+def test_the_delay_queue_is_bounded_in_bytes_per_destination(router: Router) -> None:
+    a, _ = endpoint(router, "r0"), endpoint(router, "r1")
+    router.set_links(("r0", "r1", {"delay": 30.0}))  # a paused receiver, as far as we care
+    for _ in range(100):
+        a.send_multipart([b"r1", b"x" * 1_000_000])  # 100 MB offered
+    barrier(a)
+    stats = router.ctl("stats")
+    assert stats["queued_bytes"] <= 64 * 1024 * 1024
+    assert stats["queue_full"] >= 30 and stats["queued"] + stats["queue_full"] == 100
+
+
+def test_links_telemetry_sends_only_the_rows_that_moved(router: Router) -> None:
+    a, b = endpoint(router, "r0"), endpoint(router, "r1")
+    for i in range(300):  # 300 distinct links from r0, then one of them moves again
+        a.send_multipart([f"nobody{i}".encode(), seq(i)])
+    barrier(a)
+    deadline = time.monotonic() + TIMEOUT
+    seen: set[tuple[str, str]] = set()
+    while len(seen) < 300:  # at most 256 rows a report: the rest follow
+        event = _wait_event(router.telemetry, "router.links", deadline - time.monotonic())
+        assert len(event["data"]["links"]) <= 256
+        seen |= {(row[0], row[1]) for row in event["data"]["links"] if row[1].startswith("nob")}
+    a.send_multipart([b"r1", b"again"])
+    recv(b)
+    while True:
+        event = _wait_event(router.telemetry, "router.links", deadline - time.monotonic())
+        rows = {(row[0], row[1]) for row in event["data"]["links"]}
+        if ("r0", "r1") in rows:
+            assert not any(dst.startswith("nobody") for _, dst in rows)
+            break

@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from faults.model import FaultError, parse_fault
+from nodes import auth
 from nodes.client import Endpoint, new_request_id
 from nodes.process import request
 from nodes.state_machine import StateMachine
@@ -32,6 +33,7 @@ def _push(endpoint: str, messages: list[bytes]) -> None:
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.PUSH)
     s.setsockopt(zmq.LINGER, 2000)
+    auth.as_client(s, auth.env_secret(), "fuzz")  # an insider: outsiders cannot connect
     s.connect(endpoint)
     for m in messages:
         s.send(m)
@@ -89,9 +91,11 @@ def test_down_fails_when_the_lab_wrote_no_summary(
 ) -> None:
     from labctl import api
     from labctl.errors import LabFailed
+    from nodes import auth
 
     gone = psutil.Popen(["true"])
     gone.wait()
+    auth.create_secret(tmp_path)  # a lab dir always holds its secret (Lab reads it)
     lab = api.Lab(tmp_path, {"supervisor_pid": gone.pid, "control": "tcp://127.0.0.1:1"})
     monkeypatch.setattr(api, "request", lambda *a, **k: {"ok": True, "run_dir": str(tmp_path)})
     with pytest.raises(LabFailed, match="without writing its summary"):

@@ -107,6 +107,10 @@ ACTIONS: dict[str, Action] = {
                (NODE, Field("stall", "stall for (e.g. 5s)", "text", "5s"),
                 Field("fsync", "added fsync latency (e.g. 12ms)", "text", "")),
                build=_node("disk", stall="stall", fsync="fsync"), show=False),
+        Action("corrupt", "v", "Corrupt WAL", "Damage a node's WAL and restart it on it: flip "
+               "a bit in a written record, or lose its newest fsynced records.",
+               (NODE, Field("corrupt", "damage", "choice", "flip", ("flip", "lose"))),
+               build=_node("disk", corrupt="corrupt"), show=False),
         Action("byzantine", "b", "Byzantine", "Make a node lie the way the protocol defines "
                "(PBFT: silent, equivocate, forge, delay-primary), or honest again.",
                (NODE, Field("mode", "mode", "choice", "equivocate")),

@@ -190,7 +190,8 @@ class LiveSource:
     def feed(self) -> Feed:
         from tui.telemetry import ZmqFeed
 
-        return ZmqFeed(self.lab().state["pub"])
+        lab = self.lab()
+        return ZmqFeed(lab.state["pub"], lab.secret)
 
     def backlog(self) -> list[dict[str, Any]]:
         # The run record is flushed every 100 ms: wait that long so nothing that happened
@@ -246,7 +247,7 @@ class LiveSource:
 
         lab = self.lab()
         name = f"dash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        endpoint = Endpoint(zmq.Context.instance(), lab.state["router"], name)
+        endpoint = Endpoint(zmq.Context.instance(), lab.state["router"], name, secret=lab.secret)
         order = Order(
             order_id=f"o-{uuid.uuid4().hex[:10]}", user=user, side=side, qty=qty, symbol="ALPHA"
         )

@@ -27,6 +27,7 @@ from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
 from labctl.errors import LabError
+from nodes import auth
 from tui.eventtext import NOTABLE
 from tui.messages import LabUnreachable, StatusPolled, TelemetryBatch
 from tui.source import Feed, Source
@@ -116,9 +117,10 @@ class Accumulator:
 class ZmqFeed:
     """A SUB socket on a lab's PUB endpoint."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, secret: bytes | None = None) -> None:
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        auth.as_client(self.sock, secret, "dashboard")
         self.sock.setsockopt(zmq.RCVHWM, 100000)
         for topic in TOPICS:
             self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode() + b".")

@@ -39,6 +39,7 @@ def bench_lab(
     name: str,
     after: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    checkers: bool = False,
 ) -> Iterator[api.Lab]:
     """A lab in a temporary dir; with `after`, once it is down, the offline divergence
     check of its run goes into after["divergence"]."""
@@ -49,7 +50,7 @@ def bench_lab(
         "seed": 1,
         "options": options or {},
         "fencing": False,
-        "checkers": False,
+        "checkers": checkers,
         "name": name,
         "fsync": fsync,
     }
@@ -129,7 +130,7 @@ def loadgens(
             str(os.getpid()),
             *extra,
         ]
-        running.append(procs.spawn(argv, stdout=subprocess.PIPE))
+        running.append(procs.spawn(argv, stdout=subprocess.PIPE, env=lab.child_env()))
     shares = None
     if cpu:
         shares = _usage(lab, running, start + warmup, duration)

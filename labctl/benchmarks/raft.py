@@ -44,7 +44,6 @@ import time
 from typing import Any
 
 import psutil
-import zmq
 
 from labctl import api
 from labctl.benchmarks.labs import (
@@ -209,8 +208,7 @@ def _write_until_acked(ep: Endpoint, first: str, deadline_s: float) -> tuple[flo
 
 
 def failover(lab: api.Lab, trials: int) -> dict[str, Any]:
-    ctx = zmq.Context.instance()
-    ep = Endpoint(ctx, lab.state["router"], "c15")
+    ep = lab.endpoint("c15")
     times: list[float] = []
     details = []
     try:

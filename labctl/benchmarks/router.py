@@ -1,6 +1,6 @@
 """Benchmark of the fault router: latency it adds per hop, and its forwarding rate.
 
-    python -m labctl.benchmarks.router [--messages N] [--pings N] [--trace]   (one JSON object)
+    python -m labctl.benchmarks.router [--messages N] [--pings N] [--auth] [--trace]
     labctl bench core                                                (this plus lifecycle)
 
 Latency: ping-pong round trips from this process to an echo process, once over a direct
@@ -12,9 +12,11 @@ added latency per hop is (routed RTT - direct RTT) / 2, reported at p50 and p99.
 Rate: a sender process blasts `messages` payloads through the router to a receiver here;
 the rate is counted at the receiver, from its first message to its last.
 
-The router is spawned with the same CLI the supervisor uses and always killed at the end;
-with --trace it records the message trace (faults/trace.py) into a temporary file, as a
-lab's router does, and the result says how many frames the trace kept.
+The router is spawned with the same CLI the supervisor uses and always killed at the end.
+With --auth it runs as in a lab: every connection authenticates with the lab's secret
+(ZAP/PLAIN, nodes/auth.py) and is named by it; `labctl bench core` measures both. With
+--trace it records the message trace (faults/trace.py) into a temporary file, as a lab's
+router does, and the result says how many frames the trace kept.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import psutil
 import zmq
 
 from labctl.children import python_command
+from nodes import auth
 from nodes.process import decode_dict, die_with_parent, request
 
 PAYLOAD = b"x" * 100
@@ -40,7 +43,9 @@ BLOCK = 500  # pings per block before switching between direct and routed
 
 
 def _spawn(args: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*python_command(), *args], start_new_session=True, stdout=stdout)
+    # The secret, if this run uses one, goes to the children in their environment.
+    return subprocess.Popen([*python_command(), *args], start_new_session=True, stdout=stdout,
+                            env=dict(os.environ))  # fmt: skip
 
 
 def _helper(role: str, router: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -70,6 +75,9 @@ def _router(ctx: zmq.Context, trace: str | None = None) -> Any:
     """Start the router as the supervisor would; yield its endpoints; always kill it."""
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
+    secret = auth.env_secret()
+    auth.serve(ctx, secret)  # the router's telemetry authenticates, as to a supervisor
+    auth.as_server(pull, secret)
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     proc = _spawn(
         ["-m", "faults.router", "--telemetry", f"tcp://127.0.0.1:{port}",
@@ -94,7 +102,12 @@ def _endpoint(ctx: zmq.Context, router: str, name: bytes) -> zmq.Socket:
     """A DEALER named `name` on the router, registered: it has heard itself through it."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IDENTITY, name)
+    secret = auth.env_secret()
+    if secret is None:
+        sock.setsockopt(zmq.IDENTITY, name)
+    else:  # as a lab endpoint: a random handle, the name is who it authenticates as
+        sock.setsockopt(zmq.IDENTITY, b"\x01" + os.urandom(15))
+        auth.as_client(sock, secret, name.decode())
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.connect(router)
@@ -244,8 +257,14 @@ def measure_rate(ctx: zmq.Context, endpoints: dict[str, str], messages: int) -> 
     }
 
 
-def run(messages: int = 50000, pings: int = 5000, trace: bool = False) -> dict[str, Any]:
-    """One full benchmark run; spawns and always cleans up the router and helpers."""
+def run(
+    messages: int = 50000, pings: int = 5000, authenticated: bool = False, trace: bool = False
+) -> dict[str, Any]:
+    """One full benchmark run; spawns and always cleans up the router and helpers. With
+    `authenticated`, the router and every endpoint use a fresh lab secret."""
+    saved = os.environ.pop(auth.ENV, None)
+    if authenticated:
+        os.environ[auth.ENV] = os.urandom(32).hex()
     ctx = zmq.Context()
     try:
         with tempfile.TemporaryDirectory(prefix="labctl-router-trace-") as tmp:
@@ -255,13 +274,18 @@ def run(messages: int = 50000, pings: int = 5000, trace: bool = False) -> dict[s
                 rate = measure_rate(ctx, endpoints, messages)
     finally:
         ctx.destroy(linger=0)
-    return {"latency": latency, "rate": rate, "cpus": os.cpu_count(), "trace": trace}
+        os.environ.pop(auth.ENV, None)
+        if saved is not None:
+            os.environ[auth.ENV] = saved
+    return {"latency": latency, "rate": rate, "cpus": os.cpu_count(), "auth": authenticated,
+            "trace": trace, "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--messages", type=int, default=50000)
     p.add_argument("--pings", type=int, default=5000)
+    p.add_argument("--auth", action="store_true", help="as in a lab: ZAP/PLAIN, named by it")
     p.add_argument("--trace", action="store_true", help="the router records the message trace")
     p.add_argument("--role", choices=["echo", "sender"], help=argparse.SUPPRESS)
     p.add_argument("--router", help=argparse.SUPPRESS)
@@ -274,7 +298,7 @@ def main() -> None:
     elif args.role == "sender":
         _sender_main(args.router, args.messages)
     else:
-        print(json.dumps(run(args.messages, args.pings, args.trace)))
+        print(json.dumps(run(args.messages, args.pings, args.auth, args.trace)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ Decided at the end of the run, from the applied logs:
   proves nothing, so it is not flagged.
 
 Only ok writes count: a fail op definitely did not happen, an info op may or may not have.
+
+A node that restarts holds only what it applies again (a replica replays its log; a
+snapshot's image reports the writes it covers as from_snapshot): what it had applied
+before counts only if a snapshot it restored since reaches that far. A disk that lost
+acknowledged records (`fault disk --corrupt lose`) is thus seen in what the node holds
+now, not hidden by what it once applied.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from protocols.base import events as ev
 
 
 class LostWriteChecker(Checker):
-    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER})
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER, "node.starting"})
     reads_history: ClassVar[bool] = True
 
     def __init__(self) -> None:
@@ -44,6 +50,25 @@ class LostWriteChecker(Checker):
         # request id -> (t, op, process, seq) of its ok completion, in completion order
         self.acked: dict[str, tuple[float, str, str | None, int | None]] = {}
         self.last_t = 0.0
+        # node -> request id -> index: applied before its latest restart and not yet
+        # confirmed since; snap_top: the highest index a restored snapshot reported since.
+        self.before: dict[str, dict[str, int]] = {}
+        self.snap_top: dict[str, int] = {}
+
+    def _restarted(self, node: str) -> None:
+        reach = self.snap_top.get(node, 0)
+        kept = {r: i for r, i in self.before.get(node, {}).items() if i <= reach}
+        kept.update(self.applied.pop(node, {}))
+        self.before[node] = kept
+        self.at_index.pop(node, None)
+        self.top[node] = 0
+        self.snap_top[node] = 0
+
+    def _holds(self, node: str, rid: str) -> bool:
+        if rid in self.applied.get(node, {}):
+            return True
+        index = self.before.get(node, {}).get(rid)
+        return index is not None and index <= self.snap_top.get(node, 0)
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
         node, t = get_str(rec, "src"), get_float(rec, "t")
@@ -51,6 +76,9 @@ class LostWriteChecker(Checker):
             self.malformed += 1
             return []
         self.last_t = max(self.last_t, t)
+        if rec.get("kind") == "node.starting":
+            self._restarted(node)
+            return []
         if rec.get("kind") == ev.BECAME_LEADER:
             term = get_int(rec, "term")
             if term is None:
@@ -65,6 +93,8 @@ class LostWriteChecker(Checker):
         self.applied.setdefault(node, {}).setdefault(rid, index)
         self.at_index.setdefault(node, {})[index] = (rid, t)
         self.top[node] = max(self.top.get(node, 0), index)
+        if rec.get("from_snapshot"):
+            self.snap_top[node] = max(self.snap_top.get(node, 0), index)
         return []
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
@@ -100,7 +130,7 @@ class LostWriteChecker(Checker):
             final_leaders = sorted(self.leaders[final_term])
         found = []
         for rid, (t_ok, op, process, seq) in self.acked.items():
-            holders = [n for n, ids in self.applied.items() if rid in ids]
+            holders = [n for n in {*self.applied, *self.before} if self._holds(n, rid)]
             evidence: dict[str, Any] = {"request_id": rid, "op": op, "process": process}
             if not holders:
                 evidence.update(acked_at=t_ok, seq=seq, replicas=sorted(self.applied))
@@ -114,10 +144,10 @@ class LostWriteChecker(Checker):
                     )
                 )
                 continue
-            index = min(self.applied[n][rid] for n in holders)
+            index = min(self.applied.get(n, {}).get(rid) or self.before[n][rid] for n in holders)
             missing, t_evidence, instead = [], t_ok, {}
             for leader in final_leaders:
-                if rid in self.applied.get(leader, {}) or self.top.get(leader, 0) < index:
+                if self._holds(leader, rid) or self.top.get(leader, 0) < index:
                     continue
                 missing.append(leader)
                 other = self.at_index.get(leader, {}).get(index)

@@ -8,7 +8,7 @@ import typer
 
 from labctl.cli.common import Json, UnusedLabDir
 
-BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external")
+BENCHMARKS = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "soak", "cli", "external")
 
 
 def bench(
@@ -19,11 +19,12 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
     lab_dir: UnusedLabDir = None,
 ) -> None:
-    """Measure: core, checkers, protocols, sim, cli, external.
+    """Measure: core, checkers, protocols, sim, soak, cli, external.
 
-    core: router hop, forwarding rate, up/down; checkers; raft, epaxos, pbft: a protocol
-    under load; sim: the simulator; cli: wall time of CLI calls;
-    external: what the external-node adapter adds per hop."""
+    core: router hop (open and authenticated), forwarding rate, up/down; checkers; raft,
+    epaxos, pbft: a protocol under load; sim: the simulator; soak: an idle lab's memory,
+    files and event log over LABCTL_SOAK_SECONDS per protocol; cli: wall time of CLI
+    calls; external: what the external-node adapter adds per hop."""
     from labctl.bench import run_bench
 
     run_bench(what, json_out=json_out, quick=quick)

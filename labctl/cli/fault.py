@@ -54,6 +54,8 @@ def _apply(spec: dict[str, Any], lab_dir: str | None, json_out: bool = False) ->
     applied = answer.get("applied") or [answer.get("describe", "")]
     for line in applied:
         say(f"fault: {line}")
+    if answer.get("outcome"):
+        say(f"  {answer['outcome']}")
 
 
 def _validate(spec: dict[str, Any]) -> None:
@@ -225,10 +227,17 @@ def disk(
     stall: Annotated[
         str | None, typer.Option("--stall", metavar="DURATION", help="Block fsyncs for (9s).")
     ] = None,
+    corrupt: Annotated[
+        str | None,
+        typer.Option("--corrupt", metavar="HOW",
+                     help="Damage the WAL and restart the node on it: flip "
+                     "(a bit in a written record) or lose (its newest fsynced records)."),
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
-    """Slow a node's WAL fsyncs down, or stall them."""
-    _apply({"fault": "disk", "node": node, "fsync": fsync, "stall": stall}, lab_dir)
+    """Slow a node's WAL fsyncs down, stall them, or corrupt what they wrote."""
+    _apply({"fault": "disk", "node": node, "fsync": fsync, "stall": stall, "corrupt": corrupt},
+           lab_dir)  # fmt: skip
 
 
 @app.command()

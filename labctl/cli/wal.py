@@ -51,7 +51,7 @@ def dump_records(wal: Path, protocol: str) -> tuple[list[dict[str, Any]], int, i
     from nodes.wire import RecordCodec, WireError
 
     codec = RecordCodec(protocols.get(protocol).records)
-    payloads, good_end = read_records(wal)
+    payloads, good_end, _corruption = read_records(wal)  # a corrupt record ends the prefix
     out = []
     for i, p in enumerate(payloads, 1):
         try:

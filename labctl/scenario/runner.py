@@ -150,10 +150,7 @@ def _latest_run(runs: Path, sc: Scenario) -> str | None:
 def _drive(sc: Scenario, lab: api.Lab) -> float:
     """Run the scenario's clock on a live lab; returns its zero (true time)."""
     _shown.clear()
-    sub = lab.ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"violation.")
-    sub.connect(lab.state["pub"])
+    sub = lab.subscriber(b"violation.")
     try:
         t0 = time.monotonic()
         if sc.workload:

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from nodes import auth
 from nodes.external import names
 from nodes.external.names import LAB, Envelope, Head
 from nodes.external.program import (
@@ -43,6 +44,7 @@ from nodes.external.program import (
 from nodes.external.topology import TOPOLOGY_FILE
 from nodes.process import (
     Telemetry,
+    control_socket,
     data_endpoint,
     die_with_parent,
     error,
@@ -113,12 +115,10 @@ class Adapter:
         os.set_blocking(self.out_fd, False)
         os.set_blocking(self.in_fd, False)
         self.ctx = zmq.Context()
+        self.zap = auth.serve(self.ctx, auth.env_secret())  # the lab's endpoints only
         self.telemetry = Telemetry(self.ctx, args.telemetry, self.id)
         self.data = data_endpoint(self.ctx, args.router, self.id)
-        self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        port = self.control.bind_to_random_port("tcp://127.0.0.1")
-        self.control_endpoint = f"tcp://127.0.0.1:{port}"
+        self.control, self.control_endpoint = control_socket(self.ctx)
         self.bucket = TokenBucket(args.max_rate, true_now())
         self.partial = b""
         self.skipping = False  # inside an over-long line: drop up to its newline

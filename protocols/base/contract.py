@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import abc
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -207,6 +208,19 @@ class NodeConfig:
     replicas: tuple[str, ...]  # every replica id, this node included, in a stable order
     options: msgspec.Struct  # the protocol's own validated `Options`
     rng: random.Random  # the only randomness a protocol may use, seeded by the lab
+    # What is wrong with a state machine image a peer sent for `index` (None: nothing).
+    # The runtime knows the image format; a protocol asks before it persists an image,
+    # so a forged or corrupt snapshot is dropped instead of crashing the node on restore
+    # and, persisted, at every restart after.
+    check_image: Callable[[bytes, int], str | None] = field(default=lambda data, index: None)
+    # The WAL this node recovered from was corrupt (or was, and the node has not been
+    # repaired since): `recovered` is a prefix of what it wrote, and it may have lost
+    # records it acknowledged (its votes among them). Only a protocol whose class says
+    # `repairs_corruption` is ever started so; the others refuse to start.
+    damaged: bool = False
+    # While damaged: the records the WAL still held after the corrupt one, decoded (what
+    # lay between is lost, so they are evidence, not a log: how far this node had got).
+    damaged_tail: tuple[msgspec.Struct, ...] = ()
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -226,6 +240,9 @@ class Protocol(abc.ABC):
     messages: ClassVar[tuple[type[msgspec.Struct], ...]]  # peer message types (wire codec)
     records: ClassVar[tuple[type[msgspec.Struct], ...]]  # durable record types (WAL codec)
     default_nodes: ClassVar[int] = 3
+    # Can a replica whose WAL is corrupt rejoin and be repaired from its peers
+    # (`NodeConfig.damaged`)? Without it such a replica refuses to start (nodes/wal.py).
+    repairs_corruption: ClassVar[bool] = False
     # How replicas order commands, which is what the divergence checks compare: "total"
     # (every replica applies the same command at each index) or "per_key" (only commands
     # on one key are ordered, EPaxos; `Committed.index` is then the replica's own execution

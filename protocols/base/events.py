@@ -11,6 +11,11 @@ VOTE_GRANTED = "vote_granted"  # data: term, to
 COMMITTED = "committed"  # data: index, term (sampled by the runtime)
 LEASE = "lease"  # data: term, expiry (node clock), expiry_true is added by the runtime
 APPLIED = "applied"  # added by the runtime: index, request_id, op
+# A node whose WAL was corrupt (nodes/wal.py): the runtime says so at start (data: detail,
+# repairing: whether the protocol repairs from its peers or the node refused to start);
+# the protocol says when it holds again what it may have lost (data: term, index).
+WAL_CORRUPT = "wal_corrupt"
+WAL_REPAIRED = "wal_repaired"
 # The runtime sends a batch's applied commands as rows (lists, cheaper to build and encode
 # than one dict each); the supervisor names the fields in this order. A row has a 9th
 # field, `view`, only when the protocol reports one (PBFT).

@@ -27,6 +27,14 @@ else:
     _Base = object
 
 MAX_GAP = 256  # instances one input may schedule or send for catching up
+# Instance numbers one Sync may make a replica scan, per replica row: a row with long
+# stretches of numbers nobody committed (or a known_max far above anything real) is
+# walked a piece per Sync, never in one input (a forged Sync once spun a replica at 100%).
+MAX_SCAN = 16 * MAX_GAP
+# How far above the highest number of q we know one Sync may say q's numbers go. An
+# honest peer's claim is what it saw; a larger jump is learnt over several Syncs, so a
+# forged 2**62 cannot put the row's horizon out of reach in one message.
+MAX_AHEAD = 64 * MAX_GAP
 
 
 class CatchUp(_Base):
@@ -67,13 +75,16 @@ class CatchUp(_Base):
         self._peer_checkpoint(src, m.floor)
         sent = 0
         for q, theirs in enumerate(m.known):
-            for j in range(max(theirs, self.compacted[q]) + 1, self.known_max[q] + 1):
+            start = max(theirs, self.compacted[q])
+            top = min(self.known_max[q], start + MAX_SCAN)
+            for j in range(start + 1, top + 1):
                 if sent >= MAX_GAP:
                     break  # the rest with a later Sync: a peer far behind is not one input
                 inst = self.instances.get((q, j))
                 if inst is not None and inst.status == COMMITTED:
                     self.out.send(src, Commit(q, j, inst.cmds or (), inst.seq, inst.deps))
                     sent += 1
+            theirs = min(theirs, self.known_max[q] + MAX_AHEAD)
             if theirs > self.known_max[q]:
                 self._learn_numbers(q, theirs + 1)
                 self.known_max[q] = theirs

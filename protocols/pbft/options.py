@@ -34,7 +34,9 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
     batch: int = 64
     pipeline: int = 4
     batch_delay: float = 0.005
-    # The lab key each replica's HMAC key is derived from (with the replica id).
+    # The lab key each replica's HMAC key is derived from (with the replica id). A lab
+    # replaces this default with a key derived from its own secret (nodes/replica.py);
+    # the constant serves the simulator and tests, where nobody else is listening.
     key: str = "labctl-pbft-lab-key"
 
     # A named bug to run with (protocols/pbft/mutations.py), "" for none.

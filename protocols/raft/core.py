@@ -43,7 +43,7 @@ from protocols.raft.mutations import MUTATIONS
 from protocols.raft.options import Options
 from protocols.raft.progress import SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
-from protocols.raft.replication import Replication
+from protocols.raft.replication import Replication, command_size
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre_candidate"
@@ -70,6 +70,9 @@ class RaftProtocol(Replication, Clients, Protocol):
     # The runtime's state machine keeps the session table (paper section 8): a request
     # committed twice is applied once. Raft itself only has to stay safe when it happens.
     exactly_once: ClassVar[bool] = True
+    # A replica with a corrupt WAL rejoins as a follower that neither votes nor campaigns
+    # until a leader has repaired it (see `repairing`).
+    repairs_corruption: ClassVar[bool] = True
     # A 30 s chaos run never reaches 10,000 entries: snapshot (and install snapshots on
     # followers that fell behind) under the faults too.
     short_run_options: ClassVar[dict[str, Any]] = {"snapshot_threshold": 500,
@@ -113,6 +116,21 @@ class RaftProtocol(Replication, Clients, Protocol):
         self.leader_contact = -math.inf  # when we last heard from a leader (or started)
 
         self.drops: Counter[str] = Counter()
+        self.applied_bytes = 0  # command bytes applied since the last snapshot
+        # Protocol-aware recovery (Alagappan et al., FAST 2018, section 4): a node whose
+        # log was corrupt may have lost entries it acknowledged and the vote it gave, so a
+        # vote from it could elect a leader without a committed entry, or twice in a term.
+        # It follows, and it acknowledges what it holds (an ack describes the log it has
+        # now, after log matching, which is true), but stands for no election until it
+        # holds everything a leader had committed when it first heard from one, up to an
+        # entry of that leader's own term. Its vote goes only to a candidate in a term
+        # above any it may have voted in and with a log at least as up to date as the one
+        # it had written (both read from the valid records after the corrupt one); with
+        # no such evidence it grants none. Without that vote a majority of damaged nodes
+        # could never elect the one intact node that can repair them.
+        self.repairing = config.damaged
+        self.repair_target: int | None = None
+        self.damaged_term, self.damaged_last = _high_water(config.damaged_tail)
         self.elections = 0
         self.now = 0.0
         self.out = Ready()
@@ -206,8 +224,18 @@ class RaftProtocol(Replication, Clients, Protocol):
                 )
             record = SnapshotRecord(image.index, term, image.data)
             # Keep some entries the snapshot already covers: a follower a batch or two
-            # behind then gets entries, not the whole state machine (etcd does the same).
-            self.log.compact(image.index, term, keep=self.opts.catch_up_entries)
+            # behind then gets entries, not the whole state machine (etcd does the same);
+            # no more of them than a quarter of snapshot_bytes, or large entries would
+            # stay behind as dead WAL.
+            keep, weight, budget = 0, 0, self.opts.snapshot_bytes // 4
+            while keep < self.opts.catch_up_entries and image.index - keep > self.log.offset:
+                entry = self.log.entry(image.index - keep)
+                weight += command_size(entry.command) if entry.command is not None else 0
+                if weight > budget:
+                    break
+                keep += 1
+            self.log.compact(image.index, term, keep=keep)
+            self.applied_bytes = 0
             self.snapshot = record
             self.out.compact = self.durable_state()
         return self._finish()
@@ -327,6 +355,10 @@ class RaftProtocol(Replication, Clients, Protocol):
     def _handle_vote(self, src: str, m: RequestVote) -> None:
         # Section 5.2: one vote per term, first come first served; a pre-vote for a later
         # term is only a question. Section 5.4.1: never for a log less up to date.
+        if self.repairing and not self._repairing_may_vote(m):
+            self._drop("vote_while_repairing")
+            self.out.send(src, VoteResponse(self.term, False, m.pre_vote))
+            return
         can_vote = (
             self.vote == src
             or (self.vote is None and self.leader is None)
@@ -355,8 +387,25 @@ class RaftProtocol(Replication, Clients, Protocol):
                 self._handle_heartbeat(src, m)
             else:
                 self._handle_snapshot(src, m)
+            if self.repairing:
+                self._check_repaired(m)
         else:
             self._drop("stale")  # answers to a candidacy or leadership we no longer hold
+
+    def _repairing_may_vote(self, m: RequestVote) -> bool:
+        if self.damaged_last is None or m.term <= self.damaged_term:
+            return False
+        last_term, last_index = self.damaged_last
+        if m.last_term != last_term:
+            return m.last_term > last_term
+        return m.last_index >= last_index
+
+    def _check_repaired(self, m: Any) -> None:
+        if self.repair_target is None:
+            self.repair_target = m.index if isinstance(m, InstallSnapshot) else m.commit
+        if self.commit >= self.repair_target and self.log.term_at(self.commit) == self.term:
+            self.repairing = False
+            self.out.event(ev.WAL_REPAIRED, term=self.term, index=self.commit)
 
     def _step_candidate(self, src: str, m: Any) -> None:
         if isinstance(m, FROM_LEADER):
@@ -385,6 +434,9 @@ class RaftProtocol(Replication, Clients, Protocol):
 
     def _tick_election(self) -> None:
         if self.now >= self.election_deadline:
+            if self.repairing:
+                self._reset_election_timer()  # wait for a leader to repair us
+                return
             self._campaign()
 
     def _tick_leader(self) -> None:
@@ -570,7 +622,28 @@ class RaftProtocol(Replication, Clients, Protocol):
             "pending_reads": len(self.reads),
             "dropped": sum(self.drops.values()),
             "drops": dict(self.drops),
+            "repairing": self.repairing,
         }
         if self.role == LEADER:
             s["progress"] = {p: pr.describe() for p, pr in self.progress.items()}
         return s
+
+
+def _high_water(tail: tuple[Any, ...]) -> tuple[int, tuple[int, int] | None]:
+    """From the records a damaged WAL held after its corrupt one: the highest term this
+    node may have voted in, and the (term, index) its log had reached, None when the
+    records do not say (no entries among them)."""
+    term = 0
+    last: tuple[int, int] | None = None
+    for record in tail:
+        if isinstance(record, HardState):
+            term = max(term, record.term)
+        elif isinstance(record, LogEntries) and record.entries:
+            e = record.entries[-1]
+            last = (e.term, e.index)  # appends and truncations in order: the newest wins
+            term = max(term, e.term)
+        elif isinstance(record, SnapshotRecord):
+            last = (record.term, record.index) if last is None else max(last, (record.term,
+                                                                            record.index))
+            term = max(term, record.term)
+    return term, last

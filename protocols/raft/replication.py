@@ -8,7 +8,7 @@ attributes it relies on are declared below.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from protocols.base import BrokerWrite, Committed, Ready, SnapshotImage
 from protocols.base.effects import AppliedOrders
@@ -210,7 +210,13 @@ class Replication:
             self._commit_to(m.index)
             self.out.send(src, AppendResponse(self.term, True, self.commit, round=m.round))
             return
-        # Otherwise our whole log is superseded: discard it and take the image.
+        # Otherwise our whole log is superseded: discard it and take the image, if it is
+        # one: a leader only sends images its state machine made, so anything else is
+        # forged or corrupt and must not reach the WAL (it would fail every restart).
+        problem = self.config.check_image(m.data, m.index)
+        if problem is not None:
+            self._drop("bad_snapshot")
+            return
         record = SnapshotRecord(m.index, m.snap_term, m.data)
         self.log.compact(m.index, m.snap_term)
         self.snapshot = record
@@ -244,6 +250,7 @@ class Replication:
             command = entry.command
             if command is None:
                 continue  # a leader's empty entry: nothing to apply
+            self.applied_bytes += command_size(command)
             accepted = self.proposals.pop(index, None) == command.request_id
             self.out.committed.append(Committed(index, entry.term, command, reply=accepted))
             first = command.op == "order" and self.applied_orders.first(command.request_id)
@@ -266,5 +273,13 @@ class Replication:
                         order=command.order,
                     ),
                 )
-        if self.applied - self.log.snapshot_index >= self.opts.snapshot_threshold:
+        if (
+            self.applied - self.log.snapshot_index >= self.opts.snapshot_threshold
+            or self.applied_bytes >= self.opts.snapshot_bytes
+        ):
             self.out.want_snapshot = True
+
+
+def command_size(command: Any) -> int:
+    """What a command weighs in the log, for the byte-triggered snapshot."""
+    return len(command.key or "") + len(command.value or "") + 64
