@@ -51,16 +51,20 @@ class MaelstromChecker(Checker):
         super().__init__()
         self.open: dict[str, _Op] = {}
         self.ops: list[_Op] = []
-        self.links: list[Any] = []
+        self.rows: dict[tuple[str, str], list[Any]] = {}  # (src, dst) -> its latest row
         self.restarts: dict[str, int] = {}
         self.ids: dict[str, str] = {}  # canonical id -> request id that got it
         self.stats: dict[str, Any] = {}
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
         if rec.get("kind") == "router.links":
+            # Each report carries only the rows that moved (cumulative counters), so the
+            # table is the latest row of every link seen.
             links = rec.get("links")
             if isinstance(links, list):
-                self.links = links
+                for row in links:
+                    if isinstance(row, list) and len(row) >= 3:
+                        self.rows[(str(row[0]), str(row[1]))] = row
         elif rec.get("fault") in ("kill", "restart") and isinstance(rec.get("node"), str):
             if rec.get("fault") == "restart":
                 node = rec["node"]
@@ -156,7 +160,7 @@ class MaelstromChecker(Checker):
             ))  # fmt: skip
         latencies, never = self._stable_latencies(acked, reads)
         server_msgs = sum(
-            int(row[2]) for row in self.links
+            int(row[2]) for row in self.rows.values()
             if isinstance(row, list) and len(row) >= 3 and isinstance(row[0], str)
             and isinstance(row[1], str) and _REPLICA.match(row[0]) and _REPLICA.match(row[1])
         )  # fmt: skip
