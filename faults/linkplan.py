@@ -37,3 +37,18 @@ def link_table(faults: list[Fault]) -> list[dict[str, Any]]:
             elif f.kind == "duplicate":
                 rule["duplicate"] = f.p
     return [{"src": s, "dst": d, "rule": r} for (s, d), r in sorted(rules.items())]
+
+
+def split_healed(
+    link_faults: list[tuple[int, Fault]], src: set[str] | None, dst: set[str] | None
+) -> tuple[list[Fault], list[tuple[int, Fault]]]:
+    """A heal's effect on the link faults in force (id, fault): (healed, kept). With no
+    `src` and no `dst` everything heals; otherwise a fault heals when it touches a node of
+    `src` (if given) and one of `dst` (if given). The supervisor and the simulator both
+    heal with this, so a heal means the same in both."""
+
+    def covered(f: Fault) -> bool:
+        return (src is None or bool(src & set(f.src))) and (dst is None or bool(dst & set(f.dst)))
+
+    healed = [f for _, f in link_faults if covered(f)]
+    return healed, [(i, f) for i, f in link_faults if not covered(f)]

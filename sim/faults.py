@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from faults.linkplan import link_table
+from faults.linkplan import link_table, split_healed
 from faults.links import LinkRule
 from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
@@ -110,20 +110,9 @@ class FaultsMixin:
         return fault.describe()
 
     def _heal(self, fault: Fault) -> str:
-        if fault.src or fault.dst:
-            src = set(self._resolve(fault.src)) if fault.src else None
-            dst = set(self._resolve(fault.dst)) if fault.dst else None
-
-            def covered(f: Fault) -> bool:
-                return (src is None or bool(src & set(f.src))) and (
-                    dst is None or bool(dst & set(f.dst))
-                )
-
-            healed = [f for _, f in self.link_faults if covered(f)]
-            self.link_faults = [(i, f) for i, f in self.link_faults if not covered(f)]
-        else:
-            healed = [f for _, f in self.link_faults]
-            self.link_faults = []
+        src = set(self._resolve(fault.src)) if fault.src else None
+        dst = set(self._resolve(fault.dst)) if fault.dst else None
+        healed, self.link_faults = split_healed(self.link_faults, src, dst)
         self._push_links()
         self.emit("fault.healed", fault="heal", healed=[f.describe() for f in healed])
         return f"heal ({len(healed)} link faults removed)"

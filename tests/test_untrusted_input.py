@@ -186,9 +186,11 @@ def test_an_unknown_op_is_answered_fail_by_every_protocol_and_ends_no_replica(
         ep.close()
     assert cli.json("client", "put", "k", "v")["status"] == "ok"
     assert _alive(cli)
-    # Nothing poisoned the WAL: the node comes back.
+    # Nothing poisoned the WAL: the node comes back, and the lab takes writes again
+    # (leadership may move across the restart, so a write can first meet not_leader).
     cli.run("fault", "restart", leader)
-    assert cli.json("client", "put", "k", "v2")["status"] == "ok"
+    wait_until(lambda: cli.json("client", "put", "k", "v2", check=False)["status"] == "ok", 15)
+    assert cli.status()["processes"][leader]["state"] == "running"
 
 
 def test_labctl_client_operations_reach_the_live_checkers(cli: CLI) -> None:

@@ -84,6 +84,15 @@ def run(
     sc = _load(name, protocol)
     if node_cmd is not None or workload is not None or topology is not None:
         sc = _external(sc, node_cmd, workload, topology)
+    _prepare(sc, seed, mutate)
+    if dash:
+        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
+    raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
+
+
+def _prepare(sc: Any, seed: int | None, mutate: str | None) -> None:
+    """What `scenario run` and `sim run` both do to a loaded scenario before it runs: refuse
+    a protocol that cannot run, apply --seed and --mutate."""
     if not sc.runnable:
         import protocols
 
@@ -95,9 +104,6 @@ def run(
         sc.seed = seed
     if mutate:
         _mutate(sc, mutate)
-    if dash:
-        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
-    raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
 
 
 def _mutate(sc: Any, name: str) -> None:

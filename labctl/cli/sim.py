@@ -10,7 +10,7 @@ import typer
 
 from labctl.cli.common import Json, LabDir, print_json
 from labctl.cli.mutants import Mutate
-from labctl.cli.scenario import _load, _mutate
+from labctl.cli.scenario import _load, _prepare
 from labctl.errors import LabError
 
 app = typer.Typer(help="The simulator: scenarios in virtual time, explore, shrink.")
@@ -37,17 +37,7 @@ def run(
     from labctl import simrun
 
     sc = _load(name, protocol)
-    if not sc.runnable:
-        import protocols
-
-        raise LabError(f"{sc.path}: protocol {sc.protocol!r} is not built yet (available: "
-                       f"{', '.join(protocols.available())}; try --protocol)")  # fmt: skip
-    if seed is not None:
-        if seed < 0:
-            raise LabError(f"--seed must not be negative, got {seed}")
-        sc.seed = seed
-    if mutate:
-        _mutate(sc, mutate)
+    _prepare(sc, seed, mutate)
     raise typer.Exit(simrun.run(sc, lab_dir, json_out, report))
 
 
