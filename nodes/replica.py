@@ -142,16 +142,10 @@ class Replica:
         self.byzantine: str | None = None  # the misbehaviour the lab told this node to show
 
     def _decode_records(self, payloads: list[bytes]) -> list[msgspec.Struct]:
-        out = []
-        for p in payloads:
-            try:
-                out.append(self.records.decode(p))
-            except (msgspec.DecodeError, msgspec.ValidationError, WireError):
-                # A record that passed its checksum but does not decode was written by a
-                # different protocol: refuse to guess, keep what came before it.
-                self.counters["bad_records"] = self.counters.get("bad_records", 0) + 1
-                break
-        return out
+        records, left_out = self.records.decode_log(payloads)
+        if left_out:
+            self.counters["bad_records"] = self.counters.get("bad_records", 0) + 1
+        return records
 
     # -- the loop ------------------------------------------------------------------------
 

@@ -94,20 +94,22 @@ class WAL:
 
         Corruption raises WALCorrupt, unless `repair` (the protocol repairs from its
         peers): then the prefix before the bad record is what comes back, and `damaged`
-        is true until `repaired()`."""
-        payloads, good_end, corruption = read_records(path) if path.exists() else ([], 0, None)
-        if corruption is not None:
-            if not repair:
-                raise WALCorrupt(corruption)
-            os.replace(path, path.with_name(path.name + ".corrupt"))  # the evidence
-            _write_atomically(path, payloads)
-            _write_atomically(path.with_name(DAMAGED), [corruption.describe().encode()])
+        is true until `repaired()`. What to keep is `recover`'s decision; this is its
+        carrying out on files (the simulator carries it out on its disk image)."""
+        found = recover(path.read_bytes() if path.exists() else b"", path, repair)
+        good_end = found.good_end
+        evidence = path.with_name(path.name + ".corrupt")
+        if found.corruption is not None:
+            os.replace(path, evidence)
+            _write_atomically(path, found.payloads)
+            _write_atomically(path.with_name(DAMAGED), [found.corruption.describe().encode()])
             good_end = path.stat().st_size
         wal = cls(path, fsync)
-        wal.corruption = corruption
-        evidence = path.with_name(path.name + ".corrupt")
-        if wal.damaged and evidence.exists():
-            wal.tail = records_after_corruption(evidence)
+        wal.corruption = found.corruption
+        if found.corruption is not None:
+            wal.tail = found.tail
+        elif wal.damaged and evidence.exists():  # damaged at an earlier start, not repaired
+            wal.tail = recover(evidence.read_bytes(), evidence, repair=True).tail
         size = os.fstat(wal._fd).st_size
         if size > good_end:
             wal.truncated_bytes = size - good_end
@@ -115,7 +117,7 @@ class WAL:
             os.fsync(wal._fd)
         wal.size = good_end
         wal._report_synced()  # what recovery kept was on disk before this process started
-        return wal, payloads
+        return wal, found.payloads
 
     @property
     def damaged(self) -> bool:
@@ -204,7 +206,8 @@ def cut_to_synced(path: Path) -> int:
     return st.st_size - length
 
 
-def _encode(payloads: list[bytes]) -> bytes:
+def encode_records(payloads: list[bytes]) -> bytes:
+    """The bytes of a log holding `payloads`, as `append` writes them."""
     buf = bytearray()
     for p in payloads:
         buf += _HEADER.pack(len(p), zlib.crc32(p))
@@ -224,7 +227,7 @@ def _write_atomically(path: Path, payloads: list[bytes]) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(_encode(payloads))
+        view = memoryview(encode_records(payloads))
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
@@ -272,7 +275,11 @@ def read_records(path: Path) -> tuple[list[bytes], int, Corruption | None]:
     """The payloads of the valid prefix of a WAL file, where that prefix ends, and what
     is corrupt when a bad record is followed by valid ones (None for a clean log or a
     torn tail)."""
-    data = path.read_bytes()
+    return parse_records(path.read_bytes(), path)
+
+
+def parse_records(data: bytes, path: Path) -> tuple[list[bytes], int, Corruption | None]:
+    """`read_records` of a log's bytes (`path` only names it in the corruption)."""
     out: list[bytes] = []
     pos = 0
     while pos + _HEADER.size <= len(data):
@@ -287,12 +294,32 @@ def read_records(path: Path) -> tuple[list[bytes], int, Corruption | None]:
     return out, pos, None
 
 
-def records_after_corruption(path: Path) -> list[bytes]:
-    """The valid records that follow the first corrupt one in `path` (a damaged log)."""
-    data = path.read_bytes()
-    _, bad, corruption = read_records(path)
+@dataclass(frozen=True)
+class Recovery:
+    """What a log's bytes give back at a start (`recover`)."""
+
+    payloads: list[bytes]  # the valid prefix: the log the node comes back with
+    good_end: int  # where that prefix ends (a torn tail after it is cut)
+    corruption: Corruption | None
+    tail: list[bytes]  # with a corruption: the valid records after the bad one (evidence)
+
+
+def recover(data: bytes, path: Path, repair: bool) -> Recovery:
+    """The recovery decision, one place for the replica and the simulator: the valid
+    prefix; a torn tail is cut; a bad record followed by valid ones raises WALCorrupt,
+    unless `repair` (the protocol repairs from its peers), when the prefix comes back with
+    the corruption and the records after it."""
+    payloads, good_end, corruption = parse_records(data, path)
     if corruption is None:
-        return []
+        return Recovery(payloads, good_end, None, [])
+    if not repair:
+        raise WALCorrupt(corruption)
+    return Recovery(payloads, good_end, corruption, _records_after(data, good_end))
+
+
+def _records_after(data: bytes, bad: int) -> list[bytes]:
+    """The valid records that follow the corrupt one at `bad` (found as `_valid_after`
+    finds them)."""
     starts = [bad + _HEADER.size + _HEADER.unpack_from(data, bad)[0], *range(bad + 1, len(data))]
     for start in starts:
         out, pos = [], start
@@ -305,7 +332,22 @@ def records_after_corruption(path: Path) -> list[bytes]:
 
 
 def corrupt(path: Path, mode: str, rng: random.Random) -> str:
-    """The disk fault: damage a WAL that nobody has open, and say what was done.
+    """The disk fault on a WAL file that nobody has open (`damage` does it); says what
+    was done."""
+    data = path.read_bytes() if path.exists() else b""
+    damaged, what = damage(data, mode, rng)
+    if damaged != data:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, damaged)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return f"{path.name}: {what}"
+
+
+def damage(log: bytes, mode: str, rng: random.Random) -> tuple[bytes, str]:
+    """The disk fault on a log's bytes: the damaged bytes, and what was done.
 
     flip: one bit of a record in the middle of the log (a latent sector error, a
     misdirected write), which recovery detects; lose: the newer half of the records,
@@ -313,14 +355,14 @@ def corrupt(path: Path, mode: str, rng: random.Random) -> str:
     checksum can detect. Either needs at least two records."""
     if mode not in CORRUPT_MODES:
         raise ValueError(f"corrupt mode must be one of {', '.join(CORRUPT_MODES)}, got {mode!r}")
-    data = bytearray(path.read_bytes()) if path.exists() else bytearray()
+    data = bytearray(log)
     bounds = []
     pos = 0
-    while (end := _record_at(bytes(data), pos)) is not None:
+    while (end := _record_at(log, pos)) is not None:
         bounds.append((pos, end))
         pos = end
     if len(bounds) < 2:
-        return f"{path.name}: {len(bounds)} records, nothing to corrupt"
+        return log, f"{len(bounds)} records, nothing to corrupt"
     if mode == "flip":
         k = len(bounds) // 2
         start, end = bounds[k]
@@ -332,10 +374,4 @@ def corrupt(path: Path, mode: str, rng: random.Random) -> str:
         cut = bounds[keep][0]
         what = f"lost records {keep}..{len(bounds) - 1} of {len(bounds)} ({len(data) - cut} bytes)"
         del data[cut:]
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, bytes(data))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return f"{path.name}: {what}"
+    return bytes(data), what

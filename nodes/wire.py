@@ -75,3 +75,15 @@ class RecordCodec:
         if self._dec is None:
             raise WireError("this protocol persists nothing")
         return self._dec.decode(raw)
+
+    def decode_log(self, payloads: list[bytes]) -> tuple[list[Any], bool]:
+        """The records of a recovered log, and whether any were left out: a record that
+        passed its checksum but does not decode was written by a different protocol, so
+        decoding stops there (refuse to guess, keep what came before it)."""
+        out = []
+        for p in payloads:
+            try:
+                out.append(self.decode(p))
+            except (msgspec.DecodeError, msgspec.ValidationError, WireError):
+                return out, True
+        return out, False

@@ -195,6 +195,10 @@ class SimNode:
     tick_at: float = -1.0  # timed mode: the true time of the last deadline booked
     fsync_latency: float = 0.0  # the disk fault: added to every fsync
     stall_until: float = 0.0  # the disk fault: fsyncs block until then (true time)
+    # Recovered from a corrupt log and not repaired yet (the replica's `wal.damaged`
+    # marker, which outlives restarts), and the records it held after the corrupt one.
+    damaged: bool = False
+    damaged_tail: tuple[msgspec.Struct, ...] = ()
 
     @property
     def alive(self) -> bool:
@@ -597,6 +601,8 @@ class SimNet:
             node.unsynced.extend(ready.persist_after)
         # 4. events.
         for e in ready.events:
+            if e.kind == ev.WAL_REPAIRED:  # as the replica drops its `wal.damaged` marker
+                node.damaged, node.damaged_tail = False, ()
             self._record_event(node, e.kind, e.data)
         # 5. next deadline.
         if ready.next_deadline is not None:
@@ -791,7 +797,8 @@ class SimNet:
 
     def _boot(self, node: SimNode) -> None:
         rng = random.Random(self.rng.getrandbits(64))
-        config = NodeConfig(node.id, self.ids, self.options, rng)
+        config = NodeConfig(node.id, self.ids, self.options, rng, damaged=node.damaged,
+                            damaged_tail=node.damaged_tail)  # fmt: skip
         node.protocol = self.protocol(config)
         node.model = self.make_model(self.exactly_once)  # the state machine starts empty
         node.key_positions = {}

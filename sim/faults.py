@@ -15,6 +15,9 @@ this does to the network and its nodes, at the step's virtual time:
   restart: a new protocol object from the records on its "disk", through `start`;
 - clock: offset and drift of the node clock against true time (nodes/clock.py's rule);
 - disk: fsync latency added to every fsync, a stall that blocks fsyncs until it is over;
+  `corrupt` stops the nodes, damages the bytes of their logs (the records on their "disk",
+  encoded as a replica's WAL holds them) with the lab's own `nodes.wal.damage`, and starts
+  them again: each recovers as a replica does (sim/lab.py), repairing or refusing to start;
 - byzantine: the protocol's own mode, re-applied after a restart, as the supervisor does.
 
 A mixin of `SimLab` (sim/lab.py), which owns the network.
@@ -33,12 +36,14 @@ from faults.links import LinkRule
 from faults.model import LINK_KINDS, Fault, FaultError, byzantine_problem, parse_fault
 from faults.shapes import ShapeError, shape_links
 from faults.targets import resolve
+from nodes.wal import damage
 
 
 class FaultsMixin:
     # Provided by SimLab / SimNet.
     ids: tuple[str, ...]
     nodes: dict[str, Any]
+    wal_images: dict[str, bytes]
     rules: dict[tuple[str, str], Any]
     byzantine: dict[str, str]
     now: float
@@ -71,7 +76,9 @@ class FaultsMixin:
             return [self._link_fault(fault)]
         if fault.kind == "heal":
             return [self._heal(fault)]
-        nodes = self._resolve([fault.node], replicas_only=True)
+        nodes = self._resolve(fault.node.split(","), replicas_only=True)
+        if fault.kind == "disk" and fault.corrupt:
+            return self._corrupt_disks(fault, nodes)
         return [self._node_fault(fault, n) for n in nodes]
 
     def _status(self) -> dict[str, dict[str, Any]]:
@@ -152,12 +159,8 @@ class FaultsMixin:
         elif kind == "restart":
             if state != "stopped":
                 self._kill_node(node)
-            self.pause_ids.pop(node, None)
-            self.nodes[node].stall_until = 0.0  # a past stall is over; the slow disk is not
-            self.restart(node)
-            mode = self.node_faults.get(node, {}).get("byzantine")
-            if mode is not None:
-                self.set_byzantine(node, mode.mode)
+            if not self._start(node):
+                raise FaultError(f"{node} exited during start (see its wal_corrupt event)")
         else:  # clock, disk, byzantine: faults the node itself carries out
             problem = byzantine_problem(self.plan.protocol, fault.mode) if kind == "byzantine" \
                 else None  # fmt: skip
@@ -184,6 +187,41 @@ class FaultsMixin:
         extra = {"mode": fault.mode or "honest"} if kind == "byzantine" else {}
         self.emit("fault", fault=kind, node=node, describe=describe, **extra)
         return describe
+
+    def _start(self, node: str) -> bool:
+        """Start a stopped node again, with the faults it carries; False if it refused to
+        (a corrupt WAL its protocol cannot repair)."""
+        self.pause_ids.pop(node, None)
+        self.nodes[node].stall_until = 0.0  # a past stall is over; the slow disk is not
+        self.restart(node)
+        if not self.nodes[node].alive:
+            return False
+        mode = self.node_faults.get(node, {}).get("byzantine")
+        if mode is not None:
+            self.set_byzantine(node, mode.mode)
+        return True
+
+    def _corrupt_disks(self, fault: Fault, nodes: list[str]) -> list[str]:
+        """As the supervisor does: stop the nodes (a kill: what they wrote stays), damage
+        every log before any restarts (disks that fail together), start them again."""
+        for n in nodes:
+            if self._state(n) != "stopped":
+                self._kill_node(n)
+        done = {}
+        for n in nodes:
+            image, what = damage(self.wal_image(n), fault.corrupt, self.fault_rng)
+            self.wal_images[n] = image  # read back by the node's next start
+            done[n] = f"wal.log: {what}"
+        applied = []
+        for n in nodes:
+            started = self._start(n)
+            then = "restarted on it" if started else "refused to start (see its wal_corrupt event)"
+            outcome = f"{n}: {done[n]}; {then}"
+            describe = msgspec.structs.replace(fault, node=n).describe()
+            self.emit("fault", fault="disk", node=n, describe=describe, corrupt=fault.corrupt,
+                      outcome=outcome)  # fmt: skip
+            applied.append(outcome)
+        return applied
 
     def _kill_node(self, node: str, power_loss: bool = False) -> None:
         self.pause_ids.pop(node, None)

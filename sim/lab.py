@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -30,6 +31,8 @@ import protocols
 from nodes.broker import Broker
 from nodes.operations import Client
 from nodes.state_machine import StateMachine, applied_row
+from nodes.wal import Corruption, WALCorrupt, encode_records, recover
+from nodes.wire import RecordCodec
 from protocols.base import (
     BrokerWrite,
     ClientReply,
@@ -115,6 +118,10 @@ class SimLab(FaultsMixin, SimNet):
         self.elections = 0
         self.leaders_by_term: dict[int, list[str]] = {}
         self.ops = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self.records = RecordCodec(proto.records)
+        # A node's log as bytes, where a disk fault damaged it: what its next start reads
+        # back (a node that refused to start on it keeps it, as the file stays).
+        self.wal_images: dict[str, bytes] = {}
         self.init_faults(random.Random(f"{plan.seed}:supervisor"))
 
     # -- running -----------------------------------------------------------------------
@@ -146,9 +153,48 @@ class SimLab(FaultsMixin, SimNet):
     # -- what replicas do -----------------------------------------------------------------
 
     def _boot(self, node: SimNode) -> None:
+        starts, corruption = self._recover(node)
+        if not starts:
+            return  # refused to start: the process exited, the node stays down
+        self.sink.event({"t": self.now, "src": node.id, "kind": "node.starting"})
+        if node.damaged:
+            detail = corruption.describe() if corruption else "not repaired yet"
+            self.sink.event({"t": self.now, "src": node.id, "kind": ev.WAL_CORRUPT,
+                             "detail": detail, "repairing": True})  # fmt: skip
         self.sink.event({"t": self.now, "src": node.id, "kind": "node.ready",
                          "recovered": len(node.disk)})  # fmt: skip
         super()._boot(node)
+
+    def wal_image(self, node: str) -> bytes:
+        """The bytes of `node`'s log, as its replica's WAL would hold them."""
+        image = self.wal_images.get(node)
+        if image is None:
+            image = encode_records([self.records.encode(r) for r in self.nodes[node].disk])
+        return image
+
+    def _recover(self, node: SimNode) -> tuple[bool, Corruption | None]:
+        """A replica's WAL recovery (nodes/wal.py's `recover`, the decision it makes on
+        the file) on a damaged log: the node's disk becomes what comes back, damaged with
+        the records after the corrupt one when its protocol repairs from its peers.
+        Whether the node starts (one that refuses says so and exits 2), and the
+        corruption found at this start."""
+        image = self.wal_images.get(node.id)
+        if image is None:
+            return True, None  # its records, as it wrote them
+        path = Path("data") / node.id / "wal.log"
+        try:
+            found = recover(image, path, repair=self.protocol.repairs_corruption)
+        except WALCorrupt as e:
+            self.sink.event({"t": self.now, "src": node.id, "kind": ev.WAL_CORRUPT,
+                             "detail": str(e), "repairing": False})  # fmt: skip
+            self.emit("process.exit", node=node.id, code=2)
+            return False, None
+        del self.wal_images[node.id]
+        node.disk = self.records.decode_log(found.payloads)[0]
+        if found.corruption is not None:
+            node.damaged = True
+            node.damaged_tail = tuple(self.records.decode_log(found.tail)[0])
+        return True, found.corruption
 
     def _record_event(self, node: SimNode, kind: str, data: dict[str, Any]) -> None:
         rec = {"t": self.now, "src": node.id, "kind": kind, **data}

@@ -225,3 +225,35 @@ def test_churn() -> None:
     acknowledged_writes_survive(net)
     assert sum(1 for _, _, r in net.replies if r.status == "ok") > 50  # it did make progress
     net.check()
+
+
+def test_a_follower_back_with_less_than_it_acknowledged_is_repaired_by_the_same_leader() -> None:
+    """A corrupt WAL (Protocol-Aware Recovery): the follower restarts at once, damaged,
+    with an older state of its log. The leader, which still counts it at its old match,
+    learns from its rejection that the match is void and repairs it without an election
+    (it does not loop probing above the follower's log); the follower then takes writes."""
+    from protocols.base import events as ev
+
+    net = make_net(3, seed=7)
+    leader = net.wait_leader()
+    for i in range(20):
+        write(net, leader, f"k{i}", f"v{i}")
+    net.run_for(0.2)
+    follower = next(r for r in net.ids if r != leader)
+    term = net.status(leader)["term"]
+    net.crash(follower, power_loss=False)
+    node = net.nodes[follower]
+    half = len(node.disk) // 2
+    node.disk, tail = node.disk[:half], node.disk[half + 1 :]  # one record lost in the middle
+    node.damaged, node.damaged_tail = True, tuple(tail)
+    net.restart(follower)
+    assert net.status(follower)["repairing"]
+    sent = sum(net.counts.values())
+    assert net.run_until(lambda: bool(net.events_of(ev.WAL_REPAIRED, follower)), 2.0)
+    assert sum(net.counts.values()) - sent < 200  # repaired in a few round trips
+    assert net.status(leader)["role"] == "leader" and net.status(leader)["term"] == term
+    assert not node.damaged  # the marker is dropped with the repair
+    write(net, leader, "after", "repair")
+    net.run_for(0.2)
+    assert net.status(follower)["last_index"] == net.status(leader)["last_index"]
+    net.check()

@@ -58,7 +58,9 @@ class AppendResponse(msgspec.Struct, frozen=True, tag=True):
 
     Rejection: `index` is the rejected prev_index; `hint_index`/`hint_term` are the
     follower's last entry at or below it whose term is <= prev_term, so the leader skips a
-    whole conflicting term per round trip (the fast backup at the end of section 5.3)."""
+    whole conflicting term per round trip (the fast backup at the end of section 5.3).
+    `lost`: the follower is repairing a corrupt WAL, so it may hold less than it once
+    acknowledged, and what the leader knew of its log is void."""
 
     term: int
     success: bool
@@ -66,6 +68,7 @@ class AppendResponse(msgspec.Struct, frozen=True, tag=True):
     hint_index: int = 0
     hint_term: int = 0
     round: int = 0
+    lost: bool = False
 
 
 class Heartbeat(msgspec.Struct, frozen=True, tag=True):

@@ -120,6 +120,17 @@ class Replication:
             next_probe = m.hint_index
             if m.hint_term > 0:
                 next_probe, _ = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
+            if m.lost and pr.match > 0:
+                # Its WAL was corrupt: it came back with an older state of its log, which
+                # may lack entries it acknowledged (Alagappan et al., FAST 2018), so our
+                # match for it is void. Never below what it holds, `next` would stay above
+                # its log forever; probe again from its hint, and count nothing of it until
+                # an AppendEntries succeeds there (lowering a match only delays commits).
+                pr.match = 0
+                pr.become_probe()
+                pr.next = max(1, min(m.index, next_probe + 1))
+                self._send_append(src)
+                return
             if pr.maybe_decr_to(m.index, next_probe):
                 if pr.state == REPLICATE:
                     pr.become_probe()
@@ -176,8 +187,9 @@ class Replication:
             hint_index, hint_term = self.log.find_conflict_by_term(hint_index, m.prev_term)
             self.out.send(
                 src,
-                AppendResponse(self.term, False, m.prev_index, hint_index, hint_term, m.round),
-            )
+                AppendResponse(self.term, False, m.prev_index, hint_index, hint_term, m.round,
+                               lost=self.repairing),
+            )  # fmt: skip
             return
         last_new = m.prev_index + len(m.entries)
         conflict = self.log.find_conflict(m.entries)
@@ -198,6 +210,13 @@ class Replication:
 
     def _handle_heartbeat(self, src: str, m: Heartbeat) -> None:
         self._commit_to(min(m.commit, self.log.last_index))
+        if self.repairing and m.commit > self.log.last_index:
+            # The leader's commit is capped at our match, so it counts us for entries we
+            # no longer hold (a corrupt WAL), and at idle it sends no AppendEntries that
+            # we could reject: say so, as a rejection of its commit point, with our end.
+            last = self.log.last_index
+            self.out.send(src, AppendResponse(self.term, False, m.commit, last,
+                                              self.log.last_term, m.round, lost=True))  # fmt: skip
         self.out.send(src, HeartbeatResponse(self.term, m.round))
 
     def _handle_snapshot(self, src: str, m: InstallSnapshot) -> None:
