@@ -112,3 +112,29 @@ def test_the_run_record_folds_into_faults_timelines_and_violations(run_dir: Path
     assert (
         cut and {m.type for m in cut} >= {"Heartbeat"} and all("r0" in (m.src, m.dst) for m in cut)
     )
+
+
+def test_an_election_won_ms_after_the_candidacy_is_marked_as_a_new_leader(tmp_path: Path) -> None:
+    """Role changes a few ms apart fold into one label, but the mark is the weightiest:
+    a candidacy won 2 ms later is a leader's star at the election's time (an under-load
+    run's raft split brain lost its new leader from the diagram this way)."""
+    import json
+
+    root = tmp_path / "run"
+    root.mkdir()
+    events = [
+        {"t": 0.0, "src": "supervisor", "kind": "lab.ready", "nodes": ["r0", "r1", "r2"]},
+        {"t": 1.0, "src": "r1", "kind": "became_candidate", "term": 1, "pre_vote": True},
+        {"t": 1.001, "src": "r1", "kind": "became_candidate", "term": 2},
+        {"t": 1.002, "src": "r1", "kind": "became_leader", "term": 2, "how": "elected"},
+        {"t": 1.5, "src": "r0", "kind": "stepped_down", "term": 1, "reason": "check_quorum"},
+        {"t": 1.501, "src": "r0", "kind": "became_follower", "term": 1, "leader": None},
+        {"t": 2.0, "src": "supervisor", "kind": "lab.stopped"},
+    ]
+    (root / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    config = {"protocol": "raft", "nodes": 3, "replicas": ["r0", "r1", "r2"]}
+    (root / "lab.json").write_text(json.dumps({"config": config}))
+    run = load_run(root)
+    assert run.nodes["r1"].marks == [(1.002, "became_leader", "candidate, term 2; leader")]
+    assert run.nodes["r0"].marks == [(1.5, "stepped_down",
+                                      "stepped down, term 1 (check_quorum); follower")]  # fmt: skip

@@ -29,6 +29,8 @@ ROLE_EVENTS = {
     "became_candidate": "candidate",
     "stepped_down": "follower",
 }
+# Which of several role changes folded into one mark it shows (the highest).
+MARK_WEIGHT = {"became_follower": 0, "became_candidate": 1, "stepped_down": 2, "became_leader": 3}
 
 
 @dataclass
@@ -358,10 +360,18 @@ def _fold_nodes(
             if how:
                 label += f" ({how})"
             if line.marks and e["t"] - line.marks[-1][0] < 0.005:
-                # One transition reported twice (stepped down, then follower): one label.
+                # Changes a few ms apart get one label (stepped down, then follower: one
+                # transition reported twice), but the mark is the weightiest of them, at
+                # its own time: an election won 2 ms after the candidacy is a new leader's
+                # star (and the evidence a violation names), not a candidate's diamond.
                 t_prev, kind_prev, label_prev = line.marks[-1]
                 if label_prev.split(",")[0] != label.split(",")[0]:
-                    line.marks[-1] = (t_prev, kind_prev, f"{label_prev}; {label.split(',')[0]}")
+                    label_prev = f"{label_prev}; {label.split(',')[0]}"
+                elif ";" not in label_prev:
+                    label_prev = label  # the same change again (a pre-vote, then the vote)
+                if MARK_WEIGHT[kind] > MARK_WEIGHT[kind_prev]:
+                    t_prev, kind_prev = e["t"], kind
+                line.marks[-1] = (t_prev, kind_prev, label_prev)
                 continue
             line.marks.append((e["t"], kind, label))
         elif kind == "lease":
