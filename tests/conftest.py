@@ -92,18 +92,43 @@ class CLI:
             pass
 
     def cleanup(self) -> None:
+        """Stop the lab and kill whatever of it is left, whatever state the test left it
+        in: a `down` that hangs or fails, an `up -d` that timed out before the lab wrote
+        its state (its supervisor still starting, known only by its command line)."""
         from nodes import auth
 
         os.environ.pop(auth.ENV, None)
         self.track()
         if (self.lab_dir / "state.json").exists():
-            self.run("down", check=False, timeout=20)
+            try:
+                self.run("down", check=False, timeout=20)
+            except subprocess.TimeoutExpired:
+                pass  # killed below
+        self.track()
+        for p in lab_processes(self.lab_dir):
+            self.pids.add(p.pid)
         for pid in self.pids:
             try:
                 p = psutil.Process(pid)
                 p.send_signal(signal.SIGKILL)
             except psutil.Error:
                 pass
+
+
+def lab_processes(lab_dir: Path) -> list[psutil.Process]:
+    """The lab processes whose command line points into `lab_dir` (the supervisor names
+    it, and every child it spawns a path in its run), and what they spawned."""
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(lab_dir) in cmd and ("nodes." in cmd or "labctl" in cmd or "faults." in cmd):
+                found[p.pid] = p
+                found.update((c.pid, c) for c in p.children(recursive=True))
+        except psutil.Error:
+            continue
+    found.pop(os.getpid(), None)
+    return list(found.values())
 
 
 @pytest.fixture

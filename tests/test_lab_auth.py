@@ -7,10 +7,12 @@ takes writes only from replicas; the lab's files are its user's alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -49,8 +51,19 @@ def _as_outsider(lab_dir: Path, endpoints: list[str]) -> dict:
         except KeyError:
             pass
     env = {k: v for k, v in os.environ.items() if k != auth.ENV}
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=True)
-    return json.loads(out.stdout)
+    # In a session of its own, so a probe that hangs is killed with `su` and its shell
+    # (a timeout of subprocess.run would kill `su` only, leaving the probe behind).
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=60)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group: su, its shell, the probe
+        proc.wait()
+        raise
+    assert proc.returncode == 0, err
+    return json.loads(out)
 
 
 def test_another_user_cannot_stop_or_drive_a_lab(cli: CLI) -> None:
@@ -91,7 +104,11 @@ def test_an_endpoint_naming_itself_r1_never_gets_r1s_traffic_nor_cuts_it_off(cli
     # The outsider guesses a secret and claims to be r1; the insider holds the secret but
     # authenticates under its own name.
     outsider = _imposter(ctx, state["router"], b"guessed", "r1")
-    insider = _imposter(ctx, state["router"], cli.secret(), "mallory")
+    try:
+        insider = _imposter(ctx, state["router"], cli.secret(), "mallory")
+    except BaseException:
+        outsider.close()
+        raise
     codec = Codec(RAFT_MESSAGES)
     try:
         # Both speak first (so the router has seen them), then traffic flows for a while.
