@@ -28,35 +28,84 @@ Given a majority of Prepare replies (the recoverer's own included), in this orde
    meanwhile);
 6. someone pre-accepted it at all: Phase 1 with that command, slow path only;
 7. nobody knows it: commit a no-op through Accept (a fast quorum would intersect ours).
+
+A mixin of EPaxosProtocol: it reads and writes the core's state and calls its instance
+state changes (vote, promise, accept, commit); both are declared below, the class that
+provides them is not imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from protocols.epaxos.instances import Instance, InstanceId
+from protocols.base import Ready
+from protocols.epaxos.instances import Conflicts, Instance, InstanceId
+from protocols.epaxos.lead import Lead
 from protocols.epaxos.messages import (
     ACCEPTED,
     COMMITTED,
     NONE,
     PREACCEPTED,
+    Cmds,
+    Deps,
     PreAccept,
     Prepare,
     PrepareReply,
     TryPreAccept,
     TryPreAcceptReply,
 )
+from protocols.epaxos.options import Options
 
-if TYPE_CHECKING:
-    from protocols.epaxos.core import EPaxosProtocol as _Base
-else:
-    _Base = object
+RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
 
 
-class Recovery(_Base):
+class Recovery:
+    # State owned by EPaxosProtocol (see core.py).
+    me: str
+    ids: tuple[str, ...]
+    peers: tuple[str, ...]
+    n: int
+    idx: int
+    f: int
+    index_of: dict[str, int]
+    fast_size: int
+    slow_peers: int
+    opts: Options
+    instances: dict[InstanceId, Instance]
+    conflicts: Conflicts
+    compacted: list[int]
+    leading: dict[InstanceId, Lead]
+    recovering: set[InstanceId]
+    recovery_tries: dict[InstanceId, int]
+    inflight: set[InstanceId]
+    max_ballot: int
+    now: float
+    out: Ready
+
+    if TYPE_CHECKING:  # provided by EPaxosProtocol
+
+        def _instance(self, iid: InstanceId) -> Instance: ...
+        def _schedule(self, iid: InstanceId, t: float, replace: bool = True) -> None: ...
+        def _recovery_time(self, iid: InstanceId | None = None) -> float: ...
+        def _promise(self, inst: Instance, ballot: int) -> None: ...
+        def _abandon(self, iid: InstanceId) -> None: ...
+        def _commit(self, iid: InstanceId, cmds: Cmds, seq: int, deps: Deps) -> None: ...
+        def _accept_phase(
+            self, iid: InstanceId, lead: Lead, cmds: Cmds, seq: int, deps: Deps
+        ) -> None: ...
+        def _vote(
+            self,
+            inst: Instance,
+            status: int,
+            ballot: int,
+            cmds: Cmds,
+            seq: int,
+            deps: Deps,
+            orig: bool,
+            fence: bool = True,
+        ) -> None: ...
+
     def _start_recovery(self, iid: InstanceId) -> None:
-        from protocols.epaxos.core import RECOVERY_EVENT, Lead
-
         if len(self.recovering) >= self.opts.max_recoveries:
             self.recovering = {i for i in self.recovering if i in self.leading}
             if len(self.recovering) >= self.opts.max_recoveries:
@@ -140,7 +189,7 @@ class Recovery(_Base):
         if len(lead.replies) >= self.slow_peers + 1:
             self._decide(iid, lead)
 
-    def _decide(self, iid: InstanceId, lead: Any) -> None:
+    def _decide(self, iid: InstanceId, lead: Lead) -> None:
         replies: dict[str, PrepareReply] = lead.replies
         known = [r for r in replies.values() if r.status != NONE and r.cmds is not None]
         for r in known:
@@ -173,7 +222,7 @@ class Recovery(_Base):
         else:
             self._accept_phase(iid, lead, (), 0, (0,) * self.n)  # no-op
 
-    def _phase1(self, iid: InstanceId, lead: Any, basis: Any) -> None:
+    def _phase1(self, iid: InstanceId, lead: Lead, basis: PrepareReply) -> None:
         """Pre-accept the command again in our ballot, never fast: attributes are the
         union of what the replies and our own conflict index know, then Accept."""
         inst = self._instance(iid)
@@ -191,7 +240,9 @@ class Recovery(_Base):
         for p in self.peers:
             self.out.send(p, msg)
 
-    def _try_phase(self, iid: InstanceId, lead: Any, orig: PrepareReply, holders: set) -> None:
+    def _try_phase(
+        self, iid: InstanceId, lead: Lead, orig: PrepareReply, holders: set[str]
+    ) -> None:
         lead.phase, lead.cmds, lead.seq, lead.deps = "trypreaccept", orig.cmds, orig.seq, orig.deps
         # Replicas that answered our Prepare without holding the leader's attributes promised
         # our ballot: they are not, and never will be, part of a ballot-0 fast quorum.
@@ -270,7 +321,9 @@ class Recovery(_Base):
         if m.ballot == lead.ballot:
             self._handle_try_reply(iid, lead, src, m)
 
-    def _handle_try_reply(self, iid: InstanceId, lead: Any, src: str, m: TryPreAcceptReply) -> None:
+    def _handle_try_reply(
+        self, iid: InstanceId, lead: Lead, src: str, m: TryPreAcceptReply
+    ) -> None:
         if src in lead.replies:
             return
         lead.replies[src] = m

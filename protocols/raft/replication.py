@@ -77,7 +77,7 @@ class Replication:
         )
         # It carries only entries (already durable, or persisted by this very batch): it
         # may leave while our own fsync runs. Our term is durable unless this batch
-        # persists it, and then `_finish` raises the barrier and holds it back.
+        # persists it, and then the batch's fence (`Ready.seal`) holds it back.
         self.out.send_parallel(peer, msg)
         pr.sent_entries(entries[-1].index if entries else prev_index, len(entries))
         return True
@@ -214,7 +214,7 @@ class Replication:
         record = SnapshotRecord(m.index, m.snap_term, m.data)
         self.log.compact(m.index, m.snap_term)
         self.snapshot = record
-        self.out.compact = self.durable_state()
+        self.out.compact_to(self.durable_state())
         self.commit = self.applied = m.index
         self.out.restore = SnapshotImage(m.index, m.snap_term, m.data)
         self.out.send(src, AppendResponse(self.term, True, m.index, round=m.round))
