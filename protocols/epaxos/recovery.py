@@ -59,6 +59,14 @@ from protocols.epaxos.options import Options
 RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
 
 
+def known_command(r: PrepareReply) -> Cmds:
+    """The command a reply holds: phase 1 and TryPreAccept are only ever started from a
+    reply that knows it (a misuse raises, it is never a peer's input)."""
+    if r.cmds is None:
+        raise AssertionError(f"no command known for instance {(r.replica, r.inum)}")
+    return r.cmds
+
+
 class Recovery:
     # State owned by EPaxosProtocol (see core.py).
     me: str
@@ -225,25 +233,27 @@ class Recovery:
     def _phase1(self, iid: InstanceId, lead: Lead, basis: PrepareReply) -> None:
         """Pre-accept the command again in our ballot, never fast: attributes are the
         union of what the replies and our own conflict index know, then Accept."""
+        cmds = known_command(basis)
         inst = self._instance(iid)
-        seq, deps = self.conflicts.attributes(basis.cmds, basis.seq, basis.deps, iid)
+        seq, deps = self.conflicts.attributes(cmds, basis.seq, basis.deps, iid)
         for r in lead.replies.values():
-            if getattr(r, "cmds", None) == basis.cmds and len(r.deps) == self.n:
+            if getattr(r, "cmds", None) == cmds and len(r.deps) == self.n:
                 seq, deps = max(seq, r.seq), tuple(map(max, deps, r.deps))
-        lead.phase, lead.cmds, lead.seq, lead.deps = "preaccept", basis.cmds, seq, deps
+        lead.phase, lead.cmds, lead.seq, lead.deps = "preaccept", cmds, seq, deps
         lead.replies, lead.fast = {}, False
-        self._vote(inst, PREACCEPTED, lead.ballot, basis.cmds, seq, deps, orig=False)
+        self._vote(inst, PREACCEPTED, lead.ballot, cmds, seq, deps, orig=False)
         if self.slow_peers == 0:
-            self._accept_phase(iid, lead, basis.cmds, seq, deps)
+            self._accept_phase(iid, lead, cmds, seq, deps)
             return
-        msg = PreAccept(lead.ballot, iid[0], iid[1], basis.cmds, seq, deps)
+        msg = PreAccept(lead.ballot, iid[0], iid[1], cmds, seq, deps)
         for p in self.peers:
             self.out.send(p, msg)
 
     def _try_phase(
         self, iid: InstanceId, lead: Lead, orig: PrepareReply, holders: set[str]
     ) -> None:
-        lead.phase, lead.cmds, lead.seq, lead.deps = "trypreaccept", orig.cmds, orig.seq, orig.deps
+        cmds = known_command(orig)
+        lead.phase, lead.cmds, lead.seq, lead.deps = "trypreaccept", cmds, orig.seq, orig.deps
         # Replicas that answered our Prepare without holding the leader's attributes promised
         # our ballot: they are not, and never will be, part of a ballot-0 fast quorum.
         lead.not_in_quorum = {self.index_of[s] for s in lead.replies if s not in holders}
@@ -253,7 +263,7 @@ class Recovery:
         if self.n - len(lead.not_in_quorum) < self.fast_size:
             self._phase1(iid, lead, orig)
             return
-        msg = TryPreAccept(lead.ballot, iid[0], iid[1], orig.cmds or (), orig.seq, orig.deps)
+        msg = TryPreAccept(lead.ballot, iid[0], iid[1], cmds, orig.seq, orig.deps)
         for p in sorted(lead.targets):
             if p == self.me:
                 self._handle_try_reply(iid, lead, p, self._try_pre_accept(msg))

@@ -27,6 +27,8 @@ from protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
 
 if TYPE_CHECKING:
+    import msgspec
+
     from protocols.base import ClientRequest
 
 LEADER = "leader"
@@ -56,6 +58,7 @@ class Replication:
         def _drop(self, reason: str) -> None: ...
         def _on_round_acked(self, src: str, round_: int) -> None: ...
         def _read(self, client: str, request: ClientRequest) -> None: ...
+        def durable_state(self) -> list[msgspec.Struct]: ...
 
     # -- leader: sending ---------------------------------------------------------------
 
