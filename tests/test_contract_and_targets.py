@@ -18,7 +18,7 @@ from protocols.base import ClientReply, ConfigError, Ready, client_quorum
 
 def test_parallel_messages_may_overtake_the_fsync_until_a_vote_is_persisted() -> None:
     first = Ready()
-    first.persist.append(ClientReply("a", "ok", "r0"))  # any record: entries of a leader
+    first.persist_overtakable(ClientReply("a", "ok", "r0"))  # a leader's own entries
     first.send_parallel("r1", ClientReply("append-1", "ok", "r0"))
     second = Ready()
     second.send_parallel("r2", ClientReply("append-2", "ok", "r0"))
@@ -27,7 +27,7 @@ def test_parallel_messages_may_overtake_the_fsync_until_a_vote_is_persisted() ->
 
     vote = Ready()
     vote.send("r1", ClientReply("vote", "ok", "r0"))
-    vote.raise_barrier()  # it persists a term or a vote
+    vote.persist.append(ClientReply("term", "ok", "r0"))  # a term or a vote: it fences
     first.merge(vote)
     later = Ready()
     later.send_parallel("r2", ClientReply("append-3", "ok", "r0"))
@@ -42,7 +42,8 @@ def test_a_barrier_demotes_what_the_same_batch_queued_before_it() -> None:
     out = Ready()
     out.send_parallel("r1", ClientReply("append", "ok", "r0"))
     out.send("r1", ClientReply("reply", "ok", "r0"))
-    out.raise_barrier()
+    out.persist.append(ClientReply("vote", "ok", "r0"))
+    out.seal()  # what every input's batch gets (BatchingProtocol._finish, Ready.merge)
     assert out.parallel == [] and [m.request_id for _, m in out.messages] == ["append", "reply"]
     out.send_parallel("r2", ClientReply("late", "ok", "r0"))
     assert out.parallel == [] and out.messages[-1][1].request_id == "late"

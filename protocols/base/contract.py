@@ -18,8 +18,11 @@ network) MUST carry out its fields in this order, the order of obligation:
    they carry nothing but what those records hold: a leader's AppendEntries of its own new
    entries, sent while the leader's own fsync runs (Raft thesis 10.2.1; the leader counts
    itself towards a commit only once its write returned, which the caller's next input
-   guarantees). Never a vote, a term or an acknowledgement. A batch that persists a term or
-   a vote sets `barrier`, and merging demotes later `parallel` messages to `messages`.
+   guarantees). Never a vote, a term or an acknowledgement. The fence is automatic: a
+   record appended to `persist` holds every parallel message of its batch back until the
+   fsync (`barrier`), unless the protocol wrote it with `persist_overtakable` (the records
+   those messages carry). `seal` applies the rule; `merge` seals both sides, so a batch
+   can never forget it, and demotes later `parallel` messages once a barrier stands.
 1. `persist`: write every record durably (append + fsync) BEFORE any message of this batch
    leaves. A vote or a log entry acknowledged before it is on disk is how replicas lie.
 2. `messages`: send each (destination, message) pair; destinations are peer ids, client
@@ -44,7 +47,11 @@ handed back through `on_snapshot`; `restore` tells it to replace the state machi
 image received from a peer. `compact`, when set, is the protocol's complete durable state
 (a snapshot record, the hard state, the entries after the snapshot): the runtime replaces
 the whole WAL with it atomically, then appends this batch's `persist`. Log compaction, so
-the WAL does not grow with the whole history.
+the WAL does not grow with the whole history. Set it with `compact_to(records)`, never by
+hand: the records are the state as of that call, so whatever the batch persisted before
+(`persist`, `persist_after`) is inside them and is dropped, and only what it persists
+after the call is appended after the rewrite. Merging keeps the same order: a later
+batch's compaction supersedes everything persisted before it, never what comes after.
 """
 
 from __future__ import annotations
@@ -122,14 +129,19 @@ class Ready:
     next_deadline: float | None = None
     want_snapshot: bool = False
     restore: SnapshotImage | None = None
-    compact: list[msgspec.Struct] | None = None
+    compact: list[msgspec.Struct] | None = None  # set through compact_to
     barrier: bool = False  # persists state (a term, a vote) no later message may overtake
+    # The fence bookkeeping of `seal`: `persist[:_sealed]` is judged already; of the records
+    # after it, `_overtakable` were written with persist_overtakable.
+    _sealed: int = field(default=0, init=False, repr=False, compare=False)
+    _overtakable: int = field(default=0, init=False, repr=False, compare=False)
 
     def send(self, dst: str, msg: msgspec.Struct) -> None:
         self.messages.append((dst, msg))
 
     def send_parallel(self, dst: str, msg: msgspec.Struct) -> None:
-        """A message that may leave before this batch's fsync (see obligation 0)."""
+        """A message that may leave before this batch's fsync (see obligation 0): it does
+        unless the batch persists a record other than `persist_overtakable` ones."""
         if self.barrier:
             self.messages.append((dst, msg))
         else:
@@ -139,18 +151,50 @@ class Ready:
         """A message that leaves after this batch's answers (see obligation 3)."""
         self.after.append((dst, msg))
 
+    def persist_overtakable(self, record: msgspec.Struct) -> None:
+        """Persist a record this batch's parallel messages may overtake: only what those
+        messages carry themselves (a leader's own new entries, a command leader's own
+        proposal). Everything else goes to `persist` and fences them."""
+        self.persist.append(record)
+        self._overtakable += 1
+
+    def seal(self) -> Ready:
+        """Apply the fence: a record persisted since the last seal that is not overtakable
+        (a term, a vote, a promise) raises the barrier. Idempotent; `merge` calls it on
+        both batches and every BatchingProtocol input on its own, so it cannot be
+        forgotten. Returns the batch."""
+        if len(self.persist) - self._sealed > self._overtakable:
+            self.raise_barrier()
+        self._sealed, self._overtakable = len(self.persist), 0
+        return self
+
     def raise_barrier(self) -> None:
-        """This batch persists a term or a vote: nothing of it may leave before the fsync."""
+        """Nothing of this batch may leave before its fsync: demote the parallel messages
+        queued so far, and any sent later. `seal` calls it; a protocol need not."""
         self.barrier = True
         if self.parallel:
             self.messages[:0] = self.parallel
             self.parallel = []
+
+    def compact_to(self, records: list[msgspec.Struct]) -> None:
+        """Replace the WAL with `records`, the protocol's complete durable state as of this
+        call. What this batch persisted before it is part of that state and is dropped (it
+        would otherwise land after the rewrite, older than it); what it persists after this
+        call is appended after the rewrite. A compaction holds the term and the vote: a
+        barrier, as any record that is not overtakable."""
+        self.compact = list(records)
+        self.persist = []
+        self.persist_after = []
+        self._sealed = self._overtakable = 0
+        self.raise_barrier()
 
     def event(self, kind: str, **data: Any) -> None:
         self.events.append(Event(kind, data))
 
     def merge(self, later: Ready) -> Ready:
         """Fold a later batch into this one, keeping the order of obligation."""
+        self.seal()
+        later.seal()
         if self.barrier:
             # What this batch persists first (a vote, a term) must be on disk before
             # anything later leaves, however harmless that looks on its own.
@@ -158,12 +202,21 @@ class Ready:
         else:
             self.parallel.extend(later.parallel)
         self.barrier = self.barrier or later.barrier
-        self.persist.extend(later.persist)
+        if later.compact is not None:
+            # The later compaction is the protocol's whole state after everything this
+            # batch persisted (compact_to's rule): it supersedes an earlier compaction and
+            # every record persisted before it; the later batch's own records come after.
+            self.compact = later.compact
+            self.persist = list(later.persist)
+            self.persist_after = list(later.persist_after)
+        else:
+            self.persist.extend(later.persist)
+            self.persist_after.extend(later.persist_after)
+        self._sealed = len(self.persist)
         self.messages.extend(later.messages)
         self.committed.extend(later.committed)
         self.reads.extend(later.reads)
         self.after.extend(later.after)
-        self.persist_after.extend(later.persist_after)
         self.events.extend(later.events)
         if later.next_deadline is not None:
             self.next_deadline = later.next_deadline
@@ -173,11 +226,6 @@ class Ready:
             # this batch at or below it are inside the image and must not be applied after it.
             self.restore = later.restore
             self.committed = [c for c in self.committed if c.index > later.restore.index]
-        if later.compact is not None:
-            # A later compaction supersedes an earlier one, and what the earlier batch
-            # asked to persist is already part of the protocol state the later one saves.
-            self.compact = later.compact
-            self.persist = list(later.persist)
         return self
 
     def is_empty(self) -> bool:

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from protocols.base import Ready
+from protocols.epaxos.instances import Instance, InstanceId
 from protocols.epaxos.messages import COMMITTED, Commit, Sync
-
-if TYPE_CHECKING:
-    from protocols.epaxos.core import EPaxosProtocol as _Base
-else:
-    _Base = object
 
 MAX_GAP = 256  # instances one input may schedule or send for catching up
 # Instance numbers one Sync may make a replica scan, per replica row: a row with long
@@ -37,7 +34,24 @@ MAX_SCAN = 16 * MAX_GAP
 MAX_AHEAD = 64 * MAX_GAP
 
 
-class CatchUp(_Base):
+class CatchUp:
+    """A mixin of EPaxosProtocol; what it uses of the core is declared here."""
+
+    # State owned by EPaxosProtocol (see core.py; `compacted` by the Checkpoints mixin).
+    n: int
+    idx: int
+    instances: dict[InstanceId, Instance]
+    known_max: list[int]
+    committed_upto: list[int]
+    compacted: list[int]
+    out: Ready
+
+    if TYPE_CHECKING:  # provided by EPaxosProtocol and the Checkpoints mixin
+
+        def _schedule(self, iid: InstanceId, t: float, replace: bool = True) -> None: ...
+        def _recovery_time(self, iid: InstanceId | None = None) -> float: ...
+        def _peer_checkpoint(self, src: str, floor: tuple[int, ...]) -> None: ...
+
     def _learn_numbers(self, q: int, inum: int) -> None:
         """Instances of q numbered below one we know of exist (or were recovered as
         no-ops): those we never heard of get a recovery timer, like any undecided one."""

@@ -20,20 +20,36 @@ asked about; so attributes that do not cover the compacted prefix get a committe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from protocols.base import Ready, SnapshotImage
+from protocols.epaxos.execution import Executor
+from protocols.epaxos.instances import Conflicts, Instance, InstanceId
 from protocols.epaxos.messages import COMMITTED, Checkpoint, InstanceState, Reservation
-
-if TYPE_CHECKING:
-    from protocols.epaxos.core import EPaxosProtocol as _Base
-else:
-    _Base = object
+from protocols.epaxos.options import Options
 
 CHECKPOINT_EVENT = "epaxos.checkpoint"  # data: applied, compacted, kept (instances)
 
 
-class Checkpoints(_Base):
+class Checkpoints:
+    """A mixin of EPaxosProtocol: it owns the state `_init_checkpoints` sets, and uses
+    the core's declared below. The core calls `_checkpoint` with the runtime's image."""
+
+    # State owned by EPaxosProtocol (see core.py).
+    n: int
+    idx: int
+    peers: tuple[str, ...]
+    opts: Options
+    instances: dict[InstanceId, Instance]
+    conflicts: Conflicts
+    executor: Executor
+    applied: int
+    next_inum: int
+    reserved_upto: int
+    known_max: list[int]
+    committed_upto: list[int]
+    recovery_tries: dict[InstanceId, int]
+    timer_at: dict[InstanceId, float]
+    out: Ready
+
     def _init_checkpoints(self) -> None:
         self.compacted = [0] * self.n  # per replica: instances up to here are gone
         self.checkpoint_floor = [0] * self.n  # what our latest durable checkpoint holds
@@ -79,13 +95,9 @@ class Checkpoints(_Base):
         if mine is not None and len(floor) == self.n:
             self.peer_floor[src] = [max(a, b) for a, b in zip(mine, floor, strict=True)]
 
-    def on_snapshot(self, now: float, image: SnapshotImage) -> Ready:
-        self._begin(now)
-        if image.index == self.applied and self.since_checkpoint > 0:
-            self._checkpoint(image)
-        return self._finish()
-
     def _checkpoint(self, image: SnapshotImage) -> None:
+        """The runtime's image at our execution position: write the checkpoint, and
+        compact what every replica holds in one."""
         floor = list(self.executor.floor)
         above = sorted(
             iid
@@ -102,7 +114,7 @@ class Checkpoints(_Base):
         self.checkpoints += 1
         record = Checkpoint(image.index, image.data, tuple(floor), tuple(above), tuple(compacted))
         kept: list[InstanceState] = [self.instances[i].record() for i in sorted(self.instances)]
-        self.out.compact = [record, Reservation(self.reserved_upto), *kept]
+        self.out.compact_to([record, Reservation(self.reserved_upto), *kept])
         self.last_kept = len(kept)
         self.out.event(
             CHECKPOINT_EVENT, applied=image.index, compacted=compacted, kept=len(kept)

@@ -5,8 +5,13 @@ instances it opens in its own row of the instance space. A command commits on th
 path when a fast quorum (F + floor((F+1)/2) replicas, leader included, N = 2F+1) pre-accepts
 it with the leader's own attributes, otherwise after a Paxos Accept round at a majority.
 Recovery of instances whose leader went quiet (explicit Prepare, TryPreAccept) lives in
-recovery.py and catching up on missed instances in catchup.py, mixins of this class;
-execution order in execution.py.
+recovery.py, catching up on missed instances in catchup.py and checkpoints in
+checkpoint.py: mixins of this class, each declaring the state and the core methods it
+uses (this class owns both), none importing this module. Execution order is the Executor
+(execution.py), the phase an instance is driven in a `Lead` (lead.py).
+
+Every input opens one batch (`BatchingProtocol`: `self.now`, `self.out`); `_seal` ends it
+with the next deadline.
 
 Timers: one per instance at most, kept in a heap and validated lazily when they fire. A
 command leader re-sends its phase every `resend_interval`; any replica that knows of an
@@ -19,7 +24,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgspec
@@ -30,16 +34,18 @@ from protocols.base import (
     Command,
     Committed,
     NodeConfig,
-    Protocol,
     Ready,
+    SnapshotImage,
     reply,
     request_problem,
 )
+from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.checkpoint import Checkpoints
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
+from protocols.epaxos.lead import Lead, pairwise_max
 from protocols.epaxos.messages import (
     ACCEPTED,
     COMMITTED,
@@ -68,38 +74,12 @@ from protocols.epaxos.mutations import MUTATIONS
 from protocols.epaxos.options import Options
 from protocols.epaxos.recovery import Recovery
 
-RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
 MAX_BACKOFF_DOUBLINGS = 4
 RESERVE_BLOCK = 16  # own instance numbers reserved by one durable record
 RECOVERED_EVENT = "epaxos.recovered"  # data: instance, noop
 
 
-@dataclass(slots=True)
-class Lead:
-    """The phase this replica drives for one instance, as command leader (ballot 0) or as
-    recoverer (a higher ballot)."""
-
-    ballot: int
-    phase: str  # preaccept | accept | prepare | trypreaccept
-    recovery: bool
-    cmds: Cmds = ()
-    seq: int = 0
-    deps: Deps = ()
-    deadline: float = math.inf  # a recovery attempt past it starts over, higher
-    fast: bool = True  # the fast path is allowed (ballot 0 only)
-    all_equal: bool = True
-    replies: dict[str, Any] = field(default_factory=dict)
-    # TryPreAccept bookkeeping: who holds the attributes, who cannot be in a fast quorum.
-    targets: set[str] = field(default_factory=set)
-    supporters: set[str] = field(default_factory=set)
-    not_in_quorum: set[int] = field(default_factory=set)
-
-
-def pairwise_max(a: Deps, b: Deps) -> Deps:
-    return tuple(x if x >= y else y for x, y in zip(a, b, strict=True))
-
-
-class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
+class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
     name: ClassVar[str] = "epaxos"
     description: ClassVar[str] = (
         "Egalitarian Paxos: leaderless, fast path at a fast quorum, slow path by Accept, "
@@ -172,17 +152,11 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
         self.slow = 0
         self.recovered = 0
         self.drops: Counter[str] = Counter()
-        self.now = 0.0
-        self.out = Ready()
-        self._started = False
 
     # -- inputs -----------------------------------------------------------------------------
 
     def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready:
-        if self._started:
-            raise RuntimeError("start() called twice")
-        self._started = True
-        self._begin(now)
+        self._begin(now, starting=True)
         for record in recovered:
             if isinstance(record, Checkpoint):
                 self._restore_checkpoint(record)
@@ -279,21 +253,18 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
             self.sync_at = now + self.opts.sync_interval
         return self._finish()
 
-    def _begin(self, now: float) -> None:
-        if not self._started:
-            raise RuntimeError("start() must be called before any other input")
-        self.now = now
-        self.out = Ready()
+    def on_snapshot(self, now: float, image: SnapshotImage) -> Ready:
+        self._begin(now)
+        if image.index == self.applied and self.since_checkpoint > 0:
+            self._checkpoint(image)
+        return self._finish()
 
-    def _finish(self) -> Ready:
-        out = self.out
+    def _seal(self, out: Ready) -> None:
         while self.timers and self.timer_at.get(self.timers[0][2]) != self.timers[0][0]:
             heapq.heappop(self.timers)  # stale entries must not ask for a past tick
         deadline = min(self.timers[0][0] if self.timers else math.inf, self.sync_at)
         if deadline < math.inf:
             out.next_deadline = max(deadline, math.nextafter(self.now, math.inf))
-        self.out = Ready()
-        return out
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -361,11 +332,12 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
             self._learn_numbers(iid[0], iid[1])
         return inst
 
-    def _persist(self, inst: Instance, barrier: bool = True) -> None:
-        self.out.persist.append(inst.record())
-        if barrier:
+    def _persist(self, inst: Instance, fence: bool = True) -> None:
+        if fence:
             # A promise or a vote: no message of this batch may leave before it is durable.
-            self.out.raise_barrier()
+            self.out.persist.append(inst.record())
+        else:
+            self.out.persist_overtakable(inst.record())
 
     def _vote(
         self,
@@ -376,13 +348,13 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
         seq: int,
         deps: Deps,
         orig: bool,
-        barrier: bool = True,
+        fence: bool = True,
     ) -> None:
         first = inst.status == NONE and inst.cmds is None
         inst.status, inst.ballot, inst.vballot, inst.orig = status, ballot, ballot, orig
         inst.cmds, inst.seq, inst.deps = cmds, seq, deps
         self.conflicts.add(inst)
-        self._persist(inst, barrier)
+        self._persist(inst, fence)
         if first and inst.replica != self.idx:
             self._schedule(inst.id, self._recovery_time(), replace=False)
 
@@ -417,10 +389,9 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
         iid = (self.idx, self.next_inum)
         self.next_inum += 1
         if iid[1] > self.reserved_upto:
-            # Durable before any PreAccept for these numbers leaves (the barrier).
+            # Durable before any PreAccept for these numbers leaves (it fences them).
             self.reserved_upto = iid[1] + RESERVE_BLOCK - 1
             self.out.persist.append(Reservation(self.reserved_upto))
-            self.out.raise_barrier()
         seq, deps = self.conflicts.attributes(cmds, 0, (), iid)
         inst = self._instance(iid)
         # Our own vote must be durable before we count it, though recovery never takes it
@@ -428,7 +399,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, Protocol):
         # may meet this one only in us. Written lazily (tried), a leader that crashed forgot
         # the command, and two interfering commands committed without either depending on
         # the other (simnet schedules found it).
-        self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True, barrier=False)
+        self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True, fence=False)
         self.inflight.add(iid)
         self.proposed_here.add(iid)
         self.leading[iid] = Lead(0, "preaccept", False, cmds, seq, deps)

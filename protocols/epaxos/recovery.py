@@ -28,35 +28,92 @@ Given a majority of Prepare replies (the recoverer's own included), in this orde
    meanwhile);
 6. someone pre-accepted it at all: Phase 1 with that command, slow path only;
 7. nobody knows it: commit a no-op through Accept (a fast quorum would intersect ours).
+
+A mixin of EPaxosProtocol: it reads and writes the core's state and calls its instance
+state changes (vote, promise, accept, commit); both are declared below, the class that
+provides them is not imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from protocols.epaxos.instances import Instance, InstanceId
+from protocols.base import Ready
+from protocols.epaxos.instances import Conflicts, Instance, InstanceId
+from protocols.epaxos.lead import Lead
 from protocols.epaxos.messages import (
     ACCEPTED,
     COMMITTED,
     NONE,
     PREACCEPTED,
+    Cmds,
+    Deps,
     PreAccept,
     Prepare,
     PrepareReply,
     TryPreAccept,
     TryPreAcceptReply,
 )
+from protocols.epaxos.options import Options
 
-if TYPE_CHECKING:
-    from protocols.epaxos.core import EPaxosProtocol as _Base
-else:
-    _Base = object
+RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
 
 
-class Recovery(_Base):
+def known_command(r: PrepareReply) -> Cmds:
+    """The command a reply holds: phase 1 and TryPreAccept are only ever started from a
+    reply that knows it (a misuse raises, it is never a peer's input)."""
+    if r.cmds is None:
+        raise AssertionError(f"no command known for instance {(r.replica, r.inum)}")
+    return r.cmds
+
+
+class Recovery:
+    # State owned by EPaxosProtocol (see core.py).
+    me: str
+    ids: tuple[str, ...]
+    peers: tuple[str, ...]
+    n: int
+    idx: int
+    f: int
+    index_of: dict[str, int]
+    fast_size: int
+    slow_peers: int
+    opts: Options
+    instances: dict[InstanceId, Instance]
+    conflicts: Conflicts
+    compacted: list[int]
+    leading: dict[InstanceId, Lead]
+    recovering: set[InstanceId]
+    recovery_tries: dict[InstanceId, int]
+    inflight: set[InstanceId]
+    max_ballot: int
+    now: float
+    out: Ready
+
+    if TYPE_CHECKING:  # provided by EPaxosProtocol
+
+        def _instance(self, iid: InstanceId) -> Instance: ...
+        def _schedule(self, iid: InstanceId, t: float, replace: bool = True) -> None: ...
+        def _recovery_time(self, iid: InstanceId | None = None) -> float: ...
+        def _promise(self, inst: Instance, ballot: int) -> None: ...
+        def _abandon(self, iid: InstanceId) -> None: ...
+        def _commit(self, iid: InstanceId, cmds: Cmds, seq: int, deps: Deps) -> None: ...
+        def _accept_phase(
+            self, iid: InstanceId, lead: Lead, cmds: Cmds, seq: int, deps: Deps
+        ) -> None: ...
+        def _vote(
+            self,
+            inst: Instance,
+            status: int,
+            ballot: int,
+            cmds: Cmds,
+            seq: int,
+            deps: Deps,
+            orig: bool,
+            fence: bool = True,
+        ) -> None: ...
+
     def _start_recovery(self, iid: InstanceId) -> None:
-        from protocols.epaxos.core import RECOVERY_EVENT, Lead
-
         if len(self.recovering) >= self.opts.max_recoveries:
             self.recovering = {i for i in self.recovering if i in self.leading}
             if len(self.recovering) >= self.opts.max_recoveries:
@@ -140,7 +197,7 @@ class Recovery(_Base):
         if len(lead.replies) >= self.slow_peers + 1:
             self._decide(iid, lead)
 
-    def _decide(self, iid: InstanceId, lead: Any) -> None:
+    def _decide(self, iid: InstanceId, lead: Lead) -> None:
         replies: dict[str, PrepareReply] = lead.replies
         known = [r for r in replies.values() if r.status != NONE and r.cmds is not None]
         for r in known:
@@ -173,26 +230,30 @@ class Recovery(_Base):
         else:
             self._accept_phase(iid, lead, (), 0, (0,) * self.n)  # no-op
 
-    def _phase1(self, iid: InstanceId, lead: Any, basis: Any) -> None:
+    def _phase1(self, iid: InstanceId, lead: Lead, basis: PrepareReply) -> None:
         """Pre-accept the command again in our ballot, never fast: attributes are the
         union of what the replies and our own conflict index know, then Accept."""
+        cmds = known_command(basis)
         inst = self._instance(iid)
-        seq, deps = self.conflicts.attributes(basis.cmds, basis.seq, basis.deps, iid)
+        seq, deps = self.conflicts.attributes(cmds, basis.seq, basis.deps, iid)
         for r in lead.replies.values():
-            if getattr(r, "cmds", None) == basis.cmds and len(r.deps) == self.n:
+            if getattr(r, "cmds", None) == cmds and len(r.deps) == self.n:
                 seq, deps = max(seq, r.seq), tuple(map(max, deps, r.deps))
-        lead.phase, lead.cmds, lead.seq, lead.deps = "preaccept", basis.cmds, seq, deps
+        lead.phase, lead.cmds, lead.seq, lead.deps = "preaccept", cmds, seq, deps
         lead.replies, lead.fast = {}, False
-        self._vote(inst, PREACCEPTED, lead.ballot, basis.cmds, seq, deps, orig=False)
+        self._vote(inst, PREACCEPTED, lead.ballot, cmds, seq, deps, orig=False)
         if self.slow_peers == 0:
-            self._accept_phase(iid, lead, basis.cmds, seq, deps)
+            self._accept_phase(iid, lead, cmds, seq, deps)
             return
-        msg = PreAccept(lead.ballot, iid[0], iid[1], basis.cmds, seq, deps)
+        msg = PreAccept(lead.ballot, iid[0], iid[1], cmds, seq, deps)
         for p in self.peers:
             self.out.send(p, msg)
 
-    def _try_phase(self, iid: InstanceId, lead: Any, orig: PrepareReply, holders: set) -> None:
-        lead.phase, lead.cmds, lead.seq, lead.deps = "trypreaccept", orig.cmds, orig.seq, orig.deps
+    def _try_phase(
+        self, iid: InstanceId, lead: Lead, orig: PrepareReply, holders: set[str]
+    ) -> None:
+        cmds = known_command(orig)
+        lead.phase, lead.cmds, lead.seq, lead.deps = "trypreaccept", cmds, orig.seq, orig.deps
         # Replicas that answered our Prepare without holding the leader's attributes promised
         # our ballot: they are not, and never will be, part of a ballot-0 fast quorum.
         lead.not_in_quorum = {self.index_of[s] for s in lead.replies if s not in holders}
@@ -202,7 +263,7 @@ class Recovery(_Base):
         if self.n - len(lead.not_in_quorum) < self.fast_size:
             self._phase1(iid, lead, orig)
             return
-        msg = TryPreAccept(lead.ballot, iid[0], iid[1], orig.cmds or (), orig.seq, orig.deps)
+        msg = TryPreAccept(lead.ballot, iid[0], iid[1], cmds, orig.seq, orig.deps)
         for p in sorted(lead.targets):
             if p == self.me:
                 self._handle_try_reply(iid, lead, p, self._try_pre_accept(msg))
@@ -270,7 +331,9 @@ class Recovery(_Base):
         if m.ballot == lead.ballot:
             self._handle_try_reply(iid, lead, src, m)
 
-    def _handle_try_reply(self, iid: InstanceId, lead: Any, src: str, m: TryPreAcceptReply) -> None:
+    def _handle_try_reply(
+        self, iid: InstanceId, lead: Lead, src: str, m: TryPreAcceptReply
+    ) -> None:
         if src in lead.replies:
             return
         lead.replies[src] = m

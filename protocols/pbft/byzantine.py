@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from protocols.base import ClientReply, Command, Ready
+from protocols.pbft.auth import Signer
 from protocols.pbft.messages import (
     Checkpoint,
     Commit,
@@ -42,17 +43,28 @@ from protocols.pbft.messages import (
     StateReply,
     command_digest,
 )
-
-if TYPE_CHECKING:
-    from protocols.pbft.core import PbftProtocol
+from protocols.pbft.options import Options
 
 MODES = ("silent", "equivocate", "forge", "delay-primary")
 DELAY_FRACTION = 0.8  # of view_change_timeout: just under the backups' timer
 MAX_ECHOED = 50_000  # (peer, view, seq, digest) an equivocator remembers answering
 
 
+class Replica(Protocol):
+    """What the wrapper reads of the replica it lies for (PbftProtocol has it all)."""
+
+    me: str
+    replicas: tuple[str, ...]
+    view: int
+    opts: Options
+    signer: Signer
+    pending: dict[str, tuple[Command, float]]  # requests held, not executed
+
+    def primary(self, view: int) -> str: ...
+
+
 class Byzantine:
-    def __init__(self, proto: PbftProtocol) -> None:
+    def __init__(self, proto: Replica) -> None:
         self.p = proto
         self.mode: str | None = None
         self.held: list[tuple[float, str, msgspec.Struct]] = []  # delay-primary

@@ -16,15 +16,21 @@ cannot reach it by executing what it already has fetches the image from a replic
 signed it, checks the image's digest against the proof and restores it (`Ready.restore`).
 Answers that do not match are dropped and counted ("bad_state").
 
-`Checkpoints` is a mixin of PbftProtocol.
+`Checkpoints` is a mixin of PbftProtocol: it owns the checkpoint state
+(`_init_checkpoints`) and declares what it uses of the core's.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from protocols.base import SnapshotImage
+import msgspec
+
+from protocols.base import Command, Ready, SnapshotImage
+from protocols.pbft.auth import Signer
+from protocols.pbft.log import Log
 from protocols.pbft.messages import (
+    NULL_DIGEST,
     Checkpoint,
     CheckpointProof,
     FetchState,
@@ -32,22 +38,57 @@ from protocols.pbft.messages import (
     StateReply,
     state_digest,
 )
-from protocols.pbft.viewchange import valid_checkpoint_proof
-
-if TYPE_CHECKING:
-    from protocols.pbft.core import PbftProtocol
-
-    _Base = PbftProtocol
-else:
-    _Base = object
+from protocols.pbft.options import Options
+from protocols.pbft.viewchange import Verify, valid_checkpoint_proof
 
 # Checkpoint messages kept per sender above the stable one: enough for the window, and a
 # faulty replica cannot make us hold more.
 MAX_VOTES_PER_SENDER = 8
 
 
-class Checkpoints(_Base):
-    """The checkpoint half of PbftProtocol (a mixin: it uses the core's state)."""
+class Checkpoints:
+    """The checkpoint half of PbftProtocol."""
+
+    # State owned by PbftProtocol (core.py) and the ViewChanges mixin (viewchange.py).
+    me: str
+    quorum: int
+    opts: Options
+    signer: Signer
+    verify_cert: Verify
+    log: Log
+    pending: dict[str, tuple[Command, float]]
+    last_exec: int
+    exec_index: int
+    commit_index: int
+    awaiting_snapshot: int | None
+    active: bool
+    vc_deadline: float
+    now: float
+    out: Ready
+
+    if TYPE_CHECKING:  # provided by PbftProtocol
+
+        def _drop(self, reason: str) -> None: ...
+        def _broadcast(self, msg: Any) -> None: ...
+        def _assign(self) -> None: ...
+        def _execute(self) -> None: ...
+        def _fetch_committed(self) -> None: ...
+        def durable_state(self) -> list[msgspec.Struct]: ...
+
+    def _init_checkpoints(self) -> None:
+        self.stable_seq = 0
+        self.stable_digest = NULL_DIGEST
+        self.stable_proof: tuple[Checkpoint, ...] = ()
+        self.stable_image: bytes | None = None
+        self.stable_index = 0  # requests executed up to the stable checkpoint
+        self.stable_seen: set[str] = set()
+        # seq -> (digest, image, requests executed up to seq)
+        self.own_checkpoints: dict[int, tuple[bytes, bytes, int]] = {}
+        self.last_checkpoint_msg: Checkpoint | None = None
+        self.ckpt_votes: dict[int, dict[str, Checkpoint]] = {}
+        self.target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None  # to fetch
+        self.fetch_tries = 0
+        self.fetch_deadline = float("inf")  # node clock: ask for the target's state then
 
     def _take_checkpoint(self, seq: int, data: bytes, index: int) -> None:
         digest = state_digest(index, data)
@@ -134,9 +175,8 @@ class Checkpoints(_Base):
             self.target = None
             self.fetch_deadline = float("inf")
         # The compaction is the whole durable state: what this batch persisted so far is
-        # part of it (Ready.merge makes the same rule).
-        self.out.persist = []
-        self.out.compact = self.durable_state()
+        # part of it, and compact_to drops it.
+        self.out.compact_to(self.durable_state())
         self.out.event("pbft.checkpoint", seq=seq, digest=digest.hex()[:16])
         self._assign()  # the window moved: the primary may assign queued requests
 

@@ -34,6 +34,13 @@ again, in order.
 Everything a peer sends is checked: known sender, well formed, signed by the sender it
 names, which must be the transport source; certificates message by message. Bad input is
 dropped and counted by reason (status()["drops"]), never raised.
+
+Structure: this class holds the inputs, the normal case, execution and the client side.
+View changes (viewchange.py) and checkpoints with state transfer (checkpoint.py) are
+mixins that each set up the state they own (`_init_views`, `_init_checkpoints`) and
+declare what they use of the rest; the byzantine wrapper (byzantine.py) is a separate
+object that sees the replica through a small declared interface. None of them imports
+this module. Every input opens one batch (`BatchingProtocol`); `_seal` ends it.
 """
 
 from __future__ import annotations
@@ -50,20 +57,19 @@ from protocols.base import (
     Committed,
     ConfigError,
     NodeConfig,
-    Protocol,
     Ready,
     SnapshotImage,
     reply,
     request_problem,
 )
 from protocols.base import events as ev
+from protocols.base.batching import BatchingProtocol
 from protocols.pbft.auth import Signer
 from protocols.pbft.byzantine import MODES, Byzantine
 from protocols.pbft.checkpoint import Checkpoints
 from protocols.pbft.log import Log, Slot
 from protocols.pbft.messages import (
     MESSAGES,
-    NULL_DIGEST,
     RECORDS,
     Checkpoint,
     CheckpointProof,
@@ -97,7 +103,7 @@ MAX_BACKOFF = 3  # the view-change timeout doubles at most this many times (2.4 
 FETCH_BATCH = 16  # commit certificates sent per FetchCommitted
 
 
-class PbftProtocol(ViewChanges, Checkpoints, Protocol):
+class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
     name: ClassVar[str] = "pbft"
     description: ClassVar[str] = (
         "PBFT: byzantine fault tolerant state machine replication (3f+1 replicas), "
@@ -158,19 +164,9 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
             (lambda msg: True) if self.opts.mutate == "skip-verify" else self.signer.verify
         )
         self.byz = Byzantine(self)
+        self._init_views()  # view, active, the view-change timer... (viewchange.py)
+        self._init_checkpoints()  # the stable checkpoint, state transfer (checkpoint.py)
 
-        # Views.
-        self.view = 0
-        self.active = True  # False while changing to `view`
-        self.last_active_view = 0  # the view we were last active in (for events)
-        self.vc_here: dict[str, ViewChange] = {}  # view-changes for exactly our view
-        self.vc_by_sender: dict[str, ViewChange] = {}  # the latest view-change of each
-        self.own_vc: ViewChange | None = None
-        self.new_view_msg: NewView | None = None  # the NEW-VIEW of the view we are in
-        self.early: dict[tuple[int, int], PrePrepare] = {}  # for a view not entered yet
-        self.seen_views: dict[str, int] = {}  # the highest view each peer showed us
-        self.backoff = 0  # consecutive view changes without executing a request
-        self.view_changes = 0
         # The log.
         self.log = Log()
         self.next_seq = 1  # primary: the next number it assigns
@@ -185,23 +181,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.queue: dict[str, Command] = {}  # primary: received, no number yet
         self.assigned: dict[str, int] = {}  # request id -> number, in this view
         self.executed: dict[str, tuple[int, Command]] = {}  # request id -> (number, request)
-        # Checkpoints.
-        self.stable_seq = 0
-        self.stable_digest = NULL_DIGEST
-        self.stable_proof: tuple[Checkpoint, ...] = ()
-        self.stable_image: bytes | None = None
-        self.stable_index = 0  # requests executed up to the stable checkpoint
-        self.stable_seen: set[str] = set()
-        # seq -> (digest, image, requests executed up to seq)
-        self.own_checkpoints: dict[int, tuple[bytes, bytes, int]] = {}
-        self.last_checkpoint_msg: Checkpoint | None = None
-        self.ckpt_votes: dict[int, dict[str, Checkpoint]] = {}
-        self.target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None  # to fetch
-        self.fetch_tries = 0
-        # Deadlines, node clock.
-        self.vc_deadline = INF
+        # Deadlines, node clock (the view-change and fetch timers: the mixins').
         self.status_deadline = INF
-        self.fetch_deadline = INF
         self.batch_deadline = INF  # primary: the oldest queued request's wait ends
         self._assigning = False
         # Telemetry.
@@ -209,9 +190,6 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.prepared_count = 0
         self.committed_count = 0
         self.duplicates = 0
-        self.now = 0.0
-        self.out = Ready()
-        self._started = False
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -234,10 +212,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     # -- inputs -----------------------------------------------------------------------------
 
     def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready:
-        if self._started:
-            raise RuntimeError("start() called twice")
-        self._started = True
-        self._begin(now)
+        self._begin(now, starting=True)
         for record in recovered:
             self._recover(record)
         if self.stable_image is not None:
@@ -333,15 +308,8 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         self.byz.set_mode(mode, self.out)
         return self._finish()
 
-    def _begin(self, now: float) -> None:
-        if not self._started:
-            raise RuntimeError("start() must be called before any other input")
-        self.now = now
-        self.out = Ready()
-
-    def _finish(self) -> Ready:
-        out = self.out
-        self.byz.rewrite(self.now, out)
+    def _seal(self, out: Ready) -> None:
+        self.byz.rewrite(self.now, out)  # a liar's batch: what it sends instead
         deadline = min(
             self.vc_deadline, self.status_deadline, self.fetch_deadline, self.batch_deadline
         )
@@ -349,8 +317,6 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
         if held is not None:
             deadline = min(deadline, held)
         out.next_deadline = deadline if deadline != INF else None
-        self.out = Ready()
-        return out
 
     def _dispatch(self, src: str, msg: Any) -> None:
         if isinstance(msg, PrePrepare):

@@ -18,7 +18,8 @@ asked for later views (at least one of them correct). A replica still asking for
 others are already in gets the NEW-VIEW again, and view changes are re-sent periodically,
 which is the retransmission the paper leaves to the transport.
 
-`ViewChanges` is a mixin of PbftProtocol; the check functions are plain functions.
+`ViewChanges` is a mixin of PbftProtocol: it owns the view state (`_init_views`) and
+declares what it uses of the core's; the check functions are plain functions.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from protocols.base import Command
+from protocols.base import Command, Ready
 from protocols.base import events as ev
+from protocols.pbft.auth import Signer
+from protocols.pbft.log import Log, Slot
 from protocols.pbft.messages import (
     Checkpoint,
     NewView,
@@ -38,13 +41,7 @@ from protocols.pbft.messages import (
     command_digest,
     well_formed_pre_prepare,
 )
-
-if TYPE_CHECKING:
-    from protocols.pbft.core import PbftProtocol
-
-    _Base = PbftProtocol
-else:
-    _Base = object
+from protocols.pbft.options import Options
 
 Verify = Callable[[Any], bool]
 
@@ -120,8 +117,60 @@ def new_view_plan(
     return min_s, plan
 
 
-class ViewChanges(_Base):
-    """The view-change half of PbftProtocol (a mixin: it uses the core's state)."""
+class ViewChanges:
+    """The view-change half of PbftProtocol."""
+
+    # State owned by PbftProtocol (core.py) and the Checkpoints mixin (checkpoint.py).
+    me: str
+    f: int
+    quorum: int
+    replica_set: frozenset[str]
+    opts: Options
+    signer: Signer
+    verify_cert: Verify
+    log: Log
+    queue: dict[str, Command]
+    assigned: dict[str, int]
+    pending: dict[str, tuple[Command, float]]
+    executed: dict[str, tuple[int, Command]]
+    next_seq: int
+    last_exec: int
+    stable_seq: int
+    stable_digest: bytes
+    stable_proof: tuple[Checkpoint, ...]
+    now: float
+    out: Ready
+
+    if TYPE_CHECKING:  # provided by PbftProtocol and the Checkpoints mixin
+
+        def primary(self, view: int) -> str: ...
+        def _timeout(self) -> float: ...
+        def _drop(self, reason: str) -> None: ...
+        def _broadcast(self, msg: Any) -> None: ...
+        def _in_window(self, seq: int) -> bool: ...
+        def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None: ...
+        def _check(self, slot: Slot) -> None: ...
+        def _assign(self) -> None: ...
+        def _on_pre_prepare(self, pp: PrePrepare) -> None: ...
+        def _proven_checkpoint(
+            self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...]
+        ) -> None: ...
+
+    def _init_views(self) -> None:
+        self.view = 0
+        self.active = True  # False while changing to `view`
+        self.last_active_view = 0  # the view we were last active in (for events)
+        self.vc_here: dict[str, ViewChange] = {}  # view-changes for exactly our view
+        self.vc_by_sender: dict[str, ViewChange] = {}  # the latest view-change of each
+        self.own_vc: ViewChange | None = None
+        self.new_view_msg: NewView | None = None  # the NEW-VIEW of the view we are in
+        self.early: dict[tuple[int, int], PrePrepare] = {}  # for a view not entered yet
+        self.seen_views: dict[str, int] = {}  # the highest view each peer showed us
+        self.backoff = 0  # consecutive view changes without executing a request
+        self.view_changes = 0
+        # A request waited too long (active), or a view change took too long (changing):
+        # move to the next view then. Node clock; inf when no timer runs.
+        self.vc_deadline = float("inf")
 
     def _valid_view_change(self, vc: ViewChange) -> bool:
         if vc.stable_seq > 0 and not valid_checkpoint_proof(

@@ -66,7 +66,8 @@ class Clients:
     def _append(self, command: Command | None) -> None:
         entry = Entry(self.term, self.log.last_index + 1, command)
         self.log.append([entry])
-        self.out.persist.append(LogEntries((entry,)))
+        # Our own new entry: the AppendEntries carrying it may leave while it is written.
+        self.out.persist_overtakable(LogEntries((entry,)))
         if command is not None:
             self.proposals[entry.index] = command.request_id
         if self._batching:

@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from protocols.base import ClientRequest, NodeConfig, Protocol, Ready, SnapshotImage
+from protocols.base import ClientRequest, NodeConfig, Ready, SnapshotImage
 from protocols.base import events as ev
+from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
 from protocols.raft.clients import Clients
 from protocols.raft.log import RaftLog
@@ -56,7 +57,7 @@ FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot)
 REPLIES = (VoteResponse, AppendResponse, HeartbeatResponse)
 
 
-class RaftProtocol(Replication, Clients, Protocol):
+class RaftProtocol(Replication, Clients, BatchingProtocol):
     name: ClassVar[str] = "raft"
     description: ClassVar[str] = (
         "Raft: majority votes with pre-vote and check-quorum, pipelined replication, "
@@ -132,9 +133,6 @@ class RaftProtocol(Replication, Clients, Protocol):
         self.repair_target: int | None = None
         self.damaged_term, self.damaged_last = _high_water(config.damaged_tail)
         self.elections = 0
-        self.now = 0.0
-        self.out = Ready()
-        self._started = False
         self._durable_term = 0
         self._persisted_hard_state = HardState(0, None)
         self._batching = False  # on_clients: append now, replicate once at the end
@@ -144,10 +142,7 @@ class RaftProtocol(Replication, Clients, Protocol):
     # -- inputs -------------------------------------------------------------------------
 
     def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready:
-        if self._started:
-            raise RuntimeError("start() called twice")
-        self._started = True
-        self._begin(now)
+        self._begin(now, starting=True)
         for record in recovered:
             self._recover(record)
         self._persisted_hard_state = HardState(self.term, self.vote)
@@ -237,7 +232,7 @@ class RaftProtocol(Replication, Clients, Protocol):
             self.log.compact(image.index, term, keep=keep)
             self.applied_bytes = 0
             self.snapshot = record
-            self.out.compact = self.durable_state()
+            self.out.compact_to(self.durable_state())
         return self._finish()
 
     def durable_state(self) -> list[msgspec.Struct]:
@@ -253,24 +248,15 @@ class RaftProtocol(Replication, Clients, Protocol):
             records.append(LogEntries(tuple(rest)))
         return records
 
-    def _begin(self, now: float) -> None:
-        if not self._started:
-            raise RuntimeError("start() must be called before any other input")
-        self.now = now
-        self.out = Ready()
-
-    def _finish(self) -> Ready:
-        out = self.out
+    def _seal(self, out: Ready) -> None:
         hard = self._hard_state()
         if hard != self._persisted_hard_state:
             # Term and vote reach the disk before any message of this batch leaves: a vote
-            # forgotten in a crash could be given twice in one term (section 5.2).
+            # forgotten in a crash could be given twice in one term (section 5.2). Not
+            # overtakable: the fence holds this batch's parallel appends back too.
             out.persist.insert(0, hard)
-            out.raise_barrier()
             self._persisted_hard_state = hard
         out.next_deadline = self._next_deadline()
-        self.out = Ready()
-        return out
 
     def _hard_state(self) -> HardState:
         """The term and vote as they must be written (Figure 2's persistent state)."""

@@ -27,6 +27,8 @@ from protocols.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from protocols.raft.reads import ReadTracker
 
 if TYPE_CHECKING:
+    import msgspec
+
     from protocols.base import ClientRequest
 
 LEADER = "leader"
@@ -56,6 +58,7 @@ class Replication:
         def _drop(self, reason: str) -> None: ...
         def _on_round_acked(self, src: str, round_: int) -> None: ...
         def _read(self, client: str, request: ClientRequest) -> None: ...
+        def durable_state(self) -> list[msgspec.Struct]: ...
 
     # -- leader: sending ---------------------------------------------------------------
 
@@ -77,7 +80,7 @@ class Replication:
         )
         # It carries only entries (already durable, or persisted by this very batch): it
         # may leave while our own fsync runs. Our term is durable unless this batch
-        # persists it, and then `_finish` raises the barrier and holds it back.
+        # persists it, and then the batch's fence (`Ready.seal`) holds it back.
         self.out.send_parallel(peer, msg)
         pr.sent_entries(entries[-1].index if entries else prev_index, len(entries))
         return True
@@ -239,7 +242,7 @@ class Replication:
         record = SnapshotRecord(m.index, m.snap_term, m.data)
         self.log.compact(m.index, m.snap_term)
         self.snapshot = record
-        self.out.compact = self.durable_state()
+        self.out.compact_to(self.durable_state())
         self.commit = self.applied = m.index
         self.out.restore = SnapshotImage(m.index, m.snap_term, m.data)
         self.out.send(src, AppendResponse(self.term, True, m.index, round=m.round))
