@@ -13,6 +13,7 @@ from protocols.base.contract import (
     reply,
     request_problem,
 )
+from protocols.base.display import Column, Display, Role
 from protocols.base.durations import DurationError, format_duration, parse_duration
 from protocols.base.options import decode_options
 from protocols.base.wire import (
@@ -37,9 +38,11 @@ __all__ = [
     "Bundle",
     "ClientReply",
     "ClientRequest",
+    "Column",
     "Command",
     "Committed",
     "ConfigError",
+    "Display",
     "DurationError",
     "Event",
     "NodeConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "Protocol",
     "ReadReady",
     "Ready",
+    "Role",
     "SnapshotImage",
     "client_quorum",
     "decode_options",
