@@ -27,6 +27,7 @@ import zmq
 from labctl import labdir
 from labctl.errors import LabError, LabFailed, NoLab
 from nodes.process import request
+from protocols import DEFAULT
 
 UP_TIMEOUT = 30.0
 MAX_NODES = 15
@@ -49,11 +50,14 @@ def lab_config(
     options = dict(options or {})
     try:
         cls = protocols.get(protocol)
-    except protocols.UnknownProtocol as e:
+    except (protocols.UnknownProtocol, protocols.StaleMetadata) as e:
         raise LabError(str(e)) from None
     n = cls.default_nodes if nodes is None else nodes
     if not 1 <= n <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    problem = cls.size_problem(n)
+    if problem:
+        raise LabError(f"--nodes: {problem}")
     config: dict[str, Any] = {"protocol": protocol, "nodes": n, "seed": seed, "options": options,
                               "fencing": fencing}  # fmt: skip
     if mutate:
@@ -106,7 +110,7 @@ class Lab:
     @classmethod
     def start(
         cls,
-        protocol: str = "raft",
+        protocol: str = DEFAULT,
         nodes: int | None = None,
         *,
         lab_dir: str | Path | None = None,
@@ -219,6 +223,7 @@ class Lab:
         from faults.targets import resolve
         from nodes.client import Endpoint, new_request_id
         from protocols.base import READ_MODES, Command, client_quorum
+        from protocols.display import Display
 
         if read not in READ_MODES:
             raise LabError(f"read mode must be one of {', '.join(READ_MODES)}, got {read!r}")
@@ -230,7 +235,7 @@ class Lab:
                 node = (doc.get("leaders") or replicas)[0]
             else:
                 node = resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
-                               rng=random.Random())[0]  # fmt: skip
+                               rng=random.Random(), display=Display.of_status(doc))[0]  # fmt: skip
         except FaultError as e:
             raise LabError(str(e)) from None
         cls = self._protocol_class(doc.get("protocol"))

@@ -92,7 +92,7 @@ class Replica:
         self.peers = frozenset(r for r in replicas if r != self.id)
         self.codec = Codec(proto_cls.messages)
         self.records = RecordCodec(proto_cls.records)
-        self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
+        self.sm = StateMachine(exactly_once=proto_cls.exactly_once)
         self.wal, payloads = WAL.open(Path(args.data_dir) / "wal.log", fsync=not args.no_fsync)
         self.recovered = self._decode_records(payloads)
 

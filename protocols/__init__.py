@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-from importlib import metadata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the contract is imported with the first protocol, not by the registry
@@ -26,6 +25,8 @@ if TYPE_CHECKING:  # the contract is imported with the first protocol, not by th
 GROUP = "labctl.protocols"
 DIST = "labctl"  # the distribution that registers the built-ins
 BUILTINS = ("naive", "raft", "epaxos", "pbft")  # what labctl's own pyproject registers
+DEFAULT = "raft"  # what a lab, chaos and explore run without --protocol
+SCENARIO_DEFAULT = "naive"  # a scenario file's protocol when it names none
 
 
 class UnknownProtocol(KeyError):
@@ -47,6 +48,8 @@ class StaleMetadata(RuntimeError):
 @functools.cache
 def registry() -> dict[str, str]:
     """Registered name -> "module:Class", the built-ins first (nothing is imported)."""
+    from importlib import metadata  # 20 ms: only when a protocol is looked up
+
     found: dict[str, str] = {}
     builtins_seen = False
     for ep in metadata.entry_points(group=GROUP):

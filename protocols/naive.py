@@ -31,9 +31,9 @@ from protocols.base import (
     request_problem,
 )
 from protocols.base import events as ev
-from protocols.base.display import FOLLOWER, LEADER
 from protocols.base.mutations import check_mutate
 from protocols.base.wire import Command
+from protocols.display import FOLLOWER, LEADER
 
 CATCH_UP_BATCH = 64
 

@@ -27,6 +27,7 @@ from typing import Any
 from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
 from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
+from protocols import SCENARIO_DEFAULT
 from protocols.base import READ_MODES, DurationError, parse_duration
 from protocols.base.durations import show_value
 
@@ -63,7 +64,7 @@ class Scenario:
     name: str
     path: str
     description: str = ""
-    protocol: str = "naive"
+    protocol: str = SCENARIO_DEFAULT
     nodes: int = 3
     seed: int = 42
     duration: float = 10.0
@@ -144,7 +145,7 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         raise fail("name", f"must be letters, digits, '.', '_' or '-' (at most 64, not "
                    f"starting with '.' or '-'), got {show_value(name)}")  # fmt: skip
     sc = Scenario(name=name, path=where, description=_str(raw, "description", "", fail))
-    sc.protocol = protocol or _str(raw, "protocol", "naive", fail)
+    sc.protocol = protocol or _str(raw, "protocol", SCENARIO_DEFAULT, fail)
     _check_protocol(sc.protocol, "protocol", fail)
     sc.nodes = _int(raw, "nodes", 3, fail, lo=1, hi=15)
     sc.seed = _int(raw, "seed", 42, fail, lo=0, hi=2**63 - 1)

@@ -13,7 +13,6 @@ from protocols.base.contract import (
     reply,
     request_problem,
 )
-from protocols.base.display import Column, Display, Role
 from protocols.base.durations import DurationError, format_duration, parse_duration
 from protocols.base.options import decode_options
 from protocols.base.wire import (
@@ -28,6 +27,7 @@ from protocols.base.wire import (
     Command,
     Order,
 )
+from protocols.display import Column, Display, Role
 
 __all__ = [
     "OPS",

@@ -56,8 +56,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from protocols.base.display import DEFAULT_COLUMNS, DEFAULT_ROLES, Column, Display, Role
 from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
+from protocols.display import DEFAULT_COLUMNS, DEFAULT_ROLES, Column, Display, Role
 
 if TYPE_CHECKING:
     from protocols.base.mutations import Mutation

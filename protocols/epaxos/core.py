@@ -35,8 +35,8 @@ from protocols.base import (
     reply,
     request_problem,
 )
-from protocols.base.display import Column, Role
 from protocols.base.effects import AppliedOrders
+from protocols.display import Column, Role
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.checkpoint import Checkpoints
 from protocols.epaxos.execution import Executor

@@ -57,7 +57,7 @@ from protocols.base import (
     request_problem,
 )
 from protocols.base import events as ev
-from protocols.base.display import Column, Role
+from protocols.display import Column, Role
 from protocols.pbft.auth import Signer
 from protocols.pbft.byzantine import MODES, Byzantine
 from protocols.pbft.checkpoint import Checkpoints
@@ -120,7 +120,7 @@ class PbftProtocol(ViewChanges, Checkpoints, Protocol):
     test_sizes: ClassVar[tuple[int, ...]] = (4, 7)
     roles = (
         Role("primary", leads=True, glyph="▆", colour="#1d4e89"),
-        Role("backup", glyph="·", colour="#8d99ae"),
+        Role("backup", glyph="·", colour="#a9c6de"),
         Role("view_changing", candidate=True, glyph="░", colour="#f77f00", label="view change"),
     )
     columns = (

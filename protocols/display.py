@@ -36,7 +36,7 @@ class Role(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A node in this role is trying to lead (an election, a view change).
     candidate: bool = False
     glyph: str = "·"  # its one-character mark in the dashboard's timeline
-    colour: str = "#8d99ae"  # its colour in pictures (labctl report): any CSS colour
+    colour: str = "#a9c6de"  # its colour in pictures (labctl report): any CSS colour
     label: str = ""  # the legend's word for it (default: the name)
 
 
@@ -96,6 +96,13 @@ class Display(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def to_doc(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
+
+    @classmethod
+    def of_status(cls, doc: Any) -> Display:
+        """The display a `status` document carries (the supervisor puts its protocol's
+        there); the leader-based default for a document without one (an older lab)."""
+        raw = doc.get("display") if isinstance(doc, dict) else None
+        return DEFAULT_DISPLAY if raw is None else cls.decode(raw)
 
     # -- the role vocabulary -------------------------------------------------------------
 
@@ -181,7 +188,7 @@ def _s(v: Any, absent: str = "-") -> str:
 # The vocabulary of a leader-based protocol (Raft, naive), the Protocol base's default.
 LEADER = Role("leader", leads=True, glyph="▆", colour="#1d4e89")
 CANDIDATE = Role("candidate", candidate=True, glyph="░", colour="#f77f00")
-FOLLOWER = Role("follower", glyph="·", colour="#8d99ae")
+FOLLOWER = Role("follower", glyph="·", colour="#a9c6de")
 DEFAULT_ROLES = (LEADER, FOLLOWER, CANDIDATE)
 
 DEFAULT_COLUMNS = (
@@ -193,3 +200,4 @@ DEFAULT_COLUMNS = (
     Column("log", priority=6, right=True),
     Column("lease_expiry", "lease", format="lease", priority=7, dashboard_only=True),
 )
+DEFAULT_DISPLAY = Display(DEFAULT_ROLES, DEFAULT_COLUMNS)
