@@ -231,7 +231,7 @@ class PrimaryBackup(Protocol):
         if self.state == PRIMARY:
             for peer in self.config.peers:
                 self._send_to(peer)  # the heartbeat: a backup missing entries says so
-        elif now - self.heard >= self.timeout:
+        elif now >= self.heard + self.timeout:
             self._start_view_change(self.view + 1)
         elif self.state == VIEW_CHANGE:
             self._send_dvc()  # it may have been lost
