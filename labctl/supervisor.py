@@ -71,6 +71,7 @@ class Supervisor(FaultsMixin):
         # What the protocol declares that the lab's readers need: its roles and columns
         # (into every status document and lab.json, so readers need not import it).
         self.declared: dict[str, Any]
+        label = self.protocol  # in the run dir's name: a module:Class lab says its class's
         if self.external is not None:
             self.client_quorum, self.broadcast = 1, False
             self.display = EXTERNAL_DISPLAY
@@ -81,6 +82,7 @@ class Supervisor(FaultsMixin):
             self.broadcast = proto.byzantine_tolerant  # clients send to every replica
             self.display = proto.display()
             self.declared = {"exactly_once": proto.exactly_once, "ordering": proto.ordering}
+            label = proto.name
         self.declared["display"] = self.display.to_doc()
         self.seed = int(config.get("seed", 0))
         self.rng = random.Random(f"{self.seed}:supervisor")
@@ -92,7 +94,7 @@ class Supervisor(FaultsMixin):
         self.telemetry.setsockopt(zmq.RCVHWM, 200000)
         self.pub, self.pub_ep = self._bind(zmq.PUB)
         runs_root = Path(config["runs_root"]) if config.get("runs_root") else lab_dir / "runs"
-        self.run = RunDir(runs_root, config.get("name", "lab"), self.protocol)
+        self.run = RunDir(runs_root, config.get("name", "lab"), label)
         self.children: dict[str, Child] = {}
         self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
         self.router_stats: dict[str, Any] = {}
