@@ -1,5 +1,5 @@
-"""The scenario file format (DESIGN section 8, a contract): parse and validate everything
-before anything starts. Every error names the file and the key.
+"""The scenario file format (a contract; docs/scenarios.md is its reference): parse and
+validate everything before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
     mutate               a named bug to run with (labctl mutants list), "" for none

@@ -343,8 +343,8 @@ class Protocol(abc.ABC):
 
     def set_byzantine(self, now: float, mode: str | None) -> Ready:
         """Start misbehaving as `mode` (one of `byzantine_modes`), or stop (None). The
-        protocol-level wrapper of DESIGN section 3: the node keeps running the protocol,
-        and what it sends is what a liar would send."""
+        protocol-level wrapper (docs/architecture.md, PBFT): the node keeps running the
+        protocol, and what it sends is what a liar would send."""
         if mode is None:
             return Ready()
         modes = ", ".join(self.byzantine_modes) or "none"
