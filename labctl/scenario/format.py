@@ -108,7 +108,7 @@ def unsafe_by_design(protocol: str) -> bool:
     if protocol == EXTERNAL:
         return False
     try:
-        return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
+        return protocols.get(protocol).unsafe_by_design
     except protocols.UnknownProtocol:
         return False
 
