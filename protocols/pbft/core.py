@@ -46,18 +46,19 @@ import msgspec
 from protocols.base import (
     ClientReply,
     ClientRequest,
+    Column,
     Command,
     Committed,
     ConfigError,
     NodeConfig,
     Protocol,
     Ready,
+    Role,
     SnapshotImage,
     reply,
     request_problem,
 )
 from protocols.base import events as ev
-from protocols.display import Column, Role
 from protocols.pbft.auth import Signer
 from protocols.pbft.byzantine import MODES, Byzantine
 from protocols.pbft.checkpoint import Checkpoints
