@@ -223,7 +223,6 @@ class Lab:
         from faults.targets import resolve
         from nodes.client import Endpoint, new_request_id
         from protocols.base import READ_MODES, Command, client_quorum
-        from protocols.display import Display
 
         if read not in READ_MODES:
             raise LabError(f"read mode must be one of {', '.join(READ_MODES)}, got {read!r}")
@@ -235,7 +234,7 @@ class Lab:
                 node = (doc.get("leaders") or replicas)[0]
             else:
                 node = resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
-                               rng=random.Random(), display=Display.of_status(doc))[0]  # fmt: skip
+                               rng=random.Random(), display=_display_of(doc))[0]  # fmt: skip
         except FaultError as e:
             raise LabError(str(e)) from None
         cls = self._protocol_class(doc.get("protocol"))
@@ -405,3 +404,10 @@ def _last_error(log: Path, code: int | None) -> str:
             return ln[len("error:") :].strip()
     tail = lines[-1] if lines else "no output"
     return f"the supervisor exited with code {code}: {tail} (see {log})"
+
+
+def _display_of(doc: dict[str, Any]) -> Any:
+    """The protocol's roles and columns a status document carries (which roles lead)."""
+    from protocols.display import Display
+
+    return Display.of_status(doc)
