@@ -28,6 +28,7 @@ from labctl import labdir
 from labctl.errors import LabError, LabFailed, NoLab
 from nodes import auth
 from nodes.process import request
+from protocols import DEFAULT
 
 UP_TIMEOUT = 30.0
 MAX_NODES = 15
@@ -50,11 +51,14 @@ def lab_config(
     options = dict(options or {})
     try:
         cls = protocols.get(protocol)
-    except protocols.UnknownProtocol as e:
+    except (protocols.UnknownProtocol, protocols.StaleMetadata) as e:
         raise LabError(str(e)) from None
     n = cls.default_nodes if nodes is None else nodes
     if not 1 <= n <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    problem = cls.size_problem(n)
+    if problem:
+        raise LabError(f"--nodes: {problem}")
     config: dict[str, Any] = {"protocol": protocol, "nodes": n, "seed": seed, "options": options,
                               "fencing": fencing}  # fmt: skip
     if mutate:
@@ -136,7 +140,7 @@ class Lab:
     @classmethod
     def start(
         cls,
-        protocol: str = "raft",
+        protocol: str = DEFAULT,
         nodes: int | None = None,
         *,
         lab_dir: str | Path | None = None,
@@ -262,7 +266,7 @@ class Lab:
                 node = (doc.get("leaders") or replicas)[0]
             else:
                 node = resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
-                               rng=random.Random())[0]  # fmt: skip
+                               rng=random.Random(), display=_display_of(doc))[0]  # fmt: skip
         except FaultError as e:
             raise LabError(str(e)) from None
         cls = self._protocol_class(doc.get("protocol"))
@@ -434,3 +438,10 @@ def _last_error(log: Path, code: int | None) -> str:
             return ln[len("error:") :].strip()
     tail = lines[-1] if lines else "no output"
     return f"the supervisor exited with code {code}: {tail} (see {log})"
+
+
+def _display_of(doc: dict[str, Any]) -> Any:
+    """The protocol's roles and columns a status document carries (which roles lead)."""
+    from protocols.display import Display
+
+    return Display.of_status(doc)

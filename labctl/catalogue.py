@@ -2,9 +2,10 @@
 
 Importing every protocol to print four lines costs more than the rest of a CLI call, so
 the catalogue (name, description, default size, options and their defaults) is written to
-a cache file the first time and reused while no file under protocols/ changed (the
-fingerprint is every source file's path, size and mtime). The protocols remain the only
-place these facts are declared.
+a cache file the first time and reused while no protocol changed: the fingerprint is the
+registered entry points and every source file's path, size and mtime, under protocols/
+and in each plugin's package. The protocols remain the only place these facts are
+declared.
 """
 
 from __future__ import annotations
@@ -25,15 +26,39 @@ def version() -> str:
 
 
 def _fingerprint() -> str:
+    import importlib.util
+
+    import protocols
+
     h = hashlib.sha1()
-    for root, dirs, files in os.walk(_PROTOCOLS_DIR):
+    where = {_PROTOCOLS_DIR}
+    for name, spec in protocols.registry().items():
+        h.update(f"{name}={spec};".encode())
+        top = spec.partition(":")[0].partition(".")[0]
+        try:  # a plugin's package, found without importing it
+            found = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            found = None
+        if found is not None and found.origin and found.origin != "built-in":
+            origin = Path(found.origin)
+            where.add(origin.parent if origin.name == "__init__.py" else origin)
+    for place in sorted(where):
+        _fingerprint_files(h, place)
+    h.update(version().encode())
+    return h.hexdigest()
+
+
+def _fingerprint_files(h: Any, place: Path) -> None:
+    if place.is_file():
+        st = place.stat()
+        h.update(f"{place}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return
+    for root, dirs, files in os.walk(place):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
             if name.endswith(".py"):
                 st = os.stat(os.path.join(root, name))
                 h.update(f"{root}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    h.update(version().encode())
-    return h.hexdigest()
 
 
 def _cache_path() -> Path:
@@ -60,6 +85,7 @@ def build() -> list[dict[str, Any]]:
                 "byzantine_modes": list(cls.byzantine_modes),
                 "leader_word": cls.leader_word,
                 "term_word": cls.term_word,
+                "unsafe_by_design": cls.unsafe_by_design,
             }
         )
     return rows

@@ -241,7 +241,7 @@ class ChurnDirector:
         if lab.now > self.until:
             return
         status = {r: lab.node_status(r) for r in lab.ids}
-        leader = current_leader(list(lab.ids), status)
+        leader = current_leader(list(lab.ids), status, lab.display)
         if leader is None:
             lab.at(lab.now + 0.05, self._begin)
             return
@@ -433,8 +433,10 @@ def shrink(sc: Scenario, kind: str, budget_s: float = 60.0, max_runs: int = 400,
                 candidate = _copy(best, workload={**w, "clients": 1})
                 if holds(candidate):
                     best, changed = candidate, True
-        if best.nodes > 3 and best.protocol != "pbft":
-            candidate = _fewer_nodes(best, best.nodes - 2)
+        # Fewer nodes: the next smaller size the protocol is tested at (PBFT: 7 -> 4).
+        smaller = [n for n in protocols.get(best.protocol).test_sizes if n < best.nodes]
+        if smaller:
+            candidate = _fewer_nodes(best, max(smaller))
             if candidate is not None and holds(candidate):
                 best, changed = candidate, True
         if progress:

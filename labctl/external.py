@@ -23,8 +23,24 @@ from nodes.external import names
 from nodes.external.program import ProgramError, split_command
 from nodes.external.topology import TOPOLOGIES, TOPOLOGY_FILE, topology
 from nodes.process import request
+from protocols.display import DEFAULT_ROLES, Column, Display
 
 EXTERNAL = "external"
+# What `labctl status` and the dashboard show of external replicas: what the adapter sees,
+# and the role and term the program reports if it sends the optional lab_role message
+# (any short string; "leader" claims leadership, docs/external-nodes.md).
+DISPLAY = Display(
+    roles=DEFAULT_ROLES,
+    columns=(
+        Column("role", format="role", priority=2),
+        Column("term", priority=3, right=True),
+        Column("msgs_in", "in", priority=5, right=True),
+        Column("msgs_out", "out", priority=5, right=True),
+        Column("errors", format="count", priority=4, right=True),
+        Column("program_pid", "program", priority=8, right=True),
+        Column("starts", priority=9, right=True, dashboard_only=True),
+    ),
+)
 NODE_KEYS = {"command", "topology", "init_timeout", "max_rate"}
 
 

@@ -8,20 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocols.display import DEFAULT_DISPLAY, Display, format_cell
+
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 MAX_VIOLATIONS = 10  # listed in full; the rest are counted (`--json` has every one)
-
-# What each protocol's rows show (the dashboard's nodes panel tells the same stories).
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "raft": [("role", "role"), ("term", "term"), ("leader", "leader"),
-             ("commit", "commit_index"), ("log", "log")],
-    "epaxos": [("committed", "committed"), ("executed", "executed"),
-               ("fast", "fast_path_ratio"), ("recovering", "recovering"), ("ballot", "ballot")],
-    "pbft": [("role", "role"), ("view", "view"), ("primary", "primary"), ("seq", "seq"),
-             ("commit", "commit_index"), ("ckpt", "checkpoint"), ("byzantine", "byzantine")],
-    "external": [("role", "role"), ("term", "term"), ("in", "msgs_in"), ("out", "msgs_out"),
-                 ("errors", "errors"), ("program", "program_pid"), ("starts", "starts")],
-}  # fmt: skip
 
 
 def render(doc: dict[str, Any], color: bool = False, uptime: bool = True) -> str:
@@ -37,19 +27,25 @@ def render(doc: dict[str, Any], color: bool = False, uptime: bool = True) -> str
     if uptime and doc.get("uptime") is not None:
         title += f" · up {doc['uptime']:.1f}s"
     out = [title]
-    columns = COLUMNS.get(str(doc.get("protocol")), COLUMNS["raft"])
-    header = ["node", "pid", "state", *(h for h, _ in columns)]
+    # The protocol's own columns, as it declares them (the supervisor sends its display).
+    try:
+        display = Display.of_status(doc)
+    except ValueError:
+        display = DEFAULT_DISPLAY  # a display we cannot read: still show the lab
+    columns = display.status_columns()
+    header = ["node", "pid", "state", *(c.header for c in columns)]
     rows = []
     for n in nodes:
         state = str(n.get("state"))
         if n.get("paused_for"):
             state += f" {n['paused_for']:.1f}s" if uptime else " (timed)"
-        rows.append([str(n.get("id")), _s(n.get("pid")), state, *(_cell(n, k) for _, k in columns)])
+        rows.append([str(n.get("id")), _s(n.get("pid")), state,
+                     *(format_cell(display, c, n) for c in columns)])  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for n, row in zip(nodes, rows, strict=True):
         line = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        claims = n.get("role") in ("leader", "primary")
+        claims = display.leads(n.get("role"))
         out.append(paint(line, BOLD + RED) if claims and len(leaders) > 1 else line)
     if len(leaders) > 1:
         out.append(paint(f"{len(leaders)} LEADERS: {', '.join(leaders)}", BOLD + RED))
@@ -66,17 +62,6 @@ def render(doc: dict[str, Any], color: bool = False, uptime: bool = True) -> str
         if len(violations) > MAX_VIOLATIONS:
             out.append(f"  ... {len(violations) - MAX_VIOLATIONS} more (labctl status --json)")
     return "\n".join(out)
-
-
-def _cell(node: dict[str, Any], key: str) -> str:
-    v = node.get(key)
-    if key == "fast_path_ratio" and isinstance(v, (int, float)):
-        return f"{v * 100:.0f}%"
-    if key == "byzantine":
-        return v or "honest"
-    if key == "seq" and node.get("role") != "primary":
-        return "-"  # the next sequence number is the primary's to assign
-    return _s(v)
 
 
 def _s(v: Any) -> str:

@@ -31,6 +31,7 @@ from faults.model import Fault, FaultError
 from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.children import Child, last_line, stop_all
+from labctl.external import DISPLAY as EXTERNAL_DISPLAY
 from labctl.external import ExternalNodes
 from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
 from labctl.rundir import RunDir
@@ -68,12 +69,22 @@ class Supervisor(FaultsMixin):
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
         # External replicas (labctl/external.py) are the user's program behind an adapter.
         self.external = ExternalNodes(config["node"], self.replicas) if config.get("node") else None
+        # What the protocol declares that the lab's readers need: its roles and columns
+        # (into every status document and lab.json, so readers need not import it).
+        self.declared: dict[str, Any]
+        label = self.protocol  # in the run dir's name: a module:Class lab says its class's
         if self.external is not None:
             self.client_quorum, self.broadcast = 1, False
+            self.display = EXTERNAL_DISPLAY
+            self.declared = {"exactly_once": False, "ordering": "total"}
         else:
             proto = protocols.get(self.protocol)
             self.client_quorum = client_quorum(proto, len(self.replicas))
             self.broadcast = proto.byzantine_tolerant  # clients send to every replica
+            self.display = proto.display()
+            self.declared = {"exactly_once": proto.exactly_once, "ordering": proto.ordering}
+            label = proto.name
+        self.declared["display"] = self.display.to_doc()
         self.seed = int(config.get("seed", 0))
         self.rng = random.Random(f"{self.seed}:supervisor")
         self.parent_pid: int | None = config.get("parent_pid")
@@ -89,7 +100,7 @@ class Supervisor(FaultsMixin):
         self.telemetry.setsockopt(zmq.RCVHWM, 200000)
         self.pub, self.pub_ep = self._bind(zmq.PUB)
         runs_root = Path(config["runs_root"]) if config.get("runs_root") else lab_dir / "runs"
-        self.run = RunDir(runs_root, config.get("name", "lab"), self.protocol)
+        self.run = RunDir(runs_root, config.get("name", "lab"), label)
         self.children: dict[str, Child] = {}
         self.status: dict[str, dict[str, Any]] = {}  # latest node.status per replica
         self.router_stats: dict[str, Any] = {}
@@ -107,7 +118,7 @@ class Supervisor(FaultsMixin):
         self.running = True
         self.checkers: CheckerSet | None = None
         if config.get("checkers", True):
-            self.checkers = CheckerSet(CheckerConfig.from_lab(config))
+            self.checkers = CheckerSet(CheckerConfig.from_lab({**config, **self.declared}))
         self.violations: list[dict[str, Any]] = []
         self.ops = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
         self.workload: dict[str, Any] | None = None
@@ -130,7 +141,7 @@ class Supervisor(FaultsMixin):
 
     def start(self) -> None:
         config = self.config
-        self.run.write_lab({**self.config, "replicas": self.replicas})
+        self.run.write_lab({**self.config, "replicas": self.replicas, **self.declared})
         logs = self.run.path / "logs"
         tele = self.telemetry_ep
         me = str(os.getpid())
@@ -481,7 +492,8 @@ class Supervisor(FaultsMixin):
             "run_dir": str(self.run.path),
             "uptime": round(now - self.started, 3),
             "nodes": nodes,
-            "leaders": [n["id"] for n in nodes if n["role"] in ("leader", "primary")],
+            "leaders": [n["id"] for n in nodes if self.display.leads(n["role"])],
+            "display": self.declared["display"],
             "faults": self.faults_in_force(),
             "violations": self.violations,
             "ops": self.ops,

@@ -19,6 +19,7 @@ from faults.shapes import ShapeError, shape_links
 from faults.targets import resolve
 from nodes.process import error, ok, request, true_now
 from nodes.wal import corrupt, cut_to_synced
+from protocols.display import Display
 
 NODE_TIMEOUT = 2.0  # a node control request (clock, disk) waits at most this long
 PROCESS_KINDS = frozenset({"pause", "resume", "kill", "restart"})
@@ -33,6 +34,7 @@ class FaultsMixin:
     # Provided by Supervisor.
     children: dict[str, Any]
     replicas: list[str]
+    display: Display  # the protocol's roles: which one a fault's "leader" names
     status: dict[str, dict[str, Any]]
     link_faults: list[tuple[int, Fault]]
     node_faults: dict[str, dict[str, Fault]]
@@ -93,7 +95,8 @@ class FaultsMixin:
         endpoints = set(self.replicas) if replicas_only else self.endpoints
         endpoints |= set(also)
         return resolve(
-            names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng
+            names, replicas=self.replicas, endpoints=endpoints, status=self.status, rng=self.rng,
+            display=self.display,
         )
 
     def _link_fault(self, fault: Fault) -> dict[str, Any]:

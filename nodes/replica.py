@@ -125,7 +125,7 @@ class Replica:
         )  # fmt: skip
         self.peers = frozenset(r for r in replicas if r != self.id)
         self.codec = Codec(proto_cls.messages)
-        self.sm = StateMachine(exactly_once=getattr(proto_cls, "exactly_once", False))
+        self.sm = StateMachine(exactly_once=proto_cls.exactly_once)
         self.recovered = self._decode_records(payloads)
 
         self.data = data_endpoint(self.ctx, args.router, self.id)

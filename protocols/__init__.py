@@ -1,50 +1,113 @@
-"""Protocols: pure state machines, looked up by name.
+"""Protocols: pure state machines, found by name.
 
-The registry maps a protocol's name to where it lives, imported only when asked for, so
-`labctl --help` stays instant and a broken protocol cannot break the others.
+A protocol is a `protocols.base.Protocol` subclass found one of two ways:
+
+- by name, through the `labctl.protocols` entry-point group of the installed packages
+  (`name = "module:Class"` under `[project.entry-points."labctl.protocols"]` in a
+  pyproject.toml). The built-ins are registered exactly so, in labctl's own pyproject,
+  and a plugin package is registered the same way (docs/adding-a-protocol.md);
+- as `module:Class` itself (`labctl up -p mypkg.pb:PrimaryBackup`), importable from the
+  environment the lab runs in.
+
+Names are read from package metadata without importing anything, so `labctl --help`
+stays instant and one broken protocol cannot hide the others: importing it raises.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the contract is imported with the first protocol, not by the registry
     from protocols.base import Protocol
 
-REGISTRY: dict[str, str] = {
-    "naive": "protocols.naive:NaiveProtocol",
-    "raft": "protocols.raft:RaftProtocol",
-    "epaxos": "protocols.epaxos:EPaxosProtocol",
-    "pbft": "protocols.pbft:PbftProtocol",
-}
+GROUP = "labctl.protocols"
+DIST = "labctl"  # the distribution that registers the built-ins
+BUILTINS = ("naive", "raft", "epaxos", "pbft")  # what labctl's own pyproject registers
+DEFAULT = "raft"  # what a lab, chaos and explore run without --protocol
+SCENARIO_DEFAULT = "naive"  # a scenario file's protocol when it names none
 
 
 class UnknownProtocol(KeyError):
+    """A name that is neither registered nor an importable `module:Class`."""
+
+    def __init__(self, name: str, why: str = "") -> None:
+        super().__init__(name)
+        self.why = why
+
     def __str__(self) -> str:
-        return f"unknown protocol {self.args[0]!r} (available: {', '.join(available())})"
+        why = f": {self.why}" if self.why else ""
+        return f"unknown protocol {self.args[0]!r}{why} (available: {', '.join(available())})"
+
+
+class StaleMetadata(RuntimeError):
+    """labctl's installed package metadata predates the entry points (an old install)."""
+
+
+@functools.cache
+def registry() -> dict[str, str]:
+    """Registered name -> "module:Class", the built-ins first (nothing is imported)."""
+    from importlib import metadata  # 20 ms: only when a protocol is looked up
+
+    found: dict[str, str] = {}
+    builtins_seen = False
+    for ep in metadata.entry_points(group=GROUP):
+        found.setdefault(ep.name, ep.value)
+        dist = getattr(ep, "dist", None)
+        if dist is not None and dist.metadata["Name"] == DIST:
+            builtins_seen = True
+    if not builtins_seen and not all(name in found for name in BUILTINS):
+        raise StaleMetadata(
+            f"labctl's package metadata registers no protocols (entry-point group {GROUP!r}):"
+            " the install predates it; reinstall labctl (pip install -e . in the repository)"
+        )
+    ordered = {n: found[n] for n in BUILTINS if n in found}
+    ordered.update(sorted((n, v) for n, v in found.items() if n not in ordered))
+    return ordered
 
 
 def available() -> list[str]:
-    """Names of the protocols whose module imports (a protocol under construction is absent)."""
-    names = []
-    for name in REGISTRY:
-        try:
-            get(name)
-        except UnknownProtocol:
-            continue
-        names.append(name)
-    return names
+    """Every registered protocol name (none is imported: a broken one raises at `get`)."""
+    return list(registry())
 
 
+def is_known(name: str) -> bool:
+    """Registered, or spelled `module:Class` (whether that imports is `get`'s to say)."""
+    return name in registry() or _is_spec(name)
+
+
+def _is_spec(name: str) -> bool:
+    module, sep, attr = name.partition(":")
+    return bool(sep and module and attr)
+
+
+@functools.cache
 def get(name: str) -> type[Protocol]:
-    if name not in REGISTRY:
-        raise UnknownProtocol(name)
-    module, _, attr = REGISTRY[name].partition(":")
+    """The protocol class registered as `name`, or named by `module:Class`.
+
+    UnknownProtocol when it is neither; an import error inside a registered protocol's
+    own code propagates (a broken protocol is not an unknown one)."""
+    from protocols.base import Protocol
+
+    spec = registry().get(name)
+    if spec is None:
+        if not _is_spec(name):
+            raise UnknownProtocol(name)
+        spec = name
+    module, _, attr = spec.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
+        mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        # Only a protocol that is not built yet is "unknown"; a broken one raises.
-        if e.name != module:
-            raise
-        raise UnknownProtocol(name) from None
+        if spec != name or e.name is None or not module.startswith(e.name):
+            raise  # a registered protocol, or a module that imports what is not there
+        raise UnknownProtocol(name, f"no module {module!r}") from None
+    cls = getattr(mod, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+        raise UnknownProtocol(name, f"{spec} is not a protocols.base.Protocol subclass")
+    return cls
+
+
+def display_name(name: str) -> str:
+    """What to call the protocol `name` names: its class's `name` for a `module:Class`."""
+    return get(name).name if _is_spec(name) else name

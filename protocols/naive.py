@@ -33,6 +33,7 @@ from protocols.base import (
 from protocols.base import events as ev
 from protocols.base.mutations import check_mutate
 from protocols.base.wire import Command
+from protocols.display import FOLLOWER, LEADER
 
 CATCH_UP_BATCH = 64
 
@@ -90,6 +91,7 @@ class NaiveProtocol(Protocol):
     records = (TermRecord, EntryRecord)
     exactly_once: ClassVar[bool] = False
     unsafe_by_design: ClassVar[bool] = True  # the baseline every other protocol must beat
+    roles = (LEADER, FOLLOWER)  # nobody campaigns: a follower just promotes itself
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

@@ -277,7 +277,8 @@ class SimNet:
             self.options = options
         else:
             self.options = decode_options(protocol.Options, options or {})
-        self.exactly_once = bool(getattr(protocol, "exactly_once", False))
+        self.exactly_once = protocol.exactly_once
+        self.display = protocol.display()  # which roles lead (`leaders()`)
         # The state machine each node applies to: `Model` here; the simulator (sim/) gives
         # the runtime's own (nodes/state_machine.py), session table and all.
         self.make_model: Callable[[bool], Any] = model or Model
@@ -921,8 +922,9 @@ class SimNet:
     # -- leaders -----------------------------------------------------------------------------
 
     def leaders(self) -> list[str]:
-        """Running nodes that believe they lead, in any term."""
-        return [i for i in self.alive() if self.status(i)["role"] == "leader"]
+        """Running nodes that believe they lead (in a role the protocol declares leading:
+        Raft's leader, PBFT's primary), in any term."""
+        return [i for i in self.alive() if self.display.leads(self.status(i)["role"])]
 
     def leader(self) -> str | None:
         """The running leader of the highest term, if any."""

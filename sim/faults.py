@@ -90,7 +90,8 @@ class FaultsMixin:
         if not replicas_only:
             endpoints |= {"broker"} | {f"c{i}" for i in range(16)}
         return resolve(names, replicas=list(self.ids), endpoints=endpoints,
-                       status=self._status(), rng=self.fault_rng)  # fmt: skip
+                       status=self._status(), rng=self.fault_rng,
+                       display=self.display)  # fmt: skip
 
     # -- links ------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def test_every_command_has_short_help_lab_dir_and_no_type_metavars(argv: list[st
 
 
 def test_up_lists_the_protocols_and_the_top_help_wraps_no_command_mid_sentence() -> None:
-    assert "One of: naive, raft, epaxos, pbft." in labctl("up", "-h").stdout
+    assert "One of: naive, raft, epaxos, pbft, an installed" in labctl("up", "-h").stdout
     top = labctl("-h").stdout
     listing = top[top.index("Commands:") :].splitlines()[1:]
     assert len(listing) == len(COMMANDS)

@@ -70,13 +70,19 @@ def test_leader_roles_in_a_leaderless_protocol_name_a_stand_in() -> None:
     replicas = ["r0", "r1", "r2"]
     status = {r: {"role": "replica"} for r in replicas}
     kw = {"replicas": replicas, "endpoints": set(replicas), "status": status,
-          "rng": random.Random(1)}  # fmt: skip
+          "rng": random.Random(1), "display": get("epaxos").display()}  # fmt: skip
     assert resolve(["leader"], **kw) == ["r0"]
     assert resolve(["followers"], **kw) == ["r1", "r2"]
     # Raft without a leader right now: no stand-in, the step reports it.
     raft = {r: {"role": "follower"} for r in replicas}
     with pytest.raises(Exception, match="no node is leader"):
-        resolve(["leader"], **{**kw, "status": raft})
+        resolve(["leader"], **{**kw, "status": raft, "display": get("raft").display()})
+    # Which roles lead is the protocol's to say: PBFT's primary does, its backups do not.
+    pbft = {"r0": {"role": "backup", "term": 1}, "r1": {"role": "primary", "term": 1},
+            "r2": {"role": "backup", "term": 1}}  # fmt: skip
+    kw = {**kw, "status": pbft, "display": get("pbft").display()}
+    assert resolve(["leader"], **kw) == ["r1"]
+    assert resolve(["followers"], **kw) == ["r0", "r2"]
 
 
 SCENARIO = {

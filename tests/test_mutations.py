@@ -13,7 +13,7 @@ from protocols.base.mutations import Mutation, check_mutate
 from tests.conftest import CLI
 
 
-@pytest.mark.parametrize("name", list(protocols.REGISTRY))
+@pytest.mark.parametrize("name", protocols.available())
 def test_every_protocol_declares_its_mutations_and_validates_the_field(name: str) -> None:
     cls = protocols.get(name)
     assert decode_options(cls.Options, {}).mutate == ""  # type: ignore[attr-defined]
@@ -29,7 +29,7 @@ def test_every_protocol_declares_its_mutations_and_validates_the_field(name: str
 
 
 def test_names_are_unique_per_protocol() -> None:
-    for name in protocols.REGISTRY:
+    for name in protocols.available():
         declared = [m.name for m in protocols.get(name).mutations]
         assert len(declared) == len(set(declared)), name
 

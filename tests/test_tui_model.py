@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from rich.console import Console
 
+from protocols.pbft import PbftProtocol
 from tui import actions
 from tui.actions import ACTIONS
 from tui.fake import T0, FakeSource, demo_story
@@ -260,6 +261,9 @@ def test_pre_votes_name_the_term_they_ask_for() -> None:
 
 def test_pbft_says_primary_and_view() -> None:
     m = LabModel()
-    m.apply_status({**doc(node(0, "primary"), node(1, "backup")), "protocol": "pbft"}, 100.0)
+    pbft = {"protocol": "pbft", "display": PbftProtocol.display().to_doc()}  # as the lab sends
+    m.apply_status({**doc(node(0, "primary"), node(1, "backup")), **pbft}, 100.0)
     m.apply_event({"t": 101.0, "src": "r1", "kind": "became_leader", "term": 1, "how": "new_view"})
     assert m.events[-1].text == "r1 became primary, view 1 (new_view)"
+    # The role vocabulary is the protocol's: the event makes r1 the primary, r0 not.
+    assert m.nodes["r1"]["role"] == "primary" and m.leaders == ["r0", "r1"]

@@ -214,11 +214,11 @@ class LabApp(TelemetryWorkers, App[str | None]):
         if len(leaders) > 1:
             parts.append(f"[bold white on red] {len(leaders)} LEADERS: {', '.join(leaders)} [/]")
         elif leaders:
-            parts.append(f"leader [bold green]{leaders[0]}[/]")
+            parts.append(f"{m.words[0]} [bold green]{leaders[0]}[/]")  # PBFT: "primary r1"
         elif m.leaderless:
             parts.append("leaderless")  # EPaxos: every replica leads its own commands
         else:
-            parts.append("[yellow]no leader[/]")
+            parts.append(f"[yellow]no {m.words[0]}[/]")
         if m.violations:
             parts.append(f"[bold red]{m.violations} violation{'s' if m.violations > 1 else ''}[/]")
         if m.workload:

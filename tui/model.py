@@ -14,13 +14,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.display import DEFAULT_DISPLAY, DOWN_GLYPH, LEASE_GLYPH, PAUSED_GLYPH, Display
 from tui import eventtext
 from tui.linkrules import Rule, link_rules
 
 SERIES = 240  # seconds of chart history kept (more than the widest terminal shows)
 EVENTS = 1000  # event lines kept
 COMMIT_NOTE_EVERY = 5.0  # seconds between two sampled "commits" lines
-LEADER_ROLES = ("leader", "primary")
 # What each panel watches in `changes`; "roles" moves when who leads, who is paused or down
 # changes (panels that throttle their repaints never delay that).
 AREAS = ("nodes", "links", "charts", "faults", "roles")
@@ -75,6 +75,7 @@ class Sample:
 
     glyph: str
     alarm: bool
+    leads: bool = False  # the node was in a role that leads (drawn green, red in alarm)
 
 
 class LabModel:
@@ -106,7 +107,10 @@ class LabModel:
         self._links_t: float | None = None
         self.usage: dict[str, tuple[float, float]] = {}
         self.events: deque[EventLine] = deque(maxlen=EVENTS)
-        self.words = ("leader", "term")  # the protocol's (PBFT: primary, view)
+        # The protocol's roles, columns and words (PBFT: primary, view), as the lab's
+        # status documents carry them.
+        self.display: Display = DEFAULT_DISPLAY
+        self.words = ("leader", "term")
         self.event_seq = 0
         self.violations = 0
         self.lease_len: dict[str, float] = {}
@@ -137,14 +141,14 @@ class LabModel:
         return [
             n
             for n, s in self.nodes.items()
-            if s.get("role") in LEADER_ROLES and s.get("state") != "stopped"
+            if self.display.leads(s.get("role")) and s.get("state") != "stopped"
         ]
 
     @property
     def leaderless(self) -> bool:
-        """Every replica reports role "replica": a protocol without leaders (EPaxos)."""
+        """A protocol without leaders (EPaxos: no role it declares leads), with a replica up."""
         roles = [s.get("role") for s in self.nodes.values() if s.get("state") != "stopped"]
-        return bool(roles) and all(r == "replica" for r in roles)
+        return bool(roles) and self.display.leaderless
 
     @property
     def split_brain(self) -> bool:
@@ -174,6 +178,7 @@ class LabModel:
             checked(n)
         if not isinstance(doc.get("uptime", 0.0), _NUMBER):
             raise ValueError(f"uptime = {doc.get('uptime')!r}")
+        display = Display.of_status(doc)  # ValueError: refused whole, like a bad field
         pid = doc.get("supervisor_pid")
         new_lab = self.supervisor_pid is not None and pid != self.supervisor_pid
         if new_lab:
@@ -182,12 +187,9 @@ class LabModel:
         self.unreachable = None
         self.has_status = True
         self.supervisor_pid = pid
-        protocol = str(doc.get("protocol", "?"))
-        if protocol != self.protocol:
-            from labctl.catalogue import words  # static facts the protocol declares
-
-            self.words = words(protocol)
-        self.protocol = protocol
+        self.protocol = str(doc.get("protocol", "?"))
+        self.display = display
+        self.words = (display.leader_word, display.term_word)
         self.seed = doc.get("seed")
         mutate = doc.get("mutate")
         self.mutate = mutate if isinstance(mutate, str) and mutate else None
@@ -300,12 +302,14 @@ class LabModel:
         node = self.nodes.get(src)
         # Role changes land in the table at once, before the next status report.
         if node is not None and node.get("state") != "stopped":
-            if kind == "became_leader":
-                node.update(role="leader", leader=src, term=event.get("term", node.get("term")))
+            d = self.display
+            if kind == "became_leader" and d.leader_role:
+                node.update(role=d.leader_role, leader=src,
+                            term=event.get("term", node.get("term")))  # fmt: skip
             elif kind == "stepped_down":
-                node["role"] = "follower"
-            elif kind == "became_candidate":
-                node["role"] = "candidate"
+                node["role"] = d.follower_role
+            elif kind == "became_candidate" and d.candidate_role:
+                node["role"] = d.candidate_role
         target = self.nodes.get(str(event.get("node")))
         if target is not None:
             self._fold_process_event(kind, event, target)
@@ -408,21 +412,22 @@ class LabModel:
         self._bucket_latencies = []
         alarm = self.split_brain
         for n, line in self.timeline.items():
-            line.append(Sample(self._glyph(n), alarm and n in self.leaders))
+            glyph = self._glyph(n)
+            leads = n in self.leaders and glyph not in (PAUSED_GLYPH, DOWN_GLYPH)
+            line.append(Sample(glyph, alarm and n in self.leaders, leads))
 
     def _glyph(self, node: str) -> str:
         s = self.nodes.get(node)
         if s is None or s.get("state") == "stopped":
-            return "✕"
+            return DOWN_GLYPH
         if s.get("state") == "paused":
-            return "‖"
-        role = s.get("role")
-        if role in LEADER_ROLES:
-            lease = self.lease_left(node)
-            return "█" if lease else "▆"
-        if role == "candidate" or role == "view_changing":
-            return "░"
-        return "·" if role in ("follower", "backup", "replica") else " "
+            return PAUSED_GLYPH
+        role = self.display.role(s.get("role"))
+        if role is None:
+            return " "  # a role the protocol never declared
+        if role.leads and self.lease_left(node):
+            return LEASE_GLYPH
+        return role.glyph
 
     def _maybe_note_commits(self) -> None:
         """Commits, sampled: one line every few seconds naming each index that moved."""

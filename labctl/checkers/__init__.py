@@ -1,5 +1,5 @@
 """Safety checkers: split brain, divergence, duplicate apply, lost write, linearizability,
-lease overlap, zombie write (DESIGN section 6), duplicate order (the broker's at most once).
+lease overlap, zombie write, duplicate order (the broker's at most once).
 
 Pure: they read records (dicts as in events.jsonl and history.jsonl) and never touch a
 socket or a clock. `CheckerSet` runs them all, live or via `check_run_dir` offline.

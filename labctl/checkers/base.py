@@ -35,10 +35,6 @@ KINDS = (
 # Ops that change the replicated state; a `get` that reaches the log changes nothing.
 WRITE_OPS = frozenset({"put", "cas", "order"})
 
-# Where the protocol cannot be imported (under construction), what we know of it.
-_EXACTLY_ONCE_FALLBACK = {"naive": False, "raft": True, "epaxos": True, "pbft": True}
-_PER_KEY_FALLBACK = {"epaxos": True}
-
 
 class Violation(msgspec.Struct, frozen=True):
     """One safety violation, with the evidence that proves it."""
@@ -81,32 +77,38 @@ class CheckerConfig(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_lab(cls, lab_config: Mapping[str, Any], **overrides: Any) -> CheckerConfig:
-        """From a lab config (lab.json's "config": {"protocol": ...})."""
+        """From a lab config (lab.json's "config": {"protocol": ...}). What the protocol
+        declared is recorded there when the lab starts ("exactly_once", "ordering"), so a
+        run is judged by what its protocol said then, installed now or not; a record
+        without it (an older run) asks the protocol class."""
         protocol = lab_config.get("protocol")
         if not isinstance(protocol, str):
             return cls(**overrides)
+        exactly_once = lab_config.get("exactly_once")
+        ordering = lab_config.get("ordering")
         return cls(
             **{
                 "applied_events": protocol != "external",
-                "exactly_once": protocol_is_exactly_once(protocol),
-                "per_key": protocol_orders_per_key(protocol),
+                "exactly_once": exactly_once if isinstance(exactly_once, bool)
+                else protocol_is_exactly_once(protocol),
+                "per_key": ordering == "per_key" if isinstance(ordering, str)
+                else protocol_orders_per_key(protocol),
                 **overrides,
             }
         )
 
 
 def protocol_is_exactly_once(name: str) -> bool:
-    """Whether the replicas of protocol `name` run an exactly-once state machine.
-
-    The protocol class is the truth (the replica reads the same attribute); the table
-    covers a protocol whose module is absent, so an old run can still be checked.
-    """
+    """Whether the replicas of protocol `name` run an exactly-once state machine (the
+    class's `exactly_once`, which the replica reads too). A protocol that is not
+    installed here (an old run of a plugin) is judged as not exactly-once: a duplicate
+    apply is then reported, never excused."""
     from protocols import UnknownProtocol, get
 
     try:
-        return bool(getattr(get(name), "exactly_once", False))
-    except (UnknownProtocol, ImportError, AttributeError):
-        return _EXACTLY_ONCE_FALLBACK.get(name, False)
+        return get(name).exactly_once
+    except UnknownProtocol:
+        return False
 
 
 def protocol_orders_per_key(name: str) -> bool:
@@ -115,8 +117,8 @@ def protocol_orders_per_key(name: str) -> bool:
 
     try:
         return get(name).ordering == "per_key"
-    except (UnknownProtocol, ImportError, AttributeError):
-        return _PER_KEY_FALLBACK.get(name, False)
+    except UnknownProtocol:
+        return False
 
 
 class Checker:

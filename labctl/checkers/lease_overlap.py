@@ -1,8 +1,8 @@
 """Lease overlap: two nodes held a valid lease at the same true time.
 
 Only the lab can check this exactly: every node's lease arrives with `expiry_true`, its
-end on the machine's clock that all processes share (DESIGN section 4). A node holds a
-lease from its lease event's `t` until `expiry_true`; its next lease event replaces the
+end on the machine's clock that all processes share (the true time events carry). A node
+holds a lease from its lease event's `t` until `expiry_true`; its next lease event replaces the
 interval (a renewal, or expiry None when it stops holding one), and a process that exits
 holds nothing any more. Intervals are half-open, so a lease that starts exactly when the
 previous holder's ends does not overlap it.

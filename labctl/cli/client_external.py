@@ -45,6 +45,7 @@ def pick(lab: Any, via: str | None) -> str:
 
     from faults.model import FaultError
     from faults.targets import resolve
+    from protocols.display import Display
 
     doc = lab.status()
     replicas = [n["id"] for n in doc["nodes"]]
@@ -53,7 +54,7 @@ def pick(lab: Any, via: str | None) -> str:
     try:
         status = {n["id"]: n for n in doc["nodes"]}
         return resolve([via], replicas=replicas, endpoints=set(replicas), status=status,
-                       rng=random.Random())[0]  # fmt: skip
+                       rng=random.Random(), display=Display.of_status(doc))[0]  # fmt: skip
     except FaultError as e:
         raise LabError(str(e)) from None
 

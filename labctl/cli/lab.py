@@ -22,8 +22,9 @@ from labctl.cli.common import (
 )
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
+from protocols import DEFAULT
 
-DEFAULT_PROTOCOL = "raft"
+DEFAULT_PROTOCOL = DEFAULT
 
 
 def parse_opts(pairs: list[str]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.common import Json, UnusedLabDir, print_json
+from labctl.cli.common import Json, UnusedLabDir, print_json, protocol_class
 from labctl.errors import LabError
 
 app = typer.Typer(
@@ -41,10 +41,8 @@ def list_mutants(
     import protocols
     from labctl import mutants
 
-    if protocol is not None and protocol not in protocols.available():
-        raise LabError(
-            f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
-        )
+    if protocol is not None:
+        protocol_class(protocol)
     rows = []
     for name in [protocol] if protocol else protocols.available():
         for m in protocols.get(name).mutations:

@@ -12,10 +12,12 @@ from labctl.cli.common import (
     UnusedLabDir,
     lin_unknown_lines,
     print_json,
+    protocol_class,
     protocol_names,
 )
 from labctl.cli.mutants import Mutate
 from labctl.errors import LabError
+from protocols import DEFAULT
 
 app = typer.Typer(
     help="Replay incidents from scenario files, with a verdict.", no_args_is_help=True
@@ -93,11 +95,9 @@ def run(
 def _prepare(sc: Any, seed: int | None, mutate: str | None) -> None:
     """What `scenario run` and `sim run` both do to a loaded scenario before it runs: refuse
     a protocol that cannot run, apply --seed and --mutate."""
-    if not sc.runnable:
-        import protocols
-
-        raise LabError(f"{sc.path}: protocol {sc.protocol!r} is not built yet (available: "
-                       f"{', '.join(protocols.available())}; try --protocol)")  # fmt: skip
+    if sc.node is None:
+        # Unknown, or a module:Class that does not import: one line, exit 2.
+        protocol_class(sc.protocol)
     if seed is not None:
         if seed < 0:
             raise LabError(f"--seed must not be negative, got {seed}")
@@ -252,7 +252,7 @@ def check(
 def chaos(
     protocol: Annotated[
         str, typer.Option("--protocol", "-p", metavar="NAME", help=f"One of: {protocol_names()}.")
-    ] = "raft",
+    ] = DEFAULT,
     runs: Annotated[int, typer.Option("--runs", metavar="N", help="How many runs.")] = 20,
     duration: Annotated[
         str, typer.Option("--duration", metavar="DURATION", help="Length of each run.")
@@ -275,18 +275,14 @@ def chaos(
     """Randomized chaos runs, every fault kind (exit 1: a violation).
 
     Each run heals everything before its end; exit 3 when a lab itself failed."""
-    import protocols
     from labctl.chaos import run_many
     from protocols.base import DurationError, parse_duration
 
-    if protocol not in protocols.available():
-        raise LabError(
-            f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
-        )
+    cls = protocol_class(protocol)
     try:
         seconds = parse_duration(duration)
         if nodes is None:  # sizes where the protocol tolerates one or two faulty nodes
-            nodes = "4,7" if protocols.get(protocol).byzantine_tolerant else "3,5"
+            nodes = ",".join(str(n) for n in cls.test_sizes)
         sizes = [int(x) for x in nodes.split(",")]
     except (DurationError, ValueError) as e:
         raise LabError(f"bad --duration or --nodes: {e}") from None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json, say
+from labctl.cli.common import Json, LabDir, print_json, protocol_class, say
 from labctl.errors import LabError
 
 
@@ -47,10 +47,7 @@ def selftest(
         raise LabError("--budget must be positive and --replays at least 0")
     names = [n for n in protocols.available() if protocols.get(n).mutations]
     if protocol is not None:
-        if protocol not in protocols.available():
-            raise LabError(
-                f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
-            )
+        protocol_class(protocol)
         names = [protocol]
     if mutation:
         known = {m.name for n in names for m in mutants.catalogue(n)}

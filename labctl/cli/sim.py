@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli.common import Json, LabDir, print_json
+from labctl.cli.common import Json, LabDir, print_json, protocol_class
 from labctl.cli.mutants import Mutate
 from labctl.cli.scenario import _load, _prepare
 from labctl.errors import LabError
+from protocols import DEFAULT
 
 app = typer.Typer(help="The simulator: scenarios in virtual time, explore, shrink.")
 
@@ -57,7 +58,7 @@ def _parse_for(value: str | None) -> float | None:
 
 @app.command("explore")
 def explore_cmd(
-    protocol: Annotated[str, typer.Option("--protocol", "-p")] = "raft",
+    protocol: Annotated[str, typer.Option("--protocol", "-p")] = DEFAULT,
     nodes: Annotated[
         str | None, typer.Option("--nodes", help="Cluster sizes to cycle, e.g. 3,5 (pbft: 4,7).")
     ] = None,
@@ -80,18 +81,13 @@ def explore_cmd(
     Stops at the first violating run unless --collect: its seed and the shrunk scenario
     (written under <lab-dir>/sim/) are printed. Exit 0 when no run violated, 1 when one
     did, 2 for bad input."""
-    import protocols
     from labctl import explore, labdir, simrun
     from protocols.base import DurationError, parse_duration
 
-    if protocol not in protocols.available():
-        raise LabError(
-            f"unknown protocol {protocol!r} (available: {', '.join(protocols.available())})"
-        )
-    cls = protocols.get(protocol)
+    cls = protocol_class(protocol)
     try:
         if nodes is None:
-            nodes = "4,7" if cls.byzantine_tolerant else "3,5"
+            nodes = ",".join(str(n) for n in cls.test_sizes)
         sizes = [int(x) for x in nodes.split(",")]
         seconds = parse_duration(duration)
         shrink_s = parse_duration(shrink_for)

@@ -18,11 +18,8 @@ from typing import Any
 import msgspec
 
 from faults.model import LINK_KINDS
+from protocols.display import DEFAULT_DISPLAY, Display
 
-# What the protocols call their term, for labels.
-TERM_WORD = {"pbft": "view", "epaxos": "ballot"}
-# PBFT's status says primary/backup; its role events say leader/follower: one word per role.
-ROLE_WORDS = {"pbft": {"leader": "primary", "follower": "backup", "candidate": "view_changing"}}
 ROLE_EVENTS = {
     "became_leader": "leader",
     "became_follower": "follower",
@@ -84,10 +81,15 @@ class RunData:
     ops: dict[str, list[tuple[float, float, str]]]  # type -> (t completed, latency ms, op)
     invoked: int
     events: list[dict[str, Any]]  # the events a space-time diagram marks (roles, faults)
+    display: Display = DEFAULT_DISPLAY  # the protocol's roles and words
 
     @property
     def term_word(self) -> str:
-        return TERM_WORD.get(self.protocol, "term")
+        return self.display.term_word
+
+    def role_colour(self, role: str) -> str:
+        r = self.display.role(role)
+        return r.colour if r is not None else "#dddddd"
 
     def rel(self, t: float) -> float:
         return t - self.t0
@@ -159,9 +161,12 @@ def load_run(run_dir: Path | str) -> RunData:
     verdict = summary.get("verdict") or ("unsafe" if violations else "safe")
     nodes = {r: NodeLine(r) for r in replicas}
     faults = _faults(events, t_end, replicas)
-    _fold_nodes(
-        nodes, events, faults, t_end, TERM_WORD.get(protocol, "term"), ROLE_WORDS.get(protocol)
-    )
+    display = _display(config, protocol)
+    # Role events say leader/follower/candidate; the protocol's status says its own words
+    # (PBFT: primary/backup/view_changing): one word per role.
+    words = {"leader": display.leader_role or "leader", "follower": display.follower_role,
+             "candidate": display.candidate_role or "candidate"}  # fmt: skip
+    _fold_nodes(nodes, events, faults, t_end, display.term_word, words)
     ops: dict[str, list[tuple[float, float, str]]] = {"ok": [], "fail": [], "info": []}
     invoked = 0
     for h in history:
@@ -195,7 +200,24 @@ def load_run(run_dir: Path | str) -> RunData:
         ops=ops,
         invoked=invoked,
         events=marks,
+        display=display,
     )
+
+
+def _display(config: dict[str, Any], protocol: str) -> Display:
+    """The protocol's roles and words as the lab recorded them in lab.json; for a run from
+    before that, the protocol class if it is installed here; else the leader-based default."""
+    try:
+        if config.get("display") is not None:
+            return Display.of_status(config)
+    except ValueError:
+        pass
+    import protocols
+
+    try:
+        return protocols.get(protocol).display()
+    except (protocols.UnknownProtocol, protocols.StaleMetadata):
+        return DEFAULT_DISPLAY
 
 
 def _violations(events: list[dict[str, Any]], summary: dict[str, Any]) -> list[Violation]:

@@ -18,15 +18,6 @@ from matplotlib.patches import Patch
 from labctl.report.data import FaultBand, RunData, lease_overlaps
 
 OUTCOME_COLORS = {"ok": "#2a9d8f", "fail": "#d62828", "info": "#f4a261"}
-ROLE_COLORS = {
-    "leader": "#1d4e89",
-    "primary": "#1d4e89",
-    "candidate": "#f77f00",
-    "view_changing": "#f77f00",
-    "follower": "#a9c6de",
-    "pre_candidate": "#fcbf7f",
-    "backup": "#a9c6de",
-}
 FAULT_COLORS = ["#8e7dbe", "#e9c46a", "#90be6d", "#f28482", "#4d908e", "#f9844a", "#577590"]
 DOWN_COLORS = {"paused": "#6c757d", "killed": "#000000"}
 VIOLATION_COLOR = "#d62828"
@@ -222,7 +213,7 @@ def timelines_figure(run: RunData) -> Figure:
         for role in {r for _, _, r, _ in line.roles}:
             bars = [(run.rel(s), max(e - s, 1e-3)) for s, e, r, _ in line.roles if r == role]
             ax_role.broken_barh(
-                bars, (y - 0.32, 0.64), color=ROLE_COLORS.get(role, "#dddddd"), lw=0
+                bars, (y - 0.32, 0.64), color=run.role_colour(role), lw=0
             )
             seen_roles.add(role)
         # A label where the term changes; of labels closer than one label's width, the
@@ -280,7 +271,7 @@ def timelines_figure(run: RunData) -> Figure:
         fontsize=10,
         loc="left",
     )
-    handles = [Patch(color=ROLE_COLORS.get(r, "#ddd"), label=r) for r in sorted(seen_roles)]
+    handles = [Patch(color=run.role_colour(r), label=r) for r in sorted(seen_roles)]
     handles += [
         Patch(fc="none", ec=DOWN_COLORS[w], hatch=h, label=w)
         for w, h in (("paused", "////"), ("killed", "xxxx"))

@@ -1,5 +1,5 @@
-"""The scenario file format (DESIGN section 8, a contract): parse and validate everything
-before anything starts. Every error names the file and the key.
+"""The scenario file format (a contract; docs/scenarios.md is its reference): parse and
+validate everything before anything starts. Every error names the file and the key.
 
     name, description, protocol, nodes, seed, duration
     mutate               a named bug to run with (labctl mutants list), "" for none
@@ -27,6 +27,7 @@ from typing import Any
 from faults.model import ROLES, FaultError, byzantine_problem, parse_fault
 from labctl.checkers.base import KINDS
 from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
+from protocols import SCENARIO_DEFAULT
 from protocols.base import READ_MODES, DurationError, parse_duration
 from protocols.base.durations import show_value
 
@@ -63,7 +64,7 @@ class Scenario:
     name: str
     path: str
     description: str = ""
-    protocol: str = "naive"
+    protocol: str = SCENARIO_DEFAULT
     nodes: int = 3
     seed: int = 42
     duration: float = 10.0
@@ -78,10 +79,13 @@ class Scenario:
 
     @property
     def runnable(self) -> bool:
-        """False while the scenario's protocol is not built yet (it waits for it)."""
+        """Whether the scenario's protocol is one this machine can run (registered, or a
+        `module:Class`; external nodes always)."""
         import protocols
 
-        return self.node is not None or self.protocol in protocols.available()
+        return self.node is not None or self.protocol == EXTERNAL or protocols.is_known(
+            self.protocol
+        )
 
     def expectations(self, protocol: str) -> dict[str, Any]:
         """The [expect] table overlaid with [expect.<protocol>]; held to `safe = true`
@@ -104,7 +108,7 @@ def unsafe_by_design(protocol: str) -> bool:
     if protocol == EXTERNAL:
         return False
     try:
-        return bool(getattr(protocols.get(protocol), "unsafe_by_design", False))
+        return protocols.get(protocol).unsafe_by_design
     except protocols.UnknownProtocol:
         return False
 
@@ -141,8 +145,8 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         raise fail("name", f"must be letters, digits, '.', '_' or '-' (at most 64, not "
                    f"starting with '.' or '-'), got {show_value(name)}")  # fmt: skip
     sc = Scenario(name=name, path=where, description=_str(raw, "description", "", fail))
-    sc.protocol = protocol or _str(raw, "protocol", "naive", fail)
-    _check_protocol(sc.protocol, "protocol", fail, allow_unbuilt=True)
+    sc.protocol = protocol or _str(raw, "protocol", SCENARIO_DEFAULT, fail)
+    _check_protocol(sc.protocol, "protocol", fail)
     sc.nodes = _int(raw, "nodes", 3, fail, lo=1, hi=15)
     sc.seed = _int(raw, "seed", 42, fail, lo=0, hi=2**63 - 1)
     sc.duration = _duration(raw.get("duration", 10), "duration", fail)
@@ -159,7 +163,7 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
     # one protocol's own, used when the run is for that protocol (--protocol overrides).
     for key, value in options.items():
         if isinstance(value, dict):
-            _check_protocol(key, f"options.{key}", fail, allow_unbuilt=True)
+            _check_protocol(key, f"options.{key}", fail)
     common = {k: v for k, v in options.items() if not isinstance(v, dict)}
     if sc.protocol in common:
         raise fail(f"options.{sc.protocol}", "must be a table of that protocol's options")
@@ -210,7 +214,7 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         raise fail("expect", "must be a table")
     for key, value in expect.items():
         if isinstance(value, dict):
-            _check_protocol(key, f"expect.{key}", fail, allow_unbuilt=True)
+            _check_protocol(key, f"expect.{key}", fail)
             sc.expect_by_protocol[key] = _expect(value, f"expect.{key}", fail)
         elif key not in EXPECT_KEYS:
             raise fail(f"expect.{key}", f"unknown key (known: {', '.join(sorted(EXPECT_KEYS))}, "
@@ -285,16 +289,15 @@ def _duration(value: Any, key: str, fail: Any) -> float:
         raise fail(key, str(e)) from None
 
 
-def _check_protocol(name: str, key: str, fail: Any, allow_unbuilt: bool = False) -> None:
+def _check_protocol(name: str, key: str, fail: Any) -> None:
+    """`name` is a protocol this machine knows: registered through the `labctl.protocols`
+    entry points (a plugin package's too), or spelled `module:Class`."""
     import protocols
 
-    if name == EXTERNAL:
+    if name == EXTERNAL or protocols.is_known(name):
         return
-    if name not in protocols.REGISTRY and name not in ("epaxos", "pbft"):
-        raise fail(key, f"unknown protocol {name!r} (known: {', '.join(protocols.REGISTRY)})")
-    if not allow_unbuilt and name not in protocols.available():
-        raise fail(key, f"protocol {name!r} is not built yet (available: "
-                   f"{', '.join(protocols.available())})")  # fmt: skip
+    raise fail(key, f"unknown protocol {name!r} (available: {', '.join(protocols.available())}"
+               ", or module:Class)")  # fmt: skip
 
 
 def _check_options(protocol: str, options: dict[str, Any], fail: Any) -> None:

@@ -3,7 +3,7 @@
 The lab runs in its own lab dir (so it never collides with a lab the user has up) and
 dies with the runner; its run record goes to the usual `<lab-dir>/runs/`. While it runs,
 stderr shows progress every second and each violation the moment the supervisor's online
-checkers find it. At the end: the contract summary (DESIGN section 9) on stdout with
+checkers find it. At the end: the summary (docs/scenarios.md, "[expect]") on stdout with
 --json and in summary.json, and the exit code 0 (expectations met), 1 (not met), 3 (the
 lab itself failed).
 """

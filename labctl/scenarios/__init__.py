@@ -1,1 +1,1 @@
-"""Built-in scenarios: the incidents the lab exists for, as TOML files (DESIGN section 8)."""
+"""Built-in scenarios: the incidents the lab exists for, as TOML files (docs/scenarios.md)."""

@@ -27,6 +27,7 @@ from protocols.base.wire import (
     Command,
     Order,
 )
+from protocols.display import Column, Display, Role
 
 __all__ = [
     "OPS",
@@ -37,9 +38,11 @@ __all__ = [
     "Bundle",
     "ClientReply",
     "ClientRequest",
+    "Column",
     "Command",
     "Committed",
     "ConfigError",
+    "Display",
     "DurationError",
     "Event",
     "NodeConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "Protocol",
     "ReadReady",
     "Ready",
+    "Role",
     "SnapshotImage",
     "client_quorum",
     "decode_options",

@@ -65,9 +65,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
+from protocols.display import DEFAULT_COLUMNS, DEFAULT_ROLES, Column, Display, Role
 
 if TYPE_CHECKING:
     from protocols.base.mutations import Mutation
+
+
+ORDERINGS = ("total", "per_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,28 +284,47 @@ class NodeConfig:
 
 
 class Protocol(abc.ABC):
-    """Base class of every protocol. Subclasses are registered in `protocols.REGISTRY`."""
+    """Base class of every protocol, registered under the `labctl.protocols` entry points.
+
+    Everything the lab needs to know about a protocol is declared here, on the class, once
+    (docs/adding-a-protocol.md); the defaults describe a leader-based protocol like Raft.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     Options: ClassVar[type[msgspec.Struct]]
     messages: ClassVar[tuple[type[msgspec.Struct], ...]]  # peer message types (wire codec)
     records: ClassVar[tuple[type[msgspec.Struct], ...]]  # durable record types (WAL codec)
+    # Sizes: what `labctl up` starts without --nodes; the fewest replicas it runs with
+    # (`size_problem` refuses fewer); the sizes chaos runs and explorations pick by default
+    # (one and two faults tolerated). `size_warning` says what a size wastes.
     default_nodes: ClassVar[int] = 3
     # Can a replica whose WAL is corrupt rejoin and be repaired from its peers
     # (`NodeConfig.damaged`)? Without it such a replica refuses to start (nodes/wal.py).
     repairs_corruption: ClassVar[bool] = False
+    min_nodes: ClassVar[int] = 1
+    test_sizes: ClassVar[tuple[int, ...]] = (3, 5)
+    # Every role name `status()["role"]` may report: which leads (counted as a leader,
+    # named by a fault's "leader"), which campaigns, their glyphs and colours. No role
+    # leads in a leaderless protocol (EPaxos), where "leader" names any running replica.
+    roles: ClassVar[tuple[Role, ...]] = DEFAULT_ROLES
+    # The protocol's columns in `labctl status` and the dashboard (keys of `status()`).
+    columns: ClassVar[tuple[Column, ...]] = DEFAULT_COLUMNS
     # How replicas order commands, which is what the divergence checks compare: "total"
     # (every replica applies the same command at each index) or "per_key" (only commands
     # on one key are ordered, EPaxos; `Committed.index` is then the replica's own execution
     # position, 1, 2, 3... from each start).
     ordering: ClassVar[str] = "total"
+    # The runtime's state machine keeps a session table: a request id committed twice is
+    # applied once and answered from the table (Raft paper section 8). Off: a duplicate is
+    # applied again, and the duplicate-apply checker does not hold it against the protocol.
+    exactly_once: ClassVar[bool] = False
     # A byzantine-tolerant protocol: clients send each request to every replica and believe
     # a result once f+1 replicas (f = (n-1)//3) sent matching replies; every replica that
     # received the request answers it (Committed.reply set on each).
     byzantine_tolerant: ClassVar[bool] = False
     # The words users read for this protocol's leader and its number (PBFT: "primary" of a
-    # "view"): events and the dashboard say "r1 became primary, view 1", not "leader, term".
+    # "view", EPaxos: "ballot"): events and the dashboard say "r1 became primary, view 1".
     leader_word: ClassVar[str] = "leader"
     term_word: ClassVar[str] = "term"
     # Whether a client reply's `term` means something (the leader's term). PBFT and EPaxos
@@ -317,6 +340,25 @@ class Protocol(abc.ABC):
     # A protocol built to break (naive, the seed's split-brain baseline): a scenario with no
     # expectation for it does not hold it to `safe = true`, as it does every other one.
     unsafe_by_design: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.ordering not in ORDERINGS:
+            raise TypeError(f"{cls.__name__}.ordering must be one of {ORDERINGS}")
+        cls.display().check()  # a bad declaration fails when the protocol is imported
+
+    @classmethod
+    def display(cls) -> Display:
+        """The roles, columns and words readers in other processes need, as data."""
+        return Display(cls.roles, cls.columns, cls.leader_word, cls.term_word)
+
+    @classmethod
+    def size_problem(cls, replicas: int) -> str | None:
+        """Why the protocol cannot run with `replicas` replicas (refused before anything
+        starts), or None."""
+        if replicas < cls.min_nodes:
+            return f"{cls.name} needs at least {cls.min_nodes} replicas, got {replicas}"
+        return None
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -366,8 +408,8 @@ class Protocol(abc.ABC):
 
     def set_byzantine(self, now: float, mode: str | None) -> Ready:
         """Start misbehaving as `mode` (one of `byzantine_modes`), or stop (None). The
-        protocol-level wrapper of DESIGN section 3: the node keeps running the protocol,
-        and what it sends is what a liar would send."""
+        protocol-level wrapper (docs/architecture.md, PBFT): the node keeps running the
+        protocol, and what it sends is what a liar would send."""
         if mode is None:
             return Ready()
         modes = ", ".join(self.byzantine_modes) or "none"

@@ -41,6 +41,7 @@ from protocols.base import (
 )
 from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
+from protocols.display import Column, Role
 from protocols.epaxos.catchup import CatchUp
 from protocols.epaxos.checkpoint import Checkpoints
 from protocols.epaxos.execution import Executor
@@ -98,6 +99,16 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
     # A 30 s chaos run executes a few thousand instances: checkpoint (and compact, and
     # restart from checkpoints) under faults.
     short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 200}
+    # Leaderless: no role leads, so a fault's "leader" is the first running replica.
+    roles = (Role("replica", glyph="·", label="running (every replica leads its own commands)"),)
+    term_word: ClassVar[str] = "ballot"
+    columns = (
+        Column("committed", priority=3, right=True),
+        Column("executed", priority=4, right=True),
+        Column("fast_path_ratio", "fast", format="percent", priority=5, right=True),
+        Column("recovering", format="count", priority=6, right=True),
+        Column("ballot", priority=7, right=True),
+    )
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

@@ -53,11 +53,13 @@ import msgspec
 from protocols.base import (
     ClientReply,
     ClientRequest,
+    Column,
     Command,
     Committed,
     ConfigError,
     NodeConfig,
     Ready,
+    Role,
     SnapshotImage,
     reply,
     request_problem,
@@ -122,6 +124,27 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
     # The state machine's session table answers a request id committed twice (a request
     # re-proposed by a new primary, or retried after a restart) without applying it again.
     exactly_once: ClassVar[bool] = True
+    test_sizes: ClassVar[tuple[int, ...]] = (4, 7)
+    roles = (
+        Role("primary", leads=True, glyph="▆", colour="#1d4e89"),
+        Role("backup", glyph="·", colour="#a9c6de"),
+        Role("view_changing", candidate=True, glyph="░", colour="#f77f00", label="view change"),
+    )
+    columns = (
+        Column("role", format="role", priority=2),
+        Column("view", priority=3, right=True),
+        Column("primary", priority=4),
+        # The next sequence number is the primary's to assign; a backup's means nothing.
+        Column("seq", priority=7, right=True, leader_only=True),
+        Column("commit_index", "commit", priority=5, right=True),
+        Column("applied_index", "applied", priority=8, right=True, dashboard_only=True),
+        Column("checkpoint", "ckpt", priority=6, right=True),
+        Column("low_watermark", "window", format="range", key2="high_watermark", priority=9,
+               right=True, dashboard_only=True),
+        Column("view_changes", "vc", format="count", priority=8, right=True,
+               dashboard_only=True),
+        Column("byzantine", format="flag", absent="honest", priority=3),
+    )
 
     @classmethod
     def size_warning(cls, replicas: int) -> str | None:

@@ -23,6 +23,7 @@ from protocols.base import ClientRequest, NodeConfig, Ready, SnapshotImage
 from protocols.base import events as ev
 from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
+from protocols.display import DEFAULT_ROLES, Role
 from protocols.raft.clients import Clients
 from protocols.raft.log import RaftLog
 from protocols.raft.messages import (
@@ -78,6 +79,8 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
     # followers that fell behind) under the faults too.
     short_run_options: ClassVar[dict[str, Any]] = {"snapshot_threshold": 500,
                                                    "catch_up_entries": 100}  # fmt: skip
+    # The default vocabulary and columns, and a pre-vote candidate campaigning too.
+    roles = (*DEFAULT_ROLES, Role(PRE_CANDIDATE, candidate=True, glyph="░", colour="#fcbf7f"))
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

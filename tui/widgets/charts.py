@@ -16,11 +16,6 @@ from tui.model import LabModel, Sample
 from tui.widgets.panel import Panel
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
-LEGEND = "█ leader+lease ▆ leader · follower ░ candidate ‖ paused ✕ down"
-LEGEND_BY_PROTOCOL = {
-    "epaxos": "· running (every replica leads its own commands) ‖ paused ✕ down",
-    "pbft": "▆ primary · backup ░ view change ‖ paused ✕ down",
-}
 _GLYPH_STYLE = {"‖": "yellow", "✕": "red", "·": "dim", "░": "yellow"}
 
 
@@ -37,7 +32,7 @@ def _timeline(samples: Iterable[Sample], width: int) -> Text:
     xs = list(samples)[-width:] if width > 0 else []
     text = Text(" " * (width - len(xs)))
     for s in xs:
-        if s.glyph in "█▆":
+        if s.leads:
             text.append(s.glyph, "bold red" if s.alarm else "green")
         else:
             text.append(s.glyph, _GLYPH_STYLE.get(s.glyph, ""))
@@ -66,7 +61,7 @@ def render_charts(model: LabModel, width: int, height: int = 100) -> Text:
         # Same columns as the sparklines above: one column is the same second in every row.
         out.append_text(_timeline(model.timeline.get(n, ()), spark_w))
     if height >= len(model.nodes) + 3:
-        legend = LEGEND_BY_PROTOCOL.get(model.protocol, LEGEND)
+        legend = model.display.legend()  # the protocol's roles and their glyphs
         out.append("\n" + (legend if width >= len(legend) else legend[:width]), "dim")
     return out
 

@@ -4,10 +4,11 @@ Columns have a priority: on 80 columns the ones that tell the story (state, role
 leader each node believes in, commit, log, lease) stay, pid, memory and restarts go first.
 Every node that claims leadership is highlighted in red while more than one does.
 
-Each protocol tells its own story: Raft's and naive's are roles, terms and leases; EPaxos
-has no leader, so its rows show instances committed and executed, the fast-path ratio,
-instances in recovery and the ballot; PBFT's show the view and its primary, sequence
-numbers, the stable checkpoint and watermarks, and which replica is lying.
+Each protocol tells its own story, in the columns it declares (`Protocol.columns`, carried
+by the lab's status as its display): Raft's and naive's are roles, terms and leases;
+EPaxos has no leader, so its rows show instances committed and executed, the fast-path
+ratio, instances in recovery and the ballot; PBFT's show the view and its primary,
+sequence numbers, the stable checkpoint and watermarks, and which replica is lying.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from rich.text import Text
 
-from tui.model import LEADER_ROLES, LabModel
+from protocols.display import Column as Declared
+from protocols.display import Display, format_cell
+from tui.model import LabModel
 from tui.widgets.grid import grid
 from tui.widgets.panel import Panel
 
@@ -50,9 +53,9 @@ def _state(m: LabModel, n: str, s: dict[str, Any]) -> Text:
 
 def _role(m: LabModel, n: str, s: dict[str, Any]) -> Text:
     role = s.get("role") or "-"
-    if role in LEADER_ROLES:
+    if m.display.leads(role):
         return Text(role, "bold" if m.split_brain else "bold green")
-    if role == "candidate":
+    if m.display.is_candidate(role):
         return Text(role, "yellow")
     return Text(role, "dim" if role == "down" else "")
 
@@ -100,45 +103,42 @@ def _field(key: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
     return lambda m, n, s: Text(_s(s.get(key)))
 
 
-def _ratio(key: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
+# Styles of the formats a protocol's columns declare (protocols/display.py FORMATS).
+NEWS_STYLE = "bold yellow"  # a count that is not zero: instances in recovery, view changes
+FLAG_STYLE = "bold white on red3"  # a flag that is set: which replica is lying
+
+
+def _declared(c: Declared) -> Callable[[LabModel, str, dict[str, Any]], Text]:
+    """The cell of one column the protocol declares: its text is `format_cell`'s (the
+    same as `labctl status`), the style the format's."""
+    if c.format == "role":
+        return _role
+    if c.format == "lease":
+        return _lease
+
     def cell(m: LabModel, n: str, s: dict[str, Any]) -> Text:
-        v = s.get(key)
-        return Text("-", "dim") if v is None else Text(f"{float(v) * 100:.0f}%")
+        text = format_cell(m.display, c, s)
+        v = s.get(c.key)
+        if c.leader_only and not m.display.leads(s.get("role")):
+            return Text(text, "dim")
+        if c.format == "count":
+            return Text(text, NEWS_STYLE if v else "dim")
+        if c.format == "flag":
+            return Text(text, FLAG_STYLE if v else "dim")
+        if c.format in ("percent", "range") and v is None:
+            return Text(text, "dim")
+        return Text(text)
 
     return cell
 
 
-def _count(key: str, style: str) -> Callable[[LabModel, str, dict[str, Any]], Text]:
-    """A number that is news when it is not zero (instances in recovery, view changes)."""
-
-    def cell(m: LabModel, n: str, s: dict[str, Any]) -> Text:
-        v = s.get(key)
-        return Text(_s(v), style if v else "dim")
-
-    return cell
-
-
-def _watermarks(m: LabModel, n: str, s: dict[str, Any]) -> Text:
-    low, high = s.get("low_watermark"), s.get("high_watermark")
-    return Text("-", "dim") if low is None else Text(f"{low}-{high}")
-
-
-def _byzantine(m: LabModel, n: str, s: dict[str, Any]) -> Text:
-    mode = s.get("byzantine")
-    return Text(mode, "bold white on red3") if mode else Text("honest", "dim")
-
-
-COLUMNS: list[Column] = [
+# The lab's own columns, around the protocol's: the node, its process and its machine.
+HEAD = [
     Column("node", 0, lambda m, n, s: Text(n, "bold")),
     Column("pid", 11, _field("pid"), "right"),
     Column("state", 1, _state),
-    Column("role", 2, _role),
-    Column("term", 3, _field("term"), "right"),
-    Column("leader", 4, _field("leader")),
-    Column("commit", 5, _field("commit_index"), "right"),
-    Column("applied", 8, _field("applied_index"), "right"),
-    Column("log", 6, _field("log"), "right"),
-    Column("lease", 7, _lease),
+]
+TAIL = [
     Column("clock", 9, _clock),
     Column("cpu", 10, _cpu, "right"),
     Column("mem", 12, _mem, "right"),
@@ -146,66 +146,17 @@ COLUMNS: list[Column] = [
 ]
 
 
-_COMMON_TAIL = [c for c in COLUMNS if c.header in ("clock", "cpu", "mem", "restarts", "pid")]
-
-EPAXOS_COLUMNS: list[Column] = [
-    COLUMNS[0],
-    COLUMNS[2],  # state
-    Column("committed", 3, _field("committed"), "right"),
-    Column("executed", 4, _field("executed"), "right"),
-    Column("fast", 5, _ratio("fast_path_ratio"), "right"),
-    Column("recovering", 6, _count("recovering", "bold yellow"), "right"),
-    Column("ballot", 7, _field("ballot"), "right"),
-    *_COMMON_TAIL,
-]
-
-PBFT_COLUMNS: list[Column] = [
-    COLUMNS[0],
-    COLUMNS[2],  # state
-    Column("role", 2, _role),
-    Column("view", 3, _field("view"), "right"),
-    Column("primary", 4, _field("primary")),
-    # The next sequence number is the primary's to assign; a backup's counter means nothing.
-    Column(
-        "seq",
-        7,
-        lambda m, n, s: Text(
-            _s(s.get("seq")) if s.get("role") == "primary" else "-",
-            "" if s.get("role") == "primary" else "dim",
-        ),
-        "right",
-    ),
-    Column("commit", 5, _field("commit_index"), "right"),
-    Column("applied", 8, _field("applied_index"), "right"),
-    Column("ckpt", 6, _field("checkpoint"), "right"),
-    Column("window", 9, _watermarks, "right"),
-    Column("vc", 8, _count("view_changes", "yellow"), "right"),
-    Column("byzantine", 3, _byzantine),
-    *_COMMON_TAIL,
-]
-
-# External replicas (the user's Maelstrom program): what the adapter sees, and the role
-# and term the program reports if it sends the optional lab_role message.
-EXTERNAL_COLUMNS: list[Column] = [
-    COLUMNS[0],
-    COLUMNS[2],  # state
-    COLUMNS[3],  # role
-    COLUMNS[4],  # term
-    Column("in", 5, _field("msgs_in"), "right"),
-    Column("out", 5, _field("msgs_out"), "right"),
-    Column("errors", 4, _count("errors", "bold red"), "right"),
-    Column("program", 8, _field("program_pid"), "right"),
-    *_COMMON_TAIL,
-]
-
-COLUMNS_BY_PROTOCOL = {"epaxos": EPAXOS_COLUMNS, "pbft": PBFT_COLUMNS,
-                       "external": EXTERNAL_COLUMNS}  # fmt: skip
+def columns_for(display: Display) -> list[Column]:
+    """The panel's columns: the lab's, and between them the protocol's declared ones."""
+    own = [Column(c.header, c.priority, _declared(c), "right" if c.right else "left")
+           for c in display.columns]  # fmt: skip
+    return [*HEAD, *own, *TAIL]
 
 
 def render_nodes(model: LabModel, width: int) -> Text:
     if not model.nodes:
         return Text(model.unreachable or "waiting for the lab's status…", "dim")
-    columns = COLUMNS_BY_PROTOCOL.get(model.protocol, COLUMNS)
+    columns = columns_for(model.display)
     cells = {c.header: [c.cell(model, n, s) for n, s in model.nodes.items()] for c in columns}
     widths = {h: max([len(h), *(t.cell_len for t in col)]) for h, col in cells.items()}
     chosen: set[str] = set()
