@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from nodes.client import Tally, completion_kind, invoke_record, order_command
 from protocols.base import ClientReply, ClientRequest, Command, Order
 from protocols.base.mutations import Mutation, check_mutate
 
@@ -59,9 +60,9 @@ class Op:
     deadline: float = 0.0  # true time the current attempt times out
     uncertain: bool = False  # an earlier attempt timed out: it may have happened
     redirects: int = 0
-    # quorum > 1 (PBFT): the replies so far, node -> what it said; the op completes when
-    # `quorum` distinct replicas said the same thing.
-    votes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # quorum > 1 (PBFT): the replies so far; the op completes when `quorum` distinct
+    # replicas said the same thing.
+    tally: Tally | None = None
 
 
 @dataclass
@@ -107,9 +108,7 @@ class Client:
                 qty=self.rng.randrange(1, 500),
                 symbol=self.rng.choice(SYMBOLS),
             )
-            cmd = Command(request_id=rid, client=self.name, op="order", key=order.symbol,
-                          value=f"{order.user}:{order.side}:{order.qty}", order=order)  # fmt: skip
-            return cmd, "log"
+            return order_command(rid, self.name, order), "log"
         key = f"k{self.rng.randrange(self.keys)}"
         roll = self.rng.random()
         if roll < 0.5:
@@ -135,13 +134,10 @@ class Client:
         return self.target
 
     def vote(self, op: Op, reply: ClientReply) -> ClientReply | None:
-        """Count `reply` towards `op`; the reply `quorum` replicas agree on, once they do.
-        A replica's later reply replaces its earlier one (it may have re-executed)."""
-        said = (reply.status, reply.seq, reply.value, reply.error)
-        op.votes[reply.node] = said
-        if sum(1 for v in op.votes.values() if v == said) >= self.quorum:
-            return reply
-        return None
+        """Count `reply` towards `op`; the reply `quorum` replicas agree on, once they do."""
+        if op.tally is None:
+            op.tally = Tally(self.quorum)
+        return op.tally.add(reply)
 
     def may_retry(self) -> bool:
         return self.retries_used < max(3, RETRY_BUDGET * self.sent_ops)
@@ -162,21 +158,17 @@ class Client:
         command, mode = self.next_command()
         op = Op(command, mode, now, self.pick_node())
         self.inflight[command.request_id] = op
-        self.record("invoke", op, now, node=op.node)
+        self.invoked(op, now)
         self.send(op, now)
 
+    def invoked(self, op: Op, t: float) -> None:
+        self.emit(t, invoke_record(self.name, op.command, op.node, op.read_mode))
+
     def record(self, kind: str, op: Op, t: float, **extra: Any) -> None:
+        """A completion (ok, fail, info) of `op` at true time `t`."""
         c = op.command
-        rec: dict[str, Any] = {"type": kind, "process": self.name, "request_id": c.request_id,
-                               "op": c.op, "key": c.key}  # fmt: skip
-        if kind == "invoke":
-            rec["value"] = c.value
-            if c.op == "cas":
-                rec["expected"] = c.expected
-            if c.op == "get":
-                rec["read_mode"] = op.read_mode
-        rec.update(extra)
-        self.emit(t, rec)
+        self.emit(t, {"type": kind, "process": self.name, "request_id": c.request_id,
+                      "op": c.op, "key": c.key, **extra})  # fmt: skip
 
     def send(self, op: Op, now: float) -> None:
         op.attempts += 1
@@ -219,7 +211,8 @@ class Client:
                 extra["value"] = reply.value
             self.complete(op, "ok", now, **extra)
         else:
-            self.complete(op, "fail", now, error=reply.error or reply.status, value=reply.value)
+            self.complete(op, completion_kind(reply), now, error=reply.error or reply.status,
+                          value=reply.value)  # fmt: skip
 
     def on_timers(self, now: float) -> None:
         """Timeouts (retry with backoff under the budget, or give up as info) and the
@@ -254,7 +247,7 @@ class Client:
         command = msgspec.structs.replace(op.command, request_id=fresh)
         again = Op(command, op.read_mode, now, op.node, attempts=op.attempts)
         self.inflight[fresh] = again
-        self.record("invoke", again, now, node=again.node)
+        self.invoked(again, now)
         return again
 
     def next_timer(self) -> float | None:
