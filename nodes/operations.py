@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from nodes.client import Tally, completion_kind, invoke_record, order_command
+from nodes.client import Tally, completion_kind, invoke_record, kv_command, order_command
 from protocols.base import ClientReply, ClientRequest, Command, Order
 from protocols.base.mutations import Mutation, check_mutate
 
@@ -96,33 +96,41 @@ class Client:
         check_mutate("the workload", self.mutate, MUTATIONS)
 
     def next_command(self) -> tuple[Command, str]:
+        """The next operation to start and its read mode: an order or a kv operation as
+        the workload's kind says."""
         self.sent_ops += 1
         rid = f"{self.name}:{self.epoch}:{self.sent_ops}"
         # "mixed" (chaos runs): a share of orders among the kv operations, so the broker
         # and its checks (zombie-write, duplicate-order) are exercised with the reads.
         if self.kind == "orders" or (self.kind == "mixed" and self.rng.random() < MIXED_ORDERS):
-            order = Order(
-                order_id=f"o-{rid}",
-                user=self.rng.choice(USERS),
-                side=self.rng.choice(("buy", "sell")),
-                qty=self.rng.randrange(1, 500),
-                symbol=self.rng.choice(SYMBOLS),
-            )
-            return order_command(rid, self.name, order), "log"
+            return self.order_op(rid), "log"
+        return self.kv_op(rid)
+
+    def order_op(self, rid: str) -> Command:
+        order = Order(
+            order_id=f"o-{rid}",
+            user=self.rng.choice(USERS),
+            side=self.rng.choice(("buy", "sell")),
+            qty=self.rng.randrange(1, 500),
+            symbol=self.rng.choice(SYMBOLS),
+        )
+        return order_command(rid, self.name, order)
+
+    def kv_op(self, rid: str) -> tuple[Command, str]:
+        """Half reads (the read modes in turn, so each gets the same load), 30% puts, 20%
+        compare-and-sets of a value this client wrote earlier, on `keys` keys."""
         key = f"k{self.rng.randrange(self.keys)}"
         roll = self.rng.random()
         if roll < 0.5:
             mode = self.reads[self.sent_ops % len(self.reads)]  # modes alternate, same load
-            return Command(request_id=rid, client=self.name, op="get", key=key), mode
+            return kv_command(rid, self.name, "get", key), mode
         value = f"{self.name}-{self.sent_ops}"
         if roll < 0.8:
-            return Command(request_id=rid, client=self.name, op="put", key=key, value=value), "log"
+            return kv_command(rid, self.name, "put", key, value), "log"
         expected = (
             f"{self.name}-{self.rng.randrange(1, self.sent_ops)}" if self.sent_ops > 1 else ""
         )
-        cmd = Command(request_id=rid, client=self.name, op="cas", key=key, expected=expected,
-                      value=value)  # fmt: skip
-        return cmd, "log"
+        return kv_command(rid, self.name, "cas", key, value, expected), "log"
 
     def pick_node(self) -> str:
         if self.broadcast:
