@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
+from protocols.base.errors import ConfigError
 from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
 
 if TYPE_CHECKING:
@@ -193,10 +194,6 @@ class Ready:
             or self.restore
             or self.compact is not None
         )
-
-
-class ConfigError(ValueError):
-    """Protocol options that do not validate; the message names the option."""
 
 
 @dataclass(frozen=True)
