@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ class Lab:
         except auth.AuthError as e:
             raise LabError(str(e)) from None
         self._endpoint: Any = None  # nodes.client.Endpoint, made on the first operation
+        self.client_prefix = "cli"  # its name's prefix (the dashboard's orders: "dash")
         self._protocol: Any = None
 
     @classmethod
@@ -117,11 +119,11 @@ class Lab:
             raise NoLab(f"no lab is running in {path} (start one with `labctl up`)")
         return cls(path, state)
 
-    def endpoint(self, name: str | None = None) -> Any:
+    def endpoint(self, name: str | None = None, prefix: str = "cli") -> Any:
         """A client endpoint on this lab's router (nodes.client.Endpoint), authenticated."""
         from nodes.client import Endpoint
 
-        return Endpoint(self.ctx, self.state["router"], name, secret=self.secret)
+        return Endpoint(self.ctx, self.state["router"], name, secret=self.secret, prefix=prefix)
 
     def subscriber(self, *topics: bytes) -> zmq.Socket:
         """A SUB socket on the supervisor's PUB, authenticated, subscribed to `topics`."""
@@ -237,6 +239,18 @@ class Lab:
     def cas(self, key: str, expected: str, value: str, **kw: Any) -> dict[str, Any]:
         return self.request({"op": "cas", "key": key, "expected": expected, "value": value}, **kw)
 
+    def order(self, user: str = "riya", side: str = "buy", qty: int = 200,
+              symbol: str = "ALPHA", **kw: Any) -> dict[str, Any]:  # fmt: skip
+        """Place a trade order; the leader sends it on to the broker with its fencing token."""
+        from nodes import client
+
+        if side not in ("buy", "sell"):
+            raise LabError(f"side must be buy or sell, got {side!r}")
+        if qty <= 0:
+            raise LabError(f"quantity must be positive, got {qty}")
+        order = client.new_order(user, side, qty, symbol)
+        return self._call(lambda rid, name: client.order_command(rid, name, order), **kw)
+
     def request(
         self,
         op: dict[str, Any],
@@ -249,12 +263,26 @@ class Lab:
         matching replies) and recorded in the run's history.jsonl. Returns what came back,
         as `labctl client --json` prints it: status ok / not_leader / fail / timeout,
         node, seq, term (where the protocol has one), value, leader, agreed, error."""
+        from protocols.base import Command
+
+        return self._call(lambda rid, name: Command(request_id=rid, client=name, **op), via,
+                          timeout, read)  # fmt: skip
+
+    def _call(
+        self,
+        build: Callable[[str, str], Any],
+        via: str | None = None,
+        timeout: float = 1.0,
+        read: str = "log",
+    ) -> dict[str, Any]:
+        """The one client path (nodes/client.py) from this handle's endpoint: `build(request
+        id, client name)` makes the command."""
         import random
 
         from faults.model import FaultError
         from faults.targets import resolve
-        from nodes.client import new_request_id
-        from protocols.base import READ_MODES, Command, client_quorum
+        from nodes import client
+        from protocols.base import READ_MODES, client_quorum
 
         if read not in READ_MODES:
             raise LabError(f"read mode must be one of {', '.join(READ_MODES)}, got {read!r}")
@@ -271,47 +299,15 @@ class Lab:
             raise LabError(str(e)) from None
         cls = self._protocol_class(doc.get("protocol"))
         quorum = client_quorum(cls, len(replicas)) if cls else 1
-        broadcast = bool(cls and cls.byzantine_tolerant)
-        if broadcast:
-            node = "all"  # PBFT: every replica gets the request, f+1 must agree on the answer
+        # PBFT: every replica gets the request, f+1 must agree on the answer.
+        nodes = replicas if cls and cls.byzantine_tolerant else [node]
         if self._endpoint is None:
-            self._endpoint = self.endpoint()  # authenticated, like every lab socket
+            self._endpoint = self.endpoint(prefix=self.client_prefix)  # authenticated
         endpoint = self._endpoint
-        command = Command(request_id=new_request_id(endpoint.name), client=endpoint.name, **op)
-        t0 = time.monotonic()
-        self._history({"type": "invoke", "t": t0, "process": endpoint.name, "node": node,
-                       "request_id": command.request_id, "op": command.op, "key": command.key,
-                       "value": command.value, "expected": command.expected})  # fmt: skip
-        agreed: list[str] = []
-        if broadcast:
-            reply, agreed = endpoint.call_quorum(replicas, command, quorum, read, timeout)
-        else:
-            reply = endpoint.call(node, command, read, timeout)
-        t1 = time.monotonic()
-        if reply is None:
-            out: dict[str, Any] = {"status": "timeout", "node": node}
-            kind = "info"  # we cannot know whether it happened
-        else:
-            out = {"status": reply.status, "node": reply.node}
-            if reply.status == "not_leader":
-                out["leader"] = reply.leader
-                kind = "fail"
-            else:
-                if cls is None or cls.replies_carry_term:  # PBFT, EPaxos: no term (0)
-                    out["term"] = reply.term
-                out["seq"] = reply.seq
-                if command.op in ("get", "cas"):
-                    out["value"] = reply.value
-                if reply.error:
-                    out["error"] = reply.error
-                kind = "ok" if reply.status == "ok" else "fail"
-            if agreed:
-                out["agreed"] = agreed  # the f+1 (or more) replicas whose replies matched
-        self._history({"type": kind, "t": t1, "process": endpoint.name, "node": node,
-                       "request_id": command.request_id, "op": command.op,
-                       "reply": out})  # fmt: skip
-        out["ms"] = round((t1 - t0) * 1000, 1)
-        return out
+        command = build(client.new_request_id(endpoint.name), endpoint.name)
+        return client.call(endpoint, command, nodes, quorum=quorum, read_mode=read,
+                           timeout=timeout, with_term=cls is None or cls.replies_carry_term,
+                           record=self._history)  # fmt: skip
 
     def _protocol_class(self, name: Any) -> Any:
         if self._protocol is None:

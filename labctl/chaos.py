@@ -139,7 +139,7 @@ def run_many(protocol: str, nodes: list[int], runs: int, duration: float, seed: 
              "run_dir": summary["run_dir"]}
         )  # fmt: skip
         found = ", ".join(kinds) or "none"
-        runner._say(f"chaos {i + 1}/{runs}: seed {seed + i}, {n} nodes: {summary['verdict']}"
+        runner.say(f"chaos {i + 1}/{runs}: seed {seed + i}, {n} nodes: {summary['verdict']}"
                     f" ops ok={summary['ops']['ok']} violations: {found}")  # fmt: skip
         if report and (kinds or code == 3):
             from labctl.report.hook import after_run

@@ -71,7 +71,7 @@ class CheckingSink:
 
     def say(self, text: str) -> None:
         if self.talk:
-            runner._say(text)
+            runner.say(text)
 
     def finish(self) -> None:
         self._report(self.checkers.finish())
@@ -87,9 +87,9 @@ class CheckingSink:
             if self.talk:
                 n = self.shown[v.kind] = self.shown.get(v.kind, 0) + 1
                 if n <= SHOWN_PER_KIND:
-                    runner._say(f"[{v.t:6.2f}s] VIOLATION {v.kind}: {v.detail}")
+                    runner.say(f"[{v.t:6.2f}s] VIOLATION {v.kind}: {v.detail}")
                 elif n == SHOWN_PER_KIND + 1:
-                    runner._say(f"[{v.t:6.2f}s] (more {v.kind} violations: counted in the "
+                    runner.say(f"[{v.t:6.2f}s] (more {v.kind} violations: counted in the "
                                 "summary)")  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     the contract summary (`scenario run`'s, marked simulated, with the speed)."""
     root = labdir.resolve(lab_dir)
     if talk:
-        runner._say(f"sim {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, "
+        runner.say(f"sim {sc.name}: {sc.nodes} x {sc.protocol}, seed {sc.seed}, "
                     f"{sc.duration:g}s of virtual time")  # fmt: skip
     run = RunDir(root / "runs", sc.name, sc.protocol)
     cpu = cpu or CPU()
@@ -151,7 +151,7 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
 
 def run(sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True) -> int:
     code, summary = execute(sc, lab_dir)
-    runner._say(f"simulated {summary['virtual_s']:g}s in {summary['wall_s']:g}s "
+    runner.say(f"simulated {summary['virtual_s']:g}s in {summary['wall_s']:g}s "
                 f"({summary['speed']}x real time)")  # fmt: skip
-    runner._finish(summary, json_out, report)  # the verdict, the report, --json
+    runner.finish(summary, json_out, report)  # the verdict, the report, --json
     return code

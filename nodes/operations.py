@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from nodes.client import Tally, completion_kind, invoke_record, kv_command, order_command
 from protocols.base import ClientReply, ClientRequest, Command, Order
 from protocols.base.mutations import Mutation, check_mutate
 
@@ -59,9 +60,9 @@ class Op:
     deadline: float = 0.0  # true time the current attempt times out
     uncertain: bool = False  # an earlier attempt timed out: it may have happened
     redirects: int = 0
-    # quorum > 1 (PBFT): the replies so far, node -> what it said; the op completes when
-    # `quorum` distinct replicas said the same thing.
-    votes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # quorum > 1 (PBFT): the replies so far; the op completes when `quorum` distinct
+    # replicas said the same thing.
+    tally: Tally | None = None
 
 
 @dataclass
@@ -95,35 +96,41 @@ class Client:
         check_mutate("the workload", self.mutate, MUTATIONS)
 
     def next_command(self) -> tuple[Command, str]:
+        """The next operation to start and its read mode: an order or a kv operation as
+        the workload's kind says."""
         self.sent_ops += 1
         rid = f"{self.name}:{self.epoch}:{self.sent_ops}"
         # "mixed" (chaos runs): a share of orders among the kv operations, so the broker
         # and its checks (zombie-write, duplicate-order) are exercised with the reads.
         if self.kind == "orders" or (self.kind == "mixed" and self.rng.random() < MIXED_ORDERS):
-            order = Order(
-                order_id=f"o-{rid}",
-                user=self.rng.choice(USERS),
-                side=self.rng.choice(("buy", "sell")),
-                qty=self.rng.randrange(1, 500),
-                symbol=self.rng.choice(SYMBOLS),
-            )
-            cmd = Command(request_id=rid, client=self.name, op="order", key=order.symbol,
-                          value=f"{order.user}:{order.side}:{order.qty}", order=order)  # fmt: skip
-            return cmd, "log"
+            return self.order_op(rid), "log"
+        return self.kv_op(rid)
+
+    def order_op(self, rid: str) -> Command:
+        order = Order(
+            order_id=f"o-{rid}",
+            user=self.rng.choice(USERS),
+            side=self.rng.choice(("buy", "sell")),
+            qty=self.rng.randrange(1, 500),
+            symbol=self.rng.choice(SYMBOLS),
+        )
+        return order_command(rid, self.name, order)
+
+    def kv_op(self, rid: str) -> tuple[Command, str]:
+        """Half reads (the read modes in turn, so each gets the same load), 30% puts, 20%
+        compare-and-sets of a value this client wrote earlier, on `keys` keys."""
         key = f"k{self.rng.randrange(self.keys)}"
         roll = self.rng.random()
         if roll < 0.5:
             mode = self.reads[self.sent_ops % len(self.reads)]  # modes alternate, same load
-            return Command(request_id=rid, client=self.name, op="get", key=key), mode
+            return kv_command(rid, self.name, "get", key), mode
         value = f"{self.name}-{self.sent_ops}"
         if roll < 0.8:
-            return Command(request_id=rid, client=self.name, op="put", key=key, value=value), "log"
+            return kv_command(rid, self.name, "put", key, value), "log"
         expected = (
             f"{self.name}-{self.rng.randrange(1, self.sent_ops)}" if self.sent_ops > 1 else ""
         )
-        cmd = Command(request_id=rid, client=self.name, op="cas", key=key, expected=expected,
-                      value=value)  # fmt: skip
-        return cmd, "log"
+        return kv_command(rid, self.name, "cas", key, value, expected), "log"
 
     def pick_node(self) -> str:
         if self.broadcast:
@@ -135,13 +142,10 @@ class Client:
         return self.target
 
     def vote(self, op: Op, reply: ClientReply) -> ClientReply | None:
-        """Count `reply` towards `op`; the reply `quorum` replicas agree on, once they do.
-        A replica's later reply replaces its earlier one (it may have re-executed)."""
-        said = (reply.status, reply.seq, reply.value, reply.error)
-        op.votes[reply.node] = said
-        if sum(1 for v in op.votes.values() if v == said) >= self.quorum:
-            return reply
-        return None
+        """Count `reply` towards `op`; the reply `quorum` replicas agree on, once they do."""
+        if op.tally is None:
+            op.tally = Tally(self.quorum)
+        return op.tally.add(reply)
 
     def may_retry(self) -> bool:
         return self.retries_used < max(3, RETRY_BUDGET * self.sent_ops)
@@ -162,21 +166,17 @@ class Client:
         command, mode = self.next_command()
         op = Op(command, mode, now, self.pick_node())
         self.inflight[command.request_id] = op
-        self.record("invoke", op, now, node=op.node)
+        self.invoked(op, now)
         self.send(op, now)
 
+    def invoked(self, op: Op, t: float) -> None:
+        self.emit(t, invoke_record(self.name, op.command, op.node, op.read_mode))
+
     def record(self, kind: str, op: Op, t: float, **extra: Any) -> None:
+        """A completion (ok, fail, info) of `op` at true time `t`."""
         c = op.command
-        rec: dict[str, Any] = {"type": kind, "process": self.name, "request_id": c.request_id,
-                               "op": c.op, "key": c.key}  # fmt: skip
-        if kind == "invoke":
-            rec["value"] = c.value
-            if c.op == "cas":
-                rec["expected"] = c.expected
-            if c.op == "get":
-                rec["read_mode"] = op.read_mode
-        rec.update(extra)
-        self.emit(t, rec)
+        self.emit(t, {"type": kind, "process": self.name, "request_id": c.request_id,
+                      "op": c.op, "key": c.key, **extra})  # fmt: skip
 
     def send(self, op: Op, now: float) -> None:
         op.attempts += 1
@@ -219,7 +219,8 @@ class Client:
                 extra["value"] = reply.value
             self.complete(op, "ok", now, **extra)
         else:
-            self.complete(op, "fail", now, error=reply.error or reply.status, value=reply.value)
+            self.complete(op, completion_kind(reply), now, error=reply.error or reply.status,
+                          value=reply.value)  # fmt: skip
 
     def on_timers(self, now: float) -> None:
         """Timeouts (retry with backoff under the budget, or give up as info) and the
@@ -254,7 +255,7 @@ class Client:
         command = msgspec.structs.replace(op.command, request_id=fresh)
         again = Op(command, op.read_mode, now, op.node, attempts=op.attempts)
         self.inflight[fresh] = again
-        self.record("invoke", again, now, node=again.node)
+        self.invoked(again, now)
         return again
 
     def next_timer(self) -> float | None:

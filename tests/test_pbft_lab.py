@@ -3,10 +3,12 @@ and lying replicas (`labctl fault byzantine`) that the honest ones survive."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from labctl.checkers import check_run_dir
 from tests.conftest import CLI, wait_until
+from tui.source import LiveSource
 
 
 def nodes(cli: CLI) -> dict[str, dict]:
@@ -62,3 +64,24 @@ def test_byzantine_faults_need_a_protocol_that_has_them(cli: CLI) -> None:
     result = cli.run("fault", "byzantine", "r0", check=False)
     assert result.returncode == 2 and "--mode" in result.stderr
     assert cli.status()["nodes"][0]["state"] == "running"
+
+
+def test_the_dashboards_order_key_needs_f_plus_1_matching_replies(cli: CLI) -> None:
+    """The dashboard's order goes the one client path (nodes/client.py through
+    Lab.order): to every replica, believed on f+1 matching replies, so a forger that
+    answers first is outvoted, and recorded in the history as sent to all."""
+    cli.up("-p", "pbft")
+    wait_until(lambda: nodes(cli)["r0"]["role"] == "primary", timeout=3)
+    cli.run("fault", "byzantine", "r3", "--mode", "forge")
+    source = LiveSource(cli.lab_dir)
+    try:
+        out = source.order("r3", "riya", "buy", 7)  # the node asked is the liar
+    finally:
+        source.session.close()
+    assert out["status"] == "ok" and len(out["agreed"]) >= 2 and "r3" not in out["agreed"]
+    history = Path(cli.status()["run_dir"], "history.jsonl")
+    wait_until(lambda: history.exists() and '"op":"order"' in history.read_text(), timeout=3)
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    orders = [r for r in records if r.get("op") == "order"]
+    assert [r["type"] for r in orders] == ["invoke", "ok"]
+    assert {r["node"] for r in orders} == {"all"} and orders[0]["process"].startswith("dash-")

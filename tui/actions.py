@@ -331,8 +331,9 @@ def _order_done(out: dict[str, Any]) -> ActionDone:
     status, node = out.get("status"), out.get("node")
     ms = f" ({out['ms']} ms)" if "ms" in out else ""
     if status == "ok":
-        return ActionDone("Order", f"ok from {node}: term {out.get('term')}, "
-                          f"seq {out.get('seq')}{ms}")  # fmt: skip
+        term = f"term {out['term']}, " if out.get("term") is not None else ""
+        agreed = f", {len(out['agreed'])} replies agreed" if out.get("agreed") else ""
+        return ActionDone("Order", f"ok from {node}: {term}seq {out.get('seq')}{agreed}{ms}")
     if status == "not_leader":
         return ActionDone("Order", f"{node} is not the leader; it believes in "
                           f"{out.get('leader')}{ms}", severity="warning")  # fmt: skip

@@ -269,7 +269,7 @@ class FakeSource:
         return {"run_dir": self.doc["run_dir"]}
 
     def swap(self, protocol: str) -> dict[str, Any]:
-        from tui.source import keeps_mutation, swap_note
+        from labctl.session import keeps_mutation, swap_note
 
         self._act("swap", protocol)
         old = self.doc["run_dir"]

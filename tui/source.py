@@ -1,8 +1,9 @@
 """Where the dashboard's data comes from, and where its actions go: a `Source`.
 
-`LiveSource` is a real lab, reached only through labctl's client API (`Lab.find`,
-`Lab.status`, `Lab.fault`, `Lab.down`, `api.up`), plus the lab's telemetry PUB socket and
-its run record (events.jsonl for the backlog when attaching, history.jsonl for latency).
+`LiveSource` is a real lab, reached only through labctl: a `labctl.session.LabSession`
+(status, faults, orders, workloads, and what replaces the lab: a protocol swap, a
+scenario played into it, stop), plus the lab's telemetry PUB socket and its run record
+(events.jsonl for the backlog when attaching, history.jsonl for latency).
 `tui.fake.FakeSource` implements the same shape from canned data, which is how tests and
 snapshots get a dashboard that looks the same on every run.
 
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +31,7 @@ BACKLOG_EVENTS = 300
 
 
 class Feed(Protocol):
-    """A subscription to one lab's telemetry (see tui.telemetry.ZmqFeed)."""
+    """A subscription to one lab's telemetry (see tui.feed.ZmqFeed)."""
 
     async def receive(self, timeout: float) -> tuple[list[tuple[bytes, bytes]], bool]:
         """Frames [topic, msgpack body] that arrived within `timeout` seconds, and whether
@@ -95,42 +94,22 @@ class Source(Protocol):
         """True when the lab was started in the foreground by this process."""
         ...
 
-
-def keeps_mutation(name: Any) -> str | None:
-    """The mutation a protocol swap keeps: a lab-wide one (broker, workload), not one of
-    the old protocol's (the new protocol has none of that name)."""
-    from labctl.mutants import lab_wide
-
-    if isinstance(name, str) and any(m.name == name for m in lab_wide()):
-        return name
-    return None
-
-
-def swap_note(old: Any, kept: str | None) -> str:
-    """What a swap did with the lab's mutation, for the notification."""
-    if kept:
-        return f"mutation {kept} kept"
-    if isinstance(old, str) and old:
-        return f"mutation {old} cleared (it belongs to the old protocol)"
-    return ""
-
-
 class LiveSource:
-    """A real lab in `lab_dir`."""
+    """A real lab in `lab_dir`, through a labctl session (labctl/session.py)."""
 
     def __init__(self, lab_dir: str | Path | None) -> None:
-        from labctl import labdir
+        from labctl.session import LabSession
 
-        self.lab_dir = labdir.resolve(lab_dir)
-        self.home_dir = self.lab_dir  # where to come back to after a scenario
-        self._lab: Any = None
-        # Held while the lab is being replaced (swap): a poll then waits for the new lab
-        # instead of asking the old supervisor, which would never answer.
-        self._swapping = threading.Lock()
+        self.session = LabSession(lab_dir, client_prefix="dash")
         self._procs: dict[int, psutil.Process] = {}
         self._history_path: Path | None = None
         self._history_pos = 0
         self._history_rest = b""
+
+    @property
+    def lab_dir(self) -> Path:
+        """The lab dir shown now (a scenario's while one plays)."""
+        return self.session.lab_dir
 
     # -- reading -------------------------------------------------------------------------
 
@@ -138,19 +117,10 @@ class LiveSource:
         return time.monotonic()
 
     def lab(self) -> Any:
-        """The lab running now; re-read from the lab dir so a new lab there is noticed."""
-        from labctl.api import Lab
-
-        lab = Lab.find(self.lab_dir)
-        if self._lab is None or self._lab.state != lab.state:
-            self._lab = lab
-        return self._lab
+        return self.session.lab()
 
     def status(self) -> dict[str, Any]:
-        with self._swapping:
-            answer = self.lab().call("status", timeout=STATUS_TIMEOUT)
-        answer.pop("ok", None)
-        return answer
+        return self.session.status(timeout=STATUS_TIMEOUT)
 
     def usage(self, doc: dict[str, Any]) -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
@@ -188,7 +158,7 @@ class LiveSource:
         return _json_lines(lines)
 
     def feed(self) -> Feed:
-        from tui.telemetry import ZmqFeed
+        from tui.feed import ZmqFeed
 
         lab = self.lab()
         return ZmqFeed(lab.state["pub"], lab.secret)
@@ -218,14 +188,7 @@ class LiveSource:
         return protocols.available()
 
     def dies_with_us(self) -> bool:
-        return self._lab_config().get("parent_pid") == os.getpid()
-
-    def _lab_config(self) -> dict[str, Any]:
-        try:
-            run_dir = Path(self.lab().state["run_dir"])
-            return json.loads((run_dir / "lab.json").read_text()).get("config", {})
-        except (OSError, ValueError, KeyError, LabError):
-            return {}
+        return self.session.dies_with_us()
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -239,78 +202,15 @@ class LiveSource:
         return self.lab().fault(spec)
 
     def order(self, node: str, user: str, side: str, qty: int) -> dict[str, Any]:
-        """One order through the fault router, as `labctl client order --via NODE` sends it."""
-        import zmq
-
-        from nodes.client import Endpoint, new_request_id
-        from protocols.base import Command, Order
-
-        lab = self.lab()
-        name = f"dash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        endpoint = Endpoint(zmq.Context.instance(), lab.state["router"], name, secret=lab.secret)
-        order = Order(
-            order_id=f"o-{uuid.uuid4().hex[:10]}", user=user, side=side, qty=qty, symbol="ALPHA"
-        )
-        command = Command(
-            request_id=new_request_id(endpoint.name),
-            client=endpoint.name,
-            op="order",
-            key="ALPHA",
-            value=f"{user}:{side}:{qty}",
-            order=order,
-        )
-        base = {"process": endpoint.name, "node": node, "request_id": command.request_id}
-        t0 = time.monotonic()
-        _record(lab, {"type": "invoke", "t": t0, **base, "op": "order", "key": "ALPHA",
-                      "value": command.value})  # fmt: skip
-        try:
-            reply = endpoint.call(node, command, "log", 1.0)
-        finally:
-            endpoint.close()
-        t1 = time.monotonic()
-        if reply is None:
-            out: dict[str, Any] = {"status": "timeout", "node": node}
-            kind = "info"  # it may still have happened
-        else:
-            out = {"status": reply.status, "node": reply.node}
-            if reply.status == "not_leader":
-                out["leader"] = reply.leader
-            else:
-                out.update(term=reply.term, seq=reply.seq)
-            if reply.error:
-                out["error"] = reply.error
-            kind = "ok" if reply.status == "ok" else "fail"
-        _record(lab, {"type": kind, "t": t1, **base, "op": "order", "reply": out})
-        out["ms"] = round((t1 - t0) * 1000, 1)
-        return out
+        """One order through the fault router, as `labctl client order --via NODE` sends it
+        (to every replica, f+1 replies agreeing, under a byzantine-tolerant protocol)."""
+        return self.lab().order(user, side, qty, "ALPHA", via=node, timeout=1.0)
 
     def down(self) -> dict[str, Any]:
-        return self.lab().down()
+        return self.session.down()
 
     def swap(self, protocol: str) -> dict[str, Any]:
-        from labctl import api
-        from labctl.cli.lab import lab_config
-
-        lab = self.lab()
-        doc = lab.status()
-        old = self._lab_config()
-        # Options belong to the old protocol; the new one starts with its defaults. So do
-        # its mutations: a broker or workload mutation (any protocol's) is kept, one of the
-        # old protocol is cleared, and the answer says which.
-        kept = keeps_mutation(old.get("mutate"))
-        config = lab_config(
-            protocol, len(doc["nodes"]), int(doc.get("seed", 42)), {}, bool(old.get("fencing")),
-            kept,
-        )  # fmt: skip
-        foreground = old.get("parent_pid") == os.getpid()
-        with self._swapping:
-            answer = lab.down()
-            self._lab = None
-            new = api.up(self.lab_dir, config, foreground_pid=os.getpid() if foreground else None)
-            self._lab = new
-        return {"old_run_dir": answer.get("run_dir", ""), "new_run_dir": new.state["run_dir"],
-                "note": swap_note(old.get("mutate"), kept),
-                "warnings": api.config_warnings(config)}  # fmt: skip
+        return self.session.swap(protocol)
 
     def workload(self, action: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"action": action}
@@ -321,87 +221,7 @@ class LiveSource:
     def scenario(
         self, name: str, protocol: str, fresh: bool, attached: Callable[[str], Any]
     ) -> dict[str, Any]:
-        from labctl import api, labdir
-        from labctl.cli.lab import lab_config
-        from labctl.scenario import runner
-        from labctl.scenario.format import ScenarioError
-        from labctl.scenario.library import resolve
-
-        try:
-            sc = resolve(name, protocol)
-        except ScenarioError as e:
-            raise LabError(str(e)) from None
-        home = self.home_dir
-        try:
-            old = self.lab()
-        except LabError:
-            old = None  # nothing runs here now: the scenario simply starts
-        fencing = bool(self._lab_config().get("fencing")) if old is not None else False
-        foreground = old is not None and self._lab_config().get("parent_pid") == os.getpid()
-        # The fresh lab afterwards is the user's lab again (protocol, size, seed, options),
-        # not the scenario's: a user watching 5 replicas gets 5 back.
-        mine = self._lab_config() if old is not None else {}
-        if old is not None and not mine:
-            doc = old.status()
-            mine = {"protocol": doc["protocol"], "nodes": len(doc["nodes"]), "seed": doc["seed"]}
-        result: dict[str, Any] = {}
-        was_quiet = runner._quiet.is_set()
-        runner._quiet.set()  # the dashboard owns the terminal: the runner prints nothing
-        try:
-            with self._swapping:
-                if old is not None:
-                    old.down()
-                self._lab = None
-            iso = runner.isolated_dir(sc, str(home))
-
-            def play() -> None:
-                try:
-                    result["out"] = runner.execute(sc, str(home))
-                except Exception as e:  # reported by the worker, never lost in this thread
-                    result["crash"] = e
-
-            thread = threading.Thread(target=play, name=f"scenario-{name}", daemon=True)
-            thread.start()
-            deadline = time.monotonic() + api.UP_TIMEOUT
-            while labdir.read_state(iso) is None and thread.is_alive():
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)  # the scenario's lab has not written its state file yet
-            if thread.is_alive() and labdir.read_state(iso) is not None:
-                with self._swapping:
-                    self.lab_dir, self._lab = iso, None
-                attached(str(iso))
-            thread.join()
-        finally:
-            with self._swapping:
-                self.lab_dir, self._lab = home, None
-            if not was_quiet:
-                runner._quiet.clear()
-        if "crash" in result:
-            raise LabError(f"scenario {name} failed: {result['crash']}")
-        _code, summary = result["out"]
-        out: dict[str, Any] = {"summary": summary, "restarted": None, "error": None}
-        if fresh:
-            config = lab_config(
-                str(mine.get("protocol", sc.protocol)), int(mine.get("nodes", sc.nodes)),
-                int(mine.get("seed", sc.seed)), dict(mine.get("options") or {}), fencing,
-            )  # fmt: skip
-            try:
-                with self._swapping:
-                    new = api.up(home, config, foreground_pid=os.getpid() if foreground else None)
-                    self._lab = new
-                out["restarted"] = new.state["run_dir"]
-            except LabError as e:
-                out["error"] = str(e)
-        return out
-
-
-def _record(lab: Any, record: dict[str, Any]) -> None:
-    """Write one record to the run's history; losing it must not lose the order's answer."""
-    try:
-        lab.call("history", record=record, timeout=2.0)
-    except LabError:
-        pass
+        return self.session.play(name, protocol, fresh, attached)
 
 
 def _json_lines(lines: Sequence[bytes]) -> list[dict[str, Any]]:

@@ -21,25 +21,19 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import zmq
 from textual import work
 from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
 from labctl.errors import LabError
-from nodes import auth
 from tui.eventtext import NOTABLE
+from tui.feed import MAX_DRAIN
 from tui.messages import LabUnreachable, StatusPolled, TelemetryBatch
 from tui.source import Feed, Source
 
 FLUSH_INTERVAL = 0.1  # seconds between two batches posted to the UI (10 Hz)
 POLL_INTERVAL = 0.5  # seconds between two status polls
-MAX_DRAIN = 5000  # messages read in one go before yielding to the UI's event loop
 MAX_EVENTS = 2000  # notable events kept per batch; older ones are dropped and counted
-
-# Topic prefixes the feed subscribes to: PUB filters on the publisher's side, so the
-# messages nobody shows (votes, leases, broker acks...) never cross the socket.
-TOPICS = (*sorted(NOTABLE), "node.status", "router.links", "history")
 
 _decoder = msgspec.msgpack.Decoder(dict)
 
@@ -112,41 +106,6 @@ class Accumulator:
         except msgspec.DecodeError:
             return None  # garbage on the bus is the supervisor's problem, not a crash here
         return obj if isinstance(obj, dict) else None
-
-
-class ZmqFeed:
-    """A SUB socket on a lab's PUB endpoint."""
-
-    def __init__(self, endpoint: str, secret: bytes | None = None) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.SUB)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        auth.as_client(self.sock, secret, "dashboard")
-        self.sock.setsockopt(zmq.RCVHWM, 100000)
-        for topic in TOPICS:
-            self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode() + b".")
-        self.sock.connect(endpoint)
-        self._behind = False  # the last drain stopped at MAX_DRAIN: drain again at once
-
-    async def receive(self, timeout: float) -> tuple[list[tuple[bytes, bytes]], bool]:
-        # Sleep on the event loop, then drain without blocking what queued meanwhile. Waking
-        # per message (an asyncio poll) costs a loop turn each: a thousand broker writes a
-        # second took 8% of a core; waking at the flush rate costs ten turns a second. The
-        # socket's queue (RCVHWM) holds the messages in between.
-        if not self._behind:
-            await asyncio.sleep(timeout)
-        frames: list[tuple[bytes, bytes]] = []
-        while len(frames) < MAX_DRAIN:
-            try:
-                parts = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            if len(parts) == 2:
-                frames.append((parts[0], parts[1]))
-        self._behind = len(frames) >= MAX_DRAIN
-        return frames, False
-
-    def close(self) -> None:
-        self.sock.close(0)
 
 
 async def stream_telemetry(

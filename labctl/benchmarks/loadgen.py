@@ -42,6 +42,7 @@ from typing import Any
 
 import zmq
 
+from nodes.client import Tally
 from nodes.process import data_endpoint, die_with_parent, on_stop_signals, parent_alive
 from nodes.wire import Codec, WireError
 from protocols.base import ClientReply, ClientRequest, Command
@@ -84,7 +85,7 @@ class LoadGen:
         self.lags: list[float] = []
         self.counts = {"sent": 0, "ok": 0, "ok_total": 0, "fail": 0, "timeouts": 0,
                        "redirects": 0, "skipped": 0, "resent": 0}  # fmt: skip
-        self.votes: dict[str, dict[str, tuple[Any, ...]]] = {}  # --quorum: rid -> node -> reply
+        self.votes: dict[str, Tally] = {}  # --quorum: request id -> the replies so far
         self.outbox: dict[str, list[bytes]] = {}  # this turn's requests, per replica
         self.running = True
 
@@ -127,10 +128,8 @@ class LoadGen:
 
     def _agreed(self, reply: ClientReply) -> bool:
         """--quorum: whether `quorum` replicas have now sent this same reply."""
-        said = (reply.status, reply.seq, reply.value, reply.error)
-        votes = self.votes.setdefault(reply.request_id, {})
-        votes[reply.node] = said
-        return sum(1 for v in votes.values() if v == said) >= self.args.quorum
+        tally = self.votes.setdefault(reply.request_id, Tally(self.args.quorum))
+        return tally.add(reply) is not None
 
     def _next_replica(self, node: str) -> str:
         i = self.replicas.index(node) if node in self.replicas else -1

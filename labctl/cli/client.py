@@ -8,6 +8,7 @@ on ok, 1 otherwise. Each operation is also written to the run's history.jsonl.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -32,8 +33,9 @@ ReadMode = Annotated[
 ]
 
 
-def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
-         lab_dir: str | None, json_out: bool) -> None:  # fmt: skip
+def _run(op: dict[str, Any] | Callable[..., dict[str, Any]], via: str | None, timeout: str,
+         read_mode: str, lab_dir: str | None, json_out: bool) -> None:  # fmt: skip
+    """One operation: `op` a kv operation's fields, or what sends it (`Lab.order`)."""
     from labctl.api import Lab
     from protocols.base import DurationError, parse_duration
 
@@ -46,11 +48,16 @@ def _run(op: dict[str, Any], via: str | None, timeout: str, read_mode: str,
         if lab.status().get("protocol") == "external":  # a Maelstrom program: lin-kv's RPCs
             from labctl.cli import client_external
 
+            if callable(op):
+                raise LabError("external nodes take put, get, cas and send, not order")
             body = client_external.lin_kv_body(op)
             node = client_external.pick(lab, via)
             client_external.run(lab, node, body, wait, json_out, kv_op=op)
             return
-        out = lab.request(op, via=via, timeout=wait, read=read_mode)
+        if callable(op):
+            out = op(lab, via=via, timeout=wait)
+        else:
+            out = lab.request(op, via=via, timeout=wait, read=read_mode)
     finally:
         lab.close()
     ms = out.pop("ms")
@@ -135,14 +142,9 @@ def order(
     """Place a trade order (the leader sends it on to the broker).
 
     The leader forwards it to the broker with its fencing token (its term)."""
-    import uuid
-
-    from protocols.base import Order
-
     if side not in ("buy", "sell"):
         raise LabError(f"--side must be buy or sell, got {side!r}")
     if qty <= 0:
         raise LabError(f"--qty must be positive, got {qty}")
-    o = Order(order_id=f"o-{uuid.uuid4().hex[:10]}", user=user, side=side, qty=qty, symbol=symbol)
-    _run({"op": "order", "key": symbol, "value": f"{user}:{side}:{qty}", "order": o}, via, timeout,
-         "log", lab_dir, json_out)  # fmt: skip
+    _run(lambda lab, **kw: lab.order(user, side, qty, symbol, **kw), via, timeout, "log",
+         lab_dir, json_out)  # fmt: skip

@@ -1,7 +1,8 @@
 """`labctl dash`: attach the live dashboard to the lab running in the lab dir.
 
-The dashboard (tui/) only reads and acts through labctl's client API, so attaching is
-harmless: quitting leaves the lab running (`labctl down` stops it).
+The dashboard (tui/) only reads and acts through labctl (labctl.api, labctl.session), so
+attaching is harmless: quitting leaves the lab running (`labctl down` stops it). The CLI
+is the one place that imports both labctl and tui (tests/test_layers.py).
 """
 
 from __future__ import annotations

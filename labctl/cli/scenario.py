@@ -88,8 +88,27 @@ def run(
         sc = _external(sc, node_cmd, workload, topology)
     _prepare(sc, seed, mutate)
     if dash:
-        raise typer.Exit(runner.run_with_dashboard(sc, lab_dir, json_out, report))
+        raise typer.Exit(_run_with_dashboard(sc, lab_dir, json_out, report))
     raise typer.Exit(runner.run(sc, lab_dir, json_out, report))
+
+
+def _run_with_dashboard(sc: Any, lab_dir: str | None, json_out: bool, report: bool) -> int:
+    """Play the scenario in a thread while the dashboard shows its lab in this terminal.
+
+    Quitting the dashboard early lets the scenario finish (its progress then shows on
+    stderr); the summary and exit code are the same as without --dash."""
+    from labctl.scenario import runner
+    from tui.app import run_dashboard  # the CLI is the one place that knows both
+
+    voice = runner.Voice(muted=True)  # the dashboard owns the terminal
+    play = runner.InBackground(sc, lab_dir, voice)
+    iso = play.wait_for_lab()
+    if iso is not None:
+        run_dashboard(iso, stop_on_quit_prompt=False)
+    voice.muted = False
+    code, summary = play.join()
+    runner.finish(summary, json_out, report)
+    return code
 
 
 def _prepare(sc: Any, seed: int | None, mutate: str | None) -> None:

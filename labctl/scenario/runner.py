@@ -17,6 +17,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +32,37 @@ PROGRESS_EVERY = 1.0
 DRAIN_GRACE = 3.0  # after the end, how long clients may take to finish in-flight operations
 
 
-_quiet = threading.Event()  # set while a dashboard owns the terminal
+Say = Callable[[str], None]  # where a scenario's progress goes
 
 
-def _say(text: str) -> None:
-    if _quiet.is_set():
-        return
+def say(text: str) -> None:
+    """Progress for people: stderr, so stdout stays the summary."""
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+class Voice:
+    """A `say` that can be muted and unmuted while the scenario runs (a dashboard owns the
+    terminal; once it quits, progress shows on stderr again)."""
+
+    def __init__(self, muted: bool = False) -> None:
+        self.muted = muted
+
+    def __call__(self, text: str) -> None:
+        if not self.muted:
+            say(text)
 
 
 def run(sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True) -> int:
     """Run, print the summary (stdout with --json, a report on stderr), return the exit code.
     With `report`, RUN/report.html is written and its path printed (and in the summary)."""
     code, summary = execute(sc, lab_dir)
-    _finish(summary, json_out, report)
+    finish(summary, json_out, report)
     return code
 
 
-def _finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
+def finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
+    """The verdict on stderr, the report page, the summary on stdout with --json."""
     _report(summary)
     from labctl.report.hook import after_run
 
@@ -63,39 +76,54 @@ def _finish(summary: dict[str, Any], json_out: bool, report: bool) -> None:
         sys.stdout.write(json.dumps(summary) + "\n")
 
 
-def isolated_dir(sc: Scenario, lab_dir: str | None) -> Path:
+def isolated_dir(sc: Scenario, lab_dir: str | Path | None) -> Path:
     """Where the scenario's own lab runs (`labctl dash --lab-dir` attaches to it)."""
     return labdir.resolve(lab_dir) / "scenarios" / f"{sc.name}-{os.getpid()}"
 
 
-def run_with_dashboard(
-    sc: Scenario, lab_dir: str | None, json_out: bool, report: bool = True
-) -> int:
-    """Run the scenario in a thread while the dashboard shows its lab in this terminal.
+class InBackground:
+    """A scenario played in a thread of this process, its lab in `isolated_dir`: how a
+    dashboard shows a scenario while it runs (`labctl scenario run --dash`, the
+    dashboard's scenario action through labctl.session)."""
 
-    Quitting the dashboard early lets the scenario finish (its progress then shows on
-    stderr); the summary and exit code are the same as without --dash."""
-    from tui.app import run_dashboard
+    def __init__(self, sc: Scenario, lab_dir: str | Path | None, say: Say = say) -> None:
+        self.sc = sc
+        self.dir = isolated_dir(sc, lab_dir)
+        self._result: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._play, args=(lab_dir, say),
+                                        name=f"scenario-{sc.name}", daemon=True)  # fmt: skip
+        self._thread.start()
 
-    result: dict[str, tuple[int, dict[str, Any]]] = {}
-    _quiet.set()
-    worker = threading.Thread(target=lambda: result.update(out=execute(sc, lab_dir)), daemon=True)
-    worker.start()
-    iso = isolated_dir(sc, lab_dir)
-    deadline = time.monotonic() + api.UP_TIMEOUT
-    while labdir.read_state(iso) is None and worker.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)  # waiting for the scenario's lab to write its state file
-    if worker.is_alive():
-        run_dashboard(iso, stop_on_quit_prompt=False)
-    _quiet.clear()
-    worker.join()
-    code, summary = result["out"]
-    _finish(summary, json_out, report)
-    return code
+    def _play(self, lab_dir: str | Path | None, say: Say) -> None:
+        try:
+            self._result["out"] = execute(self.sc, lab_dir, say)
+        except BaseException as e:  # handed to join(), never lost in this thread
+            self._result["crash"] = e
+
+    def wait_for_lab(self, timeout: float = api.UP_TIMEOUT) -> Path | None:
+        """The scenario's lab dir once its lab runs there; None when the scenario ended (its
+        lab failed to start) or the lab did not come up within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while labdir.read_state(self.dir) is None and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)  # the scenario's lab has not written its state file yet
+        if self._thread.is_alive() and labdir.read_state(self.dir) is not None:
+            return self.dir
+        return None
+
+    def join(self) -> tuple[int, dict[str, Any]]:
+        """Wait for the end: the exit code and the contract summary, as `execute` gives
+        them (what made the scenario crash is raised here)."""
+        self._thread.join()
+        if "crash" in self._result:
+            raise self._result["crash"]
+        return self._result["out"]
 
 
-def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
-    """Run a scenario to its end; the exit code and the contract summary."""
+def execute(sc: Scenario, lab_dir: str | Path | None, say: Say = say) -> tuple[int, dict[str, Any]]:
+    """Run a scenario to its end; the exit code and the contract summary. Progress and
+    live violations go to `say`."""
     root = labdir.resolve(lab_dir)
     iso = isolated_dir(sc, lab_dir)
     config = {
@@ -108,10 +136,10 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     if sc.mutate:
         config["mutate"] = sc.mutate
     mutant = f", mutation {sc.mutate}" if sc.mutate else ""
-    _say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
+    say(f"scenario {sc.name}: {sc.nodes} x {sc.protocol}{mutant}, seed {sc.seed}, "
          f"{sc.duration:g}s")  # fmt: skip
     for warning in api.config_warnings(config):
-        _say(f"warning: {warning}")
+        say(f"warning: {warning}")
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
@@ -120,10 +148,10 @@ def execute(sc: Scenario, lab_dir: str | None) -> tuple[int, dict[str, Any]]:
     try:
         lab = api.up(iso, config, foreground_pid=os.getpid())
         run_dir = lab.state["run_dir"]
-        t0 = _drive(sc, lab)
+        t0 = _drive(sc, lab, say)
     except LabError as e:
         failure = str(e)
-        _say(f"error: {e}")
+        say(f"error: {e}")
     finally:
         if lab is not None:
             try:
@@ -147,9 +175,9 @@ def _latest_run(runs: Path, sc: Scenario) -> str | None:
     return str(found[-1]) if found else None
 
 
-def _drive(sc: Scenario, lab: api.Lab) -> float:
+def _drive(sc: Scenario, lab: api.Lab, say: Say) -> float:
     """Run the scenario's clock on a live lab; returns its zero (true time)."""
-    _shown.clear()
+    shown: dict[str, int] = {}  # violations said so far, by kind
     sub = lab.subscriber(b"violation.")
     try:
         t0 = time.monotonic()
@@ -165,22 +193,22 @@ def _drive(sc: Scenario, lab: api.Lab) -> float:
                 try:
                     answer = lab.fault(step.fault)
                     applied = answer.get("applied") or [answer.get("describe", "")]
-                    _say(f"[{now - t0:6.2f}s] fault: {'; '.join(applied)}")
+                    say(f"[{now - t0:6.2f}s] fault: {'; '.join(applied)}")
                 except LabError as e:
                     if e.code == EXIT_LAB_FAILED:
                         raise
                     # A role that resolves to nobody right now (no leader during an
                     # election) is part of the story, not a broken scenario.
-                    _say(f"[{now - t0:6.2f}s] step {step.index} ({step.fault['fault']}) "
+                    say(f"[{now - t0:6.2f}s] step {step.index} ({step.fault['fault']}) "
                          f"not applied: {e}")  # fmt: skip
             if now >= end:
                 break
             if now >= next_progress:
                 next_progress += PROGRESS_EVERY
-                _progress(lab, now - t0)
+                _progress(lab, now - t0, say)
             wake = min([end, next_progress] + ([t0 + steps[0].at] if steps else []))
             if sub.poll(max(1, int((wake - time.monotonic()) * 1000))):
-                _print_violations(sub, time.monotonic() - t0)
+                _print_violations(sub, time.monotonic() - t0, shown, say)
         # Let clients finish what is in flight, so fewer operations end as unknown.
         grace = DRAIN_GRACE
         if sc.node is not None and sc.workload:  # a timeout, the settle time, final reads
@@ -191,19 +219,18 @@ def _drive(sc: Scenario, lab: api.Lab) -> float:
             if not any(p["kind"] == "client" and p["state"] == "running" for p in procs.values()):
                 break
             if sub.poll(50):
-                _print_violations(sub, time.monotonic() - t0)
+                _print_violations(sub, time.monotonic() - t0, shown, say)
         lab.call("workload", action="stop")
-        _print_violations(sub, time.monotonic() - t0)
+        _print_violations(sub, time.monotonic() - t0, shown, say)
     finally:
         sub.close(0)
     return t0
 
 
 SHOWN_PER_KIND = 3  # stderr shows the first few of each kind; the summary has them all
-_shown: dict[str, int] = {}
 
 
-def _print_violations(sub: zmq.Socket, elapsed: float) -> None:
+def _print_violations(sub: zmq.Socket, elapsed: float, shown: dict[str, int], say: Say) -> None:
     while True:
         try:
             frames = sub.recv_multipart(zmq.NOBLOCK)
@@ -212,22 +239,22 @@ def _print_violations(sub: zmq.Socket, elapsed: float) -> None:
         try:
             v = decode_dict(frames[-1])
             kind = v["violation"]
-            _shown[kind] = _shown.get(kind, 0) + 1
-            if _shown[kind] <= SHOWN_PER_KIND:
-                _say(f"[{elapsed:6.2f}s] VIOLATION {kind}: {v['detail']}")
-            elif _shown[kind] == SHOWN_PER_KIND + 1:
-                _say(f"[{elapsed:6.2f}s] (more {kind} violations: counted in the summary)")
+            shown[kind] = shown.get(kind, 0) + 1
+            if shown[kind] <= SHOWN_PER_KIND:
+                say(f"[{elapsed:6.2f}s] VIOLATION {kind}: {v['detail']}")
+            elif shown[kind] == SHOWN_PER_KIND + 1:
+                say(f"[{elapsed:6.2f}s] (more {kind} violations: counted in the summary)")
         except (ValueError, KeyError, TypeError):
             continue
 
 
-def _progress(lab: api.Lab, elapsed: float) -> None:
+def _progress(lab: api.Lab, elapsed: float, say: Say) -> None:
     doc = lab.status()
     ops = doc.get("ops") or {}
     faults = "; ".join(f["describe"] for f in doc.get("faults") or []) or "none"
     leaders = ",".join(doc.get("leaders") or []) or "none"
     kinds = sorted({v["kind"] for v in doc.get("violations") or []})
-    _say(
+    say(
         f"[{elapsed:6.2f}s] ops ok={ops.get('ok', 0)} fail={ops.get('fail', 0)} "
         f"info={ops.get('info', 0)} | leaders: {leaders} | faults: {faults}"
         + (f" | violations: {', '.join(kinds)}" if kinds else "")
@@ -454,20 +481,20 @@ def _workload_start(run_dir: Path) -> float | None:
 
 def _report(summary: dict[str, Any]) -> None:
     for e in summary["expectations"]:
-        _say(f"  {'met    ' if e['met'] else 'NOT MET'}  {e['expect']}")
+        say(f"  {'met    ' if e['met'] else 'NOT MET'}  {e['expect']}")
     counts: dict[str, int] = {}
     for v in summary["violations"]:
         counts[v["kind"]] = counts.get(v["kind"], 0) + 1
         if counts[v["kind"]] == 1:
-            _say(f"  first {v['kind']}: {v['detail']}")
+            say(f"  first {v['kind']}: {v['detail']}")
     found = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "none"
     ops = summary["ops"]
     b = (summary.get("workload_stats") or {}).get("broadcast")
     if b:  # the figures Maelstrom users compare
         lat = b["stable_latency_ms"]
-        _say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} (node, message) gaps "
+        say(f"broadcast: {b['acknowledged']} acknowledged, {b['lost']} (node, message) gaps "
              f"in final reads; {b['msgs_per_op']} messages between replicas per op; visible "
              f"everywhere after median {lat['median']} ms, max {lat['max']} ms "
              f"({lat['never_stable']} never)")  # fmt: skip
-    _say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
+    say(f"verdict: {summary['verdict']} | violations: {found} | ops ok={ops['ok']} "
          f"fail={ops['fail']} info={ops['info']} | run: {summary['run_dir']}")  # fmt: skip

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
+from protocols.base.errors import ConfigError
 from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
 from protocols.display import DEFAULT_COLUMNS, DEFAULT_ROLES, Column, Display, Role
 
@@ -246,10 +247,6 @@ class Ready:
             or self.restore
             or self.compact is not None
         )
-
-
-class ConfigError(ValueError):
-    """Protocol options that do not validate; the message names the option."""
 
 
 @dataclass(frozen=True)

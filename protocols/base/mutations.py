@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.base.contract import ConfigError
+from protocols.base.errors import ConfigError
 
 # Who carries the switch: the protocol's options, the broker, or the client workload.
 TARGETS = ("protocol", "broker", "workload")
