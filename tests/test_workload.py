@@ -63,11 +63,23 @@ class Net:
         out = []
         while len(out) < n:
             assert self.router.poll(timeout_ms), f"only {len(out)} of {n} requests arrived"
-            _src, dst, payload = self.router.recv_multipart()
-            msg = self.codec.decode(payload)
-            assert isinstance(msg, ClientRequest)
-            out.append((dst.decode(), msg))
+            out.extend(self._take())
         return out
+
+    def arrived(self) -> list[tuple[str, ClientRequest]]:
+        """The requests sent so far, without waiting."""
+        out = []
+        while self.router.poll(0):
+            out.extend(self._take())
+        return out
+
+    def _take(self) -> list[tuple[str, ClientRequest]]:
+        _src, dst, payload = self.router.recv_multipart()
+        if not dst:
+            return []  # the endpoint's hello (nodes.process.data_endpoint): no request
+        msg = self.codec.decode(payload)
+        assert isinstance(msg, ClientRequest)
+        return [(dst.decode(), msg)]
 
     def reply(self, to: str, reply: ClientReply) -> None:
         self.router.send_multipart([to.encode(), reply.node.encode(), self.codec.encode(reply)])
@@ -266,9 +278,7 @@ def test_the_loop_runs_its_duration_drains_and_reports(net: Net) -> None:
     def keep_going() -> bool:
         nonlocal answered
         clock.t += 0.05  # each turn, 50 ms of the client's time passes
-        while net.router.poll(0):
-            _src, _dst, payload = net.router.recv_multipart()
-            req = net.codec.decode(payload)
+        for _dst, req in net.arrived():
             net.reply("c0", ClientReply(req.command.request_id, "ok", "r0", term=1, seq=answered))
             answered += 1
         return True
