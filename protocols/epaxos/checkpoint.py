@@ -14,8 +14,9 @@ behind (it holds back the compaction until it has caught up, by ordinary Commits
 `compacted` vector marks what is gone; messages about instances below it are stale
 duplicates and are dropped. One place still needs to know about them: TryPreAccept asks
 whether an interfering instance could be ordered wrongly, and a compacted one cannot be
-asked about; so attributes that do not cover the compacted prefix get a committed conflict
-(recovery then goes the slow way, always safe; such an old undecided instance is rare).
+asked about: the conflict index remembers, per key and replica, the highest compacted
+instance, and attributes that do not cover an interfering one get a committed conflict
+(recovery.py, `_find_conflict`, says why that is sound and why a blanket rule was not).
 """
 
 from __future__ import annotations

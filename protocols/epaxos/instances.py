@@ -73,6 +73,9 @@ class KeyConflicts:
     latest: list[int]  # per replica, its highest instance number touching the key
     max_seq: int = 0
     instances: list[InstanceId] = field(default_factory=list)  # every one, for TryPreAccept
+    # Per replica, its highest compacted instance touching the key (empty: none yet): what
+    # TryPreAccept can still say of instances that are gone (checkpoint.py).
+    forgotten: list[int] = field(default_factory=list)
 
 
 class Conflicts:
@@ -111,9 +114,33 @@ class Conflicts:
             inst.indexed = True
 
     def forget(self, gone: Callable[[InstanceId], bool]) -> None:
-        """Drop compacted instances from the per-key lists (latest and max_seq stay)."""
+        """Drop compacted instances from the per-key lists (latest and max_seq stay, and
+        `forgotten` remembers the highest one dropped per replica)."""
         for kc in self.keys.values():
-            kc.instances = [i for i in kc.instances if not gone(i)]
+            kept = []
+            for i in kc.instances:
+                if not gone(i):
+                    kept.append(i)
+                    continue
+                if not kc.forgotten:
+                    kc.forgotten = [0] * self.n
+                if i[1] > kc.forgotten[i[0]]:
+                    kc.forgotten[i[0]] = i[1]
+            kc.instances = kept
+
+    def forgotten_conflict(self, cmds: Cmds, deps: Deps) -> InstanceId | None:
+        """A compacted instance on the keys of `cmds` that `deps` do not cover, or None.
+        Only an interfering one counts: a compacted instance on other keys says nothing
+        about these attributes. (After a restart the index is rebuilt from the kept
+        instances and knows none: see recovery.py on why missing one is safe.)"""
+        for key in sorted(keys_of(cmds)):
+            kc = self.keys.get(key)
+            if kc is None or not kc.forgotten:
+                continue
+            for q, j in enumerate(kc.forgotten):
+                if j > deps[q]:
+                    return q, j
+        return None
 
     def on_keys(self, cmds: Cmds) -> Iterator[InstanceId]:
         """Every instance recorded on the keys of `cmds`, newest first per key (the
