@@ -129,6 +129,7 @@ class Zap:
         self.sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
+        _HANDLERS[id(ctx)] = self.sock
         self.thread = threading.Thread(target=self._serve, name="zap", daemon=True)
         self.thread.start()
 
@@ -166,6 +167,24 @@ class Zap:
             pass  # a malformed exchange on an inproc REP: nothing outside can reach it
         finally:
             sock.close(0)
+
+
+# id(context) -> its Zap's socket, for `destroy` (a context lives for its whole process).
+_HANDLERS: dict[int, zmq.Socket] = {}
+
+
+def destroy(ctx: zmq.Context) -> None:
+    """ctx.destroy(linger=0) for a context that may run a Zap.
+
+    pyzmq's destroy closes every socket from the calling thread, the Zap's too while its
+    thread waits in recv on it: libzmq then aborts the process (signaler.cpp:238). So
+    close all the others, then terminate: the Zap's recv raises ContextTerminated and its
+    own thread closes its socket."""
+    handler = _HANDLERS.pop(id(ctx), None)
+    for sock in list(ctx._sockets):  # pyzmq's own record of the context's open sockets
+        if sock is not handler and not sock.closed:
+            sock.close(linger=0)
+    ctx.term()
 
 
 def serve(ctx: zmq.Context, secret: bytes | None) -> Zap | None:

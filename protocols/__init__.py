@@ -48,15 +48,7 @@ class StaleMetadata(RuntimeError):
 @functools.cache
 def registry() -> dict[str, str]:
     """Registered name -> "module:Class", the built-ins first (nothing is imported)."""
-    from importlib import metadata  # 20 ms: only when a protocol is looked up
-
-    found: dict[str, str] = {}
-    builtins_seen = False
-    for ep in metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, ep.value)
-        dist = getattr(ep, "dist", None)
-        if dist is not None and dist.metadata["Name"] == DIST:
-            builtins_seen = True
+    found, builtins_seen = _entry_points()
     if not builtins_seen and not all(name in found for name in BUILTINS):
         raise StaleMetadata(
             f"labctl's package metadata registers no protocols (entry-point group {GROUP!r}):"
@@ -65,6 +57,59 @@ def registry() -> dict[str, str]:
     ordered = {n: found[n] for n in BUILTINS if n in found}
     ordered.update(sorted((n, v) for n, v in found.items() if n not in ordered))
     return ordered
+
+
+def _entry_points() -> tuple[dict[str, str], bool]:
+    """The group's entry points and whether labctl's own distribution registered any.
+
+    Importing importlib.metadata costs 30 ms, a third of a CLI call, so the answer is
+    cached in a file keyed by every sys.path directory and its mtime: installing,
+    reinstalling or removing a package rewrites a *.dist-info directory there, which
+    changes its parent's mtime."""
+    import json
+    import os
+    import sys
+    import zlib
+
+    key = []
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            key.append([entry, None])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    name = f"entry-points-{zlib.crc32(sys.prefix.encode()):08x}.json"
+    path = os.path.join(base, "labctl", name)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+        if doc["key"] == key:
+            return dict(doc["found"]), bool(doc["builtins_seen"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found, builtins_seen = _scan_entry_points()
+    try:  # a cache we cannot write only costs the next call the scan again
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"key": key, "found": found, "builtins_seen": builtins_seen}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return found, builtins_seen
+
+
+def _scan_entry_points() -> tuple[dict[str, str], bool]:
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    builtins_seen = False
+    for ep in metadata.entry_points(group=GROUP):
+        found.setdefault(ep.name, ep.value)
+        dist = getattr(ep, "dist", None)
+        if dist is not None and dist.metadata["Name"] == DIST:
+            builtins_seen = True
+    return found, builtins_seen
 
 
 def available() -> list[str]:

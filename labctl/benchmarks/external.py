@@ -34,6 +34,7 @@ import psutil
 import zmq
 
 from labctl.benchmarks.router import BLOCK, _endpoint, _helper, _kill, _percentile, _router, _rtts
+from nodes import auth
 from nodes.process import decode_dict
 
 SED = [
@@ -124,7 +125,7 @@ def run(pings: int = 5000) -> dict[str, Any]:
                 _router(ctx) as endpoints:  # fmt: skip
             return measure(ctx, endpoints["data"], pings, tmp)
     finally:
-        ctx.destroy(linger=0)
+        auth.destroy(ctx)
 
 
 def main() -> None:

@@ -273,7 +273,7 @@ def run(
                 latency = measure_latency(ctx, endpoints["data"], pings)
                 rate = measure_rate(ctx, endpoints, messages)
     finally:
-        ctx.destroy(linger=0)
+        auth.destroy(ctx)
         os.environ.pop(auth.ENV, None)
         if saved is not None:
             os.environ[auth.ENV] = saved
