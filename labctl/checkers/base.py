@@ -11,6 +11,7 @@ dropped and counted, never raised on.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -162,9 +163,10 @@ def op_label(rec: Mapping[str, Any]) -> str:
     op, key, value = rec.get("op"), rec.get("key"), rec.get("value")
     if not isinstance(op, str):
         return str(rec.get("request_id", "?"))
+    # Interned: the same label is kept by several checkers and for every node.
     if isinstance(key, str) and value is not None:
-        return f"{op} {key}={value}"
-    return f"{op} {key}" if isinstance(key, str) else op
+        return sys.intern(f"{op} {key}={value}")
+    return sys.intern(f"{op} {key}") if isinstance(key, str) else op
 
 
 def get_str(rec: Mapping[str, Any], key: str) -> str | None:
