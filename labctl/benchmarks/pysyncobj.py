@@ -125,7 +125,7 @@ class _PsoCluster:
 def pysyncobj_ladder(procs: Procs, rates: list[int], warmup: float, duration: float) -> dict:
     version = pysyncobj_available()
     if version is None:
-        return {"error": "pysyncobj not installed"}
+        return {"error": "pysyncobj not installed (pip install -e '.[bench]')"}
     tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-pso-"))
     cluster = None
     try:
