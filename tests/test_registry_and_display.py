@@ -4,7 +4,9 @@ and as the columns and leaders `labctl status` shows."""
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -26,8 +28,11 @@ def test_the_builtins_come_from_labctls_entry_points_and_module_class_works_too(
         protocols.get("no_such_pkg:Proto")
 
 
-def test_a_broken_registered_protocol_raises_its_own_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_registered_protocol_raises_its_own_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Not "unknown": the import error inside the protocol's code is what a user must see."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the patched metadata, not a cache
     broken = metadata.EntryPoint("broken", "protocols.no_such_module:X", protocols.GROUP)
     eps = [*metadata.entry_points(group=protocols.GROUP), broken]
     monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
@@ -42,7 +47,10 @@ def test_a_broken_registered_protocol_raises_its_own_error(monkeypatch: pytest.M
         protocols.get.cache_clear()
 
 
-def test_stale_metadata_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stale_metadata_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached answer from a good install
     monkeypatch.setattr(metadata, "entry_points", lambda group: [])
     protocols.registry.cache_clear()
     try:
@@ -50,6 +58,25 @@ def test_stale_metadata_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
             protocols.available()
     finally:
         protocols.registry.cache_clear()
+
+
+def test_entry_points_are_read_once_until_an_install_changes_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The scan costs a third of a CLI call: it is cached, and an install (which rewrites
+    a *.dist-info directory on sys.path) makes the next call scan again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    scans = []
+    real = protocols._scan_entry_points
+    monkeypatch.setattr(protocols, "_scan_entry_points", lambda: scans.append(1) or real())
+    first = protocols._entry_points()
+    assert protocols._entry_points() == first and len(scans) == 1
+    (site / "mine-1.0.dist-info").mkdir()  # what pip install does to a site directory
+    os.utime(site, ns=(1, 1))  # a new mtime whatever the filesystem's clock resolution
+    assert protocols._entry_points() == first and len(scans) == 2
 
 
 def test_a_declaration_that_makes_no_sense_fails_when_the_class_is_defined() -> None:
