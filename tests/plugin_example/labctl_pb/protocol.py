@@ -65,18 +65,33 @@ from protocols.base import (
 from protocols.base import events as ev
 from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
-from protocols.base.mutations import check_mutate
+from protocols.base.mutations import Mutation, check_mutate
 
 BATCH = 64  # entries in one Prepare at most
 
 PRIMARY, BACKUP, VIEW_CHANGE = "primary", "backup", "view_changing"
+
+# The named bug this protocol can run with (`--mutate commit-alone`): one `if` beside the
+# line it breaks (`_advance_commit`). `labctl selftest -p pb` must catch it;
+# labctl_pb/targeted.py is the one situation that shows it, should explore miss it.
+MUTATIONS = (
+    Mutation(
+        name="commit-alone",
+        bug="the primary commits an entry once it is on its own disk, without a majority",
+        source="Oki & Liskov, Viewstamped Replication (1988), section 4: commit needs a "
+        "majority so that every later view's primary holds the entry",
+        violations=("lost-write", "divergence", "nonlinearizable"),
+        teaches="why a write is acknowledged only once a majority has it: a cut-off "
+        "primary's acknowledged write is gone when the next view starts without it",
+    ),
+)
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
     heartbeat_interval: float = 0.05
     view_timeout: float = 0.5  # randomized up to twice this, so replicas rarely collide
     snapshot_every: int = 1000  # committed entries between two snapshots
-    mutate: str = ""  # no named bugs (protocols/base/mutations.py)
+    mutate: str = ""  # one of MUTATIONS, or "" (protocols/base/mutations.py)
 
     def validate(self) -> None:
         if self.heartbeat_interval <= 0:
@@ -85,7 +100,7 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("option 'view_timeout' must exceed twice 'heartbeat_interval'")
         if self.snapshot_every < 1:
             raise ConfigError("option 'snapshot_every' must be at least 1")
-        check_mutate("pb", self.mutate, ())
+        check_mutate("pb", self.mutate, MUTATIONS)
 
 
 class PrimaryBackup(BatchingProtocol):
@@ -101,6 +116,9 @@ class PrimaryBackup(BatchingProtocol):
     term_word: ClassVar[str] = "view"
     replies_carry_term: ClassVar[bool] = True  # a reply's term is the primary's view
     short_run_options: ClassVar[dict[str, Any]] = {"snapshot_every": 200}
+    mutations = MUTATIONS
+    # Named, not imported: targeted.py imports this module (protocols/targeted.py).
+    targeted: ClassVar[str] = "labctl_pb.targeted:SCHEDULES"
     roles = (
         Role(PRIMARY, leads=True, glyph="▆", colour="#1d4e89"),
         Role(BACKUP, glyph="·", colour="#a9c6de"),
@@ -232,6 +250,9 @@ class PrimaryBackup(BatchingProtocol):
         if self.state == PRIMARY:
             for peer in self.config.peers:
                 self._send_to(peer)  # the heartbeat: a backup missing entries says so
+            # Our own last writes count from this input on (`_begin`): a cluster of one
+            # commits them here rather than at its next request.
+            self._advance_commit()
         elif now >= self.heard + self.timeout:
             self._start_view_change(self.view + 1)
         elif self.state == VIEW_CHANGE:
@@ -350,7 +371,8 @@ class PrimaryBackup(BatchingProtocol):
 
     def _advance_commit(self) -> None:
         acked = sorted([self.durable, *(self.match[p] for p in self.config.peers)], reverse=True)
-        index = acked[self.quorum - 1]
+        quorum = 1 if self.opts.mutate == "commit-alone" else self.quorum
+        index = acked[quorum - 1]
         # Only an entry of our own view is committed by counting (Raft's figure 8): an
         # older one may be overwritten by a primary that never saw it.
         if index > self.commit and self.view_at(index) == self.view:
