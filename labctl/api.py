@@ -7,9 +7,12 @@ long-lived endpoint, so a script pays no process start per call. Every error a u
 cause is a LabError with a one-line message.
 
     from labctl.api import Lab
-    with Lab.start("raft", nodes=3, lab_dir="/tmp/mylab") as lab:
+    with Lab.start(protocol, nodes=3, lab_dir="/tmp/mylab") as lab:
         lab.fault("partition", src="leader", dst="followers")
         print(lab.put("k", "v"), lab.status()["leaders"])
+
+where `protocol` is any name `labctl protocols` lists, or "module:Class"; "leader" is
+the role the protocol declares leads.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import protocols
 from labctl.children import python_command
 
 
@@ -34,7 +35,7 @@ def lifecycle(nodes: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
         lab = Path(tmp) / "lab"
         for _ in range(rounds):
-            ups.append(_cli(lab, "up", "-d", "-n", str(nodes), "-p", "naive"))
+            ups.append(_cli(lab, "up", "-d", "-n", str(nodes), "-p", protocols.LIGHTEST))
             downs.append(_cli(lab, "down"))
     return {
         "nodes": nodes,

@@ -8,10 +8,14 @@ so "reproduced k of n" is a measurement, not a promise). The lab-wide mutations 
 broker's, the workload's) need orders and a broker, which explore's kv runs do not have:
 each is probed with the built-in scenario that shows its bug, over seeds.
 
-A mutation explore does not catch within its budget gets its targeted schedule
-(labctl/targeted/: the one situation its bug needs, on the in-memory network), which
-must show the violation with the mutation and none without; the table says which way
-each was caught.
+A mutation that declares a probe (`Mutation.probe`: the built-in scenario that shows its
+bug, with the broker's fencing as the bug needs) is tried on it first. The lab-wide
+mutations need one (explore's runs are kv, with no orders); they run on the protocol
+selftest was asked for, or on the lab's default protocol when it tests several.
+A mutation explore does not catch within its budget gets its targeted schedule, when its
+protocol declares one (`Protocol.targeted`, protocols/targeted.py: the one situation its
+bug needs, on the in-memory network), which must show the violation with the mutation
+and none without; the table says which way each was caught.
 
 Then the other half: the protocol without a mutation, explored for the same budget, must
 show no violation at all. The verdict is ok only when every mutation was caught in the
@@ -30,17 +34,6 @@ import protocols
 from labctl import explore, mutants
 from labctl.scenario.format import Scenario, set_mutation
 
-# Targeted schedules: the built-in scenario that shows a mutation (with what it must
-# change), tried before explore. The lab-wide mutations need one (explore's runs are kv,
-# with no orders); a few protocol mutations need a fault random schedules rarely combine.
-PROBES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    # Both followers lose power while the leader is frozen.
-    "ack-before-fsync": ("power-loss", "raft", {}),
-    # A stalled leader's late side effect: a fenced broker must reject it.
-    "no-fencing": ("fsync-stall", "raft", {"fencing": True}),
-    # Replies slower than the client's timeout: the retry of a committed order.
-    "new-id-on-retry": ("slow-acks", "raft", {}),
-}
 DURATION = 10.0  # virtual seconds per explore run
 
 
@@ -108,19 +101,22 @@ def explore_one(protocol: str, mutation: str, budget_s: float, seed: int,
     return row, None
 
 
-def probe_one(mutation: str, budget_s: float, seed: int) -> tuple[Row, Scenario | None]:
-    """A lab-wide mutation, on the built-in scenario that shows it, over seeds."""
+def probe_one(protocol: str, mutation: str, budget_s: float,
+              seed: int) -> tuple[Row, Scenario | None]:  # fmt: skip
+    """A mutation on the built-in scenario its declaration names (`Mutation.probe`), in a
+    lab of `protocol`, over seeds."""
     from labctl.scenario.library import resolve
 
-    name, protocol, changes = PROBES[mutation]
-    row = Row(protocol, mutation, list(mutants.resolve(protocol, mutation).violations))
-    row.how = f"scenario {name}"
+    m = mutants.resolve(protocol, mutation)
+    assert m.probe is not None
+    row = Row(protocol, mutation, list(m.violations))
+    row.how = f"scenario {m.probe.scenario}"
     started = time.perf_counter()
     i = 0
     while time.perf_counter() - started < budget_s and i < 50:
-        sc = resolve(name, protocol)
-        for key, value in changes.items():
-            setattr(sc, key, value)
+        sc = resolve(m.probe.scenario, protocol)
+        if m.probe.fencing is not None:
+            sc.fencing = m.probe.fencing
         sc.seed = seed + i
         i += 1
         sc = _mutated(sc, mutation)
@@ -138,9 +134,10 @@ def probe_one(mutation: str, budget_s: float, seed: int) -> tuple[Row, Scenario 
 def targeted_one(protocol: str, mutation: str, row: Row, seeds: int = 3) -> Row:
     """The mutation's targeted schedule over a few seeds: caught when it shows a declared
     violation with the mutation and nothing without it."""
-    from labctl.targeted import SCHEDULES
+    from protocols.targeted import schedules
 
-    schedule = SCHEDULES.get((protocol, mutation))
+    cls = protocols.get(protocol)
+    schedule = schedules(cls).get(mutation)
     if schedule is None:
         return row
     started = time.perf_counter()
@@ -151,7 +148,8 @@ def targeted_one(protocol: str, mutation: str, row: Row, seeds: int = 3) -> Row:
         if found and clean:
             row.caught, row.how, row.seed = True, "targeted schedule", seed
             row.kind = sorted(found)[0]
-            row.detail = f"labctl/targeted/{protocol}.py, clean without the mutation"
+            where = cls.targeted.partition(":")[0]
+            row.detail = f"{where}, clean without the mutation"
             break
     row.seconds += time.perf_counter() - started
     return row
@@ -180,6 +178,9 @@ def selftest(
                 work.append((name, m.name))
         if mutations is None:
             work.append((name, ""))
+    # The lab-wide mutations (broker, workload) are the lab's, not a protocol's: a lab of
+    # the one protocol asked for carries them, or of the default one among several.
+    host = names[0] if len(names) == 1 else protocols.DEFAULT
     for m in mutants.lab_wide():
         if (mutations is None and len(names) > 1) or (mutations and m.name in mutations):
             work.append(("", m.name))
@@ -187,8 +188,10 @@ def selftest(
         label = f"{protocol or 'lab'} {mutation or '(no mutation)'}"
         say(f"selftest: {label}: exploring for up to {budget_s:g}s")
         row, found = None, None
-        if mutation in PROBES:
-            row, found = probe_one(mutation, budget_s / 2 if protocol else budget_s, seed)
+        probe = mutants.resolve(protocol or host, mutation).probe if mutation else None
+        if probe is not None:
+            row, found = probe_one(protocol or host, mutation,
+                                   budget_s / 2 if protocol else budget_s, seed)  # fmt: skip
         if protocol and found is None:
             byz = protocols.get(protocol).byzantine_tolerant
             spent = row.seconds if row is not None else 0.0

@@ -2,11 +2,19 @@
 
     python -m labctl.supervisor --lab-dir DIR --config JSON
 
-It spawns the router, the broker and the replicas, answers control requests (CLI, later
-the dashboard) on a ROUTER socket, collects every process's telemetry on a PULL socket,
-carries out faults (process faults itself, link faults through the router, node faults
-through the node's control socket), republishes telemetry on a PUB socket for dashboards,
-and writes the run directory as it goes. It holds the lab dir's lock for its whole life.
+It spawns the router, the broker and the replicas, answers control requests (CLI,
+dashboard) on a ROUTER socket, watches its children and its parent, and at the end
+leaves a complete run record (summary.json whatever failed). It holds the lab dir's lock
+for its whole life. This module is the lab's life (start, the loop, control, status,
+shutdown); each other idea is a module of its own, a mixin that names what it needs:
+
+- supervisor_telemetry.py: every telemetry message, and where it goes (run record,
+  live checkers, the PUB socket dashboards read);
+- supervisor_faults.py: a fault of the vocabulary carried out (router table, signals,
+  node control sockets);
+- supervisor_workload.py: workload clients started and stopped on request;
+- children.py (one child process), rundir.py (the run record's files), intake.py (what
+  arrives, decoded as data), external.py (external replicas).
 """
 
 from __future__ import annotations
@@ -29,20 +37,20 @@ import protocols
 from faults import trace
 from faults.model import Fault, FaultError
 from labctl import labdir, mutants
-from labctl.checkers import CheckerConfig, CheckerSet, Violation
+from labctl.checkers import CheckerConfig, CheckerSet
 from labctl.children import Child, last_line, stop_all
 from labctl.external import DISPLAY as EXTERNAL_DISPLAY
 from labctl.external import ExternalNodes
-from labctl.intake import Rejected, decode_telemetry, history_record, workload_spec
+from labctl.intake import Rejected, history_record
 from labctl.rundir import RunDir
 from labctl.supervisor_faults import FaultsMixin, StartupError
+from labctl.supervisor_telemetry import TelemetryMixin
+from labctl.supervisor_workload import WorkloadMixin
 from nodes import auth
 from nodes.external.names import SERVICES
-from nodes.external.names import WORKLOADS as MAELSTROM_WORKLOADS
 from nodes.inbound import Drops
 from nodes.process import (
     die_with_parent,
-    encode,
     error,
     ok,
     parent_alive,
@@ -50,15 +58,12 @@ from nodes.process import (
     true_now,
 )
 from protocols.base import client_quorum
-from protocols.base import events as ev
 
 READY_TIMEOUT = 20.0
-LIN_CHECK_EVERY = 0.2  # seconds between live linearizability searches, at the fastest
 SHUTDOWN_LIN_SECONDS = 4.0  # the whole-run search at shutdown (`labctl down` waits 10 s)
-_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
 
-class Supervisor(FaultsMixin):
+class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
     def __init__(self, lab_dir: Path, config: dict[str, Any]) -> None:
         self.lab_dir = lab_dir
         # The lab's named mutation, if any, resolved to the process that carries it
@@ -279,139 +284,6 @@ class Supervisor(FaultsMixin):
             if now >= self.next_lin_check:
                 self._check_linearizability(now)
 
-    def _drain_telemetry(self) -> None:
-        for _ in range(10000):
-            try:
-                raw = self.telemetry.recv(_NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                src, kind, t, data = decode_telemetry(raw)
-            except Rejected as e:
-                self._reject(e)
-                continue
-            self.counters["telemetry"] += 1
-            self._on_telemetry(src, kind, t, data)
-
-    def _reject(self, e: Rejected) -> None:
-        """A message from outside that does not fit: counted (malformed, and by kind in
-        status and summary), logged once per kind, dropped."""
-        self.counters["malformed"] += 1
-        self.drops.drop(e.kind, e.detail)
-
-    def _on_telemetry(self, src: str, kind: str, t: float, data: dict[str, Any]) -> None:
-        if kind == "history":
-            self._on_history(src, t, data)
-            return
-        if kind == "applied.batch":
-            self._on_applied(src, t, data.entries, data.rows)
-            return
-        child = self.children.get(src)
-        if kind == "router.ready":
-            if src != "router" or child is None or child.state != "starting":
-                self._reject(Rejected("unexpected_ready", f"router.ready from {src!r}"))
-                return
-            self.router_data, self.router_control = data["data"], data["control"]
-            child.state, child.control = "running", data["control"]
-        elif kind in ("node.ready", "broker.ready"):
-            if child and child.state == "starting":
-                child.state, child.control = "running", data.get("control")
-                self._reapply_node_faults(src)
-        elif kind == "node.status":
-            self.status[src] = data
-            if child is not None and child.state == "running":
-                child.extra["status"] = True  # its loop runs: what a restart waits for
-        elif kind == "router.links":
-            # Each report holds the rows that moved (faults/router.py): keep the newest row
-            # of every link, so status and the summary show the whole table.
-            for row in data.get("links") or []:
-                if isinstance(row, list) and len(row) >= 2:
-                    self.router_links[(str(row[0]), str(row[1]))] = row
-            self.router_stats = {**data, "links": list(self.router_links.values())}
-        elif kind == ev.BECAME_LEADER:
-            self.elections += 1
-            term = data.get("term")
-            if isinstance(term, int):
-                self.leaders_by_term.setdefault(term, set()).add(src)
-        record = {"t": t, "src": src, "kind": kind, **data}
-        self.run.event(record)
-        self._publish(kind, src, record)
-        if self.checkers is not None and not self.checkers.finished and kind != "violation":
-            self._report(self.checkers.on_event(record))
-
-    def _on_applied(self, src: str, t: float, entries: Any, rows: Any) -> None:
-        """A replica's batch of applied commands: one "applied" event each, in order (for
-        the record and the checkers; dashboards read applied_index from node.status).
-        `entries` are dicts (what a snapshot restore brought), `rows` lists of the fields
-        events.APPLIED_ROW names (the commands applied, after them)."""
-        if not isinstance(entries, list) or not isinstance(rows, list):
-            self.counters["malformed"] += 1
-            return
-        fields = ev.APPLIED_ROW
-        for row in rows:
-            if isinstance(row, list) and len(fields) - 1 <= len(row) <= len(fields):
-                entries.append(dict(zip(fields, row)))  # noqa: B905 - view is optional
-            else:
-                entries.append(None)  # counted as malformed below
-        checking = self.checkers is not None and not self.checkers.finished
-        if not checking:
-            # Nobody reads the records here (benchmarks run without checkers): the lines
-            # are written straight from the entries, without a record dict each.
-            self.counters["malformed"] += self.run.applied_events(t, src, entries)
-            return
-        for entry in entries:
-            if not isinstance(entry, dict):
-                self.counters["malformed"] += 1
-                continue
-            record = {"t": t, "src": src, "kind": "applied", **entry}
-            self.run.event(record)
-            self._report(self.checkers.on_event(record))
-
-    def _on_history(self, src: str, t: float, data: dict[str, Any]) -> None:
-        self._history({"t": t, "process": src, **data})
-
-    def _history(self, record: dict[str, Any]) -> None:
-        """One history record, from a workload client's telemetry or `labctl client`
-        through the control socket: into history.jsonl and to the live checkers alike."""
-        src = str(record.get("process"))
-        self.run.history(record)
-        op_type = record.get("type")
-        if op_type in self.ops:
-            self.ops[op_type] += 1
-        self._publish("history", src, record)
-        if self.checkers is not None and not self.checkers.finished:
-            self._report(self.checkers.on_history(record))
-
-    def _check_linearizability(self, now: float) -> None:
-        """The live linearizability search, paced by its own cost: every 200 ms while it is
-        cheap, never more than a fifth of the supervisor's time as histories grow."""
-        if self.checkers is None or self.checkers.finished:
-            self.next_lin_check = now + 1.0
-            return
-        t0 = time.perf_counter()
-        self._report(self.checkers.check_online())
-        spent = time.perf_counter() - t0
-        self.next_lin_check = true_now() + max(LIN_CHECK_EVERY, 4 * spent)
-
-    def _publish(self, kind: str, src: str, record: dict[str, Any]) -> None:
-        try:
-            self.pub.send_multipart([f"{kind}.{src}".encode(), encode(record)], _NOBLOCK)
-        except zmq.Again:
-            pass
-
-    def _report(self, found: list[Violation]) -> None:
-        """A violation goes into the event stream (and so to dashboards) the moment the
-        evidence completes it."""
-        for v in found:
-            doc = v.to_dict()
-            self.violations.append(doc)
-            self.emit("violation", violation=v.kind, at=v.t, nodes=v.nodes, detail=v.detail,
-                      evidence=v.evidence)  # fmt: skip
-
-    def emit(self, kind: str, **data: Any) -> None:
-        """An event of the supervisor's own (faults, process exits) into the same stream."""
-        self._on_telemetry("supervisor", kind, true_now(), data)
-
     def _fire_timers(self) -> None:
         now = true_now()
         while self.timers and self.timers[0][0] <= now:
@@ -508,66 +380,6 @@ class Supervisor(FaultsMixin):
         }
 
     # -- stop ----------------------------------------------------------------------------
-
-    def _workload(self, req: dict[str, Any]) -> dict[str, Any]:
-        action = req.get("action")
-        clients = [c for c in self.children.values() if c.kind == "client"]
-        if action == "stop":
-            stop_all(clients, grace=2.0)
-            self._drain_telemetry()
-            self.workload = None
-            return ok(stopped=len(clients))
-        if action != "start":
-            return error("workload action must be start or stop")
-        if any(c.alive() for c in clients):
-            return error("a workload is already running", "bad_state")
-        try:
-            spec = workload_spec(req.get("spec"))
-        except Rejected as e:
-            return error(str(e.detail))
-        if spec.target not in ("leader", "any", *self.replicas):
-            return error(f"workload target must be leader, any or a replica, got {spec.target!r}")
-        if self.external is None and spec.kind in MAELSTROM_WORKLOADS:
-            return error(f"{spec.kind} is a Maelstrom workload: it needs external nodes "
-                         "(labctl up --node-cmd ...)", "bad_workload")  # fmt: skip
-        n = spec.clients
-        rate = spec.rate / n
-        logs = self.run.path / "logs"
-        if self.external is not None:
-            controls = {r: self.children[r].control for r in self.replicas
-                        if self.children[r].state == "running"}  # fmt: skip
-            problem = self.external.start_workload(spec, self.ctx, controls, self.run.path)
-            if problem:
-                return error(problem, "bad_workload")
-        for i in range(n):
-            name = f"c{i}"
-            argv = [
-                "-m", "nodes.workload", "--name", name, "--router", str(self.router_data),
-                "--telemetry", self.telemetry_ep, "--replicas", ",".join(self.replicas),
-                "--kind", spec.kind, "--rate", str(rate), "--target", spec.target,
-                "--reads", spec.reads, "--keys", str(spec.keys), "--timeout", str(spec.timeout),
-                "--retries", str(spec.retries), "--seed", str(self.seed),
-                "--quorum", str(self.client_quorum), "--parent-pid", str(os.getpid()),
-            ]  # fmt: skip
-            if self.broadcast:
-                argv.append("--broadcast")
-            argv += self._mutate_args("workload")
-            if spec.duration:
-                argv += ["--duration", str(spec.duration)]
-            if self.external is not None:
-                argv = self.external.workload_argv(
-                    name, i, spec, rate, str(self.router_data), self.telemetry_ep, self.seed,
-                    os.getpid(),
-                )
-            child = Child(name, "client", argv, logs / f"{name}.log")
-            self.children[name] = child
-            child.spawn()
-            child.state = "running"  # clients report nothing until their first operation
-        self.workload = {
-            k: getattr(spec, k) for k in ("kind", "rate", "clients", "target", "reads")
-        }
-        self.emit("workload.start", workload=self.workload)
-        return ok(clients=n)
 
     def shutdown(self) -> None:
         """Stop every child, run the whole-run checks, and leave a complete record, even if

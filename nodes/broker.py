@@ -47,7 +47,7 @@ from nodes.process import (
 )
 from nodes.wire import Codec, WireError
 from protocols.base import BrokerAck, BrokerWrite
-from protocols.base.mutations import Mutation, check_mutate
+from protocols.base.mutations import Mutation, Probe, check_mutate
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
@@ -58,6 +58,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         teaches="why a lease or a leadership is not enough: a paused, deposed leader's write "
         "lands after its successor's unless the store itself checks the token",
         target="broker",
+        probe=Probe("fsync-stall", fencing=True),  # a stalled leader's late side effect
     ),
 )
 

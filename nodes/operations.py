@@ -28,7 +28,7 @@ import msgspec
 
 from nodes.client import Tally, completion_kind, invoke_record, kv_command, order_command
 from protocols.base import ClientReply, ClientRequest, Command, Order
-from protocols.base.mutations import Mutation, check_mutate
+from protocols.base.mutations import Mutation, Probe, check_mutate
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
@@ -39,6 +39,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         teaches="why a retry carries the same id: the session table applies a request once "
         "only if it can recognise it; an order that committed the first time is bought twice",
         target="workload",
+        probe=Probe("slow-acks"),  # replies slower than the timeout: a committed order retried
     ),
 )
 

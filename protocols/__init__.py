@@ -27,6 +27,7 @@ DIST = "labctl"  # the distribution that registers the built-ins
 BUILTINS = ("naive", "raft", "epaxos", "pbft")  # what labctl's own pyproject registers
 DEFAULT = "raft"  # what a lab, chaos and explore run without --protocol
 SCENARIO_DEFAULT = "naive"  # a scenario file's protocol when it names none
+LIGHTEST = "naive"  # does least per request: what benchmarks of the lab itself run
 
 
 class UnknownProtocol(KeyError):

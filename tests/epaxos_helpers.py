@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from labctl.targeted.manual import Manual
 from protocols.base import ClientReply
 from protocols.epaxos import EPaxosProtocol
 from protocols.epaxos.invariants import committed_attributes, committed_on_disk
+from protocols.epaxos.manual import Manual
 from protocols.simnet import SimNet
 
-__all__ = ["Manual"]  # by hand, for schedules too precise for timers (labctl/targeted/)
+__all__ = ["Manual"]  # by hand, for schedules too precise for timers (protocols/*/targeted.py)
 
 
 def make_net(n: int = 3, seed: int = 1, latency: Any = None, **options: object) -> SimNet:

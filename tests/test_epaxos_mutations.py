@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.targeted.epaxos import (
+from protocols.epaxos.targeted import (
     concurrent_writes,
     net_for,
     three_recoveries,
 )
-from labctl.targeted.kinds import declared, kinds
+from protocols.targeted import declared, kinds
 
 
 @pytest.mark.parametrize(("name", "n"), [("small-fast-quorum", 3), ("small-fast-quorum", 5),

@@ -3,13 +3,13 @@ same schedule without the mutation (on the in-memory network)."""
 
 from __future__ import annotations
 
-from labctl.targeted.kinds import declared, kinds
-from labctl.targeted.pbft import (
+from protocols.pbft.targeted import (
     committed_at_one_replica_then_view_change,
     forged_commit_proof,
     net_for,
     one_equivocating_primary,
 )
+from protocols.targeted import declared, kinds
 
 
 def test_floor_quorum_lets_one_liar_split_the_honest_replicas() -> None:

@@ -18,6 +18,8 @@ from labctl_pb import PrimaryBackup
 from labctl_pb.messages import EntriesRecord, Prepare, ViewRecord
 
 import protocols
+from labctl.selftest import selftest
+from protocols import targeted
 from protocols.base import ClientRequest
 from protocols.simnet import SimNet
 
@@ -137,3 +139,26 @@ def test_it_is_found_as_module_class_and_declares_its_roles() -> None:
                                                       "log", "vc"]  # fmt: skip
     with pytest.raises(protocols.UnknownProtocol, match=r"not a protocols\.base\.Protocol"):
         protocols.get("labctl_pb:Options")
+
+
+def test_its_mutation_shows_in_its_targeted_schedule_and_not_without_it() -> None:
+    # The schedule is found through the declaration, as `labctl selftest` finds it.
+    schedule = targeted.schedules(PrimaryBackup)["commit-alone"]
+    found = schedule("commit-alone", 1)
+    assert found and found <= set(PrimaryBackup.mutations[0].violations), found
+    assert schedule("", 1) == set()
+
+
+def test_selftest_catches_its_mutation_and_the_lab_wide_ones_on_the_plugin() -> None:
+    """`labctl selftest -p pb -m ...` in the simulator: the plugin's own mutation, and the
+    broker's and the workload's, probed by their declared scenarios in a lab of pb."""
+    name = "labctl_pb:PrimaryBackup"
+    result = selftest([name], budget_s=20.0, replays=0, shrink_s=2.0,
+                      mutations=["commit-alone", "no-fencing", "new-id-on-retry"])  # fmt: skip
+    rows = {r["mutation"]: r for r in result["rows"]}
+    assert set(rows) == {"commit-alone", "no-fencing", "new-id-on-retry"}
+    for mutation, row in rows.items():
+        assert row["protocol"] == name and row["caught"], (mutation, row)
+        assert row["kind"] in row["expected"], (mutation, row)
+    assert rows["no-fencing"]["how"] == "scenario fsync-stall"
+    assert result["ok"]

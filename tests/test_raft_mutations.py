@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.targeted.kinds import declared, kinds
-from labctl.targeted.raft import (
+from protocols.raft.targeted import (
     WIDE,
     cut_off_candidate_schedule,
     delayed_vote_schedule,
@@ -23,6 +22,7 @@ from labctl.targeted.raft import (
     power_loss_schedule,
     stale_candidate_schedule,
 )
+from protocols.targeted import declared, kinds
 
 # -- forget-vote -----------------------------------------------------------------------------
 

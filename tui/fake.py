@@ -21,6 +21,11 @@ import msgspec
 
 from faults.model import FaultError, parse_fault
 from labctl.errors import LabError
+from protocols import BUILTINS, SCENARIO_DEFAULT
+
+# The story's lab runs the seed's protocol (naive): the default roles, and a split brain
+# is what it does; swapping offers the built-ins, as a real lab with no plugin does.
+DEMO_PROTOCOL = SCENARIO_DEFAULT
 
 T0 = 1000.0  # the fake lab's start, in its true time
 _encoder = msgspec.msgpack.Encoder()
@@ -141,9 +146,9 @@ def demo_story(n: int = 3, seconds: int = 20) -> tuple[dict[str, Any], list[Step
                              "control": None}  # fmt: skip
     doc = {
         "supervisor_pid": 4000,
-        "protocol": "naive",
+        "protocol": DEMO_PROTOCOL,
         "seed": 42,
-        "run_dir": "/tmp/lab/runs/20260101-000000-lab-naive",
+        "run_dir": f"/tmp/lab/runs/20260101-000000-lab-{DEMO_PROTOCOL}",
         "uptime": 0.0,
         "nodes": nodes,
         "leaders": [r for r in ids if roles[r] == "leader"],
@@ -214,7 +219,7 @@ class FakeSource:
         self._usage = usage if usage is not None else {
             n["id"]: (1.5 + i, 31.0 + i) for i, n in enumerate(doc["nodes"])
         }  # fmt: skip
-        self._protocols = protocols or ["naive", "raft"]
+        self._protocols = protocols or list(BUILTINS)
         self.fail = fail or {}  # action (fault kind, "order", "swap") -> LabError message
         self.calls: list[tuple[str, Any]] = []
         self._clients = 0

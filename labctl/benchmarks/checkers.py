@@ -15,13 +15,14 @@ from typing import Any
 
 import psutil
 
+import protocols
 from labctl import api
 
 
 def one(checkers: bool, rate: int, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
-        config = {"protocol": "naive", "nodes": 3, "seed": 1, "options": {}, "fencing": False,
-                  "checkers": checkers, "name": "bench"}  # fmt: skip
+        config = {"protocol": protocols.LIGHTEST, "nodes": 3, "seed": 1, "options": {},
+                  "fencing": False, "checkers": checkers, "name": "bench"}  # fmt: skip
         lab = api.up(Path(tmp) / "lab", config)
         sup = psutil.Process(lab.state["supervisor_pid"])
         try:

@@ -57,6 +57,7 @@ def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def run(runs: int = 10) -> dict[str, Any]:
+    import protocols
     from labctl import api
 
     base = entry_point()
@@ -68,7 +69,7 @@ def run(runs: int = 10) -> dict[str, Any]:
         # A user's Python caches bytecode; without it every call compiles labctl's own
         # modules again (+15 ms), which measures the environment, not labctl.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        lab = api.up(lab_dir, api.lab_config("naive", 3))
+        lab = api.up(lab_dir, api.lab_config(protocols.LIGHTEST, 3))
         try:
             calls: dict[str, Any] = {}
             for name, args in CALLS:

@@ -45,6 +45,7 @@ import sys
 import time
 from typing import Any
 
+import protocols
 from labctl import api
 from labctl.benchmarks.labs import (
     all_running,
@@ -61,6 +62,8 @@ from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
 from labctl.benchmarks.raft import SEED_JITTER_MS, SEED_LINK_MS
 
+# What is compared: EPaxos (leaderless) against Raft (every command through its leader).
+PROTOCOL, BASELINE = "epaxos", "raft"
 NODES = 5
 CONFLICTS = (0.0, 0.02, 1.0)
 REGION_CONFLICTS = (0.0, 0.02)
@@ -72,10 +75,10 @@ OFFERED = 500.0
 def _targets(lab: api.Lab, variant: str) -> list[str]:
     """Where each generator sends: Raft's to the leader; EPaxos's generator i to replica
     i, or (ONE_ENTRY) every one to the first replica."""
-    if variant == "raft":
-        return [stable_leader(lab)] * NODES
     if variant == ONE_ENTRY:
         return [all_running(lab)[0]] * NODES
+    if not protocols.get(variant).display().leaderless:
+        return [stable_leader(lab)] * NODES
     return all_running(lab)
 
 
@@ -148,8 +151,8 @@ def _run(quick: bool) -> dict[str, Any]:
         "levels": {},
     }
     procs = Procs()
-    protocols = ("epaxos", "raft")
-    after: dict[str, dict[str, Any]] = {p: {} for p in protocols}
+    compared = (PROTOCOL, BASELINE)
+    after: dict[str, dict[str, Any]] = {p: {} for p in compared}
     try:
         # Both labs stay up for the whole run (the idle one costs a few % of a core), so
         # their latency rounds can alternate: a drift of the shared machine's load then
@@ -157,52 +160,52 @@ def _run(quick: bool) -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             labs = {
                 p: stack.enter_context(bench_lab(p, NODES, True, f"bench-{p}", after=after[p]))
-                for p in protocols
+                for p in compared
             }
-            ep = labs["epaxos"]
+            ep = labs[PROTOCOL]
             for conflict in CONFLICTS:
                 level = result["levels"].setdefault(f"{conflict:.0%}", {})
                 fast0, slow0 = status_sum(ep, "fast_path"), status_sum(ep, "slow_path")
-                for p in protocols:
+                for p in compared:
                     _say(f"{p}, {conflict:.0%} conflicting: throughput ...")
                     level[p] = throughput(procs, labs[p], p, conflict, warm, dur)
-                variants = [*protocols, ONE_ENTRY] if conflict in ONE_ENTRY_CONFLICTS else protocols
+                variants = [*compared, ONE_ENTRY] if conflict in ONE_ENTRY_CONFLICTS else compared
                 samples: dict[str, list[list[dict[str, Any]]]] = {v: [] for v in variants}
                 level["settle_s"] = settle(list(labs.values()))
                 for i in range(rounds):
                     # Each round in another order, so no variant always follows the same one.
                     for v in variants[i % len(variants) :] + variants[: i % len(variants)]:
                         _say(f"{v}, {conflict:.0%} conflicting: latency, round {i + 1} ...")
-                        lab = labs["epaxos" if v == ONE_ENTRY else v]
+                        lab = labs[PROTOCOL if v == ONE_ENTRY else v]
                         samples[v].append(latency_round(procs, lab, v, conflict, warm, dur))
-                for p in protocols:
+                for p in compared:
                     level[p]["latency_500_ms"] = pooled_latency(samples[p])
                 if ONE_ENTRY in samples:
-                    level["epaxos"]["latency_500_ms_one_entry"] = pooled_latency(samples[ONE_ENTRY])
+                    level[PROTOCOL]["latency_500_ms_one_entry"] = pooled_latency(samples[ONE_ENTRY])
                 time.sleep(0.2)  # the last status reports
                 fast = status_sum(ep, "fast_path") - fast0
                 slow = status_sum(ep, "slow_path") - slow0
-                e = level["epaxos"]
+                e = level[PROTOCOL]
                 e["fast_path"], e["slow_path"] = fast, slow
                 e["fast_path_ratio"] = round(fast / (fast + slow), 3) if fast + slow else None
             # Geo-distributed: the latency rounds again with the seed's links between regions.
             result["regions"] = {"link_ms": SEED_LINK_MS, "jitter_ms": SEED_JITTER_MS}
             for conflict in REGION_CONFLICTS:
                 level = result["regions"].setdefault(f"{conflict:.0%}", {})
-                pooled: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in protocols}
+                pooled: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in compared}
                 for i in range(max(1, rounds - 1)):
-                    for p in protocols if i % 2 == 0 else protocols[::-1]:
+                    for p in compared if i % 2 == 0 else compared[::-1]:
                         _say(f"{p}, {conflict:.0%} conflicting, 5 regions: latency ...")
                         regions(labs[p])
                         try:
                             pooled[p].append(latency_round(procs, labs[p], p, conflict, warm, dur))
                         finally:
                             labs[p].fault({"fault": "heal"})
-                for p in protocols:
+                for p in compared:
                     level[p] = pooled_latency(pooled[p])
     finally:
         procs.kill_all()
-    result["divergence"] = {p: after[p].get("divergence") for p in protocols}
+    result["divergence"] = {p: after[p].get("divergence") for p in compared}
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["checks"] = checks(result)
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
@@ -212,8 +215,8 @@ def _run(quick: bool) -> dict[str, Any]:
 def checks(r: dict[str, Any]) -> dict[str, Any]:
     levels = r["levels"]
     out: dict[str, Any] = {}
-    hot = levels.get("100%", {}).get("epaxos", {}).get("fast_path_ratio")
-    cold = levels.get("0%", {}).get("epaxos", {}).get("fast_path_ratio")
+    hot = levels.get("100%", {}).get(PROTOCOL, {}).get("fast_path_ratio")
+    cold = levels.get("0%", {}).get(PROTOCOL, {}).get("fast_path_ratio")
     out["fast_path_lost_at_100pct"] = {
         "fast_path_ratio_0pct": cold,
         "fast_path_ratio_100pct": hot,
@@ -221,9 +224,9 @@ def checks(r: dict[str, Any]) -> dict[str, Any]:
     }
     for name in ("0%", "2%"):
         level = levels.get(name, {})
-        f = level.get("raft", {}).get("latency_500_ms", {}).get("p50")
+        f = level.get(BASELINE, {}).get("latency_500_ms", {}).get("p50")
         for suffix, key in (("", "latency_500_ms"), ("_one_entry", "latency_500_ms_one_entry")):
-            e = level.get("epaxos", {}).get(key, {}).get("p50")
+            e = level.get(PROTOCOL, {}).get(key, {}).get("p50")
             out[f"latency_p50_at_{name}_vs_raft{suffix}"] = {
                 "epaxos_ms": e,
                 "raft_ms": f,
@@ -232,13 +235,13 @@ def checks(r: dict[str, Any]) -> dict[str, Any]:
     for name in REGION_CONFLICTS:
         key = f"{name:.0%}"
         level = (r.get("regions") or {}).get(key, {})
-        e, f = level.get("epaxos", {}).get("p50"), level.get("raft", {}).get("p50")
+        e, f = level.get(PROTOCOL, {}).get("p50"), level.get(BASELINE, {}).get("p50")
         out[f"latency_p50_at_{key}_vs_raft_5_regions"] = {
             "epaxos_ms": e,
             "raft_ms": f,
             "met": e is not None and f is not None and e <= f,
         }
-    div = (r.get("divergence") or {}).get("epaxos") or {}
+    div = (r.get("divergence") or {}).get(PROTOCOL) or {}
     out["epaxos_never_divergent"] = {
         "divergent_keys": div.get("divergent_indexes"),
         "met": div.get("divergent_indexes") == 0,

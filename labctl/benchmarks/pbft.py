@@ -41,6 +41,8 @@ from labctl.benchmarks.procs import say as _say
 from protocols import get
 from protocols.base import client_quorum
 
+# What is compared: PBFT (all-to-all, n^2 messages) against Raft (leader to each, n).
+COMPARED = ("pbft", "raft")
 SIZES = (4, 7)
 OFFERED = 200.0
 GENERATORS = 4
@@ -97,7 +99,7 @@ def _run(quick: bool) -> dict[str, Any]:
     try:
         for nodes in SIZES:
             size = result["sizes"].setdefault(str(nodes), {})
-            for protocol in ("pbft", "raft"):
+            for protocol in COMPARED:
                 _say(f"{protocol}, {nodes} replicas: throughput, latency, messages ...")
                 after: dict[str, Any] = {}
                 with bench_lab(protocol, nodes, True, f"bench-{protocol}-{nodes}", after) as lab:
@@ -114,7 +116,7 @@ def _run(quick: bool) -> dict[str, Any]:
 def growth(r: dict[str, Any]) -> dict[str, Any]:
     """Messages per request from 4 to 7 replicas: n^2 grows 3.06x, n grows 1.75x."""
     out: dict[str, Any] = {}
-    for protocol in ("pbft", "raft"):
+    for protocol in COMPARED:
         small = r["sizes"].get("4", {}).get(protocol, {}).get("messages_per_request")
         big = r["sizes"].get("7", {}).get(protocol, {}).get("messages_per_request")
         out[protocol] = {

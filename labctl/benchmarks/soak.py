@@ -29,8 +29,9 @@ import psutil
 from labctl import api
 from labctl.benchmarks.labs import bench_lab, stable_leader
 from labctl.benchmarks.procs import say
+from protocols import BUILTINS
 
-PROTOCOLS = ("raft", "epaxos", "pbft", "naive")
+PROTOCOLS = BUILTINS
 RATE = 1000
 FAULT_EVERY = 4.0
 SAMPLE_EVERY = 10.0
@@ -146,10 +147,10 @@ def one(protocol: str, seconds: float, seed: int) -> dict[str, Any]:
     load = os.getloadavg()
     import protocols
 
-    nodes = protocols.get(protocol).default_nodes
-    with bench_lab(protocol, nodes, True, "soak", checkers=True) as lab:
+    cls = protocols.get(protocol)
+    with bench_lab(protocol, cls.default_nodes, True, "soak", checkers=True) as lab:
         replicas = lab.state["nodes"]
-        if protocol != "epaxos":  # leaderless: there is no leader to wait for
+        if not cls.display().leaderless:  # else there is no leader to wait for
             stable_leader(lab, timeout=20.0)
         spec = {"kind": "kv", "rate": RATE, "clients": 4, "target": "leader", "keys": 5,
                 "duration": seconds + 5}  # fmt: skip

@@ -334,6 +334,10 @@ class Protocol(abc.ABC):
     short_run_options: ClassVar[dict[str, Any]] = {}
     # The named bugs this protocol can run with (`Options.mutate`, protocols/base/mutations.py).
     mutations: ClassVar[tuple[Mutation, ...]] = ()
+    # "module:ATTRIBUTE" of a mapping mutation name -> targeted schedule on simnet, the
+    # one situation the bug needs (protocols/targeted.py; `labctl selftest` falls back on
+    # it). A name, not an import: the core never imports its own test schedules.
+    targeted: ClassVar[str] = ""
     # A protocol built to break (naive, the seed's split-brain baseline): a scenario with no
     # expectation for it does not hold it to `safe = true`, as it does every other one.
     unsafe_by_design: ClassVar[bool] = False

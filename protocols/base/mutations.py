@@ -23,6 +23,16 @@ TARGETS = ("protocol", "broker", "workload")
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A built-in scenario that shows a mutation's bug (labctl/scenarios/NAME.toml), which
+    `labctl selftest` plays before exploring: for a bug that needs orders and a broker
+    (explore's runs are kv), or a fault random schedules rarely combine."""
+
+    scenario: str  # a built-in scenario's name: "power-loss"
+    fencing: bool | None = None  # the broker fences (or not) whatever the scenario says
+
+
+@dataclass(frozen=True, slots=True)
 class Mutation:
     """One classic bug, reproducible by name."""
 
@@ -32,6 +42,7 @@ class Mutation:
     violations: tuple[str, ...]  # checker kinds that show it (any one is a catch)
     teaches: str = ""  # what a user learns from watching the lab catch it
     target: str = "protocol"  # one of TARGETS
+    probe: Probe | None = None  # the built-in scenario that shows it, if one does
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip().lower() or " " in self.name:

@@ -88,6 +88,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
     )
     Options = Options
     mutations = MUTATIONS
+    targeted = "protocols.epaxos.targeted:SCHEDULES"
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3

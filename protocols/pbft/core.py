@@ -113,6 +113,7 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
     )
     Options = Options
     mutations = MUTATIONS
+    targeted = "protocols.pbft.targeted:SCHEDULES"
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 4

@@ -66,6 +66,7 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
     )
     Options = Options
     mutations = MUTATIONS
+    targeted = "protocols.raft.targeted:SCHEDULES"
     messages = MESSAGES
     records = RECORDS
     default_nodes: ClassVar[int] = 3

@@ -6,7 +6,7 @@ correct line it replaces, with a comment saying what the correct line prevents.
 
 from __future__ import annotations
 
-from protocols.base.mutations import Mutation
+from protocols.base.mutations import Mutation, Probe
 
 PAPER = "Raft paper (Ongaro & Ousterhout 2014)"
 THESIS = "Raft thesis (Ongaro 2014)"
@@ -52,6 +52,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         violations=("lost-write", "divergence", "nonlinearizable"),
         teaches="what fsync is for: a power loss takes back entries a majority acknowledged; "
         "a plain crash (SIGKILL) does not, the page cache survives it",
+        probe=Probe("power-loss"),  # both followers lose power while the leader is frozen
     ),
     Mutation(
         name="lease-no-drift-bound",

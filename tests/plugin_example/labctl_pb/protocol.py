@@ -17,15 +17,18 @@ backup's log as Raft does: a Prepare names the entry before its own, a backup th
 not have it says so, and the primary steps back.
 
 What it shows of the contract (docs/adding-a-protocol.md):
+- one batch per input: `BatchingProtocol` (protocols/base/batching.py) opens `self.out`
+  for each input and closes it with the fence; `_seal` adds the next deadline;
 - persist: entries and the view go to the WAL before any message that depends on them;
-  a batch that persists a new view raises the barrier, so no earlier-queued parallel
-  send overtakes the fsync;
+  a batch that persists a new view is fenced (`Ready.seal`), so no parallel send of it
+  overtakes the fsync;
 - parallel sends: the primary's new entries leave with `send_parallel` while its own
-  fsync runs, and it counts itself towards a commit only from its next input on (by then
-  the runtime has finished every write of the batches before);
+  fsync runs (their records written with `persist_overtakable`), and it counts itself
+  towards a commit only from its next input on (by then the runtime has finished every
+  write of the batches before);
 - snapshots and compaction: every `snapshot_every` committed entries it asks for an image
   (`want_snapshot`), and on `on_snapshot` replaces the WAL with its complete durable state
-  (`compact`); a backup that needs what was compacted away gets the image (`restore`).
+  (`compact_to`); a backup that needs what was compacted away gets the image (`restore`).
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ from protocols.base import (
     Committed,
     ConfigError,
     NodeConfig,
-    Protocol,
     Ready,
     Role,
     SnapshotImage,
@@ -61,19 +63,35 @@ from protocols.base import (
     request_problem,
 )
 from protocols.base import events as ev
+from protocols.base.batching import BatchingProtocol
 from protocols.base.effects import AppliedOrders
-from protocols.base.mutations import check_mutate
+from protocols.base.mutations import Mutation, check_mutate
 
 BATCH = 64  # entries in one Prepare at most
 
 PRIMARY, BACKUP, VIEW_CHANGE = "primary", "backup", "view_changing"
+
+# The named bug this protocol can run with (`--mutate commit-alone`): one `if` beside the
+# line it breaks (`_advance_commit`). `labctl selftest -p pb` must catch it;
+# labctl_pb/targeted.py is the one situation that shows it, should explore miss it.
+MUTATIONS = (
+    Mutation(
+        name="commit-alone",
+        bug="the primary commits an entry once it is on its own disk, without a majority",
+        source="Oki & Liskov, Viewstamped Replication (1988), section 4: commit needs a "
+        "majority so that every later view's primary holds the entry",
+        violations=("lost-write", "divergence", "nonlinearizable"),
+        teaches="why a write is acknowledged only once a majority has it: a cut-off "
+        "primary's acknowledged write is gone when the next view starts without it",
+    ),
+)
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
     heartbeat_interval: float = 0.05
     view_timeout: float = 0.5  # randomized up to twice this, so replicas rarely collide
     snapshot_every: int = 1000  # committed entries between two snapshots
-    mutate: str = ""  # no named bugs (protocols/base/mutations.py)
+    mutate: str = ""  # one of MUTATIONS, or "" (protocols/base/mutations.py)
 
     def validate(self) -> None:
         if self.heartbeat_interval <= 0:
@@ -82,10 +100,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("option 'view_timeout' must exceed twice 'heartbeat_interval'")
         if self.snapshot_every < 1:
             raise ConfigError("option 'snapshot_every' must be at least 1")
-        check_mutate("pb", self.mutate, ())
+        check_mutate("pb", self.mutate, MUTATIONS)
 
 
-class PrimaryBackup(Protocol):
+class PrimaryBackup(BatchingProtocol):
     # -- what the lab needs to know, declared once (docs/adding-a-protocol.md) ----------
     name: ClassVar[str] = "pb"
     description: ClassVar[str] = "primary-backup with view changes (a plugin package)"
@@ -98,6 +116,9 @@ class PrimaryBackup(Protocol):
     term_word: ClassVar[str] = "view"
     replies_carry_term: ClassVar[bool] = True  # a reply's term is the primary's view
     short_run_options: ClassVar[dict[str, Any]] = {"snapshot_every": 200}
+    mutations = MUTATIONS
+    # Named, not imported: targeted.py imports this module (protocols/targeted.py).
+    targeted: ClassVar[str] = "labctl_pb.targeted:SCHEDULES"
     roles = (
         Role(PRIMARY, leads=True, glyph="▆", colour="#1d4e89"),
         Role(BACKUP, glyph="·", colour="#a9c6de"),
@@ -138,8 +159,6 @@ class PrimaryBackup(Protocol):
         self.orders = AppliedOrders()  # an order's side effect leaves once
         self.view_changes = 0
         self.dropped = 0
-        self.now = 0.0
-        self.out = Ready()
 
     # -- the log ------------------------------------------------------------------------
 
@@ -180,20 +199,20 @@ class PrimaryBackup(Protocol):
 
     # -- inputs -------------------------------------------------------------------------
 
-    def _begin(self, now: float) -> None:
-        self.now = now
+    # BatchingProtocol opens `self.out` for each input (`_begin`) and closes it
+    # (`_finish`: our `_seal`, then the fence of `Ready.seal`); these add what is ours.
+
+    def _begin(self, now: float, *, starting: bool = False) -> None:
+        super()._begin(now, starting=starting)
         # Every write of an earlier batch is on disk by the time the runtime hands us a
         # new input (it fsyncs a batch before its next input): our own entries count now.
         self.durable = self.last_index
-        self.out = Ready()
 
-    def _finish(self) -> Ready:
-        out, self.out = self.out, Ready()
+    def _seal(self, out: Ready) -> None:
         out.next_deadline = self.deadline
-        return out
 
     def start(self, now: float, recovered: list[msgspec.Struct]) -> Ready:
-        self._begin(now)
+        self._begin(now, starting=True)
         for record in recovered:
             if isinstance(record, ViewRecord):
                 self.view = max(self.view, record.view)
@@ -231,6 +250,9 @@ class PrimaryBackup(Protocol):
         if self.state == PRIMARY:
             for peer in self.config.peers:
                 self._send_to(peer)  # the heartbeat: a backup missing entries says so
+            # Our own last writes count from this input on (`_begin`): a cluster of one
+            # commits them here rather than at its next request.
+            self._advance_commit()
         elif now >= self.heard + self.timeout:
             self._start_view_change(self.view + 1)
         elif self.state == VIEW_CHANGE:
@@ -301,17 +323,19 @@ class PrimaryBackup(Protocol):
         return self._finish()
 
     def _compact(self) -> None:
-        # `compact` is the whole durable state, so it already holds whatever this batch
-        # persisted: clear `persist` rather than write those records twice after it.
-        self.out.compact = self.durable_state()
-        self.out.persist.clear()
+        # The whole durable state as of now: `compact_to` drops what this batch persisted
+        # before (it is inside the records, and written again after them it would replay
+        # twice), and fences the batch's parallel sends (the records hold the view).
+        self.out.compact_to(self.durable_state())
 
     # -- the primary ----------------------------------------------------------------------
 
     def _append(self, command: Any) -> None:
         entry = Entry(self.last_index + 1, self.view, command)
         self.log.append(entry)
-        self.out.persist.append(EntriesRecord([entry]))
+        # Overtakable: the Prepares that carry this entry may leave before the fsync
+        # (`send_parallel`); a record of anything else (a view) would hold them back.
+        self.out.persist_overtakable(EntriesRecord([entry]))
 
     def _send_to(self, peer: str) -> None:
         """The entries from where `peer` is believed to be (none: a heartbeat), or the
@@ -347,7 +371,8 @@ class PrimaryBackup(Protocol):
 
     def _advance_commit(self) -> None:
         acked = sorted([self.durable, *(self.match[p] for p in self.config.peers)], reverse=True)
-        index = acked[self.quorum - 1]
+        quorum = 1 if self.opts.mutate == "commit-alone" else self.quorum
+        index = acked[quorum - 1]
         # Only an entry of our own view is committed by counting (Raft's figure 8): an
         # older one may be overwritten by a primary that never saw it.
         if index > self.commit and self.view_at(index) == self.view:
@@ -424,8 +449,9 @@ class PrimaryBackup(Protocol):
         if self.state == PRIMARY:
             self.out.event(ev.STEPPED_DOWN, term=self.view, reason="view_change")
         self.view, self.state, self.votes = view, VIEW_CHANGE, set()
+        # Not overtakable: the batch's fence (`Ready.seal`, at `_finish`) holds every
+        # message of it back until the promise is on disk.
         self.out.persist.append(ViewRecord(view))
-        self.out.raise_barrier()  # the promise is on disk before anything of it leaves
         self._heard()
 
     def _start_view_change(self, view: int) -> None:

@@ -3,15 +3,18 @@
 Random faults rarely reach these bugs (issue 21 measured why), so each schedule drives
 the one situation its classic bug needs; run with and without the mutation, it shows the
 violation and its absence. The tests (tests/test_raft_mutations.py) and `labctl
-selftest` (when explore does not catch the mutation within its budget) use them.
+selftest` (when explore does not catch the mutation within its budget) use them;
+`SCHEDULES` is what `RaftProtocol.targeted` names (protocols/targeted.py).
 """
 
 from __future__ import annotations
 
-from labctl.targeted.kinds import Hold, power_loss
+from collections.abc import Callable
+
 from protocols.raft import RaftProtocol
 from protocols.raft.messages import RequestVote, VoteResponse
 from protocols.simnet import SimNet
+from protocols.targeted import Hold, Schedule, kinds, power_loss
 
 
 def net_for(mutate: str, seed: int = 3, **options: object) -> SimNet:
@@ -214,3 +217,28 @@ def fast_follower_clocks_schedule(net: SimNet) -> None:
 # A wide drift bound and a long timeout widen the gap the bound closes (ET * d / (1 + d)),
 # so most randomized election timeouts of the fast followers end inside it.
 WIDE = {"max_drift": 0.9, "election_timeout": 1.0, "heartbeat_interval": 0.1}
+
+
+def _schedule(schedule: Callable[[SimNet], object], wide: bool = False,
+              **options: object) -> Schedule:  # fmt: skip
+    """`schedule` as a targeted schedule: a fresh network with the mutation, judged."""
+
+    def run(mutate: str, seed: int) -> set[str]:
+        net = net_for(mutate, seed, **(WIDE if wide else {}), **options)
+        schedule(net)
+        return kinds(net)
+
+    return run
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "no-figure8": _schedule(figure8_schedule),
+    "forget-vote": _schedule(forget_vote_schedule),
+    "forget-term": _schedule(forget_vote_schedule),
+    "no-up-to-date-check": _schedule(stale_candidate_schedule),
+    "ack-before-fsync": _schedule(power_loss_schedule),
+    "lease-no-drift-bound": _schedule(fast_follower_clocks_schedule, wide=True),  # see WIDE
+    "stale-reply": _schedule(delayed_vote_schedule, pre_vote=False),
+    "read-index-before-commit": _schedule(new_leader_read_schedule),
+    "no-check-quorum-lease": _schedule(cut_off_candidate_schedule),
+}

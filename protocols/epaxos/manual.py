@@ -1,7 +1,7 @@
 """EPaxos replicas driven by hand: every message waits until the schedule delivers it.
 
 For schedules too precise for timers and random latency (the Sutra 2019 counterexample:
-three recoveries in three ballots); the recovery tests use it too.
+three recoveries in three ballots); the recovery tests use it too (tests/epaxos_helpers.py).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from protocols.base import ClientRequest, NodeConfig, decode_options
 from protocols.epaxos import EPaxosProtocol
 
 
@@ -17,8 +18,6 @@ class Manual:
     every message waits in `outbox` until the test delivers (or drops) it."""
 
     def __init__(self, n: int = 5, **options: object) -> None:
-        from protocols.base import NodeConfig, decode_options
-
         ids = tuple(f"r{i}" for i in range(n))
         opts = decode_options(EPaxosProtocol.Options, dict(options))
         self.ids = ids
@@ -48,8 +47,6 @@ class Manual:
     def restart(self, node: str, seed: int = 99) -> None:
         """Crash `node` losing what it wrote without an fsync, start it from its disk;
         messages in flight to or from the old process are gone."""
-        from protocols.base import NodeConfig
-
         self.unsynced[node] = []
         self.drop(src=node)
         self.drop(dst=node)
@@ -59,8 +56,6 @@ class Manual:
         self._take(node, p.start(self.now, list(self.disk[node])))
 
     def client(self, node: str, command: Any) -> None:
-        from protocols.base import ClientRequest
-
         self._take(node, self.replicas[node].on_client(self.now, "c0", ClientRequest(command)))
 
     def deliver(self, kind: str, src: str | None = None, dst: str | None = None) -> int:

@@ -1,21 +1,51 @@
-"""Which violation kinds a simnet run showed, and the faults the targeted schedules need.
+"""Targeted schedules: for each named mutation, the one situation its classic bug needs.
 
-The names are the checkers' kinds (labctl/checkers/base.py KINDS), so a schedule's result
-states the violation a mutation declares, not simnet's wording. Simnet checks two leaders
-in one term and divergence as it runs; lost writes, stale reads and lease overlaps are
-judged here from what it recorded, the way the lab's checkers judge a run.
+Random faults rarely reach some bugs (issue 21 measured why), so a protocol may declare,
+for its mutations, schedules that drive that situation on the in-memory network
+(protocols/simnet.py) by hand. A schedule is `(mutate, seed) -> violation kinds`: run
+with the mutation ("" for none) on a fresh network, it returns the kinds the run showed,
+in the checkers' names (labctl/checkers/base.py KINDS, the names `Mutation.violations`
+uses). The tests assert both halves (the violation with the mutation, none without);
+`labctl selftest` falls back on them for a mutation explore did not catch in its budget.
+
+The declaration is `Protocol.targeted = "module:ATTRIBUTE"`, a mapping from mutation name
+to schedule (protocols/raft/targeted.py: `SCHEDULES`), named rather than imported so a
+protocol's core never imports its own test schedules. `schedules(cls)` reads it.
+
+This module is protocol-side on purpose: a schedule is written in simnet's vocabulary
+(isolate, crash, clocks, a held message), which the protocol author already tests with,
+not in the lab's fault vocabulary (faults/model.py: roles, links, processes), which
+needs a lab to mean anything. So protocols import nothing of labctl, faults or nodes,
+and what a schedule needs beyond simnet's own faults (a power loss, a hold) is here.
+Judging a run (`kinds`) is here too: it reads only what simnet recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 
 import msgspec
 
 import protocols
-from protocols.base import ClientRequest
+from protocols.base import ClientRequest, Protocol
 from protocols.base import events as ev
 from protocols.simnet import SimNet
+
+Schedule = Callable[[str, int], set[str]]  # (mutate, seed) -> the violation kinds shown
+
+
+def schedules(cls: type[Protocol]) -> Mapping[str, Schedule]:
+    """The targeted schedules `cls` declares (`Protocol.targeted`), by mutation name;
+    empty when it declares none. A declaration that does not resolve raises ImportError
+    or AttributeError: it is the protocol's bug, not a missing schedule."""
+    if not cls.targeted:
+        return {}
+    module, _, attribute = cls.targeted.partition(":")
+    found = getattr(importlib.import_module(module), attribute or "SCHEDULES")
+    if not isinstance(found, Mapping):
+        raise TypeError(f"{cls.__name__}.targeted = {cls.targeted!r} is not a mapping")
+    return found
 
 
 def kinds(net: SimNet) -> set[str]:

@@ -3,14 +3,18 @@
 Random faults rarely reach these bugs (issue 21 measured why), so each schedule drives
 the one situation its classic bug needs; run with and without the mutation, it shows the
 violation and its absence. The tests (tests/test_pbft_mutations.py) and `labctl
-selftest` (when explore does not catch the mutation within its budget) use them.
+selftest` (when explore does not catch the mutation within its budget) use them;
+`SCHEDULES` is what `PbftProtocol.targeted` names (protocols/targeted.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from protocols.pbft import PbftProtocol
 from protocols.pbft.messages import Commit, CommitProof, PrePrepare, command_digest
 from protocols.simnet import SimNet
+from protocols.targeted import Schedule, kinds
 
 
 def put_all(net: SimNet, key: str, value: str, client: str = "c0") -> str:
@@ -70,3 +74,21 @@ def committed_at_one_replica_then_view_change(net: SimNet) -> None:
     put_all(net, "k", "B", client="c1")
     net.run_until(lambda: all(net.kv(i).get("k") for i in ("r1", "r2", "r3")), 5.0)
     net.run_for(0.5)
+
+
+def _schedule(schedule: Callable[[SimNet], object]) -> Schedule:
+    """`schedule` as a targeted schedule: a fresh network with the mutation, judged."""
+
+    def run(mutate: str, seed: int) -> set[str]:
+        net = net_for(mutate, seed)
+        schedule(net)
+        return kinds(net)
+
+    return run
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "floor-quorum": _schedule(one_equivocating_primary),
+    "skip-verify": _schedule(forged_commit_proof),
+    "view-change-no-proof": _schedule(committed_at_one_replica_then_view_change),
+}
