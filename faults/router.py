@@ -19,8 +19,11 @@ identity is the name, as before, with ROUTER_HANDOVER so a restarted node takes 
 Bounds: a frame above --max-frame bytes (default 4 MiB) is dropped and counted
 (`oversize`); one above four times that closes its sender's connection inside libzmq
 (ZMQ_MAXMSGSIZE) before it is ever buffered whole. The delay queue holds at most
-MAX_QUEUED messages and MAX_QUEUED_BYTES per destination (`queue_full`). What libzmq
-holds for a destination that does not read is SNDHWM frames of at most --max-frame.
+MAX_QUEUED messages and MAX_QUEUED_BYTES per destination (`queue_full`). What libzmq and
+the kernel hold for a destination that does not read (SIGSTOPped, wedged) is bounded in
+bytes too: past MAX_UNREAD_BYTES forwarded to it since it last sent a frame, frames to it
+are dropped (`queue_full`, traced as OVERFLOW) until it sends again, which every live
+endpoint does at least once a second (its hello, nodes/process.py).
 
 A second ROUTER socket takes control requests (msgpack maps, nodes.process.serve_control):
   {"cmd": "ping"}
@@ -101,6 +104,10 @@ MAX_FRAME = 4 * 1024 * 1024  # default frame size limit (bytes), --max-frame
 # Bytes held in the delay queue for one destination at most (a long delay on a link that
 # carries snapshots must not hold gigabytes).
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# Bytes forwarded to a destination that has sent nothing since, at most: libzmq's pipe
+# counts messages (HWM), not bytes, so a paused receiver of large frames (snapshots) would
+# otherwise make the router hold HWM x --max-frame bytes.
+MAX_UNREAD_BYTES = 64 * 1024 * 1024
 # Connections whose name the router remembers; past it the oldest are forgotten (one
 # that is still alive is learnt again from its next frame). `labctl client` makes one per
 # call, so a long lab would otherwise grow this table without bound.
@@ -206,6 +213,7 @@ class Router:
         self.hellos = 0
         self.max_frame = max_frame
         self.queued_bytes: dict[bytes, int] = {}  # per destination, in the delay queue
+        self.unread: dict[bytes, int] = {}  # name -> bytes forwarded since it last sent
         # connection handle -> name, and name -> the handle of its newest connection
         self.names: dict[bytes, bytes] = {}
         self.routes: dict[bytes, bytes] = {}
@@ -338,6 +346,7 @@ class Router:
         links = self.links
         names = self.names
         routes = self.routes
+        unread = self.unread
         limit = self.max_frame
         open_names = self.secret is None
         # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
@@ -369,6 +378,7 @@ class Router:
             src = names.get(conn)
             if src is None:
                 src = self._learn(conn, dst_frame)
+            unread[src] = 0  # it runs: what was sent to it is being read
             dst = dst_frame.bytes
             if not dst:
                 self.hellos += 1  # a hello: this connection is now where `src` lives
@@ -395,11 +405,19 @@ class Router:
                             tap((now, None, link.tid, tr.UNROUTABLE, len(payload), _head(payload)))
                         continue
                     to = dst
+                backlog = unread.get(dst, 0) + len(payload)
+                if backlog > MAX_UNREAD_BYTES:  # it has not read for a long while
+                    link.dropped += 1
+                    self.queue_full += 1
+                    if tap is not None:
+                        tap((now, None, link.tid, tr.OVERFLOW, len(payload), _head(payload)))
+                    continue
                 try:
                     send(to, _MORE)
                     send(src, _MORE)
                     send(payload, _NOBLOCK, copy=False)
                     link.delivered += 1
+                    unread[dst] = backlog
                     if tap is not None:
                         size = len(payload)  # inline: a call to _head costs a tenth more
                         head = payload.bytes[:_HEAD] if size <= _COPY_WHOLE else _head(payload)
@@ -431,6 +449,7 @@ class Router:
                 gone = self.names.pop(old)
                 if self.routes.get(gone) == old:
                     del self.routes[gone]
+                    self.unread.pop(gone, None)
         self.names[conn] = name
         # The newest connection of a name that speaks is where it lives (a restarted node:
         # its hello, which data_endpoint sends before anything else, is its first frame).
@@ -514,12 +533,19 @@ class Router:
                 self._trace(t_in, None, link, tr.UNROUTABLE, payload)
                 return
             to = dst
+        backlog = self.unread.get(dst, 0) + len(payload)
+        if backlog > MAX_UNREAD_BYTES:  # see the fast path in drain()
+            link.dropped += 1
+            self.queue_full += 1
+            self._trace(t_in, None, link, tr.OVERFLOW, payload)
+            return
         try:
             self.data.send(to, _MORE)
             self.data.send(src, _MORE)
             # copy=False shares the frame's buffer, so a duplicate can send it a second time.
             self.data.send(payload, _NOBLOCK, copy=False)
             link.delivered += 1
+            self.unread[dst] = backlog
         except zmq.ZMQError as e:
             self._trace(t_in, None, link, self._count_send_failure(link, e, dst, to), payload)
             return

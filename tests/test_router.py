@@ -514,6 +514,26 @@ def test_the_delay_queue_is_bounded_in_bytes_per_destination(router: Router) -> 
     assert stats["queue_full"] >= 30 and stats["queued"] + stats["queue_full"] == 100
 
 
+def test_a_receiver_that_sends_nothing_is_sent_at_most_the_unread_bound(router: Router) -> None:
+    """What libzmq holds for a paused receiver is bounded in bytes, not only in messages:
+    past 64 MiB forwarded since its last frame it gets nothing more, until it speaks."""
+    a, b = endpoint(router, "r0"), endpoint(router, "r1")  # b reads nothing from here on
+    for _ in range(100):
+        a.send_multipart([b"r1", b"x" * 1_000_000])  # 100 MB offered
+    barrier(a)
+    stats = router.ctl("stats")
+    assert stats["queue_full"] >= 30  # 64 MiB at most went out to it
+    assert router.link("r0", "r1")["delivered"] <= 64 * 1024 * 1024 // 1_000_000
+    b.send_multipart([b"r0", b"back"])  # it runs again: it is sent to again
+    assert recv(a) == [b"r1", b"back"]
+    a.send_multipart([b"r1", b"after"])
+    big = 0
+    while (payload := recv(b)[1]) != b"after":
+        big += 1
+        assert len(payload) == 1_000_000
+    assert 0 < big <= 64 * 1024 * 1024 // 1_000_000
+
+
 def test_links_telemetry_sends_only_the_rows_that_moved(router: Router) -> None:
     a, b = endpoint(router, "r0"), endpoint(router, "r1")
     for i in range(300):  # 300 distinct links from r0, then one of them moves again
