@@ -155,6 +155,10 @@ def _name(raw: bytes) -> str:
 
 _HEAD = tr.HEAD_BYTES
 _COPY_WHOLE = 2048  # below this copying the payload is cheaper than a memoryview of it
+_pack = tr.RECORD.pack_into
+_pack_fast = tr.FAST_RECORD.pack_into
+_REC = tr.RECORD.size
+_NO_WAIT = tr.NO_WAIT
 
 
 def _head(payload: zmq.Frame) -> bytes:
@@ -340,78 +344,98 @@ class Router:
         routes = self.routes
         limit = self.max_frame
         open_names = self.secret is None
-        # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
-        # tuple is encoded at the next flush (faults/trace.py).
-        # `tap` is bound per call: a flush replaces the pending list (only at the end here).
+        # Tracing costs a clock read per batch and one struct.pack_into per frame into the
+        # writer's buffer (faults/trace.py), no Python object per frame. `off` is the
+        # writer's offset, kept here and handed back around anything else that adds.
         trace = self.trace
-        tap = trace.pending.append if trace is not None else None
-        # One clock reading per batch (one per frame cost a few per cent): a frame that came
-        # in while the batch ran is stamped up to the batch's length early, a few ms at
-        # full load, nothing when the lab is quiet enough to draw.
-        now = time.monotonic() if trace is not None else 0.0
+        buf = bytearray()
+        off = 0
+        now = 0.0
+        if trace is not None:
+            buf = trace.buf
+            # Room for the whole batch: a frame makes at most two records (a duplicate).
+            off = trace.reserve(2 * DRAIN_BATCH)
+            # One clock reading per batch (one per frame cost a few per cent): a frame that
+            # came in while the batch ran is stamped up to the batch's length early, a few
+            # ms at full load, nothing when the lab is quiet enough to draw.
+            now = time.monotonic()
         n = 0
-        while n < DRAIN_BATCH:
-            try:
-                conn = recv(_NOBLOCK)  # a ROUTER always has the identity and at least one more
-            except zmq.Again:
-                break
-            n += 1
-            # The rest of a multipart message is already here: NOBLOCK cannot fail below.
-            dst_frame = recv(_NOBLOCK, copy=False)
-            if not dst_frame.more:
-                self.malformed += 1  # the endpoint sent a single frame
-                continue
-            payload = recv(_NOBLOCK, copy=False)
-            if payload.more:
-                self._discard_rest()
-                self.malformed += 1
-                continue
-            src = names.get(conn)
-            if src is None:
-                src = self._learn(conn, dst_frame)
-            dst = dst_frame.bytes
-            if not dst:
-                self.hellos += 1  # a hello: this connection is now where `src` lives
-                routes[src] = conn
-                continue
-            link = links.get((src, dst))
-            if link is None:
-                link = self._new_link((src, dst))
-            link.sent += 1
-            if len(payload) > limit:
-                link.dropped += 1
-                self.oversize += 1
-                if tap is not None:
-                    tap((now, None, link.tid, tr.ERROR, len(payload), _head(payload)))
-                continue
-            if link.fast:
-                # The fast path: no rule, nothing queued. Three frames out, no lists built.
-                to = routes.get(dst)
-                if to is None:
-                    if not open_names:
-                        link.dropped += 1
-                        self.unroutable += 1
-                        if tap is not None:
-                            tap((now, None, link.tid, tr.UNROUTABLE, len(payload), _head(payload)))
-                        continue
-                    to = dst
+        try:
+            while n < DRAIN_BATCH:
                 try:
-                    send(to, _MORE)
-                    send(src, _MORE)
-                    send(payload, _NOBLOCK, copy=False)
-                    link.delivered += 1
-                    if tap is not None:
-                        size = len(payload)  # inline: a call to _head costs a tenth more
-                        head = payload.bytes[:_HEAD] if size <= _COPY_WHOLE else _head(payload)
-                        tap((now, 0, link.tid, 0, size, head))
-                except zmq.ZMQError as e:
-                    fate = self._count_send_failure(link, e, dst, to)
-                    if tap is not None:
-                        tap((now, None, link.tid, fate, len(payload), _head(payload)))
-            else:
-                self._apply_rule(link, src, dst, payload)
-        if trace is not None and len(trace.pending) >= tr.FLUSH_RECORDS:
-            trace.flush()
+                    conn = recv(_NOBLOCK)  # a ROUTER always has the identity and one more
+                except zmq.Again:
+                    break
+                n += 1
+                # The rest of a multipart message is already here: NOBLOCK cannot fail below.
+                dst_frame = recv(_NOBLOCK, copy=False)
+                if not dst_frame.more:
+                    self.malformed += 1  # the endpoint sent a single frame
+                    continue
+                payload = recv(_NOBLOCK, copy=False)
+                if payload.more:
+                    self._discard_rest()
+                    self.malformed += 1
+                    continue
+                src = names.get(conn)
+                if src is None:
+                    src = self._learn(conn, dst_frame)
+                dst = dst_frame.bytes
+                if not dst:
+                    self.hellos += 1  # a hello: this connection is now where `src` lives
+                    routes[src] = conn
+                    continue
+                link = links.get((src, dst))
+                if link is None:
+                    link = self._new_link((src, dst))
+                link.sent += 1
+                if len(payload) > limit:
+                    link.dropped += 1
+                    self.oversize += 1
+                    if trace is not None:
+                        _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0, tr.ERROR,
+                              _head(payload))  # fmt: skip
+                        off += _REC
+                    continue
+                if link.fast:
+                    # The fast path: no rule, nothing queued. Three frames out, no lists built.
+                    to = routes.get(dst)
+                    if to is None:
+                        if not open_names:
+                            link.dropped += 1
+                            self.unroutable += 1
+                            if trace is not None:
+                                _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0,
+                                      tr.UNROUTABLE, _head(payload))  # fmt: skip
+                                off += _REC
+                            continue
+                        to = dst
+                    try:
+                        send(to, _MORE)
+                        send(src, _MORE)
+                        send(payload, _NOBLOCK, copy=False)
+                        link.delivered += 1
+                        if trace is not None:
+                            # Inline, and the whole payload: the record keeps its head.
+                            size = len(payload)
+                            head = payload.bytes if size <= _COPY_WHOLE else _head(payload)
+                            _pack_fast(buf, off, now, link.tid, size, head)
+                            off += _REC
+                    except zmq.ZMQError as e:
+                        fate = self._count_send_failure(link, e, dst, to)
+                        if trace is not None:
+                            _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0, fate,
+                                  _head(payload))  # fmt: skip
+                            off += _REC
+                else:
+                    if trace is not None:
+                        trace.off = off
+                    self._apply_rule(link, src, dst, payload)
+                    if trace is not None:
+                        off = trace.off
+        finally:
+            if trace is not None:
+                trace.off = off
         return n
 
     def _learn(self, conn: bytes, frame: zmq.Frame) -> bytes:
@@ -530,7 +554,7 @@ class Router:
         self, t_in: float, wait: float | None, link: _Link, fate: int, payload: zmq.Frame
     ) -> None:
         if self.trace is not None:
-            self.trace.pending.append((t_in, wait, link.tid, fate, len(payload), _head(payload)))
+            self.trace.add(t_in, wait, link.tid, fate, len(payload), _head(payload))
 
     def _count_send_failure(self, link: _Link, e: zmq.ZMQError, dst: bytes, to: bytes) -> int:
         """Count a failed send; returns its fate for the trace."""
