@@ -351,6 +351,8 @@ class Router:
         buf = bytearray()
         off = 0
         now = 0.0
+        pack_fast = _pack_fast
+        rec = _REC
         if trace is not None:
             buf = trace.buf
             # Room for the whole batch: a frame makes at most two records (a duplicate).
@@ -419,8 +421,8 @@ class Router:
                             # Inline, and the whole payload: the record keeps its head.
                             size = len(payload)
                             head = payload.bytes if size <= _COPY_WHOLE else _head(payload)
-                            _pack_fast(buf, off, now, link.tid, size, head)
-                            off += _REC
+                            pack_fast(buf, off, now, link.tid, size, head)
+                            off += rec
                     except zmq.ZMQError as e:
                         fate = self._count_send_failure(link, e, dst, to)
                         if trace is not None:
