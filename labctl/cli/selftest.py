@@ -27,7 +27,7 @@ def selftest(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first explore run.")] = 1,
     report: Annotated[
         bool,
-        typer.Option("--report/--no-report", help="A report for each replay that broke something."),
+        typer.Option("--report/--no-report", help="A report for each real replay."),
     ] = True,
     json_out: Json = False,
     lab_dir: LabDir = None,

@@ -1,7 +1,7 @@
 """What a finished run does about its report: write it and say where, or say how to get it.
 
 `scenario run`, `chaos` (for runs that broke something or failed) and `selftest` (for
-its real replays that showed a violation) call `after_run` once the verdict is known. The
+each real replay) call `after_run` once the verdict is known. The
 report is on by default because people would rather look than read: the first run a new
 user makes should end with a page to open, not with a command to learn. It costs a second
 or two after a run of ten or more; `--no-report` skips it. A report that cannot be
