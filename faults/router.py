@@ -38,7 +38,8 @@ delay queue; duplicated = forwarded twice (both copies count as delivered).
 
 With --trace PATH every frame also gets a record in the message trace (faults/trace.py:
 arrival time, wait, link, fate, size and the payload's first bytes, from which the message
-type is decoded offline), written every 250 ms; --trace-cap bounds how many are kept. A
+type is decoded offline; a fixed-size record packed into the writer's buffer), written
+every 250 ms or when the buffer fills; --trace-cap bounds how many are kept. A
 frame over --max-frame is traced as ERROR (its head only), one with no route as UNROUTABLE.
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
