@@ -41,7 +41,8 @@ delay queue; duplicated = forwarded twice (both copies count as delivered).
 
 With --trace PATH every frame also gets a record in the message trace (faults/trace.py:
 arrival time, wait, link, fate, size and the payload's first bytes, from which the message
-type is decoded offline), written every 250 ms; --trace-cap bounds how many are kept. A
+type is decoded offline; a fixed-size record packed into the writer's buffer), written
+every 250 ms or when the buffer fills; --trace-cap bounds how many are kept. A
 frame over --max-frame is traced as ERROR (its head only), one with no route as UNROUTABLE.
 
 Telemetry (PUSH to the supervisor): "router.ready" once, {"data", "control", "pid"};
@@ -162,6 +163,10 @@ def _name(raw: bytes) -> str:
 
 _HEAD = tr.HEAD_BYTES
 _COPY_WHOLE = 2048  # below this copying the payload is cheaper than a memoryview of it
+_pack = tr.RECORD.pack_into
+_pack_fast = tr.FAST_RECORD.pack_into
+_REC = tr.RECORD.size
+_NO_WAIT = tr.NO_WAIT
 
 
 def _head(payload: zmq.Frame) -> bytes:
@@ -349,87 +354,111 @@ class Router:
         unread = self.unread
         limit = self.max_frame
         open_names = self.secret is None
-        # Tracing costs a clock read, a head copy and one tuple per frame on this path; the
-        # tuple is encoded at the next flush (faults/trace.py).
-        # `tap` is bound per call: a flush replaces the pending list (only at the end here).
+        # Tracing costs a clock read per batch and one struct.pack_into per frame into the
+        # writer's buffer (faults/trace.py), no Python object per frame. `off` is the
+        # writer's offset, kept here and handed back around anything else that adds.
         trace = self.trace
-        tap = trace.pending.append if trace is not None else None
-        # One clock reading per batch (one per frame cost a few per cent): a frame that came
-        # in while the batch ran is stamped up to the batch's length early, a few ms at
-        # full load, nothing when the lab is quiet enough to draw.
-        now = time.monotonic() if trace is not None else 0.0
+        buf = bytearray()
+        off = 0
+        now = 0.0
+        pack_fast = _pack_fast
+        rec = _REC
+        if trace is not None:
+            buf = trace.buf
+            # Room for the whole batch: a frame makes at most two records (a duplicate).
+            off = trace.reserve(2 * DRAIN_BATCH)
+            # One clock reading per batch (one per frame cost a few per cent): a frame that
+            # came in while the batch ran is stamped up to the batch's length early, a few
+            # ms at full load, nothing when the lab is quiet enough to draw.
+            now = time.monotonic()
         n = 0
-        while n < DRAIN_BATCH:
-            try:
-                conn = recv(_NOBLOCK)  # a ROUTER always has the identity and at least one more
-            except zmq.Again:
-                break
-            n += 1
-            # The rest of a multipart message is already here: NOBLOCK cannot fail below.
-            dst_frame = recv(_NOBLOCK, copy=False)
-            if not dst_frame.more:
-                self.malformed += 1  # the endpoint sent a single frame
-                continue
-            payload = recv(_NOBLOCK, copy=False)
-            if payload.more:
-                self._discard_rest()
-                self.malformed += 1
-                continue
-            src = names.get(conn)
-            if src is None:
-                src = self._learn(conn, dst_frame)
-            unread[src] = 0  # it runs: what was sent to it is being read
-            dst = dst_frame.bytes
-            if not dst:
-                self.hellos += 1  # a hello: this connection is now where `src` lives
-                routes[src] = conn
-                continue
-            link = links.get((src, dst))
-            if link is None:
-                link = self._new_link((src, dst))
-            link.sent += 1
-            if len(payload) > limit:
-                link.dropped += 1
-                self.oversize += 1
-                if tap is not None:
-                    tap((now, None, link.tid, tr.ERROR, len(payload), _head(payload)))
-                continue
-            if link.fast:
-                # The fast path: no rule, nothing queued. Three frames out, no lists built.
-                to = routes.get(dst)
-                if to is None:
-                    if not open_names:
-                        link.dropped += 1
-                        self.unroutable += 1
-                        if tap is not None:
-                            tap((now, None, link.tid, tr.UNROUTABLE, len(payload), _head(payload)))
-                        continue
-                    to = dst
-                backlog = unread.get(dst, 0) + len(payload)
-                if backlog > MAX_UNREAD_BYTES:  # it has not read for a long while
-                    link.dropped += 1
-                    self.queue_full += 1
-                    if tap is not None:
-                        tap((now, None, link.tid, tr.OVERFLOW, len(payload), _head(payload)))
-                    continue
+        try:
+            while n < DRAIN_BATCH:
                 try:
-                    send(to, _MORE)
-                    send(src, _MORE)
-                    send(payload, _NOBLOCK, copy=False)
-                    link.delivered += 1
-                    unread[dst] = backlog
-                    if tap is not None:
-                        size = len(payload)  # inline: a call to _head costs a tenth more
-                        head = payload.bytes[:_HEAD] if size <= _COPY_WHOLE else _head(payload)
-                        tap((now, 0, link.tid, 0, size, head))
-                except zmq.ZMQError as e:
-                    fate = self._count_send_failure(link, e, dst, to)
-                    if tap is not None:
-                        tap((now, None, link.tid, fate, len(payload), _head(payload)))
-            else:
-                self._apply_rule(link, src, dst, payload)
-        if trace is not None and len(trace.pending) >= tr.FLUSH_RECORDS:
-            trace.flush()
+                    conn = recv(_NOBLOCK)  # a ROUTER always has the identity and one more
+                except zmq.Again:
+                    break
+                n += 1
+                # The rest of a multipart message is already here: NOBLOCK cannot fail below.
+                dst_frame = recv(_NOBLOCK, copy=False)
+                if not dst_frame.more:
+                    self.malformed += 1  # the endpoint sent a single frame
+                    continue
+                payload = recv(_NOBLOCK, copy=False)
+                if payload.more:
+                    self._discard_rest()
+                    self.malformed += 1
+                    continue
+                src = names.get(conn)
+                if src is None:
+                    src = self._learn(conn, dst_frame)
+                unread[src] = 0  # it runs: what was sent to it is being read
+                dst = dst_frame.bytes
+                if not dst:
+                    self.hellos += 1  # a hello: this connection is now where `src` lives
+                    routes[src] = conn
+                    continue
+                link = links.get((src, dst))
+                if link is None:
+                    link = self._new_link((src, dst))
+                link.sent += 1
+                if len(payload) > limit:
+                    link.dropped += 1
+                    self.oversize += 1
+                    if trace is not None:
+                        _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0, tr.ERROR,
+                              _head(payload))  # fmt: skip
+                        off += _REC
+                    continue
+                if link.fast:
+                    # The fast path: no rule, nothing queued. Three frames out, no lists built.
+                    to = routes.get(dst)
+                    if to is None:
+                        if not open_names:
+                            link.dropped += 1
+                            self.unroutable += 1
+                            if trace is not None:
+                                _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0,
+                                      tr.UNROUTABLE, _head(payload))  # fmt: skip
+                                off += _REC
+                            continue
+                        to = dst
+                    backlog = unread.get(dst, 0) + len(payload)
+                    if backlog > MAX_UNREAD_BYTES:  # it has not read for a long while
+                        link.dropped += 1
+                        self.queue_full += 1
+                        if trace is not None:
+                            _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0,
+                                  tr.OVERFLOW, _head(payload))  # fmt: skip
+                            off += _REC
+                        continue
+                    try:
+                        send(to, _MORE)
+                        send(src, _MORE)
+                        send(payload, _NOBLOCK, copy=False)
+                        link.delivered += 1
+                        unread[dst] = backlog
+                        if trace is not None:
+                            # Inline, and the whole payload: the record keeps its head.
+                            size = len(payload)
+                            head = payload.bytes if size <= _COPY_WHOLE else _head(payload)
+                            pack_fast(buf, off, now, link.tid, size, head)
+                            off += rec
+                    except zmq.ZMQError as e:
+                        fate = self._count_send_failure(link, e, dst, to)
+                        if trace is not None:
+                            _pack(buf, off, now, _NO_WAIT, link.tid, len(payload), 0, fate,
+                                  _head(payload))  # fmt: skip
+                            off += _REC
+                else:
+                    if trace is not None:
+                        trace.off = off
+                    self._apply_rule(link, src, dst, payload)
+                    if trace is not None:
+                        off = trace.off
+        finally:
+            if trace is not None:
+                trace.off = off
         return n
 
     def _learn(self, conn: bytes, frame: zmq.Frame) -> bytes:
@@ -556,7 +585,7 @@ class Router:
         self, t_in: float, wait: float | None, link: _Link, fate: int, payload: zmq.Frame
     ) -> None:
         if self.trace is not None:
-            self.trace.pending.append((t_in, wait, link.tid, fate, len(payload), _head(payload)))
+            self.trace.add(t_in, wait, link.tid, fate, len(payload), _head(payload))
 
     def _count_send_failure(self, link: _Link, e: zmq.ZMQError, dst: bytes, to: bytes) -> int:
         """Count a failed send; returns its fate for the trace."""

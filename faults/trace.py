@@ -6,18 +6,26 @@ space-time diagram.
 
 File format: a sequence of chunks, each a 4-byte big-endian length then that many bytes of
 msgpack encoding one `Chunk`. A writer appends a chunk every flush (the router: every
-250 ms), so a crash loses at most the last flush and a torn last chunk is ignored by the
-reader. Chunks carry:
+250 ms, or sooner when its buffer fills), so a crash loses at most the last flush and a
+torn last chunk is ignored by the reader. Chunks carry:
 
 - `links`: the directed links first seen since the previous chunk, `[id, src, dst]`
   (records name a link by id: two names per frame would double the file);
-- `records`: one `Traced` per frame, in the order the writer decided their fate;
+- `types`: likewise the message type names first seen, `[id, name]` (ids from 1);
+- `records`: the frames, in the order the writer decided their fate, as one msgpack bin
+  of fixed-size little-endian `RECORD`s (`t` f64, `wait` f32 seconds, NaN when it never
+  left, `link` u32, `size` u32, `type` u16 id or 0, `fate` u8, then the head as a Pascal
+  string: one length byte and HEAD_BYTES bytes). Fixed records are what makes tracing
+  cheap: the router packs each frame straight into a preallocated buffer with one
+  `struct.pack_into`, no Python object per frame (a tuple per frame, encoded later, cost
+  a fifth of the router's CPU per frame; this, a few per cent). Files written before this
+  format (a list of `Traced` arrays) still read;
 - `not_kept`: cumulative count, per fate, of frames past the cap (the trace is bounded:
   the first `cap` frames are kept, the rest only counted, so the record says exactly how
   much it lacks);
 - `start`: the writer's true time when it opened the file (its first chunk only, else 0).
   A restarted router appends to the same file with a new writer, whose first chunk has a
-  start again: its link ids and not_kept counts begin afresh from there.
+  start again: its link and type ids and not_kept counts begin afresh from there.
 
 The message type is not decoded where the frame passes: the router keeps the first
 `HEAD_BYTES` bytes of the payload (`head`) and `describe()` decodes them offline. Every
@@ -32,8 +40,10 @@ the same clock as events.jsonl, so trace and events line up without conversion.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +52,8 @@ import msgspec
 
 FILE_NAME = "trace.bin"
 HEAD_BYTES = 48
-# Frames kept per run at most (about 65 bytes each on disk): minutes of a busy lab; a
-# benchmark at full throughput fills it and the rest is counted in `not_kept`.
+# Frames kept per run at most (RECORD.size, 72 bytes, each on disk): minutes of a busy
+# lab; a benchmark at full throughput fills it and the rest is counted in `not_kept`.
 DEFAULT_CAP = 500_000
 
 # What happened to a frame. Codes are what records carry; names are what readers show.
@@ -57,31 +67,42 @@ ERROR = 6  # any other send failure
 FATES = ("delivered", "dropped", "lost", "duplicate", "unroutable", "overflow", "error")
 ARRIVED = (DELIVERED, DUPLICATE)  # fates that reach the destination
 
-# A hot writer flushes once this many records are pending, besides its timer: a quarter
-# second of a busy router is 30,000 tuples, which crowd the caches the forwarding needs
-# (measured: a traced router's CPU per frame rose about a fifth; with this, a few per cent).
+# One frame on disk: t, wait, link, size, type id, fate, head ('p': a length byte, then at
+# most HEAD_BYTES bytes; struct truncates a longer payload itself, so the router hands it
+# the whole payload and never slices it).
+RECORD = struct.Struct(f"<dfIIHB{HEAD_BYTES + 1}p")
+# The same record with wait, type and fate left zero (0.0, no type, DELIVERED): the router's
+# fast path packs only what varies, since each argument is a conversion (pad bytes are
+# written as zeros, so nothing of an earlier record survives in the buffer).
+FAST_RECORD = struct.Struct(f"<d4xII2xx{HEAD_BYTES + 1}p")
+assert FAST_RECORD.size == RECORD.size
+_FATE_AT = 22  # offset of the fate byte in a record
+# Records a writer buffers before it writes a chunk (besides the router's 250 ms timer):
+# a few hundred kB, one write, and small enough to stay in the caches the forwarding needs.
 FLUSH_RECORDS = 4096
+NO_WAIT = math.nan  # `wait` of a frame that never left
 
 _LEN = struct.Struct(">I")
 MAX_CHUNK = 256 << 20  # a length above this is a broken file, not a chunk
 
 
 class Traced(msgspec.Struct, array_like=True, frozen=True):
-    """One frame. `wait` is seconds from arrival at the router to leaving it (0 on the fast
-    path), None when it never left (fate not in ARRIVED)."""
+    """One frame of a file in the format before fixed records (read, never written).
+    `wait` is None when it never left."""
 
-    t: float  # true time the router received it (the sender's send, give or take a hop)
+    t: float
     wait: float | None
-    link: int  # id into the chunk's link table
+    link: int
     fate: int
-    size: int  # payload bytes
-    head: bytes = b""  # the payload's first HEAD_BYTES bytes, decoded offline
-    type: str = ""  # the message type, when the writer knew it
+    size: int
+    head: bytes = b""
+    type: str = ""
 
 
 class Chunk(msgspec.Struct, frozen=True):
     links: list[tuple[int, str, str]] = []
-    records: list[Traced] = []
+    types: list[tuple[int, str]] = []
+    records: bytes | list[Traced] = b""  # RECORDs; a list in files of the older format
     not_kept: dict[str, int] = {}
     start: float = 0.0
 
@@ -89,18 +110,22 @@ class Chunk(msgspec.Struct, frozen=True):
 class TraceWriter:
     """Appends chunks to a trace file. Not thread-safe; one writer per file.
 
-    Hot paths append tuples in `Traced`'s field order to `pending` themselves (building a
-    Struct per frame costs more than the forwarding); `add` is the same for everyone else.
+    `add` records one frame. A hot path packs records into `buf` itself: `reserve(n)`
+    makes room for n records and returns the offset to pack the next one at; it packs
+    RECORD or FAST_RECORD there and keeps `off` up to date before anyone else adds.
     """
 
     def __init__(self, path: Path | str, cap: int = DEFAULT_CAP, start: float = 0.0) -> None:
         self.path = Path(path)
         self.cap = max(0, int(cap))
-        self.pending: list[tuple[Any, ...]] = []
+        self.buf = bytearray(FLUSH_RECORDS * RECORD.size)
+        self.off = 0  # bytes of buf in use: records not yet written
         self.kept = 0
         self.not_kept = [0] * len(FATES)
         self._links: dict[tuple[str, str], int] = {}
         self._new_links: list[tuple[int, str, str]] = []
+        self._types: dict[str, int] = {}
+        self._new_types: list[tuple[int, str]] = []
         self._start = start
         self._encoder = msgspec.msgpack.Encoder()
         self._file = open(self.path, "ab")  # noqa: SIM115 - open for the writer's life
@@ -108,6 +133,11 @@ class TraceWriter:
     @property
     def full(self) -> bool:
         return self.kept >= self.cap
+
+    @property
+    def pending(self) -> int:
+        """Records buffered, not yet written."""
+        return self.off // RECORD.size
 
     def link(self, src: str, dst: str) -> int:
         """The id of link src -> dst, allocated on first use."""
@@ -118,35 +148,60 @@ class TraceWriter:
             self._new_links.append((lid, src, dst))
         return lid
 
+    def reserve(self, n: int) -> int:
+        """Room for n more records in `buf` (writing a chunk if needed); the offset of the
+        next one."""
+        if self.off + n * RECORD.size > len(self.buf):
+            if n > FLUSH_RECORDS:
+                raise ValueError(f"cannot reserve {n} records, the buffer holds {FLUSH_RECORDS}")
+            self.flush()
+        return self.off
+
     def add(self, t: float, wait: float | None, link: int, fate: int, size: int,
             head: bytes = b"", type: str = "") -> None:  # fmt: skip
-        self.pending.append((t, wait, link, fate, size, head, type))
+        """One frame: `wait` None when it never left; `head` the payload's first bytes
+        (longer is cut), or `type` when the writer knows it."""
+        tid = 0
+        if type:
+            tid = self._types.get(type, 0)
+            if not tid:
+                tid = self._types[type] = len(self._types) + 1
+                self._new_types.append((tid, type))
+        off = self.reserve(1)
+        RECORD.pack_into(self.buf, off, t, NO_WAIT if wait is None else wait, link, size,
+                         tid, fate, head)  # fmt: skip
+        self.off = off + RECORD.size
 
     def flush(self) -> None:
-        """Write what is pending as one chunk (past the cap: only counted)."""
-        pending = self.pending
-        if not pending and not self._new_links and not self._start:
+        """Write what is buffered as one chunk (past the cap: only counted)."""
+        used = self.off
+        if not used and not self._new_links and not self._new_types and not self._start:
             return
-        self.pending = []
-        room = self.cap - self.kept
-        if len(pending) > room:
-            for rec in pending[max(room, 0) :]:
-                fate = rec[3]
-                self.not_kept[fate if 0 <= fate < len(FATES) else ERROR] += 1
-            pending = pending[: max(room, 0)]
-        self.kept += len(pending)
-        # A tuple in field order encodes exactly as the array_like Struct would.
-        body = self._encoder.encode(
-            {
-                "links": self._new_links,
-                "records": pending,
-                "not_kept": {FATES[i]: n for i, n in enumerate(self.not_kept) if n},
-                "start": self._start,
-            }
-        )
+        self.off = 0
+        n = used // RECORD.size
+        room = max(self.cap - self.kept, 0)
+        if n > room:
+            # Count the fates of the records past the cap: one strided slice, no loop here.
+            fates = Counter(self.buf[room * RECORD.size + _FATE_AT : used : RECORD.size])
+            for fate, count in fates.items():
+                self.not_kept[fate if 0 <= fate < len(FATES) else ERROR] += count
+            n = room
+        self.kept += n
+        with memoryview(self.buf) as view:
+            body = self._encoder.encode(
+                {
+                    "links": self._new_links,
+                    "types": self._new_types,
+                    "records": view[: n * RECORD.size],
+                    "not_kept": {FATES[i]: c for i, c in enumerate(self.not_kept) if c},
+                    "start": self._start,
+                }
+            )
         self._new_links = []
+        self._new_types = []
         self._start = 0.0
-        self._file.write(_LEN.pack(len(body)) + body)
+        self._file.write(_LEN.pack(len(body)))
+        self._file.write(body)
         self._file.flush()
 
     def close(self) -> None:
@@ -219,6 +274,7 @@ def read_trace(path: Path | str, t0: float | None = None, t1: float | None = Non
     hi = float("inf") if t1 is None else t1
     cache: dict[bytes, tuple[str, dict[str, int | bool], int]] = {}
     base: dict[str, int] = {}
+    types: dict[int, str] = {}
     for body in _chunks(Path(path)):
         if body is None:
             torn = True
@@ -238,22 +294,32 @@ def read_trace(path: Path | str, t0: float | None = None, t1: float | None = Non
                 start = chunk.start
         for lid, src, dst in chunk.links:
             links[lid] = (src, dst)
+        types.update(chunk.types)
         not_kept = chunk.not_kept or not_kept
-        kept += len(chunk.records)
-        for r in chunk.records:
-            if not lo <= r.t <= hi:
+        records = chunk.records
+        if isinstance(records, bytes):
+            if len(records) % RECORD.size:
+                raise ValueError(f"{path}: broken trace chunk: records of {len(records)} bytes")
+            kept += len(records) // RECORD.size
+            rows: Iterator[tuple[Any, ...]] = RECORD.iter_unpack(records)
+        else:  # the older format: wait None for never left, the type by name
+            kept += len(records)
+            rows = ((r.t, NO_WAIT if r.wait is None else r.wait, r.link, r.size, r.type,
+                     r.fate, r.head) for r in records)  # fmt: skip
+        for t, wait, lid, size, tid, fate, head in rows:
+            if not lo <= t <= hi:
                 continue
-            src, dst = links.get(r.link, ("?", "?"))
-            if r.type:
-                mtype, fields, count = r.type, {}, 1
+            src, dst = links.get(lid, ("?", "?"))
+            if tid:  # the writer knew the type: an id (a name in the older format)
+                mtype, fields, count = types.get(tid, "?") if isinstance(tid, int) else tid, {}, 1
             else:
-                got = cache.get(r.head)
+                got = cache.get(head)
                 if got is None:
-                    got = cache[r.head] = describe(r.head)
+                    got = cache[head] = describe(head)
                 mtype, fields, count = got
-            fate = FATES[r.fate] if 0 <= r.fate < len(FATES) else "error"
-            t_out = r.t + r.wait if r.wait is not None and r.fate in ARRIVED else None
-            out.append(Message(r.t, t_out, src, dst, fate, r.size, mtype, fields, count))
+            t_out = t + wait if fate in ARRIVED and wait == wait else None  # NaN: never left
+            name = FATES[fate] if 0 <= fate < len(FATES) else "error"
+            out.append(Message(t, t_out, src, dst, name, size, mtype, fields, count))
     total = dict(base)
     for k, v in not_kept.items():
         total[k] = total.get(k, 0) + v

@@ -54,6 +54,7 @@ class Row:
     scenario: str | None = None
     detail: str = ""
     replays: list[str] = field(default_factory=list)  # the real runs' violation kinds
+    reports: list[str] = field(default_factory=list)  # the replays' report.html
 
     @property
     def reproduced(self) -> int:
@@ -67,7 +68,7 @@ class Row:
             "seconds": round(self.seconds, 2), "shrunk_fault_steps": self.steps,
             "scenario": self.scenario, "detail": self.detail,
             "real": {"runs": len(self.replays), "reproduced": self.reproduced,
-                     "kinds": self.replays},
+                     "kinds": self.replays, "reports": self.reports},
         }  # fmt: skip
 
 
@@ -165,9 +166,12 @@ def selftest(
     lab_dir: str | None = None,
     out_dir: Path | None = None,
     say: Callable[[str], None] = lambda text: None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """The table for protocols `names` (each mutation, then the correct protocol) and
-    the lab-wide mutations; `mutations` limits it to those names."""
+    the lab-wide mutations; `mutations` limits it to those names. With `report`, each
+    real replay gets RUN/report.html, its path printed."""
+    from labctl.report.hook import after_run
     from labctl.scenario import runner
 
     rows: list[Row] = []
@@ -222,7 +226,13 @@ def selftest(
             f"shrunk to {row.steps} fault steps")  # fmt: skip
         for _ in range(replays):
             _, summary = runner.execute(_mutated(small, mutation), lab_dir)
-            row.replays.append(",".join(sorted({v["kind"] for v in summary["violations"]})))
+            kinds = ",".join(sorted({v["kind"] for v in summary["violations"]}))
+            row.replays.append(kinds)
+            # As `scenario run` does (a replay is one): a page for each, the one that did
+            # not reproduce as much as the one that did ("0 of 3": a reader wants to see why).
+            page = after_run(summary.get("run_dir"), report and summary.get("verdict") != "error")
+            if page is not None:
+                row.reports.append(str(page))
         if replays:
             say(f"  on real processes: {row.reproduced} of {replays}")
     missed = [r for r in rows if r.mutation != "none" and not r.caught]

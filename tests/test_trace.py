@@ -205,3 +205,52 @@ def test_a_restarted_writer_appends_with_its_own_ids_and_counts(tmp_path: Path) 
         ("r0", "r1", "delivered"), ("r2", "r0", "dropped")
     ]  # fmt: skip
     assert trace.not_kept == {"delivered": 1, "dropped": 1} and trace.start == 1.0
+
+
+def test_fixed_records_round_trip_past_a_full_buffer_and_the_cap(tmp_path: Path) -> None:
+    """What a writer adds reads back field for field, across the chunks a full buffer
+    forces, with the frames past the cap counted by fate."""
+    path = tmp_path / "trace.bin"
+    n = tr.FLUSH_RECORDS * 2 + 10
+    cap = tr.FLUSH_RECORDS + 100
+    w = tr.TraceWriter(path, cap=cap, start=1.0)
+    links = [w.link("r0", "r1"), w.link("r1", "r0")]
+    hb = ENC.encode(Heartbeat(term=4, commit=9, round=2))
+    big = hb + b"x" * 200  # longer than the head: cut to HEAD_BYTES
+    want = []
+    for i in range(n):
+        dropped = i % 3 == 0
+        fate = tr.DROPPED if dropped else tr.DELIVERED
+        mtype = "RequestVote" if i % 5 == 0 else ""
+        w.add(1 + i * 1e-4, None if dropped else 0.25, links[i % 2], fate, len(big),
+              b"" if mtype else big, mtype)  # fmt: skip
+        want.append((["r0", "r1"][i % 2], tr.FATES[fate], mtype or "Heartbeat", not dropped))
+    assert w.pending < tr.FLUSH_RECORDS  # full buffers were written as they filled
+    w.close()
+    trace = tr.read_trace(path)
+    assert not trace.torn and trace.kept == len(trace.messages) == cap
+    got = [(m.src, m.fate, m.type, m.t_out is not None) for m in trace.messages]
+    assert got == want[:cap]
+    past = Counter(fate for _, fate, _, _ in want[cap:])
+    assert trace.not_kept == dict(past) and trace.total_not_kept == n - cap
+    m = trace.messages[1]
+    assert m.fields == {"term": 4, "commit": 9, "round": 2} and m.size == len(big)
+    assert m.t_out is not None and abs(m.t_out - m.t_in - 0.25) < 1e-6  # f32 wait
+    # A window reads only the frames that arrived in it.
+    part = tr.read_trace(path, 1.0 + 10e-4, 1.0 + 19e-4).messages
+    assert len(part) == 10 and part[0].t_in == trace.messages[10].t_in
+
+
+def test_a_file_of_the_older_format_still_reads(tmp_path: Path) -> None:
+    """Runs recorded before fixed records (a list of Traced arrays per chunk) still draw."""
+    path = tmp_path / "trace.bin"
+    hb = ENC.encode(Heartbeat(term=4, commit=9, round=2))[: tr.HEAD_BYTES]
+    records = [[1.5, 0.0, 0, tr.DELIVERED, 30, hb, ""],
+               [1.6, None, 0, tr.DROPPED, 12, b"", "RequestVote"]]  # fmt: skip
+    body = ENC.encode({"links": [[0, "r0", "r1"]], "start": 1.0, "records": records})
+    path.write_bytes(len(body).to_bytes(4, "big") + body)
+    trace = tr.read_trace(path)
+    assert [(m.src, m.dst, m.fate, m.type, m.t_out) for m in trace.messages] == [
+        ("r0", "r1", "delivered", "Heartbeat", 1.5), ("r0", "r1", "dropped", "RequestVote", None)
+    ]  # fmt: skip
+    assert trace.messages[0].fields == {"term": 4, "commit": 9, "round": 2}

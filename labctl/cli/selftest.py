@@ -25,6 +25,10 @@ def selftest(
     ] = 3,
     shrink_for: Annotated[str, typer.Option("--shrink-for", help="Shrinking budget.")] = "30s",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first explore run.")] = 1,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="A report for each real replay."),
+    ] = True,
     json_out: Json = False,
     lab_dir: LabDir = None,
 ) -> None:
@@ -57,7 +61,8 @@ def selftest(
                            f"(known: {', '.join(sorted(known))})")  # fmt: skip
     out_dir = labdir.resolve(lab_dir) / "selftest"
     result = run(names, budget_s, seed=seed, replays=replays, shrink_s=shrink_s,
-                 mutations=mutation, lab_dir=lab_dir, out_dir=out_dir, say=say)  # fmt: skip
+                 mutations=mutation, lab_dir=lab_dir, out_dir=out_dir, say=say,
+                 report=report)  # fmt: skip
     if json_out:
         print_json(result)
     else:

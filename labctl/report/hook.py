@@ -1,10 +1,11 @@
 """What a finished run does about its report: write it and say where, or say how to get it.
 
-`scenario run` and `chaos` (for runs that broke something or failed) call `after_run`
-once the verdict is printed. The report is on by default because people would rather look
-than read: the first run a new user makes should end with a page to open, not with a
-command to learn. It costs a second or two after a run of ten or more; `--no-report` skips
-it. A report that cannot be written never changes a run's verdict or exit code.
+`scenario run`, `chaos` (for runs that broke something or failed) and `selftest` (for
+each real replay) call `after_run` once the verdict is known. The
+report is on by default because people would rather look than read: the first run a new
+user makes should end with a page to open, not with a command to learn. It costs a second
+or two after a run of ten or more; `--no-report` skips it. A report that cannot be
+written never changes a run's verdict or exit code.
 """
 
 from __future__ import annotations

@@ -84,13 +84,21 @@ def narrow(window: Window, trace: Trace, replicas: set[str]) -> Window:
     return Window(window.anchor - before * k, window.anchor + after * k, why, window.anchor)
 
 
+def violation_window(run: RunData, v: Violation, what: str = "the first violation") -> Window:
+    """Around violation `v`, taking in the fault that preceded it (within 3 s)."""
+    before = [f for f in run.faults if f.start <= v.t and v.t - f.start <= 3.0]
+    t0 = min([v.t - 0.5] + [f.start - 0.2 for f in before[-1:]])
+    why = f"around {what} ({v.kind})"
+    if not any(f.start <= v.t for f in run.faults):
+        # Said on the caption, or a reader looks for the partition in a picture of the
+        # start (a naive follower whose leader came up late under load promotes itself).
+        why += ", before any fault"
+    return Window(max(t0, run.t0 - 0.2), v.t + 0.3, why, v.t)
+
+
 def choose_window(run: RunData) -> Window:
     if run.violations:
-        v = run.violations[0]
-        before = [f for f in run.faults if f.start <= v.t and v.t - f.start <= 3.0]
-        t0 = min([v.t - 0.5] + [f.start - 0.2 for f in before[-1:]])
-        t1 = v.t + 0.3
-        return Window(max(t0, run.t0 - 0.2), t1, f"around the first violation ({v.kind})", v.t)
+        return violation_window(run, run.violations[0])
     if run.faults:
         f = run.faults[0]
         # Up to the first new leader and the first step-down after it (what the fault
