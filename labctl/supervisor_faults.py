@@ -40,6 +40,7 @@ class FaultsMixin:
     node_faults: dict[str, dict[str, Fault]]
     timers: list[tuple[float, int, str, str]]
     counters: dict[str, int]
+    etcd: Any  # EtcdNodes (labctl/etcd/) or None
 
     def faults_in_force(self) -> list[dict[str, Any]]:
         out = [
@@ -147,6 +148,8 @@ class FaultsMixin:
         )
         if answer is None:
             return error("the fault router did not answer", "lab_failed")
+        if self.etcd is not None:  # etcd's peer traffic crosses the TCP proxy (labctl/etcd/)
+            return self.etcd.push_links(self.ctx, self.children, table, answer)
         return answer
 
     def _node_fault(self, fault: Fault, node: str) -> dict[str, Any]:
