@@ -294,6 +294,7 @@ class Control(threading.Thread):
         sock, endpoint = control_socket(ctx)
         tele = Telemetry(ctx, self.telemetry_ep, self.name_)
         tele.emit("node.ready", control=endpoint, pid=os.getpid())
+        print(f"listening; control {endpoint}", flush=True)  # for its log, and tests
         last_rows: list[list[Any]] = []
         next_report = time.monotonic() + REPORT_EVERY
         while self.running:
