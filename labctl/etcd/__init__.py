@@ -38,7 +38,6 @@ DISPLAY = Display(
         Column("leader", priority=4),
         Column("commit_index", "commit", priority=5, right=True),
         Column("applied_index", "applied", priority=6, right=True),
-        Column("revision", "rev", priority=7, right=True),
         Column("etcd_pid", "etcd", priority=8, right=True),
     ),
 )

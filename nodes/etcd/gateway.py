@@ -1,7 +1,7 @@
 """etcd's v3 HTTP/JSON gateway (grpc-gateway, on by default in etcd 3.4), the few calls the
 lab makes: put, range (linearizable or serializable), a value-compare txn for cas,
-maintenance status and member list. Keys and values travel base64-encoded; 64-bit
-numbers come back as JSON strings.
+maintenance status and member list; and the raft node's status from /debug/vars. Keys
+and values travel base64-encoded; 64-bit numbers come back as JSON strings.
 
 One `Gateway` is one keep-alive HTTP connection: not thread-safe, one per thread.
 """
@@ -36,13 +36,15 @@ class Gateway:
         self.host, self.port, self.timeout = host, port, timeout
         self.conn: http.client.HTTPConnection | None = None
 
-    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(body).encode()
+    def call(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        """POST `body` as JSON to `path` (GET when `body` is None); the decoded answer."""
+        payload = None if body is None else json.dumps(body).encode()
+        method = "GET" if body is None else "POST"
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
-                self.conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                self.conn.request(method, path, payload, {"Content-Type": "application/json"})
                 resp = self.conn.getresponse()
                 raw = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
@@ -106,6 +108,17 @@ class Gateway:
 
     def status(self) -> dict[str, Any]:
         return self.call("/v3/maintenance/status", {})
+
+    def raft_status(self) -> dict[str, Any]:
+        """etcd's raft.status (expvar at /debug/vars): the raft node's own term, state
+        (StateLeader, StateFollower, StateCandidate, StatePreCandidate), lead (hex id),
+        commit and applied. The term in /v3/maintenance/status and in every response
+        header is the term of the last *applied* entry: a new leader reports the old
+        term until its first entry applies, which read as two leaders in one term."""
+        doc = self.call("/debug/vars", None).get("raft.status")
+        if not isinstance(doc, dict):
+            raise GatewayError("/debug/vars has no raft.status")
+        return doc
 
     def members(self) -> dict[str, str]:
         """member id (decimal string) -> name."""

@@ -20,9 +20,11 @@ built-in replica that never answered. Reads: "log" and "quorum" are linearizable
 ReadIndex), "lease" is etcd's serializable read (the member's own state, possibly stale:
 etcd 3.4 has no leader-lease read in its API, and this is the read without a quorum round).
 
-A thread polls the member's /v3/maintenance/status at 10 Hz and reports node.status as the
-built-ins do (role leader / follower / candidate when it knows no leader, term, leader,
-commit and applied index, revision), with became_leader / stepped_down events, so
+A thread polls the member's raft status at 10 Hz (etcd's raft.status expvar on
+/debug/vars: its own term and state; /v3/maintenance/status reports the term of the last
+applied entry, which lags a new leader's) and reports node.status as the built-ins do
+(role leader / follower / candidate, term, leader, commit and applied index), with
+became_leader / stepped_down events, so
 `labctl status`, the dashboard and the split-brain checker read etcd like any replica.
 node.ready comes when etcd listens on its client port (before it has a quorum: a member
 restarted inside a partition is up, just not serving).
@@ -70,6 +72,9 @@ STATUS_INTERVAL = 0.1  # 10 Hz
 READY_TIMEOUT = 20.0
 WORKERS = 16
 MAX_QUEUED = 2000  # requests waiting for a worker; more are not answered (clients time out)
+# etcd's raft states as the lab's roles (a pre-candidate asks before it campaigns).
+ROLES = {"StateLeader": "leader", "StateFollower": "follower", "StateCandidate": "candidate",
+         "StatePreCandidate": "candidate"}  # fmt: skip
 
 
 def etcd_argv(args: argparse.Namespace) -> list[str]:
@@ -271,20 +276,17 @@ class Member:
             t0 = time.monotonic()
             s: dict[str, Any]
             try:
-                doc = gw.status()
-                me = str((doc.get("header") or {}).get("member_id"))
-                leader = str(doc.get("leader", "0"))
-                if leader not in names and leader != "0":
+                raft = gw.raft_status()
+                me, lead = str(raft.get("id")), str(raft.get("lead", "0"))
+                lead_id = str(int(lead, 16)) if lead != "0" else "0"
+                if lead_id not in names and lead_id != "0":
                     names.update(gw.members())
-                new_term = int(doc.get("raftTerm") or 0)
-                new_role = ("leader" if leader == me else
-                            "follower" if leader != "0" else "candidate")  # fmt: skip
-                s = {"role": new_role, "term": new_term, "leader": names.get(leader),
-                     "commit_index": int(doc.get("raftIndex") or 0),
-                     "applied_index": int(doc.get("raftAppliedIndex") or 0),
-                     "revision": int((doc.get("header") or {}).get("revision") or 0),
-                     "member_id": me, "etcd_version": doc.get("version"),
-                     "db_size": int(doc.get("dbSize") or 0), "etcd": "serving"}  # fmt: skip
+                new_term = int(raft.get("term") or 0)
+                new_role = ROLES.get(str(raft.get("raftState")), "candidate")
+                s = {"role": new_role, "term": new_term, "leader": names.get(lead_id),
+                     "commit_index": int(raft.get("commit") or 0),
+                     "applied_index": int(raft.get("applied") or 0), "member_id": me,
+                     "raft_state": raft.get("raftState"), "etcd": "serving"}  # fmt: skip
                 if new_role == "leader" and (role != "leader" or new_term != term):
                     tele.emit(ev.BECAME_LEADER, term=new_term, how="elected")
                 elif role == "leader" and new_role != "leader":
