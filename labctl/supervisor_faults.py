@@ -171,6 +171,9 @@ class FaultsMixin:
         elif kind == "kill":
             if c.state == "stopped":
                 return error(f"{node} is already stopped", "bad_state")
+            if fault.power_loss and self.etcd is not None:
+                return error("power loss is not for etcd: its WAL is its own, and the lab "
+                             "cannot tell what it fsynced (kill is a crash)", "bad_fault")
             if fault.power_loss and c.kind != "replica":
                 return error(f"{node} keeps no WAL: power loss is a replica's fault", "bad_fault")
             c.kill()

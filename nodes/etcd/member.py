@@ -70,7 +70,7 @@ CLIENT_PORT = 2379
 PEER_PORT = 2380
 STATUS_INTERVAL = 0.1  # 10 Hz
 READY_TIMEOUT = 20.0
-WORKERS = 16
+WORKERS = 64  # a call waits on etcd (a quorum round, an fsync): many in flight
 MAX_QUEUED = 2000  # requests waiting for a worker; more are not answered (clients time out)
 # etcd's raft states as the lab's roles (a pre-candidate asks before it campaigns).
 ROLES = {"StateLeader": "leader", "StateFollower": "follower", "StateCandidate": "candidate",
