@@ -72,6 +72,16 @@ def test_leader_partitioned_away_is_replaced_and_down_leaves_nothing(lab: CLI) -
 
     run_dir = doc["run_dir"]
     lab.run("fault", "heal")
+    # Kill and restart: a fresh etcd on the member's own data dir (its WAL) rejoins.
+    victim = followers[0]
+    before = next(n for n in lab.status()["nodes"] if n["id"] == victim)["etcd_pid"]
+    lab.run("fault", "kill", victim)
+    lab.run("fault", "restart", victim)
+    etcd_pids.append(wait_until(lambda: next(
+        (n["etcd_pid"] for n in lab.status()["nodes"] if n["id"] == victim
+         and n["role"] == "follower" and n["etcd_pid"] != before), None), timeout=20))  # fmt: skip
+    got = lab.run("client", "get", "k", "--via", victim, "--timeout", "5s").stdout
+    assert "value=after" in got, got
     lab.run("down", timeout=60)
     history = read_jsonl(Path(run_dir) / "history.jsonl")
     assert {r["type"] for r in history} >= {"invoke", "ok", "info"}
