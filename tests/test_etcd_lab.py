@@ -1,6 +1,7 @@
 """A real etcd under the lab's faults (labctl/etcd/, nodes/etcd/): three members in their
 own network namespaces, the leader partitioned away, a new leader elected, a write and a
-linearizable read through the lab's client path, and `down` leaving no process and no
+linearizable read through the lab's client path, a delay seen in a write's latency, a member
+killed and restarted on its own WAL, and `down` leaving no process and no
 namespace behind. Needs root (namespaces) and Debian's etcd-server: skipped, saying
 which, without them. Slow (etcd elections and shutdowns take seconds)."""
 
@@ -57,6 +58,11 @@ def test_leader_partitioned_away_is_replaced_and_down_leaves_nothing(lab: CLI) -
     etcd_pids = [n["etcd_pid"] for n in doc["nodes"]]
     assert all(psutil.Process(pid).name() == "etcd" for pid in etcd_pids)
     lab.run("client", "put", "k", "before")
+    # Delay on the leader's links to its peers: a write waits for a follower's ack.
+    lab.run("fault", "delay", "--from", "leader", "--to", "followers", "--ms", "300")
+    out = lab.run("client", "put", "k", "slow", "--timeout", "5s").stdout
+    assert out.startswith("ok") and float(out.rsplit("(", 1)[1].split()[0]) >= 290, out
+    lab.run("fault", "heal")
 
     lab.run("fault", "partition", "--from", "leader", "--to", "followers")
     followers = [n for n in ("r0", "r1", "r2") if n != old]
