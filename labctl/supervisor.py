@@ -344,6 +344,8 @@ class Supervisor(FaultsMixin):
             self.status[src] = data
             if child is not None and child.state == "running":
                 child.extra["status"] = True  # its loop runs: what a restart waits for
+        elif kind == "proxy.links" and self.etcd is not None:
+            self.etcd.links = data.get("links") or []  # peer bytes per link, for status
         elif kind == "router.links":
             # Each report holds the rows that moved (faults/router.py): keep the newest row
             # of every link, so status and the summary show the whole table.
@@ -526,6 +528,7 @@ class Supervisor(FaultsMixin):
                 for name, c in self.children.items()
             },
             "router": self.router_stats,
+            **({"peer_links": self.etcd.links} if self.etcd is not None else {}),
             "counters": self.counters,
             "dropped": self.drops.as_dict(),
         }

@@ -77,6 +77,9 @@ def test_leader_partitioned_away_is_replaced_and_down_leaves_nothing(lab: CLI) -
     assert stale.returncode != 0 and "timeout" in stale.stdout, stale.stdout
 
     run_dir = doc["run_dir"]
+    # The proxy carried the peer traffic, per directed link, both ways.
+    links = {(row[0], row[1]) for row in wait_until(lambda: lab.status().get("peer_links"))}
+    assert {(old, followers[0]), (followers[0], old)} <= links, links
     lab.run("fault", "heal")
     # Kill and restart: a fresh etcd on the member's own data dir (its WAL) rejoins.
     victim = followers[0]
@@ -100,3 +103,11 @@ def test_leader_partitioned_away_is_replaced_and_down_leaves_nothing(lab: CLI) -
     assert f"lc{tag}" not in links
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status()
                                != psutil.STATUS_ZOMBIE for p in etcd_pids), timeout=10)  # fmt: skip
+
+
+def test_an_etcd_that_will_not_start_fails_the_lab_clearly(lab: CLI) -> None:
+    failed = lab.run("up", "-d", "--system", "etcd", "--system-bin", "/bin/false", check=False)
+    assert failed.returncode == 3
+    assert "etcd exited with code 1" in failed.stderr, failed.stderr
+    assert not any(ns for ns in netns.lab_namespaces()
+                   if psutil.pid_exists(int(ns[len(netns.PREFIX):].split("-")[0])))  # fmt: skip

@@ -78,6 +78,9 @@ class EtcdNodes:
         self.replicas = replicas
         self.plan: netns.Plan | None = None
         self.tag = tag
+        # The proxy's last report: [src, dst, bytes, chunks, held, connections] per link
+        # (faults/tcpproxy.py), in `labctl status --json` as peer_links.
+        self.links: list[Any] = []
 
     def setup(self) -> None:
         """Sweep what dead labs left, then make this lab's namespaces (NetnsError)."""
