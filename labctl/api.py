@@ -82,7 +82,7 @@ def config_warnings(config: dict[str, Any]) -> list[str]:
     """What a user should hear before this lab starts (a PBFT size that is not 3f+1)."""
     import protocols
 
-    if config["protocol"] == "external":  # the user's program: no size rule of ours
+    if config["protocol"] in ("external", "etcd"):  # not ours: no size rule of ours
         return []
     note = protocols.get(config["protocol"]).size_warning(int(config["nodes"]))
     return [note] if note else []

@@ -36,6 +36,7 @@ import zmq
 import protocols
 from faults import trace
 from faults.model import Fault, FaultError
+from labctl import etcd as etcd_lab
 from labctl import labdir, mutants
 from labctl.checkers import CheckerConfig, CheckerSet
 from labctl.children import Child, last_line, stop_all
@@ -74,6 +75,9 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
         self.replicas = [f"r{i}" for i in range(int(config["nodes"]))]
         # External replicas (labctl/external.py) are the user's program behind an adapter.
         self.external = ExternalNodes(config["node"], self.replicas) if config.get("node") else None
+        # A real system's members (labctl/etcd/): etcd in namespaces, peers via the TCP proxy.
+        self.etcd = (etcd_lab.EtcdNodes(config["system"], self.replicas, str(os.getpid()))
+                     if config.get("system") else None)  # fmt: skip
         # What the protocol declares that the lab's readers need: its roles and columns
         # (into every status document and lab.json, so readers need not import it).
         self.declared: dict[str, Any]
@@ -82,6 +86,9 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
             self.client_quorum, self.broadcast = 1, False
             self.display = EXTERNAL_DISPLAY
             self.declared = {"exactly_once": False, "ordering": "total"}
+        elif self.etcd is not None:
+            self.client_quorum, self.broadcast = 1, False
+            self.display, self.declared = etcd_lab.DISPLAY, dict(etcd_lab.DECLARED)
         else:
             proto = protocols.get(self.protocol)
             self.client_quorum = client_quorum(proto, len(self.replicas))
@@ -172,6 +179,8 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
         self.children["router"] = router
         router.spawn()
         self._wait(lambda: self.router_data is not None, "the fault router")
+        if self.etcd is not None:
+            self._start_etcd_proxy(logs)
         broker_args = [
             "-m", "nodes.broker", "--router", self.router_data, "--telemetry", tele,
             "--record", str(self.run.path / "broker.jsonl"), "--parent-pid", me,
@@ -187,7 +196,7 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
             argv = self.external.services_argv(str(self.router_data), tele, self.seed, int(me))
             self.children["services"] = Child("services", "service", argv, logs / "services.log")
         for c in self.children.values():
-            if c.kind != "router":
+            if c.kind not in ("router", "proxy"):
                 c.spawn()
                 if c.kind == "service":
                     c.state = "running"  # it reports nothing a start waits for
@@ -206,7 +215,21 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
             return []
         return ["--trace", str(trace.trace_path(self.run.path)), "--trace-cap", str(cap)]
 
+    def _start_etcd_proxy(self, logs: Path) -> None:
+        try:
+            self.etcd.setup()  # the members' namespaces (root only)
+        except etcd_lab.netns.NetnsError as e:
+            raise StartupError(str(e)) from None
+        argv = self.etcd.proxy_argv(self.telemetry_ep, self.seed, os.getpid())
+        proxy = self.children[etcd_lab.PROXY] = Child(etcd_lab.PROXY, "proxy", argv,
+                                                      logs / "peerproxy.log")  # fmt: skip
+        proxy.spawn()
+
     def _replica_argv(self, r: str) -> list[str]:
+        if self.etcd is not None:
+            return self.etcd.member_argv(
+                r, str(self.router_data), self.telemetry_ep, self.run.path, os.getpid()
+            )
         if self.external is not None:
             return self.external.adapter_argv(
                 r, str(self.router_data), self.telemetry_ep, self.run.path, os.getpid()
@@ -375,6 +398,7 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
                 for name, c in self.children.items()
             },
             "router": self.router_stats,
+            **({"peer_links": self.etcd.links} if self.etcd is not None else {}),
             "counters": self.counters,
             "dropped": self.drops.as_dict(),
         }
@@ -395,6 +419,8 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
                 self._report(self.checkers.finish(lin_deadline))
             self.emit("lab.stopped")
         finally:
+            if self.etcd is not None:
+                self.etcd.teardown()  # the namespaces, after every member is gone
             try:
                 summary = self.summary()
             except Exception as e:  # the record must still be written

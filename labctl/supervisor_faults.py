@@ -40,6 +40,7 @@ class FaultsMixin:
     node_faults: dict[str, dict[str, Fault]]
     timers: list[tuple[float, int, str, str]]
     counters: dict[str, int]
+    etcd: Any  # EtcdNodes (labctl/etcd/) or None
 
     def faults_in_force(self) -> list[dict[str, Any]]:
         out = [
@@ -147,6 +148,8 @@ class FaultsMixin:
         )
         if answer is None:
             return error("the fault router did not answer", "lab_failed")
+        if self.etcd is not None:  # etcd's peer traffic crosses the TCP proxy (labctl/etcd/)
+            return self.etcd.push_links(self.ctx, self.children, table, answer)
         return answer
 
     def _node_fault(self, fault: Fault, node: str) -> dict[str, Any]:
@@ -168,6 +171,9 @@ class FaultsMixin:
         elif kind == "kill":
             if c.state == "stopped":
                 return error(f"{node} is already stopped", "bad_state")
+            if fault.power_loss and self.etcd is not None:
+                return error("power loss is not for etcd: its WAL is its own, and the lab "
+                             "cannot tell what it fsynced (kill is a crash)", "bad_fault")
             if fault.power_loss and c.kind != "replica":
                 return error(f"{node} keeps no WAL: power loss is a replica's fault", "bad_fault")
             c.kill()

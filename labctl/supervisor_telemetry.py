@@ -22,6 +22,9 @@ from nodes.inbound import Drops
 from nodes.process import encode, true_now
 from protocols.base import events as ev
 
+if TYPE_CHECKING:
+    from labctl.etcd import EtcdNodes
+
 LIN_CHECK_EVERY = 0.2  # seconds between live linearizability searches, at the fastest
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 
@@ -45,6 +48,7 @@ class TelemetryMixin:
     violations: list[dict[str, Any]]
     ops: dict[str, int]
     next_lin_check: float
+    etcd: EtcdNodes | None  # a real system's members (labctl/etcd/), else None
 
     if TYPE_CHECKING:  # stubs only for the checker: a real one would shadow FaultsMixin's
 
@@ -92,6 +96,8 @@ class TelemetryMixin:
             self.status[src] = data
             if child is not None and child.state == "running":
                 child.extra["status"] = True  # its loop runs: what a restart waits for
+        elif kind == "proxy.links" and self.etcd is not None:
+            self.etcd.links = data.get("links") or []  # peer bytes per link, for status
         elif kind == "router.links":
             # Each report holds the rows that moved (faults/router.py): keep the newest row
             # of every link, so status and the summary show the whole table.

@@ -89,7 +89,7 @@ class CheckerConfig(msgspec.Struct, frozen=True):
         ordering = lab_config.get("ordering")
         return cls(
             **{
-                "applied_events": protocol != "external",
+                "applied_events": protocol not in ("external", "etcd"),
                 "exactly_once": exactly_once if isinstance(exactly_once, bool)
                 else protocol_is_exactly_once(protocol),
                 "per_key": ordering == "per_key" if isinstance(ordering, str)

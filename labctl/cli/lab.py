@@ -69,6 +69,23 @@ def external_config(
             "node": node}  # fmt: skip
 
 
+def system_config(system: str, binary: str | None, nodes: int | None, seed: int) -> dict[str, Any]:
+    """A lab of a real system's members (labctl/etcd/), validated before anything starts."""
+    from labctl.api import MAX_NODES
+    from labctl.etcd import SystemConfigError
+    from labctl.etcd import system_config as config
+
+    n = 3 if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
+    try:
+        sysconf = config(system, binary)
+    except SystemConfigError as e:
+        raise LabError(str(e)) from None
+    return {"protocol": system, "nodes": n, "seed": seed, "options": {}, "fencing": False,
+            "system": sysconf}  # fmt: skip
+
+
 def up(
     nodes: Annotated[
         int | None,
@@ -115,6 +132,15 @@ def up(
         str,
         typer.Option("--topology", metavar="NAME", help="With --node-cmd: broadcast topology."),
     ] = "grid",
+    system: Annotated[
+        str | None,
+        typer.Option("--system", metavar="NAME",
+                     help="Replicas are a real system's members: etcd (needs root)."),
+    ] = None,
+    system_bin: Annotated[
+        str | None,
+        typer.Option("--system-bin", metavar="PATH", help="With --system: its binary."),
+    ] = None,
     lab_dir: LabDir = None,
 ) -> None:
     """Start a lab and open the dashboard (-d: start and return).
@@ -124,7 +150,13 @@ def up(
     printed as the lab changes, until Ctrl-C stops the lab."""
     from labctl import api
 
-    if node_cmd is not None:
+    if system is not None:
+        if node_cmd is not None or mutate:
+            raise LabError("--system runs a real system's members: not with --node-cmd or "
+                           "--mutate")  # fmt: skip
+        config = system_config(system, system_bin, nodes, seed)
+        protocol = config["protocol"]
+    elif node_cmd is not None:
         if mutate:
             raise LabError("--mutate is for the lab's own protocols: external nodes run your "
                            "program, which the lab cannot mutate")  # fmt: skip

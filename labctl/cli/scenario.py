@@ -72,6 +72,10 @@ def run(
         str | None,
         typer.Option("--topology", metavar="NAME", help="With --node-cmd: broadcast topology."),
     ] = None,
+    system: Annotated[
+        str | None,
+        typer.Option("--system", metavar="NAME", help="Run it on a real system: etcd (root)."),
+    ] = None,
     report: Report = True,
     mutate: Mutate = None,
     json_out: Json = False,
@@ -86,6 +90,8 @@ def run(
     sc = _load(name, protocol)
     if node_cmd is not None or workload is not None or topology is not None:
         sc = _external(sc, node_cmd, workload, topology)
+    if system is not None:
+        sc = _system(sc, system)
     _prepare(sc, seed, mutate)
     if dash:
         raise typer.Exit(_run_with_dashboard(sc, lab_dir, json_out, report))
@@ -114,7 +120,7 @@ def _run_with_dashboard(sc: Any, lab_dir: str | None, json_out: bool, report: bo
 def _prepare(sc: Any, seed: int | None, mutate: str | None) -> None:
     """What `scenario run` and `sim run` both do to a loaded scenario before it runs: refuse
     a protocol that cannot run, apply --seed and --mutate."""
-    if sc.node is None:
+    if sc.node is None and sc.system is None:
         # Unknown, or a module:Class that does not import: one line, exit 2.
         protocol_class(sc.protocol)
     if seed is not None:
@@ -148,6 +154,18 @@ def _external(sc: Any, node_cmd: str | None, workload: str | None, topology: str
     try:
         make_external(sc, node, workload)
     except ScenarioError as e:
+        raise LabError(str(e)) from None
+    return sc
+
+
+def _system(sc: Any, name: str) -> Any:
+    from labctl.etcd import SystemConfigError, system_config
+    from labctl.scenario.format import ScenarioError, make_system
+
+    try:
+        system_config(name)  # this machine can (root, namespaces), or one line why not
+        make_system(sc, {"name": name})
+    except (SystemConfigError, ScenarioError) as e:
         raise LabError(str(e)) from None
     return sc
 

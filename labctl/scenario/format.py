@@ -8,6 +8,7 @@ validate everything before anything starts. Every error names the file and the k
     [broker]             fencing = bool
     [node]               command = "python3 my_node.py" (external replicas: the user's
                          program, Maelstrom's protocol), topology, init_timeout, max_rate
+    [system]             name = "etcd", binary (a real system's members: labctl/etcd/)
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
     [expect]             min_ok, found, absent, safe, max_violations, max_info, safe_before
@@ -32,7 +33,7 @@ from protocols.base import READ_MODES, DurationError, parse_duration
 from protocols.base.durations import show_value
 
 TOP_KEYS = {"name", "description", "protocol", "nodes", "seed", "duration", "options", "broker",
-            "workload", "step", "expect", "node", "mutate"}  # fmt: skip
+            "workload", "step", "expect", "node", "mutate", "system"}  # fmt: skip
 WORKLOAD_KEYS = {"kind", "rate", "clients", "target", "reads", "keys", "timeout", "retries",
                  "settle"}  # fmt: skip
 EXTERNAL = "external"
@@ -76,6 +77,7 @@ class Scenario:
     expect: dict[str, Any] = field(default_factory=dict)
     expect_by_protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
     node: dict[str, Any] | None = None  # external replicas (labctl/external.py)
+    system: dict[str, Any] | None = None  # a real system's members (labctl/etcd/)
 
     @property
     def runnable(self) -> bool:
@@ -83,6 +85,8 @@ class Scenario:
         `module:Class`; external nodes always)."""
         import protocols
 
+        if self.system is not None:
+            return True
         return self.node is not None or self.protocol == EXTERNAL or protocols.is_known(
             self.protocol
         )
@@ -201,7 +205,11 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
             if problem:
                 raise fail(f"step[{i}].mode", problem)
     sc.steps.sort(key=lambda s: (s.at, s.index))
-    if "node" in raw:
+    if "system" in raw:
+        if not isinstance(raw["system"], dict) or "node" in raw:
+            raise fail("system", "must be a table, and not with [node]")
+        make_system(sc, raw["system"], fail)
+    elif "node" in raw:
         if not isinstance(raw["node"], dict):
             raise fail("node", "must be a table")
         make_external(sc, raw["node"], None, fail)
@@ -223,6 +231,53 @@ def parse(raw: dict[str, Any], where: str, protocol: str | None = None) -> Scena
         {k: v for k, v in expect.items() if not isinstance(v, dict)}, "expect", fail
     )
     return sc
+
+
+# Faults a real system's members refuse (nodes/etcd/member.py says why when asked live).
+NOT_FOR_SYSTEM = {"disk": "etcd does its own fsyncs, which the lab cannot slow down",
+                  "clock": "etcd is a Go binary: it reads the clock without libc, so "
+                           "libfaketime cannot skew it",
+                  "byzantine": "the lab cannot make etcd lie"}  # fmt: skip
+
+
+def make_system(sc: Scenario, system: dict[str, Any], fail: Any = None) -> None:
+    """Run `sc` on a real system's members (`system`: the [system] table, or --system's).
+    Whether this machine can (root, namespaces) is checked when the lab starts."""
+    from labctl.etcd import SystemConfigError, system_config
+
+    if fail is None:
+        def fail(key: str, message: str) -> ScenarioError:
+            return ScenarioError(f"{sc.path}: {key}: {message}")
+    unknown = set(system) - {"name", "binary"}
+    if unknown:
+        raise fail("system", f"unknown key {sorted(unknown)[0]!r} (known: binary, name)")
+    try:
+        sc.system = system_config(str(system.get("name", "")), system.get("binary"),
+                                  check_host=False)  # fmt: skip
+    except SystemConfigError as e:
+        raise fail("system", str(e)) from None
+    if sc.mutate:
+        raise fail("mutate", f"{sc.mutate!r} is a bug in the lab's own code, not in etcd")
+    sc.protocol = sc.system["name"]
+    sc.options = {}
+    for step in sc.steps:
+        why = NOT_FOR_SYSTEM.get(step.fault.get("fault", ""))
+        if step.fault.get("power_loss"):
+            why = "etcd's WAL is its own: the lab cannot tell what it fsynced"
+        if why:
+            raise fail(f"step[{step.index}]", f"a {step.fault['fault']} fault does not apply "
+                       f"to {sc.protocol} ({why}): this scenario cannot run on it")  # fmt: skip
+    if sc.workload is not None:
+        if sc.workload["kind"] != "kv":
+            raise fail("workload.kind", f"{sc.protocol} members take kv operations (put, get, "
+                       f"cas), not {sc.workload['kind']!r}")  # fmt: skip
+        # A retried put is a second put to etcd (it keeps no request ids): it can apply
+        # twice, which the checker rightly calls nonlinearizable. One attempt each judges
+        # etcd, not the retry (docs/architecture.md, "etcd members").
+        sc.workload["retries"] = 0
+        # etcd answers in milliseconds, not the built-ins' microseconds (an fsync, a
+        # quorum round, HTTP): a timeout made for them records most of its answers as info.
+        sc.workload["timeout"] = max(sc.workload["timeout"], 1.0)
 
 
 def make_external(

@@ -133,6 +133,8 @@ def execute(sc: Scenario, lab_dir: str | Path | None, say: Say = say) -> tuple[i
     }  # fmt: skip
     if sc.node is not None:
         config["node"] = sc.node  # external replicas: the user's program
+    if sc.system is not None:
+        config["system"] = sc.system  # a real system's members (labctl/etcd/)
     if sc.mutate:
         config["mutate"] = sc.mutate
     mutant = f", mutation {sc.mutate}" if sc.mutate else ""
