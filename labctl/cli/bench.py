@@ -1,10 +1,13 @@
 """`labctl bench WHAT`: measured figures (never timed tests), by labctl/benchmarks/ and
-labctl/bench.py (up/down wall times)."""
+labctl/bench.py (up/down wall times). `labctl bench all` runs every one but the soak into
+one JSON document with the machine's load before and after, so runs can be compared."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +18,9 @@ from labctl.errors import LabError
 # A benchmark named for a protocol is about that one (raft: against PySyncObj; epaxos,
 # pbft: against raft); these names are benchmarks', run as `labctl.benchmarks.<name>.run`.
 PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak")
-BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external")
+BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external", "all")
+# What `all` runs: everything but the soak (30 minutes per protocol; run it on its own).
+ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external")
 
 
 def bench(
@@ -26,45 +31,75 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
     lab_dir: UnusedLabDir = None,
 ) -> None:
-    """Measure: core, checkers, protocols, sim, soak, cli, external.
+    """Measure: core, checkers, protocols, sim, soak, cli, external, or all.
 
     core: router hop (open and authenticated), forwarding rate, up/down; checkers; raft,
-    epaxos, pbft: a protocol under load; sim: the simulator; soak: an idle lab's memory,
-    files and event log over LABCTL_SOAK_SECONDS per protocol; cli: wall time of CLI
-    calls; external: what the external-node adapter adds per hop."""
+    epaxos, pbft: a protocol under load; sim: the simulator; soak: a lab's memory, files
+    and event log under load and faults over LABCTL_SOAK_SECONDS per protocol; cli: wall
+    time of CLI calls; external: what the external-node adapter adds per hop; all: every
+    one but soak, in one JSON document with the load before and after."""
     run_bench(what, json_out=json_out, quick=quick)
 
 
 def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
+    if what not in BENCHMARKS:
+        raise LabError(f"unknown benchmark {what!r} (available: {', '.join(BENCHMARKS)})")
+    result = run_all(quick) if what == "all" else measure(what, quick)
+    if json_out:
+        print_json(result)
+    elif what == "cli":
+        from labctl.benchmarks import cli_latency
+
+        sys.stdout.write(cli_latency.render(result) + "\n")
+    else:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+
+
+def run_all(quick: bool = False) -> dict[str, Any]:
+    """Every benchmark in ALL; one that fails is reported as such, the others still run."""
+    out: dict[str, Any] = {
+        "quick": quick,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "results": {},
+        "errors": {},
+        "not_run": {"soak": "30 minutes per protocol: labctl bench soak"},
+    }
+    t0 = time.monotonic()
+    for what in ALL:
+        load = [round(x, 2) for x in os.getloadavg()]
+        try:
+            out["results"][what] = {"loadavg_before": load, **measure(what, quick)}
+        except Exception as e:  # one benchmark's failure must not lose the others' figures
+            out["errors"][what] = f"{type(e).__name__}: {e}"[:500]
+    out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    out["elapsed_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def measure(what: str, quick: bool = False) -> dict[str, Any]:
+    """One benchmark's figures."""
     if what == "checkers":
         from labctl.benchmarks import checkers
 
         say("checkers: supervisor CPU with online checkers on vs off at 1,000 ops/s ...")
-        result = checkers.run(seconds=3.0 if quick else 8.0)
-        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
+        return checkers.run(seconds=3.0 if quick else 8.0)
     if what in PER_MODULE:
         import importlib
 
         module = importlib.import_module(f"labctl.benchmarks.{what}")
         say(f"{what}: {module.__doc__.splitlines()[0]} ...")
-        result = module.run(quick=quick)
-        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
+        return module.run(quick=quick)
     if what == "external":
         from labctl.benchmarks import external
 
         say("external: the adapter's added latency per hop over the router's ...")
-        result = external.run(pings=1000 if quick else 5000)
-        print_json(result) if json_out else sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
+        return external.run(pings=1000 if quick else 5000)
     if what == "cli":
         from labctl.benchmarks import cli_latency
 
         say("cli: wall time of labctl calls (median of 10 each) ...")
-        result = cli_latency.run(runs=5 if quick else 10)
-        print_json(result) if json_out else sys.stdout.write(cli_latency.render(result) + "\n")
-        return
+        return cli_latency.run(runs=5 if quick else 10)
     if what != "core":
         raise LabError(f"unknown benchmark {what!r} (available: {', '.join(BENCHMARKS)})")
     from labctl.bench import lifecycle
@@ -78,7 +113,4 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
     for n in (3, 9):
         say(f"lifecycle: up/down with {n} replicas x{rounds} ...")
         result[f"lifecycle_{n}"] = lifecycle(n, rounds)
-    if json_out:
-        print_json(result)
-    else:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return result
