@@ -4,9 +4,11 @@ This is where the simulator (sim/, which knows nothing of labctl) meets the lab:
 `Scenario` becomes a `sim.Plan`, the run's records go through the same `CheckerSet` the
 supervisor feeds (online, record by record; violations become `violation` events in the
 stream, as live) and into a run directory of the usual shape (lab.json marked
-`"simulated": true`, events.jsonl, history.jsonl, summary.json), so `labctl check RUN`
-and everything built on run records work unchanged. The verdict, the expectations and
-the exit codes are `scenario run`'s (labctl/scenario/runner.py's `build_summary`).
+`"simulated": true`, events.jsonl, history.jsonl, summary.json, and trace.bin, the message
+trace the lab's router writes), so `labctl check RUN`, `labctl report RUN` (its space-time
+diagram included) and everything built on run records work unchanged. The verdict, the
+expectations and the exit codes are `scenario run`'s (labctl/scenario/runner.py's
+`build_summary`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from faults import trace as tr
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK
@@ -93,12 +96,13 @@ class CheckingSink:
                                 "summary)")  # fmt: skip
 
 
-def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None,
-             director: Any = None) -> tuple[SimLab, str | None]:  # fmt: skip
+def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None, director: Any = None,
+             trace: tr.TraceWriter | None = None) -> tuple[SimLab, str | None]:  # fmt: skip
     """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
     protocol that raised: in the lab its replica process would have died). A director
-    (labctl/explore.py) sits in front of the sink and adds faults as the run goes."""
-    lab = SimLab(plan_of(sc), director or sink, cpu)
+    (labctl/explore.py) sits in front of the sink and adds faults as the run goes; a
+    trace writer gets every message."""
+    lab = SimLab(plan_of(sc), director or sink, cpu, trace)
     if director is not None:
         director.attach(lab)
     failure = None
@@ -131,8 +135,12 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     }  # fmt: skip
     run.write_lab(config)
     sink = CheckingSink(sc, run, talk)
+    trace = tr.TraceWriter(tr.trace_path(run.path), tr.DEFAULT_CAP)
     started = time.perf_counter()
-    lab, failure = simulate(sc, sink, cpu)
+    try:
+        lab, failure = simulate(sc, sink, cpu, trace=trace)
+    finally:
+        trace.close()
     wall = time.perf_counter() - started
     lab_summary = {**lab.summary(), "run_dir": str(run.path), "violations": sink.violations,
                    "checkers": sink.checkers.summary(), "simulated": True}  # fmt: skip
