@@ -4,9 +4,11 @@ This is where the simulator (sim/, which knows nothing of labctl) meets the lab:
 `Scenario` becomes a `sim.Plan`, the run's records go through the same `CheckerSet` the
 supervisor feeds (online, record by record; violations become `violation` events in the
 stream, as live) and into a run directory of the usual shape (lab.json marked
-`"simulated": true`, events.jsonl, history.jsonl, summary.json), so `labctl check RUN`
-and everything built on run records work unchanged. The verdict, the expectations and
-the exit codes are `scenario run`'s (labctl/scenario/runner.py's `build_summary`).
+`"simulated": true`, events.jsonl, history.jsonl, summary.json, and trace.bin, the message
+trace the lab's router writes), so `labctl check RUN`, `labctl report RUN` (its space-time
+diagram included) and everything built on run records work unchanged. The verdict, the
+expectations and the exit codes are `scenario run`'s (labctl/scenario/runner.py's
+`build_summary`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from faults import trace as tr
 from labctl import labdir
 from labctl.checkers import CheckerConfig, CheckerSet, Violation
 from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK
@@ -26,6 +29,8 @@ from labctl.scenario.format import Scenario
 from sim import CPU, Plan, SimLab
 
 SHOWN_PER_KIND = runner.SHOWN_PER_KIND
+LIN_MIN_GAP = 1.0  # virtual s between online linearizability passes, at least
+LIN_GAP_SHARE = 0.25  # ... and at least this share of the virtual time elapsed
 
 
 def plan_of(sc: Scenario) -> Plan:
@@ -51,6 +56,7 @@ class CheckingSink:
         self.violations: list[dict[str, Any]] = []
         self.shown: dict[str, int] = {}
         self.now = 0.0
+        self.next_lin = 0.0  # virtual time of the next linearizability pass
 
     def event(self, rec: dict[str, Any]) -> None:
         self.now = rec["t"]
@@ -66,7 +72,16 @@ class CheckingSink:
             self._report(self.checkers.on_history(rec))
 
     def check(self, t: float) -> None:
+        """The sim's tick (every virtual second): the linearizability search, spaced as
+        the run grows. Each pass searches the changed keys' whole history, so a pass a
+        second would make a run's cost grow with the square of its length; spacing passes
+        a quarter of the elapsed time apart (at least a second) keeps a violation's report
+        within that of its evidence and the total near linear. The supervisor spaces its
+        passes by their wall-clock cost; a simulated run cannot look at the clock."""
         self.now = t
+        if t + 1e-9 < self.next_lin:
+            return
+        self.next_lin = t + max(LIN_MIN_GAP, t * LIN_GAP_SHARE)
         self._report(self.checkers.check_online())
 
     def say(self, text: str) -> None:
@@ -93,12 +108,13 @@ class CheckingSink:
                                 "summary)")  # fmt: skip
 
 
-def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None,
-             director: Any = None) -> tuple[SimLab, str | None]:  # fmt: skip
+def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None, director: Any = None,
+             trace: tr.TraceWriter | None = None) -> tuple[SimLab, str | None]:  # fmt: skip
     """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
     protocol that raised: in the lab its replica process would have died). A director
-    (labctl/explore.py) sits in front of the sink and adds faults as the run goes."""
-    lab = SimLab(plan_of(sc), director or sink, cpu)
+    (labctl/explore.py) sits in front of the sink and adds faults as the run goes; a
+    trace writer gets every message."""
+    lab = SimLab(plan_of(sc), director or sink, cpu, trace)
     if director is not None:
         director.attach(lab)
     failure = None
@@ -131,8 +147,12 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     }  # fmt: skip
     run.write_lab(config)
     sink = CheckingSink(sc, run, talk)
+    trace = tr.TraceWriter(tr.trace_path(run.path), tr.DEFAULT_CAP)
     started = time.perf_counter()
-    lab, failure = simulate(sc, sink, cpu)
+    try:
+        lab, failure = simulate(sc, sink, cpu, trace=trace)
+    finally:
+        trace.close()
     wall = time.perf_counter() - started
     lab_summary = {**lab.summary(), "run_dir": str(run.path), "violations": sink.violations,
                    "checkers": sink.checkers.summary(), "simulated": True}  # fmt: skip

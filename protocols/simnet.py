@@ -221,8 +221,13 @@ class SimEvent:
     data: dict[str, Any]
 
 
-# A message in flight: (delivery time, sequence, src, dst, msg, dst incarnation).
-_Flight = tuple[float, int, str, str, msgspec.Struct, int]
+# What a message trace is told (SimNet.tracer): send time, wait until delivery (None if
+# never delivered), src, dst, fate, the message.
+Tracer = Callable[[float, "float | None", str, str, str, msgspec.Struct], None]
+# A message in flight: (delivery time, sequence, src, dst, msg, dst incarnation, send
+# time). The network's own work (calls, wakes, fsync returns, ticks) rides the same queue
+# with an empty src.
+_Flight = tuple[float, int, str, str, msgspec.Struct, int, float]
 
 
 class _Call(msgspec.Struct):
@@ -244,6 +249,7 @@ class _Tick(msgspec.Struct):
     queue; a stale one finds the deadline moved and does nothing)."""
 
 
+_INTERNAL = frozenset({_Call, _Wake, _Synced, _Tick})
 _WAKE = _Wake()
 _SYNCED = _Synced()
 _TICK = _Tick()
@@ -316,6 +322,12 @@ class SimNet:
         self._queue: list[_Flight] = []
         self._seq = itertools.count()
         self._link_time: dict[tuple[str, str], float] = {}
+        self._duplicates: set[int] = set()  # sequence numbers of duplicated copies in flight
+        # Timed mode: told every message's fate once it is known, for a message trace:
+        # tracer(sent, wait or None, src, dst, fate, msg), fate one of "delivered",
+        # "duplicate" (a rule's second copy, delivered), "dropped" (a cut or a drop
+        # rule), "lost" (a loss rule), "unroutable" (its destination process is gone).
+        self.tracer: Tracer | None = None
 
         # What happened.
         self.record = record
@@ -345,8 +357,11 @@ class SimNet:
 
     def run_for(self, duration: float) -> None:
         end = self.now + duration
-        while self._step(end):
-            pass
+        if self.timed:
+            self._run_timed(end, None)
+        else:
+            while self._step(end):
+                pass
         self.now = max(self.now, end)
 
     def run_until(self, predicate: Callable[[], bool], max_time: float = 10.0) -> bool:
@@ -354,11 +369,28 @@ class SimNet:
         end = self.now + max_time
         if predicate():
             return True
-        while self._step(end):
-            if predicate():
+        if self.timed:
+            if self._run_timed(end, predicate):
                 return True
+        else:
+            while self._step(end):
+                if predicate():
+                    return True
         self.now = max(self.now, end)
         return predicate()
+
+    def _run_timed(self, end: float, predicate: Callable[[], bool] | None) -> bool:
+        """`_step` in a loop for timed mode, the simulator's hot loop (a few hundred
+        thousand events a run): True as soon as `predicate` holds."""
+        queue, pop, deliver = self._queue, heapq.heappop, self._deliver
+        while queue and queue[0][0] <= end:
+            flight = pop(queue)
+            if flight[0] > self.now:
+                self.now = flight[0]
+            deliver(flight)
+            if predicate is not None and predicate():
+                return True
+        return False
 
     def _step(self, limit: float) -> bool:
         if self.timed:  # deadlines are in the queue too
@@ -401,12 +433,12 @@ class SimNet:
         self._carry_out(node, ready)
 
     def _deliver(self, flight: _Flight) -> None:
-        _, seq, src, dst, msg, incarnation = flight
+        t, seq, src, dst, msg, incarnation, sent = flight
         kind = type(msg)
-        if kind is _Call:
-            msg.fn()  # type: ignore[attr-defined]
-            return
-        if kind is _Wake or kind is _Synced or kind is _Tick:
+        if kind in _INTERNAL:  # the network's own work, not a message
+            if kind is _Call:
+                msg.fn()  # type: ignore[attr-defined]
+                return
             target = self.nodes[dst]
             if target.protocol is None or target.incarnation != incarnation:
                 return
@@ -415,26 +447,48 @@ class SimNet:
                 self._wake(target)
             elif kind is _Synced:
                 self._synced(target)
-            elif target.deadline is not None and target.clock.to_true(target.deadline) <= self.now:
-                self._wake(target)
+            else:  # _Tick
+                if t == target.tick_at:
+                    target.tick_at = -1.0  # the booked tick: none is booked now
+                deadline = target.deadline
+                if deadline is None:
+                    return
+                if target.clock.to_true(deadline) <= self.now:
+                    self._wake(target)
+                else:  # the deadline moved on since this was booked: book it
+                    self._schedule_tick(target)
             return
-        if (src, dst) in self.cuts:
+        if self.cuts and (src, dst) in self.cuts:
             self.dropped += 1  # the link was cut while the message was in flight
+            self._duplicates.discard(seq)
+            if self.tracer is not None:
+                self.tracer(sent, None, src, dst, "dropped", msg)
             return
+        duplicate = bool(self._duplicates) and seq in self._duplicates
+        if duplicate:
+            self._duplicates.discard(seq)
         node = self.nodes.get(dst)
         if node is None:
+            if self.tracer is not None:
+                self.tracer(sent, self.now - sent, src, dst,
+                            "duplicate" if duplicate else "delivered", msg)  # fmt: skip
             self._arrive_at_endpoint(src, dst, msg)
             return
         if node.protocol is None or node.incarnation != incarnation:
             self.dropped += 1  # sent to a process that is gone
+            if self.tracer is not None:
+                self.tracer(sent, None, src, dst, "unroutable", msg)
             return
+        if self.tracer is not None:
+            self.tracer(sent, self.now - sent, src, dst,
+                        "duplicate" if duplicate else "delivered", msg)  # fmt: skip
         if self.timed:
             if node.inbox or node.paused_until > self.now or node.busy_until > self.now:
                 node.inbox.append((src, msg))
                 self._schedule_wake(node)
                 return
         elif node.paused_until > self.now:
-            heapq.heappush(self._queue, (node.paused_until, seq, src, dst, msg, incarnation))
+            heapq.heappush(self._queue, (node.paused_until, seq, src, dst, msg, incarnation, sent))
             return
         self._carry_out(node, self._input(node, node.clock.now(self.now), src, msg))
 
@@ -451,7 +505,7 @@ class SimNet:
     def at(self, t: float, fn: Callable[[], None]) -> None:
         """Call `fn()` when the network's true time reaches `t` (in order with everything
         else due then): how a runtime on the network schedules its own work."""
-        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), "", "", _Call(fn), 0))
+        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), "", "", _Call(fn), 0, 0.0))
 
     def _schedule_wake(self, node: SimNode) -> None:
         t = max(node.paused_until, node.busy_until, self.now)
@@ -462,7 +516,7 @@ class SimNet:
         ):
             return  # a wake (or the fsync's return) comes first anyway
         node.wake_at = t
-        heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _WAKE, node.incarnation))
+        heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _WAKE, node.incarnation, 0.0))
 
     def _wake(self, node: SimNode) -> None:
         """Take the inputs that waited (up to MAX_DRAIN) and a due tick as one batch."""
@@ -473,13 +527,21 @@ class SimNet:
             return
         assert node.protocol is not None
         now = node.clock.now(self.now)
-        batch = Ready()
+        batch: Ready | None = None
         if node.inbox:
-            taken, node.inbox = node.inbox[:MAX_DRAIN], node.inbox[MAX_DRAIN:]
+            if len(node.inbox) <= MAX_DRAIN:
+                taken, node.inbox = node.inbox, []
+            else:
+                taken, node.inbox = node.inbox[:MAX_DRAIN], node.inbox[MAX_DRAIN:]
             for src, msg in taken:
-                batch.merge(self._input(node, now, src, msg))
+                ready = self._input(node, now, src, msg)
+                # The first input's batch is the batch (an empty one merged with it is
+                # the same sealed batch; most batches hold one input).
+                batch = ready.seal() if batch is None else batch.merge(ready)
                 if node.protocol is None:
                     return
+        if batch is None:
+            batch = Ready()
         if node.deadline is not None and node.clock.to_true(node.deadline) <= self.now:
             # As in _tick: never let float rounding make a tick arrive early.
             tick_now = max(now, node.deadline)
@@ -496,10 +558,15 @@ class SimNet:
     def _schedule_tick(self, node: SimNode, force: bool = False) -> None:
         if node.deadline is not None and node.protocol is not None:
             t = max(node.clock.to_true(node.deadline), self.now)
-            if t == node.tick_at and not force:
-                return  # the same deadline again (a heartbeat timer): it is booked already
+            if not force and 0.0 <= node.tick_at <= t:
+                # A tick is booked at or before it (the same heartbeat timer, or an election
+                # timer a message just pushed back): that one fires, finds the deadline
+                # not due and books this one then. One queue entry per timer period
+                # instead of one per message that moved it.
+                return
             node.tick_at = t
-            heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _TICK, node.incarnation))
+            heapq.heappush(self._queue, (t, next(self._seq), "", node.id, _TICK,
+                                         node.incarnation, 0.0))  # fmt: skip
 
     def _fsync_cost(self, node: SimNode) -> float:
         return self.fsync_time + node.fsync_latency + max(0.0, node.stall_until - self.now)
@@ -518,7 +585,7 @@ class SimNet:
                 node.busy_until += cost
                 node.pending = ready
                 heapq.heappush(self._queue, (node.busy_until, next(self._seq), "", node.id,
-                                             _SYNCED, node.incarnation))  # fmt: skip
+                                             _SYNCED, node.incarnation, 0.0))  # fmt: skip
                 return
         self._finish(node, ready)
 
@@ -526,7 +593,7 @@ class SimNet:
         if node.paused_until > self.now:
             # SIGSTOP: the write is done, but the process goes on only when resumed.
             heapq.heappush(self._queue, (node.paused_until, next(self._seq), "", node.id,
-                                         _SYNCED, node.incarnation))  # fmt: skip
+                                         _SYNCED, node.incarnation, 0.0))  # fmt: skip
             return
         ready, node.pending = node.pending, None
         if ready is not None:
@@ -723,41 +790,59 @@ class SimNet:
 
     def _send(self, src: str, dst: str, msg: msgspec.Struct) -> None:
         self.counts[type(msg).__name__] += 1
+        now = self.now
         if self.record:
-            self.sent.append(Sent(self.now, src, dst, msg))
+            self.sent.append(Sent(now, src, dst, msg))
+        link = (src, dst)
+        tracer = self.tracer
         if (self.filter is not None and not self.filter(src, dst, msg)) or (
-            src,
-            dst,
-        ) in self.cuts:
+            self.cuts and link in self.cuts
+        ):
             self.dropped += 1
+            if tracer is not None:
+                tracer(now, None, src, dst, "dropped", msg)
             return
-        p = max(self.loss, self.link_loss.get((src, dst), 0.0))
+        p = self.loss
+        if self.link_loss:
+            p = max(p, self.link_loss.get(link, 0.0))
         dup = self.duplicate
-        rule = self.rules.get((src, dst)) if self.rules else None
+        rule = self.rules.get(link) if self.rules else None
         if rule is not None:
             if rule.drop:
                 self.dropped += 1
+                if tracer is not None:
+                    tracer(now, None, src, dst, "dropped", msg)
                 return
             p = max(p, rule.loss)
             dup = max(dup, rule.duplicate)
-        if p and self.rng.random() < p:
+        rng = self.rng
+        if p and rng.random() < p:
             self.dropped += 1
+            if tracer is not None:
+                tracer(now, None, src, dst, "lost", msg)
             return
-        copies = 2 if dup and self.rng.random() < dup else 1
+        copies = 2 if dup and rng.random() < dup else 1
         target = self.nodes.get(dst)
         incarnation = target.incarnation if target is not None else 0
-        for _ in range(copies):
-            t = self.now + self.rng.uniform(*self.latency)
+        lo, hi = self.latency
+        for copy in range(copies):
+            # rng.uniform(lo, hi), spelled out: the same draw without its call.
+            t = now + (lo + (hi - lo) * rng.random())
             if rule is not None and (rule.delay or rule.jitter):
                 # The router's delay: delay + uniform(-jitter, +jitter), never below zero.
-                held = rule.delay + (self.rng.uniform(-rule.jitter, rule.jitter)
+                held = rule.delay + (rng.uniform(-rule.jitter, rule.jitter)
                                      if rule.jitter else 0.0)  # fmt: skip
                 t += max(0.0, held)
             if not self.reorder:
                 # Per-link FIFO, as the fault router keeps unless reordering is asked for.
-                t = max(t, self._link_time.get((src, dst), 0.0))
-                self._link_time[(src, dst)] = t
-            heapq.heappush(self._queue, (t, next(self._seq), src, dst, msg, incarnation))
+                last = self._link_time.get(link, 0.0)
+                if last > t:
+                    t = last
+                self._link_time[link] = t
+            seq = next(self._seq)
+            if copy:
+                self._duplicates.add(seq)  # the rule's second copy, as the trace names it
+            heapq.heappush(self._queue, (t, seq, src, dst, msg, incarnation, now))
 
     def cut(self, a: str, b: str, oneway: bool = False) -> None:
         """Drop messages from a to b (and b to a unless `oneway`), in flight ones too."""

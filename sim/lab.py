@@ -7,7 +7,11 @@ plan's fault steps at their times, lets clients finish what is in flight for up 
 after the end, then stops them. Every record goes to the sink in the supervisor's format:
 node events (`{"t", "src", "kind", ...}`, leases with `expiry_true`), one "applied" event
 per command, `broker.write`, `fault` / `fault.healed` / `process.exit`, and history
-entries. `t` is true virtual time in seconds.
+entries. `t` is true virtual time in seconds. Given a `TraceWriter` (faults/trace.py), it
+also writes the message trace the fault router writes in the lab: every message with its
+send time, its wait until delivery, its fate and its wire bytes' size and head (the
+message encoded as the lab's wire encodes it, so `describe` reads type and term offline
+exactly as for a real run).
 
 What runs costs time, modelled simply (`CPU`): a batch takes a fixed service time of the
 node, and a batch that persists one fsync more (plus the disk fault's latency and stall);
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 import msgspec
 
 import protocols
+from faults import trace as tr
 from nodes.broker import Broker
 from nodes.operations import Client
 from nodes.state_machine import StateMachine, applied_row
@@ -44,6 +49,7 @@ from protocols.base import events as ev
 from protocols.simnet import SimNet, SimNode
 from sim.faults import FaultsMixin
 
+_FATES = {name: code for code, name in enumerate(tr.FATES)}  # the network's fates, coded
 DRAIN_GRACE = 3.0  # as `scenario run`: clients may finish in-flight operations this long
 LIN_CHECK_EVERY = 1.0  # virtual seconds between the sink's online checks
 
@@ -100,7 +106,8 @@ class _Driver:
 
 
 class SimLab(FaultsMixin, SimNet):
-    def __init__(self, plan: Plan, sink: Sink, cpu: CPU | None = None) -> None:
+    def __init__(self, plan: Plan, sink: Sink, cpu: CPU | None = None,
+                 trace: tr.TraceWriter | None = None) -> None:  # fmt: skip
         cpu = cpu or CPU()
         proto = protocols.get(plan.protocol)
         options = decode_options(proto.Options, dict(plan.options))
@@ -123,6 +130,25 @@ class SimLab(FaultsMixin, SimNet):
         # back (a node that refused to start on it keeps it, as the file stays).
         self.wal_images: dict[str, bytes] = {}
         self.init_faults(random.Random(f"{plan.seed}:supervisor"))
+        self.trace = trace
+        if trace is not None:
+            self._wire = msgspec.msgpack.Encoder()  # the lab's wire (nodes/wire.py's Codec)
+            self.tracer = self._traced
+
+    def _traced(self, sent: float, wait: float | None, src: str, dst: str, fate: str,
+                msg: msgspec.Struct) -> None:  # fmt: skip
+        """One message's record in the trace, as the router appends it (a tuple in
+        `Traced`'s field order); flushed in chunks as the router's hot path does."""
+        w = self.trace
+        assert w is not None
+        if w.full:  # past the cap only the count is kept: skip the encoding
+            w.pending.append((sent, wait, 0, _FATES[fate], 0, b"", ""))
+        else:
+            payload = self._wire.encode(msg)
+            w.pending.append((sent, wait, w.link(src, dst), _FATES[fate], len(payload),
+                              payload[: tr.HEAD_BYTES], ""))  # fmt: skip
+        if len(w.pending) >= tr.FLUSH_RECORDS:
+            w.flush()
 
     # -- running -----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The simulator's contract: the same code, scenario and seed give byte-identical events and
-history, in one process and across processes with different PYTHONHASHSEED."""
+history (and message trace), in one process and across processes with different
+PYTHONHASHSEED."""
 
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ node = "r3"
 safe = true
 """
 
-# Runs one scenario file in the simulator and prints the sha256 of events + history.
+# Runs one scenario file in the simulator and prints the sha256 of events + history + trace.
 SCRIPT = textwrap.dedent(
     """
     import hashlib, sys
@@ -156,7 +157,7 @@ SCRIPT = textwrap.dedent(
     code, summary = simrun.execute(load(sys.argv[1]), sys.argv[2], talk=False)
     run = Path(summary["run_dir"])
     h = hashlib.sha256()
-    for name in ("events.jsonl", "history.jsonl"):
+    for name in ("events.jsonl", "history.jsonl", "trace.bin"):
         h.update((run / name).read_bytes())
     print(code, h.hexdigest(), summary["ops"]["ok"])
     """

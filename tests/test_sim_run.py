@@ -4,10 +4,12 @@ the run record is one `labctl check` reads like any other."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from faults import trace as tr
 from labctl.scenario.format import ScenarioError
 from labctl.scenario.library import find, names, resolve
 from tests.conftest import CLI
@@ -78,10 +80,28 @@ def test_the_record_is_a_run_record_check_agrees(cli: CLI) -> None:
 
 
 def test_raft_under_the_same_cut_is_safe_and_check_agrees(cli: CLI) -> None:
+    """Also: the run writes the message trace the lab's router writes, so its report's
+    space-time diagram draws the messages, the ones the partition dropped among them."""
     summary = cli.json("sim", "run", "split-brain", "-p", "raft")
     assert summary["verdict"] == "pass" and summary["violations"] == []
     assert summary["ops"]["ok"] >= 100
     assert cli.run("check", summary["run_dir"]).returncode == 0
+    run = Path(summary["run_dir"])
+    trace = tr.read_trace(tr.trace_path(run))
+    assert not trace.torn and trace.kept == len(trace.messages) > 1000
+    peers = [m for m in trace.messages if m.src.startswith("r") and m.dst.startswith("r")]
+    # Decoded from the wire bytes' head, as for a real run: the type and the term.
+    assert {"AppendEntries", "RequestVote"} <= {m.type for m in peers}
+    assert all(isinstance(m.fields.get("term"), int) for m in peers if m.type == "RequestVote")
+    # The partition (r0 | r1,r2 from 1.5 s to 5 s) drops what crosses it, only then.
+    cut = [m for m in peers if m.fate == "dropped"]
+    assert cut and all(1.5 <= m.t_in <= 5.0 and "r0" in (m.src, m.dst) for m in cut)
+    delivered = [m for m in peers if m.fate == "delivered"]
+    assert delivered and all(m.t_out is not None and m.t_out > m.t_in for m in delivered)
+    html = Path(summary["report"]).read_text()
+    assert "frames traced" in html and "has no message trace" not in html
+    assert re.search(r"never arrived \([^)]*dropped [1-9]", html), "no dropped arrows drawn"
+    assert 'alt="space-time diagram" src="data:image/png;base64,' in html
 
 
 def test_bad_input_exits_2_with_one_line(cli: CLI, tmp_path: Path) -> None:
