@@ -137,18 +137,16 @@ class SimLab(FaultsMixin, SimNet):
 
     def _traced(self, sent: float, wait: float | None, src: str, dst: str, fate: str,
                 msg: msgspec.Struct) -> None:  # fmt: skip
-        """One message's record in the trace, as the router appends it (a tuple in
-        `Traced`'s field order); flushed in chunks as the router's hot path does."""
+        """One message's record in the trace, as the router records it (faults/trace.py's
+        TraceWriter packs it and writes chunks as the buffer fills)."""
         w = self.trace
         assert w is not None
         if w.full:  # past the cap only the count is kept: skip the encoding
-            w.pending.append((sent, wait, 0, _FATES[fate], 0, b"", ""))
+            w.add(sent, wait, 0, _FATES[fate], 0)
         else:
             payload = self._wire.encode(msg)
-            w.pending.append((sent, wait, w.link(src, dst), _FATES[fate], len(payload),
-                              payload[: tr.HEAD_BYTES], ""))  # fmt: skip
-        if len(w.pending) >= tr.FLUSH_RECORDS:
-            w.flush()
+            w.add(sent, wait, w.link(src, dst), _FATES[fate], len(payload),
+                  payload[: tr.HEAD_BYTES])  # fmt: skip
 
     # -- running -----------------------------------------------------------------------
 
