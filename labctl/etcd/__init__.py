@@ -38,6 +38,7 @@ DISPLAY = Display(
         Column("leader", priority=4),
         Column("commit_index", "commit", priority=5, right=True),
         Column("applied_index", "applied", priority=6, right=True),
+        Column("lock_token", "lock", priority=7, right=True),  # the order router's token
         Column("etcd_pid", "etcd", priority=8, right=True),
     ),
 )
