@@ -116,5 +116,4 @@ class LockRouter:
             self.emit("lock.lost", key=KEY, token=token, reason="lease expired")
 
     def close(self) -> None:
-        self.running = False
-        self.gw.close()
+        self.running = False  # the thread's connection goes with the process

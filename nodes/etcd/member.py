@@ -241,6 +241,7 @@ class Member:
             if "t" not in holder:
                 holder["t"] = Telemetry(self.ctx, self.telemetry_ep, self.id)
             holder["t"].emit(kind, **fields)
+
         return emit
 
     def execute(self, gw: Gateway, req: ClientRequest, side: list[bytes]) -> ClientReply | None:
@@ -414,7 +415,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--heartbeat-ms", type=int, default=100)
     p.add_argument("--election-ms", type=int, default=1000)
     p.add_argument("--lock-ttl", type=int, default=2,
-                   help="the order router's lease TTL in seconds (lockrouter.py)")
+                   help="the order router's lease TTL in seconds (lockrouter.py)")  # fmt: skip
     p.add_argument("--router", required=True)
     p.add_argument("--telemetry", default=None)
     p.add_argument("--logs", required=True)
