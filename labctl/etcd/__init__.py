@@ -38,6 +38,7 @@ DISPLAY = Display(
         Column("leader", priority=4),
         Column("commit_index", "commit", priority=5, right=True),
         Column("applied_index", "applied", priority=6, right=True),
+        Column("lock_token", "lock", priority=7, right=True),  # the order router's token
         Column("etcd_pid", "etcd", priority=8, right=True),
     ),
 )
@@ -67,7 +68,10 @@ def system_config(name: str, binary: str | None = None, check_host: bool = True)
         problem = netns.problem()
         if problem:
             raise SystemConfigError(problem)
-    return {"name": name, "binary": exe, "heartbeat_ms": 100, "election_ms": 1000}
+    # lock_ttl: the order router's lease (nodes/etcd/lockrouter.py), in seconds; etcd's
+    # floor is 1.5 x the election timeout (here 1.5 s).
+    return {"name": name, "binary": exe, "heartbeat_ms": 100, "election_ms": 1000,
+            "lock_ttl": 2}
 
 
 class EtcdNodes:
@@ -124,6 +128,7 @@ class EtcdNodes:
             "--peer-urls", json.dumps(self.peer_urls()), "--token", f"labctl-{self.tag}",
             "--heartbeat-ms", str(self.system["heartbeat_ms"]),
             "--election-ms", str(self.system["election_ms"]),
+            "--lock-ttl", str(self.system.get("lock_ttl", 2)),
             "--router", router, "--telemetry", telemetry, "--logs", str(run / "logs"),
             "--data-dir", str(run / "data" / r), "--parent-pid", str(me),
         ]  # fmt: skip

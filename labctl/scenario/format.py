@@ -268,13 +268,16 @@ def make_system(sc: Scenario, system: dict[str, Any], fail: Any = None) -> None:
             raise fail(f"step[{step.index}]", f"a {step.fault['fault']} fault does not apply "
                        f"to {sc.protocol} ({why}): this scenario cannot run on it")  # fmt: skip
     if sc.workload is not None:
-        if sc.workload["kind"] != "kv":
+        if sc.workload["kind"] not in ("kv", "orders"):
             raise fail("workload.kind", f"{sc.protocol} members take kv operations (put, get, "
-                       f"cas), not {sc.workload['kind']!r}")  # fmt: skip
-        # A retried put is a second put to etcd (it keeps no request ids): it can apply
-        # twice, which the checker rightly calls nonlinearizable. One attempt each judges
-        # etcd, not the retry (docs/architecture.md, "etcd members").
-        sc.workload["retries"] = 0
+                       f"cas) and orders (a lease-lock router), not "
+                       f"{sc.workload['kind']!r}")  # fmt: skip
+        if sc.workload["kind"] == "kv":
+            # A retried put is a second put to etcd (it keeps no request ids): it can apply
+            # twice, which the checker rightly calls nonlinearizable. One attempt each
+            # judges etcd, not the retry (docs/architecture.md, "etcd members"). Orders
+            # keep their retries: a retry after failover is the seed's double buy.
+            sc.workload["retries"] = 0
         # etcd answers in milliseconds, not the built-ins' microseconds (an fsync, a
         # quorum round, HTTP): a timeout made for them records most of its answers as info.
         sc.workload["timeout"] = max(sc.workload["timeout"], 1.0)

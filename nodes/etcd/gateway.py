@@ -106,6 +106,37 @@ class Gateway:
                     found = unb64(kvs[0].get("value", ""))
         return succeeded, found, doc
 
+    # -- the lease lock (nodes/etcd/lockrouter.py) ---------------------------------------
+
+    def lease_grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds; its id."""
+        return int(self.call("/v3/lease/grant", {"TTL": ttl})["ID"])
+
+    def lease_keepalive(self, lease: int) -> int:
+        """One keep-alive of `lease`: the TTL etcd renewed it to, 0 if it has expired (the
+        gateway answers a one-message stream with one result and no TTL)."""
+        doc = self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int((doc.get("result") or {}).get("TTL") or 0)
+
+    def acquire(self, key: str, value: str, lease: int) -> tuple[int | None, str | None]:
+        """Create `key` = `value` attached to `lease` if nobody holds it (create_revision
+        == 0, the seed's `etcdctl put --lease` made exclusive). (the key's create_revision
+        if we created it, else None; the holder's value)."""
+        doc = self.call("/v3/kv/txn", {
+            "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL",
+                         "create_revision": "0"}],
+            "success": [{"request_put": {"key": b64(key), "value": b64(value),
+                                         "lease": str(lease)}}],
+            "failure": [{"request_range": {"key": b64(key)}}],
+        })  # fmt: skip
+        if doc.get("succeeded"):
+            return int(doc["header"]["revision"]), value
+        for r in doc.get("responses") or []:
+            kvs = (r.get("response_range") or {}).get("kvs") or []
+            if kvs:
+                return None, unb64(kvs[0].get("value", ""))
+        return None, None  # it expired between the compare and the range: try again
+
     def status(self) -> dict[str, Any]:
         return self.call("/v3/maintenance/status", {})
 

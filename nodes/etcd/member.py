@@ -20,6 +20,12 @@ built-in replica that never answered. Reads: "log" and "quorum" are linearizable
 ReadIndex), "lease" is etcd's serializable read (the member's own state, possibly stale:
 etcd 3.4 has no leader-lease read in its API, and this is the read without a quorum round).
 
+Orders (op "order", the `orders` workload): this process is also the seed's order router,
+contending for a lease lock in etcd (lockrouter.py). The holder records each order in
+etcd (/orders/<order id>, whose revision is the seq) and sends it to the broker as a
+BrokerWrite carrying the lock's revision as its fencing token, as a built-in leader sends
+its term; a router that does not hold the lock answers not_leader naming the holder.
+
 A thread polls the member's raft status at 10 Hz (etcd's raft.status expvar on
 /debug/vars: its own term and state; /v3/maintenance/status reports the term of the last
 applied entry, which lags a new leader's) and reports node.status as the built-ins do
@@ -48,6 +54,7 @@ import zmq
 
 from nodes import auth
 from nodes.etcd.gateway import Gateway, GatewayError
+from nodes.etcd.lockrouter import LockRouter
 from nodes.external.program import _die_with_adapter, clock_problem, stderr_tail
 from nodes.process import (
     Telemetry,
@@ -63,8 +70,9 @@ from nodes.process import (
     true_now,
 )
 from nodes.wire import Codec, WireError
-from protocols.base import ClientReply, ClientRequest
+from protocols.base import BrokerAck, BrokerWrite, ClientReply, ClientRequest
 from protocols.base import events as ev
+from protocols.base.effects import AppliedOrders
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -119,11 +127,17 @@ class Member:
         self.replies_ep = f"inproc://replies-{id(self)}"
         self.replies.bind(self.replies_ep)
         self.codec = Codec()
+        index = args.replicas.split(",").index(self.id)
+        self.router = LockRouter(self.id, index, self.ns_ip, CLIENT_PORT, args.lock_ttl,
+                                 self.telemetry_emitter())  # fmt: skip
+        self.sent_orders = AppliedOrders()  # a retry to this router is not a second buy
+        self.orders_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gw")
         self.local = threading.local()
         self.queued = 0
         self.counters: dict[str, int] = {"requests": 0, "answered": 0, "unknown": 0,
-                                         "failed": 0, "malformed": 0, "overload": 0}  # fmt: skip
+                                         "failed": 0, "malformed": 0, "overload": 0,
+                                         "broker_writes": 0, "broker_acks": 0}  # fmt: skip
         self.listening = threading.Event()
         self.running = True
         self.exit_code = 0
@@ -133,6 +147,7 @@ class Member:
 
     def run(self) -> int:
         threading.Thread(target=self.poll_status, daemon=True).start()
+        threading.Thread(target=self.router.run, daemon=True).start()
         poller = zmq.Poller()
         for s in (self.data, self.control, self.replies):
             poller.register(s, zmq.POLLIN)
@@ -193,6 +208,9 @@ class Member:
                 continue
             self.counters["malformed"] += bad
             for msg in msgs:
+                if isinstance(msg, BrokerAck):
+                    self.counters["broker_acks"] += 1  # the broker's answer to an order
+                    continue
                 if not isinstance(msg, ClientRequest):
                     self.counters["malformed"] += 1
                     continue
@@ -210,10 +228,23 @@ class Member:
             local.gw = Gateway(self.ns_ip, CLIENT_PORT)
             local.push = self.ctx.socket(zmq.PUSH)
             local.push.connect(self.replies_ep)
-        reply = self.execute(local.gw, req)
-        local.push.send_multipart([src, self.codec.encode(reply) if reply else b""])
+        side: list[bytes] = []
+        reply = self.execute(local.gw, req, side)
+        local.push.send_multipart([src, self.codec.encode(reply) if reply else b"", *side])
 
-    def execute(self, gw: Gateway, req: ClientRequest) -> ClientReply | None:
+    def telemetry_emitter(self) -> Any:
+        """emit() for the lock thread: its own telemetry socket (zmq sockets are not
+        thread-safe), made on first use on that thread."""
+        holder: dict[str, Telemetry] = {}
+
+        def emit(kind: str, **fields: Any) -> None:
+            if "t" not in holder:
+                holder["t"] = Telemetry(self.ctx, self.telemetry_ep, self.id)
+            holder["t"].emit(kind, **fields)
+
+        return emit
+
+    def execute(self, gw: Gateway, req: ClientRequest, side: list[bytes]) -> ClientReply | None:
         c = req.command
 
         def answer(status: str, doc: dict[str, Any] | None = None, **kw: Any) -> ClientReply:
@@ -231,20 +262,49 @@ class Member:
             if c.op == "cas":
                 done, found, doc = gw.cas(c.key, c.expected, c.value or "")
                 return answer("ok" if done else "fail", doc, value=found)
-            return answer("fail", error=f"etcd members take put, get and cas, not {c.op!r}")
+            if c.op == "order":
+                return self.route_order(gw, req, answer, side)
+            return answer("fail", error=f"etcd members take put, get, cas and order, not {c.op!r}")
         except GatewayError as e:
             self.last_error = str(e)[:300]
             if e.definite or c.op == "get":  # a read changes nothing: failing it is safe
                 return answer("fail", error=str(e)[:300])
             return None  # the write may have happened: no answer, the client records info
 
+    def route_order(self, gw: Gateway, req: ClientRequest, answer: Any,
+                    side: list[bytes]) -> ClientReply:  # fmt: skip
+        """The order router: only the lock holder (as it believes) takes an order; it
+        records it in etcd, then sends it to the broker with the lock's revision."""
+        c = req.command
+        token, holder = self.router.token()
+        if token is None:
+            return ClientReply(c.request_id, "not_leader", self.id,
+                               leader=holder if holder != self.id else None)  # fmt: skip
+        order_id = c.order.order_id if c.order is not None else c.request_id
+        doc = gw.put(f"/orders/{order_id}", c.value or "")
+        reply = answer("ok", doc)
+        with self.orders_lock:
+            first = self.sent_orders.first(c.request_id)
+        if first:  # a retry of a request this router already sent gets its answer only
+            side.append(self.codec.encode(BrokerWrite(token=token, node=self.id,
+                                                      seq=reply.seq or 0,
+                                                      request_id=c.request_id,
+                                                      order=c.order)))  # fmt: skip
+        return reply
+
     def send_replies(self) -> None:
         while True:
             try:
-                src, payload = self.replies.recv_multipart(zmq.NOBLOCK)
+                src, payload, *side = self.replies.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             self.queued -= 1
+            for write in side:  # the side effect first, as a built-in leader sends it
+                try:
+                    self.data.send_multipart([b"broker", write], zmq.NOBLOCK)
+                    self.counters["broker_writes"] += 1
+                except zmq.ZMQError:
+                    self.counters["failed"] += 1
             if not payload:
                 self.counters["unknown"] += 1
                 continue
@@ -298,6 +358,7 @@ class Member:
                 if role == "leader":
                     tele.emit(ev.STEPPED_DOWN, term=term, reason="no status")
                 role = None
+            s.update(self.router.snapshot())
             s.update(etcd_pid=self.proc.pid, counters=dict(self.counters),
                      last_error=self.last_error)  # fmt: skip
             if s != last:
@@ -329,6 +390,7 @@ class Member:
 
     def close(self) -> None:
         self.running = False
+        self.router.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -352,6 +414,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--token", default="labctl")
     p.add_argument("--heartbeat-ms", type=int, default=100)
     p.add_argument("--election-ms", type=int, default=1000)
+    p.add_argument("--lock-ttl", type=int, default=2,
+                   help="the order router's lease TTL in seconds (lockrouter.py)")  # fmt: skip
     p.add_argument("--router", required=True)
     p.add_argument("--telemetry", default=None)
     p.add_argument("--logs", required=True)
