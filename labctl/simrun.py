@@ -31,6 +31,7 @@ from sim import CPU, Plan, SimLab
 SHOWN_PER_KIND = runner.SHOWN_PER_KIND
 LIN_MIN_GAP = 1.0  # virtual s between online linearizability passes, at least
 LIN_GAP_SHARE = 0.25  # ... and at least this share of the virtual time elapsed
+SIM_LIN_STEPS = 20_000_000  # steps a key's search may take at the end of a simulated run
 
 
 def plan_of(sc: Scenario) -> Plan:
@@ -50,7 +51,12 @@ class CheckingSink:
     there is one), each violation into the stream the moment its evidence completes."""
 
     def __init__(self, sc: Scenario, run: RunDir | None = None, talk: bool = False) -> None:
-        self.checkers = CheckerSet(CheckerConfig.from_lab({"protocol": sc.protocol}))
+        # No wall clock in a simulated run's verdicts: the search is bounded in steps
+        # (SIM_LIN_STEPS a key at the end, about the real lab's 20 s) and memory only.
+        self.checkers = CheckerSet(CheckerConfig.from_lab(
+            {"protocol": sc.protocol},
+            lin_wall_clock=False, lin_seconds=None, lin_budget=SIM_LIN_STEPS,
+        ))  # fmt: skip
         self.run = run
         self.talk = talk
         self.violations: list[dict[str, Any]] = []

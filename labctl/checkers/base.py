@@ -69,6 +69,10 @@ class CheckerConfig(msgspec.Struct, frozen=True):
     applied_events: bool = True
     lin_seconds: float | None = 20.0
     lin_memory_mb: float | None = 1024.0
+    # False in the simulator: the live search is bounded by steps and memory only, never
+    # by the wall clock, so a seed gives the same events on a busy machine as on an idle
+    # one (set lin_seconds None there too).
+    lin_wall_clock: bool = True
 
     def __post_init__(self) -> None:
         for name in ("lin_budget", "lin_seconds", "lin_memory_mb"):

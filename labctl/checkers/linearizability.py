@@ -146,9 +146,14 @@ class LinearizabilityChecker(Checker):
     ONLINE_BUDGET = Budget(steps=200_000, seconds=0.5, memory_mb=256)
     ONLINE_PASS = 1.0  # s: all keys of one live pass; the rest stay dirty for the next
 
-    def __init__(self, budget: Budget | int | None = None) -> None:
+    def __init__(self, budget: Budget | int | None = None, wall_clock: bool = True) -> None:
         super().__init__()
         self.budget = _as_budget(budget)
+        # Without the wall clock (the simulator) a live search is bounded by steps and
+        # memory alone, and a pass by nothing: what it finds depends on the history only.
+        online = self.ONLINE_BUDGET
+        self.online_budget = online if wall_clock else Budget(online.steps, None, online.memory_mb)
+        self.online_pass: float | None = self.ONLINE_PASS if wall_clock else None
         self.pairer = HistoryPairer()
         self.results: dict[str, KeyResult] = {}
         self.dirty: set[str] = set()  # keys with completions since the last live check
@@ -177,12 +182,12 @@ class LinearizabilityChecker(Checker):
             if o.key in keys and o.op in KV_OPS:
                 by_key[o.key].append(o)
         found = []
-        deadline = time.monotonic() + self.ONLINE_PASS
+        deadline = None if self.online_pass is None else time.monotonic() + self.online_pass
         for key in sorted(by_key):
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 self.dirty.add(key)  # next pass
                 continue
-            result = check_key(key, by_key[key], self.ONLINE_BUDGET)
+            result = check_key(key, by_key[key], self.online_budget)
             if result.status == "unknown":
                 self.hard.add(key)
             if result.violation is not None:

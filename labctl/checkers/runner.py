@@ -41,7 +41,8 @@ class CheckerSet:
             config = CheckerConfig.from_lab(config)  # a lab config: {"protocol": ...}
         self.config = config
         self.linearizability = LinearizabilityChecker(
-            Budget(config.lin_budget, config.lin_seconds, config.lin_memory_mb)
+            Budget(config.lin_budget, config.lin_seconds, config.lin_memory_mb),
+            wall_clock=config.lin_wall_clock,
         )
         self.broker_orders = BrokerOrdersChecker()
         self.checkers: list[Checker] = [
