@@ -31,7 +31,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer samples (a smoke run).")] = False,
     lab_dir: UnusedLabDir = None,
 ) -> None:
-    """Measure: core, checkers, protocols, sim, soak, cli, external, or all.
+    """Measure the lab (WHAT: one benchmark, or all of them).
 
     core: router hop (open and authenticated), forwarding rate, up/down; checkers; raft,
     epaxos, pbft: a protocol under load; sim: the simulator; soak: a lab's memory, files
