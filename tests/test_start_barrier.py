@@ -66,3 +66,19 @@ def test_a_naive_lab_started_under_load_has_one_leader_r0_in_term_1(
     leaders = [(e["src"], e.get("term")) for e in events if e["kind"] == "became_leader"]
     assert leaders == [("r0", 1)]
     assert not [e for e in events if e["kind"] == "violation"], "split brain before any fault"
+
+
+def test_a_restarted_replica_starts_at_once_without_a_barrier(cli: CLI) -> None:
+    cli.up("-n", "3", "--protocol", "naive")
+    cli.run("fault", "kill", "r1")
+    cli.run("fault", "restart", "r1")  # returns once r1 runs: nobody releases it
+    status = cli.status()
+    assert {n["id"]: n["state"] for n in status["nodes"]}["r1"] == "running"
+    assert status["leaders"] == ["r0"]
+    events = _events(cli)
+    # The lab's start released all three once; the restart loaded and started r1 at once.
+    assert [e["kind"] for e in events if e["kind"] == "lab.released"] == ["lab.released"]
+    starts = [e["kind"] for e in events if e["src"] == "r1"
+              and e["kind"] in ("node.starting", "node.loaded", "node.ready")]  # fmt: skip
+    assert starts == ["node.starting", "node.loaded", "node.ready",
+                      "node.starting", "node.ready"]  # fmt: skip
