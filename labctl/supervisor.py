@@ -217,7 +217,7 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
 
     def _release_replicas(self) -> None:
         """Wait until every replica has loaded (node.loaded), then release them all in one
-        send loop. On a busy machine replicas finish importing up to 0.3 s apart: started
+        send loop. On a busy machine replicas finish importing up to 0.4 s apart: started
         as each was ready, a protocol with short timeouts (naive's 300 ms) had a replica
         time out before its peers ran, and a lab meant to start with one leader started in
         split brain. Released together, their clocks start within milliseconds."""
