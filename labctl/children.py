@@ -37,13 +37,15 @@ class Child:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
-    def spawn(self) -> None:
+    def spawn(self, extra: tuple[str, ...] = ()) -> None:
+        """Start the process; `extra` arguments are for this start only (the lab's start
+        barrier: a restart later runs `argv` as it is, and does not wait for one)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             self.proc = psutil.Popen(
-                [*python_command(), *self.argv],
+                [*python_command(), *self.argv, *extra],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -53,7 +53,7 @@ class _Endpoints(msgspec.Struct):
 
 
 class _Control(msgspec.Struct):
-    """node.ready, broker.ready: the process's control socket."""
+    """node.ready, node.loaded, broker.ready: the process's control socket."""
 
     control: Name | None = None
 
@@ -99,8 +99,8 @@ def workload_spec(spec: Any) -> WorkloadSpec:
 _envelope = msgspec.msgpack.Decoder(_Envelope)
 _applied = msgspec.msgpack.Decoder(AppliedBatch)
 _mapping = msgspec.msgpack.Decoder(dict[str, Any])
-_TYPED = {"router.ready": _Endpoints, "node.ready": _Control, "broker.ready": _Control,
-          "history": _History}  # fmt: skip
+_TYPED = {"router.ready": _Endpoints, "node.ready": _Control, "node.loaded": _Control,
+          "broker.ready": _Control, "history": _History}  # fmt: skip
 
 
 def decode_telemetry(raw: bytes) -> tuple[str, str, float, Any]:

@@ -55,12 +55,14 @@ from nodes.process import (
     error,
     ok,
     parent_alive,
+    request_all,
     serve_control,
     true_now,
 )
 from protocols.base import client_quorum
 
 READY_TIMEOUT = 20.0
+RELEASE_TIMEOUT = 5.0  # a loaded replica answers the start release from its waiting loop
 SHUTDOWN_LIN_SECONDS = 4.0  # the whole-run search at shutdown (`labctl down` waits 10 s)
 
 
@@ -195,17 +197,43 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
         if self.external is not None:
             argv = self.external.services_argv(str(self.router_data), tele, self.seed, int(me))
             self.children["services"] = Child("services", "service", argv, logs / "services.log")
+        # The start barrier: the lab's own replicas load (imports, WAL, router) and wait;
+        # external programs and etcd members start as they always did (they know nothing
+        # of it). A restart later spawns one replica without it (supervisor_faults.py).
+        barrier = self.external is None and self.etcd is None
         for c in self.children.values():
             if c.kind not in ("router", "proxy"):
-                c.spawn()
+                c.spawn(("--barrier",) if barrier and c.kind == "replica" else ())
                 if c.kind == "service":
                     c.state = "running"  # it reports nothing a start waits for
+        if barrier:
+            self._release_replicas()
         self._wait(
             lambda: all(c.state == "running" for c in self.children.values()),
             "every replica",
         )
         self.emit("lab.ready", nodes=self.replicas, protocol=self.protocol)
         labdir.write_state(self.lab_dir, self.state_doc())
+
+    def _release_replicas(self) -> None:
+        """Wait until every replica has loaded (node.loaded), then release them all in one
+        send loop. On a busy machine replicas finish importing up to 0.4 s apart: started
+        as each was ready, a protocol with short timeouts (naive's 300 ms) had a replica
+        time out before its peers ran, and a lab meant to start with one leader started in
+        split brain. Released together, their clocks start within milliseconds."""
+        replicas = [self.children[r] for r in self.replicas]
+        self._wait(lambda: all(c.extra.get("loaded") for c in replicas), "every replica to load")
+        answers = request_all(self.ctx, {c.name: str(c.control) for c in replicas},
+                              {"cmd": "release"}, RELEASE_TIMEOUT)  # fmt: skip
+        self.emit("lab.released", nodes=self.replicas)
+        for name, answer in answers.items():
+            if not (answer and answer.get("ok")):
+                c = self.children[name]
+                why = (f"exited (code {c.proc.returncode if c.proc else '?'}): "
+                       f"{last_line(c.log_path)}" if not c.alive()
+                       else f"answered {answer}")  # fmt: skip
+                raise StartupError(f"{name} did not take the start release: {why} "
+                                   f"(see {c.log_path})")  # fmt: skip
 
     def _trace_args(self) -> list[str]:
         """The router records the message trace into the run dir (faults/trace.py) unless

@@ -88,6 +88,11 @@ class TelemetryMixin:
                 return
             self.router_data, self.router_control = data["data"], data["control"]
             child.state, child.control = "running", data["control"]
+        elif kind == "node.loaded":
+            # At the start barrier (supervisor.py `_release_replicas`): loaded, waiting
+            # for the release at its control socket (so one that names none is not loaded).
+            if child and child.state == "starting" and data.get("control"):
+                child.extra["loaded"], child.control = True, data.get("control")
         elif kind in ("node.ready", "broker.ready"):
             if child and child.state == "starting":
                 child.state, child.control = "running", data.get("control")

@@ -232,14 +232,48 @@ def request(
 ) -> dict[str, Any] | None:
     """One control request/reply round (DEALER, LINGER 0); None when nobody answers in time.
     Authenticated with `secret`, else the process's own (LABCTL_LAB_KEY), if any."""
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    auth.as_client(sock, secret if secret is not None else auth.env_secret(), "control")
+    return request_all(ctx, {endpoint: endpoint}, payload, timeout, secret)[endpoint]
+
+
+def request_all(
+    ctx: zmq.Context,
+    endpoints: dict[str, str],
+    payload: dict[str, Any],
+    timeout: float = 5.0,
+    secret: bytes | None = None,
+) -> dict[str, dict[str, Any] | None]:
+    """The same request to several processes (name -> control endpoint) at once: every one
+    is sent before any answer is awaited, so they all receive it within one send loop (the
+    lab's start barrier releases its replicas together). Answers by name; None for one that
+    did not answer within `timeout` of the sending."""
+    secret = secret if secret is not None else auth.env_secret()
+    socks: dict[str, zmq.Socket] = {}
+    answers: dict[str, dict[str, Any] | None] = dict.fromkeys(endpoints)
     try:
-        sock.connect(endpoint)
-        sock.send(_encoder.encode(payload))
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        return decode_dict(sock.recv())
+        for name, endpoint in endpoints.items():
+            sock = socks[name] = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            auth.as_client(sock, secret, "control")
+            sock.connect(endpoint)
+        raw = _encoder.encode(payload)
+        for sock in socks.values():
+            sock.send(raw)
+        poller = zmq.Poller()
+        for sock in socks.values():
+            poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        waiting = dict(socks)
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready = dict(poller.poll(int(left * 1000) + 1))
+            for name, sock in list(waiting.items()):
+                if sock in ready:
+                    answers[name] = decode_dict(sock.recv())
+                    poller.unregister(sock)
+                    del waiting[name]
+        return answers
     finally:
-        sock.close()
+        for sock in socks.values():
+            sock.close()

@@ -140,6 +140,7 @@ class Replica:
         self.last_status_t = 0.0
         self.status_dirty = True
         self.byzantine: str | None = None  # the misbehaviour the lab told this node to show
+        self.barrier: bool = args.barrier  # the lab's initial start: wait to be released
 
     def _decode_records(self, payloads: list[bytes]) -> list[msgspec.Struct]:
         records, left_out = self.records.decode_log(payloads)
@@ -165,6 +166,9 @@ class Replica:
             corruption = self.wal.corruption
             detail = corruption.describe() if corruption is not None else "not repaired yet"
             self.telemetry.emit(ev.WAL_CORRUPT, detail=detail, repairing=True)
+        if self.barrier and not self._await_release():
+            self.close(started=False)
+            return
         self.execute(self.protocol.start(self.clock.now(), self.recovered))
         self.recovered = []
         # Ready once the recovered log has been replayed and applied: a node whose WAL it
@@ -208,6 +212,34 @@ class Replica:
                 if not parent_alive(self.parent_pid):
                     break
         self.close()
+
+    def _await_release(self) -> bool:
+        """The lab's start barrier (labctl/supervisor.py `start`): loaded, WAL recovered,
+        connected to the router, this node says so (node.loaded) and waits for the
+        supervisor's "release", which every replica gets at once, before its protocol
+        starts. Replicas finish importing up to 0.3 s apart on a busy machine: one whose
+        election clock started before its peers' could promote itself before they ran.
+        Peer messages that arrive meanwhile wait in the socket for the protocol. Only the
+        control socket is served (ping, release, shutdown). False if told to stop, or the
+        supervisor is gone, first."""
+        self.telemetry.emit("node.loaded", pid=os.getpid(), control=self.control_endpoint)
+        released: list[bool] = []
+
+        def handle(request: dict[str, Any]) -> dict[str, Any]:
+            cmd = request["cmd"]
+            if cmd == "release":
+                released.append(True)
+                return ok()
+            if cmd in ("ping", "shutdown"):
+                return self.handle_control(request)
+            return error(f"{cmd!r}: {self.id} waits for the lab's start", "not_started")
+
+        while self.running and not released:
+            if self.control.poll(int(PARENT_CHECK * 1000)):
+                serve_control(self.control, handle, self.counters)
+            elif not parent_alive(self.parent_pid):
+                return False
+        return self.running
 
     def _drain(self, batch: Ready) -> None:
         for _ in range(MAX_DRAIN):
@@ -452,11 +484,14 @@ class Replica:
         self.last_status_t = t
         self.telemetry.emit("node.status", **s)
 
-    def close(self) -> None:
-        s = self.protocol.status()
-        log(self.id, f"stopping: role={s.get('role')} term={s.get('term')} "
-            f"applied={self.sm.applied_index} fsyncs={self.wal.fsyncs} "
-            + " ".join(f"{k}={v}" for k, v in self.counters.items()))  # fmt: skip
+    def close(self, started: bool = True) -> None:
+        if started:
+            s = self.protocol.status()
+            log(self.id, f"stopping: role={s.get('role')} term={s.get('term')} "
+                f"applied={self.sm.applied_index} fsyncs={self.wal.fsyncs} "
+                + " ".join(f"{k}={v}" for k, v in self.counters.items()))  # fmt: skip
+        else:
+            log(self.id, "stopping before the lab's start released it")
         self.wal.close()
         self.telemetry.close()
         self.data.close(0)
@@ -476,6 +511,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--no-fsync", action="store_true", help="benchmarks only: skip fsync")
+    p.add_argument("--barrier", action="store_true",
+                   help="the lab's initial start: wait for the supervisor's release")
     return p.parse_args(argv)
 
 
