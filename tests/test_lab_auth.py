@@ -114,7 +114,10 @@ def test_an_endpoint_naming_itself_r1_never_gets_r1s_traffic_nor_cuts_it_off(cli
         # Both speak first (so the router has seen them), then traffic flows for a while.
         forged = codec.encode(AppendEntries(term=50, prev_index=0, prev_term=0, commit=0))
         for s in (outsider, insider):
-            s.send_multipart([b"r1", forged])
+            # Never blocking: a DEALER whose handshake was refused has no pipe left to
+            # queue on, and a blocking send would then wait forever (seen under load).
+            with contextlib.suppress(zmq.Again):
+                s.send_multipart([b"r1", forged], zmq.NOBLOCK)
         for i in range(20):
             assert cli.json("client", "put", f"k{i}", "v")["status"] == "ok"
         assert not outsider.poll(200) and not insider.poll(200)  # none of r1's traffic
