@@ -1,7 +1,7 @@
 """The sans-I/O protocol contract: inputs in, one `Ready` batch of obligations out.
 
 A protocol object never touches a socket, a clock, a file or the module-level random.
-It is driven by four inputs, each carrying `now` (the node's own clock, in seconds):
+It is driven by these inputs, each carrying `now` (the node's own clock, in seconds):
 
 - `start(now, recovered)`: once, with the durable records recovered from the WAL, in the
   order they were persisted;
@@ -312,9 +312,11 @@ class Protocol(abc.ABC):
     # on one key are ordered, EPaxos; `Committed.index` is then the replica's own execution
     # position, 1, 2, 3... from each start).
     ordering: ClassVar[str] = "total"
-    # The runtime's state machine keeps a session table: a request id committed twice is
-    # applied once and answered from the table (Raft paper section 8). Off: a duplicate is
-    # applied again, and the duplicate-apply checker does not hold it against the protocol.
+    # On: the runtime's state machine keeps a session table: a request id committed twice
+    # is applied once and answered from the table (Raft paper section 8). Off: each commit
+    # of it is applied again, and the duplicate-apply checker reports that: a client's
+    # retry that reaches the log twice is then a violation. Leave it off only for a
+    # protocol that never commits one request id twice, or one unsafe by design (naive).
     exactly_once: ClassVar[bool] = False
     # A byzantine-tolerant protocol: clients send each request to every replica and believe
     # a result once f+1 replicas (f = (n-1)//3) sent matching replies; every replica that
