@@ -55,7 +55,7 @@ import zmq
 from nodes import auth
 from nodes.etcd.gateway import Gateway, GatewayError
 from nodes.etcd.lockrouter import LockRouter
-from nodes.external.program import _die_with_adapter, clock_problem, stderr_tail
+from nodes.external.program import clock_problem, die_with_this_process, stderr_tail
 from nodes.process import (
     Telemetry,
     control_socket,
@@ -115,7 +115,7 @@ class Member:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 etcd_argv(args), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                close_fds=True, preexec_fn=_die_with_adapter,
+                close_fds=True, preexec_fn=die_with_this_process,
             )  # fmt: skip
         self.ctx = zmq.Context()
         auth.serve(self.ctx, auth.env_secret())  # the lab's endpoints only

@@ -115,7 +115,9 @@ def write_faketime(path: Path, offset: float, drift: float) -> None:
     os.replace(tmp, path)  # the program never reads half a spec
 
 
-def _die_with_adapter() -> None:  # runs in the child between fork and exec
+def die_with_this_process() -> None:
+    """A pre-exec hook: the child gets SIGKILL when the process that started it dies
+    (Linux; elsewhere nothing). Runs in the child between fork and exec."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -142,7 +144,7 @@ def spawn(argv: list[str], stderr_path: Path, faketime_file: Path | None) -> sub
     with open(stderr_path, "ab") as err:
         return subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0,
-            env=env, close_fds=True, preexec_fn=_die_with_adapter,
+            env=env, close_fds=True, preexec_fn=die_with_this_process,
         )  # fmt: skip
 
 
