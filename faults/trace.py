@@ -121,7 +121,8 @@ class TraceWriter:
         self.buf = bytearray(FLUSH_RECORDS * RECORD.size)
         self.off = 0  # bytes of buf in use: records not yet written
         self.kept = 0
-        self.not_kept = [0] * len(FATES)
+        self.not_kept = [0] * len(FATES)  # past the cap, per fate; a hot path may add
+        self._not_kept_written = list(self.not_kept)  # as of the last chunk
         self._links: dict[tuple[str, str], int] = {}
         self._new_links: list[tuple[int, str, str]] = []
         self._types: dict[str, int] = {}
@@ -176,7 +177,8 @@ class TraceWriter:
         """Write what is buffered as one chunk (past the cap: only counted)."""
         used = self.off
         if not used and not self._new_links and not self._new_types and not self._start:
-            return
+            if self.not_kept == self._not_kept_written:
+                return  # else: a hot path counted frames past the cap without records
         self.off = 0
         n = used // RECORD.size
         room = max(self.cap - self.kept, 0)
@@ -200,6 +202,7 @@ class TraceWriter:
         self._new_links = []
         self._new_types = []
         self._start = 0.0
+        self._not_kept_written = list(self.not_kept)
         self._file.write(_LEN.pack(len(body)))
         self._file.write(body)
         self._file.flush()

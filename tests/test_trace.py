@@ -23,6 +23,7 @@ from nodes.wire import Codec
 from protocols.base import Bundle, ClientReply, ClientRequest, Command
 from protocols.pbft.messages import PrePrepare
 from protocols.raft.messages import AppendEntries, Heartbeat, RequestVote
+from tests.conftest import wait_until
 from tests.test_router import (
     TIMEOUT,
     Router,
@@ -120,9 +121,10 @@ def test_every_fate_is_recorded_with_its_type(ctx: zmq.Context, tmp_path: Path) 
         ("r0", "r1", "duplicate", "RequestVote"): 2,
         ("r0", "ghost", "unroutable", "RequestVote"): 3,
     }
-    # The slow path (any rule) forwards within microseconds; the delayed link's waited.
-    delayed = [m for m in trace.messages if m.t_out is not None and m.t_out - m.t_in >= 0.045]
-    assert [m.type for m in delayed] == ["Heartbeat"] * 3
+    # The delayed link's three heartbeats (the last delivered) waited out their 50 ms.
+    # Nothing is asserted of the others' wait: a busy machine can hold any frame that long.
+    beats = [m for m in trace.messages if m.type == "Heartbeat" and m.fate == "delivered"]
+    assert all(m.t_out is not None and m.t_out - m.t_in >= 0.045 for m in beats[-3:])
     never = [m for m in trace.messages if m.fate in ("dropped", "lost", "unroutable")]
     assert never and all(m.t_out is None for m in never)
     first = next(m for m in trace.messages if m.type == "Heartbeat")
@@ -147,6 +149,28 @@ def test_cap_keeps_the_first_frames_and_counts_the_rest(ctx: zmq.Context, tmp_pa
     # 100 data frames plus two hellos; stats came before the last flush could count them.
     assert trace.not_kept["delivered"] == 100 + 2 - 20
     assert stats["trace_kept"] + stats["trace_not_kept"] <= 102
+
+
+def test_frames_past_a_full_trace_are_counted_not_lost(ctx: zmq.Context, tmp_path: Path) -> None:
+    """Once a flush has filled the cap, the router only tallies fast-path frames; the
+    tally still reaches the file, in a chunk of counts alone."""
+    path = tmp_path / "trace.bin"
+    router = start_traced(ctx, path, cap=20)
+    try:
+        a, b = endpoint(router, "r0"), endpoint(router, "r1")
+        for i in range(50):
+            a.send_multipart([b"r1", i.to_bytes(4, "big")])
+        assert len([recv(b) for _ in range(50)]) == 50
+        # The 250 ms flush timer fills the cap; from then on frames are only counted.
+        wait_until(lambda: router.ctl("stats")["trace_kept"] == 20, timeout=10)
+        for i in range(150):
+            a.send_multipart([b"r1", i.to_bytes(4, "big")])
+        assert len([recv(b) for _ in range(150)]) == 150
+    finally:
+        stop(router)
+    trace = tr.read_trace(path)
+    assert trace.kept == len(trace.messages) == 20
+    assert trace.not_kept["delivered"] == 200 + 2 - 20
 
 
 def test_torn_last_chunk_is_skipped(tmp_path: Path) -> None:

@@ -40,9 +40,11 @@ def bench_lab(
     after: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     checkers: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Iterator[api.Lab]:
     """A lab in a temporary dir; with `after`, once it is down, the offline divergence
-    check of its run goes into after["divergence"]."""
+    check of its run goes into after["divergence"]. `extra`: more lab config keys
+    (trace_cap = 0: no message trace)."""
     tmp = tempfile.mkdtemp(prefix=f"labctl-bench-{protocol}-")
     config = {
         "protocol": protocol,
@@ -53,6 +55,7 @@ def bench_lab(
         "checkers": checkers,
         "name": name,
         "fsync": fsync,
+        **(extra or {}),
     }
     lab = None
     try:
