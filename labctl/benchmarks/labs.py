@@ -40,9 +40,11 @@ def bench_lab(
     after: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     checkers: bool = False,
+    system: dict[str, Any] | None = None,
 ) -> Iterator[api.Lab]:
     """A lab in a temporary dir; with `after`, once it is down, the offline divergence
-    check of its run goes into after["divergence"]."""
+    check of its run goes into after["divergence"]. With `system` (labctl.etcd's
+    system_config), the replicas are that real system's members."""
     tmp = tempfile.mkdtemp(prefix=f"labctl-bench-{protocol}-")
     config = {
         "protocol": protocol,
@@ -54,6 +56,8 @@ def bench_lab(
         "name": name,
         "fsync": fsync,
     }
+    if system is not None:
+        config["system"] = system
     lab = None
     try:
         # Foreground mode: the lab dies with this process, even if it is SIGKILLed.
