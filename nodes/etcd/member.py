@@ -99,6 +99,7 @@ def etcd_argv(args: argparse.Namespace) -> list[str]:
         "--initial-cluster-state", "new", "--initial-cluster-token", args.token,
         "--heartbeat-interval", str(args.heartbeat_ms), "--election-timeout", str(args.election_ms),
         "--logger", "zap", "--log-outputs", "stderr",
+        *(["--pre-vote=true"] if args.pre_vote else []),  # etcd 3.4's default: false
     ]  # fmt: skip
 
 
@@ -416,6 +417,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--election-ms", type=int, default=1000)
     p.add_argument("--lock-ttl", type=int, default=2,
                    help="the order router's lease TTL in seconds (lockrouter.py)")  # fmt: skip
+    p.add_argument("--pre-vote", action="store_true", help="etcd's --pre-vote")
     p.add_argument("--router", required=True)
     p.add_argument("--telemetry", default=None)
     p.add_argument("--logs", required=True)
