@@ -107,3 +107,27 @@ def test_up_refuses_etcd_pre_vote_without_etcd(tmp_path: Path) -> None:
                           timeout=60)  # fmt: skip
     assert done.returncode != 0 and "--etcd-pre-vote is for --system etcd" in done.stderr
     assert not (tmp_path / "lab" / "state.json").exists()
+
+
+def test_the_subnet_claim_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
+    """Two labs started at once pick their 10.213.K under netns.claim: while one holds
+    it another waits (and gives up with a clear error), and a holder killed with
+    SIGKILL releases it at once (flock: no stale claim to clean up)."""
+    import subprocess
+    import sys
+
+    lock = tmp_path / "netns.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom labctl.etcd import netns\n"
+         f"with netns.claim({str(lock)!r}):\n    print('held', flush=True)\n"
+         "    time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(netns.NetnsError, match="another etcd lab has held"), \
+                netns.claim(str(lock), wait=0.5):  # fmt: skip
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with netns.claim(str(lock), wait=5.0):
+        pass  # free again: the kernel released the dead holder's lock

@@ -153,3 +153,31 @@ def test_a_healed_minority_deposes_the_leader_unless_pre_vote(lab: CLI, pre_vote
         assert (now["id"], now["term"]) == (old, term), now
     else:
         assert now["term"] > term, now
+
+
+def test_labs_started_at_the_same_instant_get_different_subnets(tmp_path: Path) -> None:
+    """The subnet pick is atomic (netns.make under netns.claim): four processes making
+    their namespaces at one instant get four subnets, and every one is removed."""
+    import sys
+
+    script = (
+        "import os, sys, time\nfrom labctl.etcd import netns\n"
+        "while time.time() < float(sys.argv[1]):\n    pass\n"  # the same instant for all
+        "p = netns.make(str(os.getpid()), ['r0', 'r1', 'r2'])\n"
+        "print(p.subnet, flush=True)\nsys.stdin.read()\nnetns.destroy(p)\n"
+    )
+    at = repr(time.time() + 3.0)
+    procs = [subprocess.Popen([sys.executable, "-c", script, at], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    subnets = []
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            subnets.append(p.stdout.readline().strip())
+    finally:
+        for p in procs:
+            p.communicate("", timeout=60)
+    assert all(s.isdigit() for s in subnets) and len(set(subnets)) == 4, subnets
+    tags = {str(p.pid) for p in procs}
+    assert not [ns for ns in netns.lab_namespaces() if ns[len(netns.PREFIX):].split("-")[0]
+                in tags]  # fmt: skip

@@ -102,9 +102,7 @@ class EtcdNodes:
         if problem:
             raise netns.NetnsError(problem)
         netns.sweep()
-        plan = netns.plan(self.tag, self.replicas)
-        netns.create(plan)
-        self.plan = plan
+        self.plan = netns.make(self.tag, self.replicas)
 
     def teardown(self) -> list[str]:
         if self.plan is None:
