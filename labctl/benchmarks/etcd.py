@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -86,8 +87,6 @@ def settings(system: dict[str, Any]) -> dict[str, Any]:
 
 
 def etcd_version() -> str | None:
-    import subprocess
-
     from labctl.etcd import find_binary
 
     try:
