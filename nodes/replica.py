@@ -20,7 +20,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import zmq
@@ -30,16 +30,15 @@ from faults.model import FaultError, parse_fault
 from nodes import auth
 from nodes.clock import NodeClock
 from nodes.inbound import Drops
+from nodes.nodeproc import node_arguments, serve
 from nodes.process import (
     Telemetry,
     control_socket,
     data_endpoint,
-    die_with_parent,
     error,
     hello,
     log,
     ok,
-    on_stop_signals,
     parent_alive,
     serve_control,
 )
@@ -500,40 +499,32 @@ class Replica:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nodes.replica")
-    p.add_argument("--id", required=True)
-    p.add_argument("--replicas", required=True)
+    p = node_arguments("nodes.replica")
     p.add_argument("--protocol", required=True)
     p.add_argument("--options", default="{}")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--router", required=True)
-    p.add_argument("--telemetry", default=None)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--no-fsync", action="store_true", help="benchmarks only: skip fsync")
     p.add_argument("--barrier", action="store_true",
                    help="the lab's initial start: wait for the supervisor's release")
     return p.parse_args(argv)
 
 
+def refuse_corrupt_wal(args: argparse.Namespace, e: BaseException) -> NoReturn:
+    """Coming back without part of its log would make this node claim what it lost; the
+    protocol cannot repair it from its peers, so it does not start."""
+    ctx = zmq.Context()
+    telemetry = Telemetry(ctx, args.telemetry, args.id)
+    telemetry.emit(ev.WAL_CORRUPT, detail=str(e), repairing=False)
+    telemetry.close()
+    ctx.term()  # sends the event (the socket lingers up to 0.5 s)
+    print(f"error: {args.id}: WAL corrupt, refusing to start: {e}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(2)  # the half-built replica's context is not worth closing
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    die_with_parent(args.parent_pid)
-    try:
-        replica = Replica(args)
-    except WALCorrupt as e:
-        # Coming back without part of its log would make this node claim what it lost;
-        # the protocol cannot repair it from its peers, so it does not start.
-        ctx = zmq.Context()
-        telemetry = Telemetry(ctx, args.telemetry, args.id)
-        telemetry.emit(ev.WAL_CORRUPT, detail=str(e), repairing=False)
-        telemetry.close()
-        ctx.term()  # sends the event (the socket lingers up to 0.5 s)
-        print(f"error: {args.id}: WAL corrupt, refusing to start: {e}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(2)  # the half-built replica's context is not worth closing
-    on_stop_signals(lambda: setattr(replica, "running", False))
-    replica.run()
+    serve(parse_args(sys.argv[1:] if argv is None else argv), Replica,
+          ((WALCorrupt,), refuse_corrupt_wal))  # fmt: skip
 
 
 if __name__ == "__main__":

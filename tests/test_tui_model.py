@@ -151,6 +151,25 @@ def test_links_matrix_shows_cuts_delays_and_rates() -> None:
     assert "✕20" in out and "40ms 20" in out and "brk" in out
 
 
+def test_links_matrix_shows_etcd_peer_traffic_from_status() -> None:
+    """An etcd lab's members talk over TCP through the fault proxy, not the router: the
+    status's peer_links rows [src, dst, bytes, chunks, held, connections] fill the
+    replica cells as bytes/s, and a cut link shows what it holds back."""
+    m = three()
+    nodes = (node(0, "leader"), node(1, "follower"), node(2, "follower"))
+    first = doc(*nodes)
+    first["peer_links"] = [["r0", "r1", 1000, 10, 0, 1], ["r0", "r2", 0, 0, 0, 1]]
+    m.apply_status(first, 100.0)
+    later = doc(*nodes, faults=[{"fault": "partition", "describe": "partition r0 -> r2"}])
+    later["peer_links"] = [["r0", "r1", 13000, 30, 0, 1], ["r0", "r2", 0, 0, 5, 1]]
+    m.apply_status(later, 102.0)
+    assert m.peer_rates[("r0", "r1")] == (6000.0, 0.0)
+    out = text_of(render_links(m, 60), 60)
+    r0_row = next(line for line in out.splitlines() if line.startswith("r0"))
+    assert "6k" in r0_row and "✕2" in r0_row  # 2.5 held chunks/s, shown rounded
+    assert "peers: bytes/s" in out
+
+
 # -- the feed's coalescing ----------------------------------------------------------------
 
 

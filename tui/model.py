@@ -105,6 +105,12 @@ class LabModel:
         self.link_totals: dict[tuple[str, str], tuple[int, ...]] = {}
         self.link_rates: dict[tuple[str, str], tuple[float, float]] = {}  # (sent/s, dropped/s)
         self._links_t: float | None = None
+        # A real system's peer links (etcd: its TCP traffic through the lab's fault proxy,
+        # `peer_links` in status): (bytes, chunks, held, connections) totals, and per
+        # second (bytes, held chunks). Its members talk to each other past the router.
+        self.peer_totals: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.peer_rates: dict[tuple[str, str], tuple[float, float]] = {}
+        self._peer_t: float | None = None
         self.usage: dict[str, tuple[float, float]] = {}
         self.events: deque[EventLine] = deque(maxlen=EVENTS)
         # The protocol's roles, columns and words (PBFT: primary, view), as the lab's
@@ -230,6 +236,8 @@ class LabModel:
         self.ops = {str(k): int(v) for k, v in ops.items()} if isinstance(ops, dict) else {}
         if not self.link_totals and isinstance(doc.get("router"), dict):
             self._fold_link_totals(doc["router"])
+        if isinstance(doc.get("peer_links"), list):
+            self.apply_peer_links(doc["peer_links"], now)
         self.changed("nodes")
         return new_lab
 
@@ -281,6 +289,29 @@ class LabModel:
             self.link_rates = rates
         self._links_t = t
         self.changed("links")
+
+    def apply_peer_links(self, rows: list[Any], t: float) -> None:
+        """Fold the TCP fault proxy's rows [src, dst, bytes, chunks, held, connections]
+        (cumulative) into totals and per-second rates (bytes, held chunks)."""
+        totals: dict[tuple[str, str], tuple[int, ...]] = {}
+        for row in rows:
+            try:
+                src, dst, *counts = row
+                totals[(str(src), str(dst))] = tuple(int(c) for c in counts[:4])
+            except (TypeError, ValueError):
+                continue  # a malformed row: skip it, keep the rest
+        prev, prev_t = self.peer_totals, self._peer_t
+        if prev_t is not None and t > prev_t:
+            rates = {}
+            for key, tot in totals.items():
+                old = prev.get(key, (0, 0, 0, 0))
+                if len(tot) < 3 or len(old) < 3 or tot[0] < old[0]:  # a new proxy
+                    old = (0, 0, 0, 0)
+                rates[key] = ((tot[0] - old[0]) / (t - prev_t), (tot[2] - old[2]) / (t - prev_t))
+            self.peer_rates = rates
+        if totals != prev:
+            self.changed("links")
+        self.peer_totals, self._peer_t = totals, t
 
     def _fold_link_totals(self, data: dict[str, Any]) -> None:
         totals = dict(self.link_totals)

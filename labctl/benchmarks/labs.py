@@ -41,10 +41,12 @@ def bench_lab(
     options: dict[str, Any] | None = None,
     checkers: bool = False,
     extra: dict[str, Any] | None = None,
+    system: dict[str, Any] | None = None,
 ) -> Iterator[api.Lab]:
     """A lab in a temporary dir; with `after`, once it is down, the offline divergence
     check of its run goes into after["divergence"]. `extra`: more lab config keys
-    (trace_cap = 0: no message trace)."""
+    (trace_cap = 0: no message trace). With `system` (labctl.etcd's system_config), the
+    replicas are that real system's members."""
     tmp = tempfile.mkdtemp(prefix=f"labctl-bench-{protocol}-")
     config = {
         "protocol": protocol,
@@ -57,6 +59,8 @@ def bench_lab(
         "fsync": fsync,
         **(extra or {}),
     }
+    if system is not None:
+        config["system"] = system
     lab = None
     try:
         # Foreground mode: the lab dies with this process, even if it is SIGKILLed.

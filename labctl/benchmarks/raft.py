@@ -215,10 +215,13 @@ def failover(lab: api.Lab, trials: int) -> dict[str, Any]:
         for _ in range(trials):
             leader = stable_leader(lab)
             _write_until_acked(ep, leader, 5.0)  # the client's path is warm and the
-            pid = next(n["pid"] for n in lab.status()["nodes"] if n["id"] == leader)
-            proc = psutil.Process(pid)
+            node = next(n for n in lab.status()["nodes"] if n["id"] == leader)
+            # An etcd member (labctl/etcd/) is two processes: the real etcd and the lab's
+            # process beside it; both die at the same instant, as a crashed host would.
+            procs = [psutil.Process(pid) for pid in (node["pid"], node.get("etcd_pid")) if pid]
             t0 = time.monotonic()
-            proc.send_signal(signal.SIGKILL)
+            for proc in procs:
+                proc.send_signal(signal.SIGKILL)
             t1, info = _write_until_acked(ep, leader, 10.0)
             times.append(t1 - t0)
             details.append({"killed": leader, "s": round(t1 - t0, 3), **info})

@@ -17,10 +17,10 @@ from labctl.errors import LabError
 
 # A benchmark named for a protocol is about that one (raft: against PySyncObj; epaxos,
 # pbft: against raft); these names are benchmarks', run as `labctl.benchmarks.<name>.run`.
-PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace")
+PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace", "etcd")
 BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external", "all")
 # What `all` runs: everything but the soak (30 minutes per protocol; run it on its own).
-ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external", "trace")
+ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external", "trace", "etcd")
 
 
 def bench(
@@ -37,8 +37,9 @@ def bench(
     epaxos, pbft: a protocol under load; sim: the simulator; soak: a lab's memory, files
     and event log under load and faults over LABCTL_SOAK_SECONDS per protocol; cli: wall
     time of CLI calls; external: what the external-node adapter adds per hop; trace: the
-    router and a Raft lab with and without the message trace; all: every one but soak, in
-    one JSON document with the load before and after."""
+    router and a Raft lab with and without the message trace; etcd: labctl's Raft and a
+    real etcd side by side (root); all: every one but soak (etcd skipped with the reason
+    without etcd or root), in one JSON document with the load before and after."""
     run_bench(what, json_out=json_out, quick=quick)
 
 
@@ -52,6 +53,10 @@ def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
         from labctl.benchmarks import cli_latency
 
         sys.stdout.write(cli_latency.render(result) + "\n")
+    elif what == "etcd":
+        from labctl.benchmarks import etcd
+
+        sys.stdout.write(etcd.render(result) + "\n")
     else:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
@@ -68,6 +73,13 @@ def run_all(quick: bool = False) -> dict[str, Any]:
     }
     t0 = time.monotonic()
     for what in ALL:
+        if what == "etcd":  # a real etcd needs its binary and root (namespaces)
+            from labctl.benchmarks.etcd import unavailable
+
+            why = unavailable()
+            if why:
+                out["not_run"]["etcd"] = why
+                continue
         load = [round(x, 2) for x in os.getloadavg()]
         try:
             out["results"][what] = {"loadavg_before": load, **measure(what, quick)}

@@ -69,7 +69,8 @@ def external_config(
             "node": node}  # fmt: skip
 
 
-def system_config(system: str, binary: str | None, nodes: int | None, seed: int) -> dict[str, Any]:
+def system_config(system: str, binary: str | None, nodes: int | None, seed: int,
+                  pre_vote: bool = False) -> dict[str, Any]:  # fmt: skip
     """A lab of a real system's members (labctl/etcd/), validated before anything starts."""
     from labctl.api import MAX_NODES
     from labctl.etcd import SystemConfigError
@@ -79,7 +80,7 @@ def system_config(system: str, binary: str | None, nodes: int | None, seed: int)
     if not 1 <= n <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {n}")
     try:
-        sysconf = config(system, binary)
+        sysconf = config(system, binary, pre_vote=pre_vote)
     except SystemConfigError as e:
         raise LabError(str(e)) from None
     return {"protocol": system, "nodes": n, "seed": seed, "options": {}, "fencing": False,
@@ -141,6 +142,12 @@ def up(
         str | None,
         typer.Option("--system-bin", metavar="PATH", help="With --system: its binary."),
     ] = None,
+    etcd_pre_vote: Annotated[
+        bool,
+        typer.Option("--etcd-pre-vote",
+                     help="With --system etcd: etcd's --pre-vote (off in 3.4), so a healed "
+                          "minority does not depose the leader."),
+    ] = False,
     lab_dir: LabDir = None,
 ) -> None:
     """Start a lab and open the dashboard (-d: start and return).
@@ -150,11 +157,13 @@ def up(
     printed as the lab changes, until Ctrl-C stops the lab."""
     from labctl import api
 
+    if etcd_pre_vote and system != "etcd":
+        raise LabError("--etcd-pre-vote is for --system etcd")
     if system is not None:
         if node_cmd is not None or mutate:
             raise LabError("--system runs a real system's members: not with --node-cmd or "
                            "--mutate")  # fmt: skip
-        config = system_config(system, system_bin, nodes, seed)
+        config = system_config(system, system_bin, nodes, seed, etcd_pre_vote)
         protocol = config["protocol"]
     elif node_cmd is not None:
         if mutate:

@@ -164,7 +164,9 @@ def _system(sc: Any, name: str) -> Any:
 
     try:
         system_config(name)  # this machine can (root, namespaces), or one line why not
-        make_system(sc, {"name": name})
+        # The file's own [system] keys (pre_vote) stay; --system names the system.
+        keep = {k: v for k, v in (sc.system or {}).items() if k == "pre_vote"}
+        make_system(sc, {"name": name, **keep})
     except (SystemConfigError, ScenarioError) as e:
         raise LabError(str(e)) from None
     return sc

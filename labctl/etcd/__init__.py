@@ -4,7 +4,8 @@ fault proxy and the member processes the supervisor starts.
 A lab config with a "system" mapping runs a real system's members as replicas (protocol
 "etcd"):
 
-    {"name": "etcd", "binary": "/usr/bin/etcd", "heartbeat_ms": 100, "election_ms": 1000}
+    {"name": "etcd", "binary": "/usr/bin/etcd", "heartbeat_ms": 100, "election_ms": 1000,
+     "lock_ttl": 2, "pre_vote": false}
 
 `system_config` validates it before anything starts (the CLI's `--system etcd`);
 `EtcdNodes` is the supervisor's helper: it makes one network namespace per member
@@ -59,8 +60,15 @@ def find_binary(path: str | None) -> str:
     return exe
 
 
-def system_config(name: str, binary: str | None = None, check_host: bool = True) -> dict[str, Any]:
-    """The validated system mapping; raises SystemConfigError naming what to do."""
+def system_config(name: str, binary: str | None = None, check_host: bool = True,
+                  pre_vote: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The validated system mapping; raises SystemConfigError naming what to do.
+
+    pre_vote: etcd's --pre-vote (off by default in 3.4). Without it a member cut off from
+    the leader campaigns in ever higher terms, and on healing its term deposes the
+    leader (an election that the partition, not a crash, caused); with it, a member asks
+    first and stays in its term until a majority would vote for it (Raft thesis 9.6, as
+    labctl's Raft does by default)."""
     if name not in SYSTEMS:
         raise SystemConfigError(f"--system must be one of {', '.join(SYSTEMS)}, got {name!r}")
     exe = find_binary(binary)
@@ -70,8 +78,10 @@ def system_config(name: str, binary: str | None = None, check_host: bool = True)
             raise SystemConfigError(problem)
     # lock_ttl: the order router's lease (nodes/etcd/lockrouter.py), in seconds; etcd's
     # floor is 1.5 x the election timeout (here 1.5 s).
+    if not isinstance(pre_vote, bool):
+        raise SystemConfigError(f"pre_vote must be true or false, got {pre_vote!r}")
     return {"name": name, "binary": exe, "heartbeat_ms": 100, "election_ms": 1000,
-            "lock_ttl": 2}
+            "lock_ttl": 2, "pre_vote": pre_vote}
 
 
 class EtcdNodes:
@@ -92,9 +102,7 @@ class EtcdNodes:
         if problem:
             raise netns.NetnsError(problem)
         netns.sweep()
-        plan = netns.plan(self.tag, self.replicas)
-        netns.create(plan)
-        self.plan = plan
+        self.plan = netns.make(self.tag, self.replicas)
 
     def teardown(self) -> list[str]:
         if self.plan is None:
@@ -131,6 +139,7 @@ class EtcdNodes:
             "--lock-ttl", str(self.system.get("lock_ttl", 2)),
             "--router", router, "--telemetry", telemetry, "--logs", str(run / "logs"),
             "--data-dir", str(run / "data" / r), "--parent-pid", str(me),
+            *(["--pre-vote"] if self.system.get("pre_vote") else []),
         ]  # fmt: skip
 
     @staticmethod

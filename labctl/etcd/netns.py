@@ -2,7 +2,8 @@
 (faults/tcpproxy.py) knows who sends by the source address.
 
 For a lab whose supervisor has pid P and members r0..rN-1, on subnet 10.213.K.0/24 (K the
-first subnet no interface of this machine uses):
+first subnet no interface of this machine uses; `make` picks it and makes the interfaces
+under an exclusive lock, so two labs started at the same instant cannot pick the same K):
 
     netns labctl-P-r<i>      veth lcP-<i>n (10.213.K.<4i+2>/30, lo up, default route)
     root namespace           veth lcP-<i>h (10.213.K.<4i+1>/30)
@@ -18,14 +19,22 @@ what a lab killed with SIGKILL left behind (namespaces of supervisors no longer 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 PREFIX = "labctl-"
 BASE = "10.213"
+# Held while a lab picks its subnet and makes its interfaces (root only, like the rest).
+# flock: the kernel releases it when its holder dies, however it dies.
+LOCK = "/run/labctl-netns.lock"
+LOCK_WAIT = 60.0  # another lab's `create` is a few dozen `ip` calls of at most 10 s each
 
 
 class NetnsError(RuntimeError):
@@ -90,6 +99,36 @@ def plan(tag: str, replicas: list[str]) -> Plan:
         for i, r in enumerate(replicas)
     )  # fmt: skip
     return Plan(tag, k, f"lc{tag}px", f"{BASE}.{k}.254", members)
+
+
+@contextlib.contextmanager
+def claim(path: str | None = None, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """The machine-wide lock on picking a subnet: between `plan` reading which subnets
+    interfaces use and `create` adding this lab's, no other lab may pick."""
+    fd = os.open(path or LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    why = f"{path or LOCK} for over {wait:g}s while making its namespaces"
+                    raise NetnsError(f"another etcd lab has held {why}") from None
+                time.sleep(0.05)  # flock has no timed wait; its holder is running `ip`
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def make(tag: str, replicas: list[str]) -> Plan:
+    """Pick a free subnet and make the lab's namespaces on it, atomically with respect to
+    every other lab on this machine (NetnsError)."""
+    with claim():
+        p = plan(tag, replicas)
+        create(p)
+    return p
 
 
 def create(p: Plan) -> None:

@@ -8,7 +8,7 @@ validate everything before anything starts. Every error names the file and the k
     [broker]             fencing = bool
     [node]               command = "python3 my_node.py" (external replicas: the user's
                          program, Maelstrom's protocol), topology, init_timeout, max_rate
-    [system]             name = "etcd", binary (a real system's members: labctl/etcd/)
+    [system]             name = "etcd", binary, pre_vote (a real system's members: labctl/etcd/)
     [workload]           kind, rate, clients, target, reads, keys, timeout, retries
     [[step]]             at, fault, and the fault's parameters (faults/model.py)
     [expect]             min_ok, found, absent, safe, max_violations, max_info, safe_before
@@ -248,12 +248,14 @@ def make_system(sc: Scenario, system: dict[str, Any], fail: Any = None) -> None:
     if fail is None:
         def fail(key: str, message: str) -> ScenarioError:
             return ScenarioError(f"{sc.path}: {key}: {message}")
-    unknown = set(system) - {"name", "binary"}
+    unknown = set(system) - {"name", "binary", "pre_vote"}
     if unknown:
-        raise fail("system", f"unknown key {sorted(unknown)[0]!r} (known: binary, name)")
+        raise fail("system", f"unknown key {sorted(unknown)[0]!r} (known: binary, name, "
+                   "pre_vote)")  # fmt: skip
     try:
         sc.system = system_config(str(system.get("name", "")), system.get("binary"),
-                                  check_host=False)  # fmt: skip
+                                  check_host=False,
+                                  pre_vote=system.get("pre_vote", False))  # fmt: skip
     except SystemConfigError as e:
         raise fail("system", str(e)) from None
     if sc.mutate:

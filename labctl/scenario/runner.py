@@ -181,6 +181,12 @@ def _drive(sc: Scenario, lab: api.Lab, say: Say) -> float:
     """Run the scenario's clock on a live lab; returns its zero (true time)."""
     shown: dict[str, int] = {}  # violations said so far, by kind
     sub = lab.subscriber(b"violation.")
+    if sc.system is not None:
+        # A real system's clock starts once it has a leader, as `labctl up` returns then:
+        # etcd's first election takes its election timeout (1 to 2 s) and more under load
+        # (seen: 3 s at load 19), and steps are written for a lab that is up (the etcd
+        # lease scenarios pause r0, the first lock holder, at 3 s).
+        lab.settle(timeout=20.0)
     try:
         t0 = time.monotonic()
         if sc.workload:

@@ -56,15 +56,14 @@ from nodes import auth
 from nodes.etcd.gateway import Gateway, GatewayError
 from nodes.etcd.lockrouter import LockRouter
 from nodes.external.program import clock_problem, die_with_this_process, stderr_tail
+from nodes.nodeproc import node_arguments, refuse_with, serve
 from nodes.process import (
     Telemetry,
     control_socket,
     data_endpoint,
-    die_with_parent,
     error,
     hello,
     ok,
-    on_stop_signals,
     parent_alive,
     serve_control,
     true_now,
@@ -99,6 +98,7 @@ def etcd_argv(args: argparse.Namespace) -> list[str]:
         "--initial-cluster-state", "new", "--initial-cluster-token", args.token,
         "--heartbeat-interval", str(args.heartbeat_ms), "--election-timeout", str(args.election_ms),
         "--logger", "zap", "--log-outputs", "stderr",
+        *(["--pre-vote=true"] if args.pre_vote else []),  # etcd 3.4's default: false
     ]  # fmt: skip
 
 
@@ -146,6 +146,12 @@ class Member:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> int:
+        try:
+            return self.loop()
+        finally:
+            self.close()
+
+    def loop(self) -> int:
         threading.Thread(target=self.poll_status, daemon=True).start()
         threading.Thread(target=self.router.run, daemon=True).start()
         poller = zmq.Poller()
@@ -404,9 +410,7 @@ class Member:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nodes.etcd.member")
-    p.add_argument("--id", required=True)
-    p.add_argument("--replicas", required=True)
+    p = node_arguments("nodes.etcd.member")
     p.add_argument("--etcd", required=True, help="the etcd binary")
     p.add_argument("--netns", required=True)
     p.add_argument("--ns-ip", required=True)
@@ -416,28 +420,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--election-ms", type=int, default=1000)
     p.add_argument("--lock-ttl", type=int, default=2,
                    help="the order router's lease TTL in seconds (lockrouter.py)")  # fmt: skip
-    p.add_argument("--router", required=True)
-    p.add_argument("--telemetry", default=None)
+    p.add_argument("--pre-vote", action="store_true", help="etcd's --pre-vote")
     p.add_argument("--logs", required=True)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--parent-pid", type=int, default=None)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    die_with_parent(args.parent_pid)
-    try:
-        member = Member(args)
-    except OSError as e:
-        print(f"error: {args.id}: cannot start etcd ({args.etcd}): {e}", flush=True)
-        sys.exit(3)
-    on_stop_signals(lambda: setattr(member, "running", False))
-    try:
-        code = member.run()
-    finally:
-        member.close()
-    sys.exit(code)
+    serve(parse_args(sys.argv[1:] if argv is None else argv), Member,
+          refuse_with((OSError,), lambda args: f"cannot start etcd ({args.etcd})"))  # fmt: skip
 
 
 if __name__ == "__main__":

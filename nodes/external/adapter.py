@@ -42,14 +42,13 @@ from nodes.external.program import (
     write_faketime,
 )
 from nodes.external.topology import TOPOLOGY_FILE
+from nodes.nodeproc import node_arguments, refuse_with, serve
 from nodes.process import (
     Telemetry,
     control_socket,
     data_endpoint,
-    die_with_parent,
     error,
     ok,
-    on_stop_signals,
     parent_alive,
     serve_control,
     true_now,
@@ -511,30 +510,17 @@ class Adapter:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nodes.external.adapter")
-    p.add_argument("--id", required=True)
-    p.add_argument("--replicas", required=True)
+    p = node_arguments("nodes.external.adapter")
     p.add_argument("--command", required=True, help="the program's argv, as a JSON list")
-    p.add_argument("--router", required=True)
-    p.add_argument("--telemetry", default=None)
     p.add_argument("--logs", required=True)
-    p.add_argument("--data-dir", required=True)
     p.add_argument("--init-timeout", type=float, default=5.0)
     p.add_argument("--max-rate", type=float, default=10_000.0)
-    p.add_argument("--parent-pid", type=int, default=None)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    die_with_parent(args.parent_pid)
-    try:
-        adapter = Adapter(args)
-    except (ProgramError, OSError) as e:
-        print(f"error: {args.id}: cannot start the program: {e}", flush=True)
-        sys.exit(3)
-    on_stop_signals(lambda: setattr(adapter, "running", False))
-    sys.exit(adapter.run())
+    serve(parse_args(sys.argv[1:] if argv is None else argv), Adapter,
+          refuse_with((ProgramError, OSError), "cannot start the program"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 Row = sender, column = receiver. A cell shows the rule in force on that link (✕ cut,
 a delay in ms, a loss or duplicate percentage) and the messages per second the router saw
-on it. The matrix takes the width it needs (up to half the screen) and degrades in steps
-when it does not fit: first rule cells drop their rate, then rules shrink to one symbol.
+on it; for a real system's members (etcd), whose peer traffic is TCP through the lab's
+fault proxy and not the router, a replica-to-replica cell shows that link's bytes per
+second instead (and a cut one the chunks per second it holds back). The matrix takes
+the width it needs (up to half the screen) and degrades in steps when it does not fit:
+first rule cells drop their rate, then rules shrink to one symbol.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tui.widgets.grid import grid
 from tui.widgets.panel import Panel
 
 LEGEND = ("row sends → column", "msgs/s", "✕ cut", "ms delay", "% loss", "x% duplicate")
+PEER_LEGEND = "peers: bytes/s (TCP)"  # with a real system's peer links
 LEGEND_MIN = 24
 FULL, NO_RATES, SYMBOLS = 0, 1, 2  # how much a rule cell says, most first
 
@@ -37,8 +41,9 @@ def _cell(model: LabModel, src: str, dst: str, level: int) -> Text:
     if src == dst:
         return Text("·", "dim")
     rule = model.rules.get((src, dst))
-    rate = model.link_rates.get((src, dst))
-    seen = (src, dst) in model.link_totals
+    peer = (src, dst) in model.peer_totals  # etcd's own TCP between members
+    rate = (model.peer_rates if peer else model.link_rates).get((src, dst))
+    seen = peer or (src, dst) in model.link_totals
     sent = rate_text(rate[0]) if rate is not None else ("0" if seen else "")
     if rule is None:
         return Text(sent or "-", "dim" if sent in ("", "0") else "")
@@ -97,7 +102,7 @@ def render_links(model: LabModel, width: int, height: int = 100) -> Text:
     # The legend wraps to the matrix's width so it never widens the panel.
     legend_w = max(min(total, width), LEGEND_MIN)
     lines = [""]
-    for item in LEGEND:
+    for item in (*LEGEND, PEER_LEGEND) if model.peer_totals else LEGEND:
         joined = f"{lines[-1]} · {item}" if lines[-1] else item
         if len(joined) <= legend_w or not lines[-1]:
             lines[-1] = joined
