@@ -188,6 +188,18 @@ def test_misbehaving_program_is_counted_not_fatal(cli: CLI) -> None:
         cli.run("down")
 
 
+def test_a_message_a_program_sends_itself_comes_back(cli: CLI) -> None:
+    # Maelstrom delivers it; Gossip Glomers solutions that loop over node_ids rely on it.
+    cli.up("--node-cmd", program("self_rpc.py"), "-n", "2")
+    try:
+        out = cli.run("client", "send", "r1", '{"type": "ask"}', "--timeout", "5s")
+        assert '"answer": 42' in out.stdout and '"via": "n1"' in out.stdout
+        node = cli.status()["nodes"][1]
+        assert node["errors"] == 0 and node["counters"]["to_self"] == 2, node  # inner, inner_ok
+    finally:
+        cli.run("down")
+
+
 def test_role_reports_feed_status_and_the_split_brain_checker(cli: CLI) -> None:
     cli.up("--node-cmd", program("all_leaders.py"), "-n", "2")
     try:

@@ -232,9 +232,9 @@ class Adapter:
                 self.on_lab(env, line)
                 return
             lab_name = names.to_lab(dest, len(self.replicas))
-            if lab_name is None or lab_name == self.id:
-                what = "itself" if lab_name == self.id else "a node that does not exist"
-                self.problem("unknown_dest", f"sent a message to {dest!r}, {what}", line)
+            if lab_name is None:
+                self.problem("unknown_dest", f"sent a message to {dest!r}, a node that does "
+                             "not exist", line)  # fmt: skip
                 return
             route = lab_name.encode()
             if len(self.routes) < MAX_LINKS:  # cli-* names come and go: a bounded cache
@@ -243,6 +243,12 @@ class Adapter:
             self.problem("bad_src", f"sent a message with src {env.src!r}, not {self.me!r} "
                          "(rewritten)", line)  # fmt: skip
             line = _encode(Envelope(self.me, dest, env.body))
+        if dest == self.me:
+            # Maelstrom delivers a message a node sends itself (programs do: the Gossip
+            # Glomers broadcasts that loop over node_ids). No link, so no fault, applies.
+            self.counters["to_self"] = self.counters.get("to_self", 0) + 1
+            self.deliver(line)
+            return
         try:
             # Frame by frame: send_multipart's per-call checks cost more than the frames.
             self.data.send(route, _NOBLOCK | _SNDMORE)
@@ -355,13 +361,16 @@ class Adapter:
             key = src if src in self.links_in or len(self.links_in) < MAX_LINKS else "*"
             self.links_in[key] = self.links_in.get(key, 0) + 1
             self.status_dirty = True
-            if not self.ready:
-                if len(self.pending) < MAX_PENDING:
-                    self.pending.append(payload)
-                else:
-                    self.problem("pending_full", "too many messages before init_ok (dropped)")
-                continue
+            self.deliver(payload)
+
+    def deliver(self, payload: bytes) -> None:
+        """A message for the program: now, or once it has answered init."""
+        if self.ready:
             self.to_program(payload)
+        elif len(self.pending) < MAX_PENDING:
+            self.pending.append(payload)
+        else:
+            self.problem("pending_full", "too many messages before init_ok (dropped)")
 
     def to_program(self, payload: bytes) -> None:
         if len(self.wbuf) + len(payload) > MAX_STDIN:
