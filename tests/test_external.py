@@ -5,7 +5,9 @@ the protocol reported without taking the lab down."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,17 @@ def scenario(tmp_path: Path, name: str, command: str, body: str) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(f'name = "{name}"\nnodes = 3\n{body}\n[node]\ncommand = "{command}"\n')
     return path
+
+
+def user_cli(cli: CLI, *args: str) -> subprocess.CompletedProcess:
+    """`labctl ARGS` as from a user's shell: without the lab key conftest's CLI passes on
+    (which hid that `labctl client` did not present the lab's secret)."""
+    from nodes import auth
+
+    env = {k: v for k, v in os.environ.items() if k != auth.ENV}
+    env["LABCTL_DIR"] = str(cli.lab_dir)
+    return subprocess.run([PY, "-m", "labctl.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
 
 
 def run_scenario(cli: CLI, path: Path) -> dict:
@@ -184,6 +197,19 @@ def test_misbehaving_program_is_counted_not_fatal(cli: CLI) -> None:
         assert {e["problem"] for e in errors} >= {"bad_line", "unknown_dest", "flood"}
         assert errors[0]["stderr"] == ["about to misbehave"]
         assert all(n["state"] == "running" for n in cli.status()["nodes"])
+    finally:
+        cli.run("down")
+
+
+def test_a_message_a_program_sends_itself_comes_back(cli: CLI) -> None:
+    # Maelstrom delivers it; Gossip Glomers solutions that loop over node_ids rely on it.
+    cli.up("--node-cmd", program("self_rpc.py"), "-n", "2")
+    try:
+        out = user_cli(cli, "client", "send", "r1", '{"type": "ask"}', "--timeout", "5s")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert '"answer": 42' in out.stdout and '"via": "n1"' in out.stdout
+        node = cli.status()["nodes"][1]
+        assert node["errors"] == 0 and node["counters"]["to_self"] == 2, node  # inner, inner_ok
     finally:
         cli.run("down")
 

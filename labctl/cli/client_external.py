@@ -67,7 +67,8 @@ def run(lab: Any, node: str, body: dict[str, Any], wait: float, json_out: bool,
     from nodes.external.client import call
 
     t0 = time.monotonic()
-    name, reply = call(zmq.Context.instance(), lab.state["router"], node, body, wait)
+    name, reply = call(zmq.Context.instance(), lab.state["router"], node, body, wait,
+                       secret=lab.secret)
     t1 = time.monotonic()
     if reply is None:
         out: dict[str, Any] = {"status": "timeout", "node": node}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,17 @@ from nodes.process import (
 from protocols.base import events as ev
 
 _NOBLOCK = int(zmq.NOBLOCK)
-_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+_POLLIN = int(zmq.POLLIN)
+_EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 MAX_LINE = 1 << 20  # a longer line is dropped: nobody's message is a megabyte
 MAX_PENDING = 10_000  # messages held back until init_ok
 MAX_STDIN = 32 << 20  # bytes waiting for the program to read them; more are dropped
 STATUS_INTERVAL = 0.1
+IDLE_WAIT = 0.1  # seconds the loop sleeps at most (the exit and parent checks need turns)
+DRAIN_BATCH = 512  # router messages per turn: the program's lines get their turn too
 REPORT_EVERY = 1.0  # a recurring problem is reported at most this often (and counted always)
 INIT_ID = 1
 MAX_LINKS = 256  # peers with counters of their own in status; the rest share "*"
@@ -124,6 +129,8 @@ class Adapter:
         self.wbuf = bytearray()  # bytes for the program's stdin
         self.writing = False  # stdin registered for POLLOUT
         self.pending: list[bytes] = []
+        self.check_data = True  # the data socket may hold messages its FD will not announce
+        self.src_names: dict[bytes, str] = {}  # router identity -> the program's name for it
         self.ready = False
         self.running = True
         self.exit_code = 0
@@ -144,7 +151,12 @@ class Adapter:
         self.status_dirty = True
         self.last_status: dict[str, Any] | None = None
         self.last_status_t = 0.0
-        self.poller = zmq.Poller()
+        # One epoll over the pipes and the zmq sockets' FDs: zmq.Poller's zmq_poll makes
+        # six or so syscalls a call (a first pass, and ZMQ_EVENTS of every socket before
+        # and after the wait); this wait is one.
+        self.epoll = select.epoll()
+        self.data_fd: int = self.data.getsockopt(zmq.FD)
+        self.control_fd: int = self.control.getsockopt(zmq.FD)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -153,20 +165,31 @@ class Adapter:
                 "node_ids": [names.to_program(r) for r in self.replicas]}  # fmt: skip
         self.to_program(_encode({"src": LAB, "dest": self.me, "body": init}))
         deadline = true_now() + self.init_timeout
-        self.poller.register(self.out_fd, _POLLIN)
-        self.poller.register(self.data, _POLLIN)
-        self.poller.register(self.control, _POLLIN)
+        poll = self.epoll.poll
+        out_fd, data_fd, control_fd = self.out_fd, self.data_fd, self.control_fd
+        self.epoll.register(out_fd, _EPOLLIN)
+        self.epoll.register(data_fd, _EPOLLIN)
+        self.epoll.register(control_fd, _EPOLLIN)
         next_check = true_now() + 0.2
         while self.running:
-            events = dict(self.poller.poll(100))
-            if self.out_fd in events:
-                self.read_program()
-            if self.data in events:
+            # A zmq socket's FD says "look at ZMQ_EVENTS", once: after a drain that ended on
+            # no POLLIN (or a recv that ended on EAGAIN) it is armed again; a send may take
+            # the signal of a message that came meanwhile (check_data is set then).
+            events = poll(0 if self.check_data else IDLE_WAIT)
+            for fd, _ in events:
+                if fd == out_fd:
+                    self.read_program()
+                elif fd == data_fd:
+                    self.drain_router()
+                elif fd == control_fd:
+                    serve_control(self.control, self.handle_control, self.counters)
+                else:
+                    self.flush_stdin()
+            if self.check_data:
                 self.drain_router()
-            if self.in_fd in events:
-                self.flush_stdin()
-            if self.control in events:
-                serve_control(self.control, self.handle_control, self.counters)
+            if not events:  # a quiet turn: the control socket's signal may have gone too
+                if self.control.getsockopt(_EVENTS) & _POLLIN:
+                    serve_control(self.control, self.handle_control, self.counters)
             now = true_now()
             if not self.ready and now > deadline and self.running:
                 self.fail(f"did not answer init within {self.init_timeout:g}s")
@@ -191,7 +214,7 @@ class Adapter:
             except OSError:
                 chunk = b""
             if not chunk:
-                self.poller.unregister(self.out_fd)
+                self.epoll.unregister(self.out_fd)
                 if self.running:
                     self.program_exited()
                 return
@@ -199,11 +222,12 @@ class Adapter:
             if self.partial:
                 lines[0] = self.partial + lines[0]
             self.partial = lines.pop()
+            now = true_now()
             for line in lines:
                 if self.skipping:
                     self.skipping = False  # the tail of an over-long line
                     continue
-                self.on_line(line)
+                self.on_line(line, now)
             if len(self.partial) > MAX_LINE:
                 self.problem("oversized", f"printed a line longer than {MAX_LINE} bytes")
                 self.partial = b""
@@ -211,10 +235,10 @@ class Adapter:
             if len(chunk) < 1 << 16:
                 return  # a short read drained the pipe: no second read to learn it
 
-    def on_line(self, line: bytes) -> None:
+    def on_line(self, line: bytes, now: float) -> None:
         if not line or line.isspace():
             return
-        if not self.bucket.take(true_now()):  # before decoding: a flood costs little
+        if not self.bucket.take(now):  # before decoding: a flood costs little
             self.problem("flood", f"prints more than {self.bucket.rate:g} messages/s "
                          "(the excess is dropped)")  # fmt: skip
             return
@@ -231,9 +255,9 @@ class Adapter:
                 self.on_lab(env, line)
                 return
             lab_name = names.to_lab(dest, len(self.replicas))
-            if lab_name is None or lab_name == self.id:
-                what = "itself" if lab_name == self.id else "a node that does not exist"
-                self.problem("unknown_dest", f"sent a message to {dest!r}, {what}", line)
+            if lab_name is None:
+                self.problem("unknown_dest", f"sent a message to {dest!r}, a node that does "
+                             "not exist", line)  # fmt: skip
                 return
             route = lab_name.encode()
             if len(self.routes) < MAX_LINKS:  # cli-* names come and go: a bounded cache
@@ -242,6 +266,13 @@ class Adapter:
             self.problem("bad_src", f"sent a message with src {env.src!r}, not {self.me!r} "
                          "(rewritten)", line)  # fmt: skip
             line = _encode(Envelope(self.me, dest, env.body))
+        if dest == self.me:
+            # Maelstrom delivers a message a node sends itself (programs do: the Gossip
+            # Glomers broadcasts that loop over node_ids). No link, so no fault, applies.
+            self.counters["to_self"] = self.counters.get("to_self", 0) + 1
+            self.deliver(line)
+            return
+        self.check_data = True  # a send may take the wake-up of a message coming in
         try:
             # Frame by frame: send_multipart's per-call checks cost more than the frames.
             self.data.send(route, _NOBLOCK | _SNDMORE)
@@ -327,24 +358,41 @@ class Adapter:
     # -- to the program ------------------------------------------------------------------
 
     def drain_router(self) -> None:
-        for _ in range(512):
-            # Asking first is cheaper than the zmq.Again a recv on an empty socket raises.
-            if not self.data.getsockopt(_EVENTS) & _POLLIN:
+        """Every message waiting on the data socket (at most DRAIN_BATCH: then check_data
+        stays set, and the loop comes back without sleeping)."""
+        self.check_data = True
+        recv, opt = self.data.recv, self.data.getsockopt
+        for _ in range(DRAIN_BATCH):
+            # Asking first is cheaper than the zmq.Again a recv on an empty socket raises;
+            # and this ZMQ_EVENTS, with nothing waiting, re-arms the socket's FD.
+            if not opt(_EVENTS) & _POLLIN:
+                self.check_data = False
                 return
             try:
-                frames = self.data.recv_multipart(_NOBLOCK)
+                # Frame by frame, as on the way out: recv_multipart costs a list and a
+                # Python-level loop per message. A whole message is there once it shows.
+                src_b = recv(_NOBLOCK)
+                if not opt(_RCVMORE):
+                    self.counters["malformed"] += 1  # [src, payload] or nothing
+                    continue
+                payload = recv(_NOBLOCK)
+                if opt(_RCVMORE):
+                    while opt(_RCVMORE):
+                        recv(_NOBLOCK)
+                    self.counters["malformed"] += 1
+                    continue
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                self.counters["malformed"] += 1
-                continue
-            src_b, payload = frames
             try:
                 env = _decode(payload)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.counters["malformed"] += 1
                 continue
-            src = names.to_program(src_b.decode("utf-8", "replace"))
+            src = self.src_names.get(src_b)
+            if src is None:
+                src = names.to_program(src_b.decode("utf-8", "replace"))
+                if len(self.src_names) < MAX_LINKS:  # cli-* names come and go: bounded
+                    self.src_names[src_b] = src
             if env.src != src and names.is_client(env.src) and src[:1] == "n":
                 src = env.src  # a peer proxying a client's request (names.py)
             if env.src != src or env.dest != self.me or b"\n" in payload:
@@ -354,13 +402,16 @@ class Adapter:
             key = src if src in self.links_in or len(self.links_in) < MAX_LINKS else "*"
             self.links_in[key] = self.links_in.get(key, 0) + 1
             self.status_dirty = True
-            if not self.ready:
-                if len(self.pending) < MAX_PENDING:
-                    self.pending.append(payload)
-                else:
-                    self.problem("pending_full", "too many messages before init_ok (dropped)")
-                continue
+            self.deliver(payload)
+
+    def deliver(self, payload: bytes) -> None:
+        """A message for the program: now, or once it has answered init."""
+        if self.ready:
             self.to_program(payload)
+        elif len(self.pending) < MAX_PENDING:
+            self.pending.append(payload)
+        else:
+            self.problem("pending_full", "too many messages before init_ok (dropped)")
 
     def to_program(self, payload: bytes) -> None:
         if len(self.wbuf) + len(payload) > MAX_STDIN:
@@ -383,9 +434,9 @@ class Adapter:
         want = bool(self.wbuf)
         if want != self.writing:
             if want:
-                self.poller.register(self.in_fd, _POLLOUT)
+                self.epoll.register(self.in_fd, _EPOLLOUT)
             else:
-                self.poller.unregister(self.in_fd)
+                self.epoll.unregister(self.in_fd)
             self.writing = want
 
     # -- problems ------------------------------------------------------------------------
@@ -503,6 +554,7 @@ class Adapter:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
+        self.epoll.close()
         self.telemetry.close()
         self.data.close(0)
         self.control.close(0)

@@ -20,11 +20,12 @@ from nodes.process import data_endpoint
 _decode = msgspec.json.Decoder(names.Envelope).decode
 
 
-def call(ctx: zmq.Context, router: str, node: str, body: dict[str, Any],
-         timeout: float) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
-    """Send `body` (msg_id is added) to replica `node`; (endpoint name, reply body or None)."""
+def call(ctx: zmq.Context, router: str, node: str, body: dict[str, Any], timeout: float,
+         secret: bytes | None = None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
+    """Send `body` (msg_id is added) to replica `node`; (endpoint name, reply body or None).
+    `secret` is the lab's (labctl/api.py reads it): without it the router refuses us."""
     name = f"cli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    sock = data_endpoint(ctx, router, name)
+    sock = data_endpoint(ctx, router, name, secret=secret)
     try:
         body = {**body, "msg_id": 1}
         msg = {"src": name, "dest": names.to_program(node), "body": body}
