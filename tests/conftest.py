@@ -41,6 +41,11 @@ class CLI:
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess:
         env = dict(os.environ, LABCTL_DIR=str(self.lab_dir))
+        # As from a user's shell: no lab key in the environment (this test's own sockets
+        # have it, see up()). The CLI must find the secret in the lab dir by itself; with
+        # the key inherited, `labctl client` on an external lab passed here and failed
+        # for every user.
+        env.pop("LABCTL_LAB_KEY", None)
         proc = subprocess.run(
             [sys.executable, "-m", "labctl.cli.main", *args],
             capture_output=True,
