@@ -3,14 +3,13 @@
 A long run's history cannot be kept whole: the live checker would hold every operation
 and search every key from the start, pass after pass. Porcupine and Knossos rely on
 P-compositionality per key; this goes one step further in time. A point T of one key's
-history is a quiescent cut when every operation invoked before T had returned by T (none
-is open across it) and none is invoked at T or later but before... (every one after
-starts strictly after T). Then every operation before T precedes every operation after
-it in real time, so the history is linearizable iff the prefix is and the suffix is from
-the register value the prefix ends with, provided that value is the same in every
-linearization of the prefix. It is when one write of the prefix starts after every other
-write of it returned (that write is last in any order), or the prefix writes nothing
-(the value at the previous cut carries on).
+history is a quiescent cut when every operation invoked by T had returned by T (none is
+open across it) and every later one starts strictly after T. Then every operation before
+T precedes every operation after it in real time, so the history is linearizable iff the
+prefix is and the suffix is from the register value the prefix ends with, provided that
+value is the same in every linearization of the prefix. It is when one write of the
+prefix starts after every other write of it returned (that write is last in any order),
+or the prefix writes nothing (the value at the previous cut carries on).
 
 Info operations (timeouts) need care, since they may take effect at any time after their
 invoke. An info get observes nothing and is dropped anyway. An info write that nothing in
