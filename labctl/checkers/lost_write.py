@@ -105,9 +105,14 @@ class LostWriteChecker(Checker):
         self.last_t = max(self.last_t, t)
         op = get_str(rec, "op")
         if kind == "invoke":
-            if op is not None:
+            # Only a write can be acknowledged and lost: a read's op and label would be kept
+            # for the whole run for nothing (its completion is not a write either way).
+            if op in WRITE_OPS:
                 self.invoked_op[rid] = op
                 self.invoked_label[rid] = op_label(rec)
+            elif op is not None:  # the id reused for a read: what it was is no write
+                self.invoked_op.pop(rid, None)
+                self.invoked_label.pop(rid, None)
             return []
         op = op or self.invoked_op.get(rid)
         if kind == "ok" and op in WRITE_OPS:
