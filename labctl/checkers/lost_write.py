@@ -32,6 +32,7 @@ from labctl.checkers.base import (
     get_str,
     op_label,
 )
+from labctl.checkers.index_column import IndexColumn
 from protocols.base import events as ev
 
 
@@ -42,7 +43,7 @@ class LostWriteChecker(Checker):
     def __init__(self) -> None:
         super().__init__()
         self.applied: dict[str, dict[str, int]] = {}  # node -> request id -> first index
-        self.at_index: dict[str, dict[int, tuple[str, float]]] = {}  # node -> index -> (rid, t)
+        self.at_index: dict[str, IndexColumn] = {}  # node -> index -> (rid, t)
         self.top: dict[str, int] = {}  # node -> highest index applied
         self.leaders: dict[int, set[str]] = {}  # term -> nodes that became leader in it
         self.invoked_op: dict[str, str] = {}  # request id -> op, for completions without it
@@ -91,7 +92,10 @@ class LostWriteChecker(Checker):
             self.malformed += 1
             return []
         self.applied.setdefault(node, {}).setdefault(rid, index)
-        self.at_index.setdefault(node, {})[index] = (rid, t)
+        column = self.at_index.get(node)
+        if column is None:
+            column = self.at_index[node] = IndexColumn()
+        column.set(index, rid, t)
         self.top[node] = max(self.top.get(node, 0), index)
         if rec.get("from_snapshot"):
             self.snap_top[node] = max(self.snap_top.get(node, 0), index)
@@ -155,7 +159,8 @@ class LostWriteChecker(Checker):
                 if self._holds(leader, rid) or self.top.get(leader, 0) < index:
                     continue
                 missing.append(leader)
-                other = self.at_index.get(leader, {}).get(index)
+                column = self.at_index.get(leader)
+                other = column.get(index) if column is not None else None
                 if other is not None:
                     instead[leader] = other[0]
                     t_evidence = max(t_evidence, other[1])
