@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from array import array
 
+MAX_GAP = 16  # indices a write may land ahead of the run and still extend it
 RESTART_BELOW = 64  # a run shorter than this moves aside for a write that does not fit it
 
 
@@ -22,7 +23,7 @@ class IndexColumn:
 
     def __init__(self) -> None:
         self.base = 0  # the index of rids[0]
-        self.rids: list[str] = []
+        self.rids: list[str | None] = []  # None: a hole, nothing applied there in the run
         self.times = array("d")
         self.other: dict[int, tuple[str, float]] = {}  # outside the run
 
@@ -31,7 +32,12 @@ class IndexColumn:
         if not rids:
             self.base = index
         at = index - self.base
-        if at == len(rids):
+        if len(rids) <= at <= len(rids) + MAX_GAP:
+            # Next in the run, or a few ahead (a snapshot's image skips the reads): the
+            # skipped ones are holes (None).
+            while len(rids) < at:
+                rids.append(None)
+                self.times.append(0.0)
             rids.append(rid)
             self.times.append(t)
             if self.other:
@@ -39,12 +45,15 @@ class IndexColumn:
         elif 0 <= at < len(rids):
             rids[at] = rid
             self.times[at] = t
+            if self.other:
+                self.other.pop(index, None)
         elif len(rids) < RESTART_BELOW and index not in self.other:
             # A short run that the writes left (a snapshot's sparse old indices came
             # first, then the log from the snapshot on): start the run again here.
             other = self.other
             for i, (r, when) in enumerate(zip(rids, self.times, strict=True)):
-                other[self.base + i] = (r, when)
+                if r is not None:
+                    other[self.base + i] = (r, when)
             self.base, self.rids, self.times = index, [rid], array("d", [t])
         else:
             self.other[index] = (rid, t)
@@ -52,8 +61,10 @@ class IndexColumn:
     def get(self, index: int) -> tuple[str, float] | None:
         at = index - self.base
         if 0 <= at < len(self.rids):
-            return self.rids[at], self.times[at]
+            rid = self.rids[at]
+            if rid is not None:
+                return rid, self.times[at]
         return self.other.get(index)
 
     def __len__(self) -> int:
-        return len(self.rids) + len(self.other)
+        return sum(r is not None for r in self.rids) + len(self.other)
