@@ -39,7 +39,7 @@ import msgspec
 
 from labctl.checkers.history import Operation
 
-HORIZON = 2.0  # s of record time: how far behind the newest record a cut may be taken
+HORIZON = 5.0  # s of record time: how far behind the newest record a cut may be taken
 MIN_PREFIX = 256  # operations: a shorter prefix is not worth a search of its own
 TRY_EVERY = 1024  # operations added to a key's live history between attempts
 
