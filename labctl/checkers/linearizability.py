@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from labctl.checkers import quiescent_cut as qc
+import labctl.checkers.quiescent_cut as qc
 from labctl.checkers.base import Checker, Violation
 from labctl.checkers.history import HistoryPairer, Operation
 from labctl.checkers.quiescent_cut import START, Cut
