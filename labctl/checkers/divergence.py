@@ -26,6 +26,11 @@ class DivergenceChecker(Checker):
 
     def __init__(self, per_key: bool = False) -> None:
         super().__init__()
+        # index -> (request id, what it is, the nodes that applied it there, in order): the
+        # common case, every node applied the same command at the index, as one row.
+        self.agreed: dict[int, tuple[str, ...]] = {}
+        self.odd_labels: dict[int, dict[str, str]] = {}  # index -> node -> its other label
+        # Where nodes differ (or one applied another label): a row per node.
         self.by_index: dict[int, dict[str, str]] = {}  # index -> node -> request id
         self.labels: dict[int, dict[str, str]] = {}  # index -> node -> what it applied there
         self.reported: set[int] = set()
@@ -44,17 +49,39 @@ class DivergenceChecker(Checker):
             return []
         if self.per_key:
             return self._per_key(node, index, rid, t, rec.get("key"), rec)
-        applied = self.by_index.setdefault(index, {})
-        applied[node] = rid
         if index in self.reported:
+            return []  # one violation per index: what else lands there changes nothing
+        label = op_label(rec)
+        agreed = self.agreed.get(index)
+        if agreed is not None:
+            if agreed[0] == rid:
+                if node not in agreed[2:]:
+                    self.agreed[index] = (*agreed, node)
+                # The same command, told with fewer fields (a snapshot's image has no key
+                # or value): kept aside, for the sentence if a disagreement comes.
+                if label != agreed[1]:
+                    self.odd_labels.setdefault(index, {})[node] = label
+                elif index in self.odd_labels:
+                    self.odd_labels[index].pop(node, None)
+                return []
+            # The first disagreement there: back to a row per node.
+            del self.agreed[index]
+            odd = self.odd_labels.pop(index, {})
+            self.by_index[index] = {n: agreed[0] for n in agreed[2:]}
+            self.labels[index] = {n: odd.get(n, agreed[1]) for n in agreed[2:]}
+        elif index not in self.by_index:
+            self.agreed[index] = (rid, label, node)
             return []
-        labels = self.labels.setdefault(index, {})
-        labels[node] = op_label(rec)
+        applied = self.by_index[index]
+        applied[node] = rid
+        labels = self.labels[index]
+        labels[node] = label
         other = next((n for n, r in applied.items() if r != rid), None)
         if other is None:
             return []
         self.reported.add(index)
         del self.labels[index]
+        del self.by_index[index]
         first, second = sorted([(other, applied[other]), (node, rid)])
         said = {n: f"{labels.get(n, '?')} ({applied[n]})" for n in (other, node)}
         return [

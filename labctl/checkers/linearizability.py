@@ -39,8 +39,10 @@ from typing import Any, ClassVar
 
 import msgspec
 
+import labctl.checkers.quiescent_cut as qc
 from labctl.checkers.base import Checker, Violation
 from labctl.checkers.history import HistoryPairer, Operation
+from labctl.checkers.quiescent_cut import START, Cut
 
 KV_OPS = frozenset({"put", "get", "cas"})
 _PUT, _GET, _CAS = 0, 1, 2
@@ -106,16 +108,21 @@ def check_history(
     return [r.violation for r in results.values() if r.violation is not None]
 
 
-def check_key(key: str, ops: list[Operation], budget: Budget | int | None = None) -> KeyResult:
-    """Check one key's operations against the register model."""
-    kept, ret = _reduce(ops)
-    search = _Search(kept, ret)
+def check_key(
+    key: str, ops: list[Operation], budget: Budget | int | None = None, cut: Cut = START
+) -> KeyResult:
+    """Check one key's operations against the register model; with `cut`, the operations
+    after a quiescent cut of its history (labctl/checkers/quiescent_cut.py), from the
+    register value there, counted and described as if the prefix were still there."""
+    kept, ret = _reduce(ops, cut)
+    search = _Search(kept, ret, cut)
     outcome = search.run(budget)
+    n = cut.ops + len(kept)
     if outcome is None:
-        return KeyResult(key, "unknown", len(kept), search.steps, reason=search.reason)
+        return KeyResult(key, "unknown", n, search.steps, reason=search.reason)
     if outcome:
-        return KeyResult(key, "ok", len(kept), search.steps)
-    return KeyResult(key, "violation", len(kept), search.steps, search.violation(key))
+        return KeyResult(key, "ok", n, search.steps)
+    return KeyResult(key, "violation", n, search.steps, search.violation(key))
 
 
 MIN_SLICE = 0.05  # s: what a key searched past the deadline still gets
@@ -137,7 +144,9 @@ def _until(budget: Budget, deadline: float | None) -> Budget:
 
 class LinearizabilityChecker(Checker):
     """Collects the history live (cheaply); searches the keys that changed when asked
-    (`check_online`), and every key at `finish()`."""
+    (`check_online`), and every key at `finish()`. Each key's history is cut at quiescent
+    points as it grows (labctl/checkers/quiescent_cut.py), so what it holds and searches
+    is the operations since its last cut, not the whole run."""
 
     reads_history: ClassVar[bool] = True
 
@@ -159,13 +168,81 @@ class LinearizabilityChecker(Checker):
         self.dirty: set[str] = set()  # keys with completions since the last live check
         self.reported: dict[str, Violation] = {}  # keys already found non-linearizable live
         self.hard: set[str] = set()  # keys whose live search ran out of budget
+        # key -> its kv operations since its last cut, in completion order
+        self.history: dict[str, list[Operation]] = {}
+        self.cuts: dict[str, Cut] = {}  # key -> its last quiescent cut
+        self.next_try: dict[str, int] = {}  # key -> history length of the next cut attempt
+        self.late: dict[str, int] = {}  # key -> operations that came invoked before its cut
+        self.newest = -math.inf  # the latest record time seen
+        self.compacted = 0  # operations dropped by cuts, for the summary
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
-        done = len(self.pairer.done)
-        self.pairer.add(rec)
-        if len(self.pairer.done) > done:
-            self.dirty.add(self.pairer.done[-1].key)
+        pairer = self.pairer
+        pairer.add(rec)
+        t = rec.get("t")
+        if t.__class__ in (int, float) and t > self.newest:  # type: ignore[operator]
+            self.newest = float(t)  # type: ignore[arg-type]
+        if not pairer.done:
+            return []
+        o = pairer.done.pop()  # one record completes at most one operation
+        if o.op not in KV_OPS:
+            return []
+        key = o.key
+        self.dirty.add(key)
+        ops = self.history.setdefault(key, [])
+        ops.append(o)
+        cut = self.cuts.get(key)
+        if cut is not None and o.invoke_t <= cut.t:
+            self.late[key] = self.late.get(key, 0) + 1
+        if len(ops) >= self.next_try.get(key, qc.TRY_EVERY):
+            self._try_cut(key)
+            self.next_try[key] = len(self.history[key]) + qc.TRY_EVERY
         return []
+
+    def _open(self, keys: set[str] | None = None) -> dict[str, list[Operation]]:
+        """The operations still open, as info ones, by key (of `keys`, or all)."""
+        out: dict[str, list[Operation]] = defaultdict(list)
+        for o in self.pairer.operations():  # `done` is kept empty: only the open ones
+            if o.op in KV_OPS and (keys is None or o.key in keys):
+                out[o.key].append(o)
+        return out
+
+    def _try_cut(self, key: str) -> None:
+        """Cut `key`'s history at its latest quiescent point, if the prefix before it is
+        linearizable and ends in a known value; else leave it whole."""
+        if key in self.reported or key in self.hard or key in self.late:
+            return  # its history is the evidence, or its verdict will not be a search's
+        ops = self.history[key]
+        opened = self._open({key}).get(key, [])
+        limit = min([self.newest - qc.HORIZON, *(o.invoke_t for o in opened)])
+        t = qc.split_point(ops, limit)
+        if t is None:
+            return
+        prefix = [o for o in ops if o.invoke_t <= t]
+        cut = self.cuts.get(key, START)
+        kept, ret = _reduce(prefix, cut)
+        if any(r == math.inf for r in ret):
+            return  # an info write stays optional: the end value is not known
+        known, last = qc.last_writer(kept, ret)
+        if not known:
+            return
+        search = _Search(kept, ret, cut)
+        if search.run(self.online_budget) is not True:
+            return  # a violation (check_online reports it) or out of budget: keep it all
+        carried = {id(o) for o in prefix} - {id(o) for o in kept}
+        # The prefix's info writes the search dropped (nothing in it observes them) may
+        # still take effect later: they stay, with the operations after the cut.
+        carried = {id(o) for o in prefix if o.status == "info" and o.op != "get"} & carried
+        self.history[key] = [o for o in ops if o.invoke_t > t or id(o) in carried]
+        self.compacted += len(ops) - len(self.history[key])
+        tail = (*cut.tail, *(kept[i] for i in search.linearized))[-CONTEXT:]
+        value, written = (cut.value, cut.written) if last is None else (_written(last), True)
+        self.cuts[key] = Cut(t=t, value=value, written=written, ops=cut.ops + len(kept), tail=tail)
+
+    def _check(self, key: str, ops: list[Operation], budget: Budget) -> KeyResult:
+        if key in self.late:
+            return KeyResult(key, "unknown", 0, 0, reason="late")
+        return check_key(key, ops, budget, self.cuts.get(key, START))
 
     def check_online(self) -> list[Violation]:
         """Search the keys that changed, with the operations still open counted as info.
@@ -177,17 +254,17 @@ class LinearizabilityChecker(Checker):
         self.dirty = set()
         if not keys:
             return []
-        by_key: dict[str, list[Operation]] = defaultdict(list)
-        for o in self.pairer.operations():
-            if o.key in keys and o.op in KV_OPS:
-                by_key[o.key].append(o)
+        opened = self._open(keys)
         found = []
         deadline = None if self.online_pass is None else time.monotonic() + self.online_pass
-        for key in sorted(by_key):
+        for key in sorted(keys):
+            ops = [*self.history.get(key, ()), *opened.get(key, ())]
+            if not ops:
+                continue
             if deadline is not None and time.monotonic() > deadline:
                 self.dirty.add(key)  # next pass
                 continue
-            result = check_key(key, by_key[key], self.online_budget)
+            result = self._check(key, ops, self.online_budget)
             if result.status == "unknown":
                 self.hard.add(key)
             if result.violation is not None:
@@ -198,7 +275,20 @@ class LinearizabilityChecker(Checker):
     def finish(self, deadline: float | None = None) -> list[Violation]:
         """The whole-run search; `deadline` (time.monotonic()) bounds all keys together."""
         self.malformed += self.pairer.malformed
-        self.results = check_operations(self.pairer.operations(), self.budget, deadline)
+        opened = self._open()
+        for key, ops in opened.items():
+            cut = self.cuts.get(key)
+            if cut is not None and any(o.invoke_t <= cut.t for o in ops):
+                self.late[key] = self.late.get(key, 0) + 1
+        keys = sorted({*self.history, *opened})
+        self.results = {
+            key: self._check(
+                key,
+                [*self.history.get(key, ()), *opened.get(key, ())],
+                _until(self.budget, deadline),
+            )
+            for key in keys
+        }
         return [
             r.violation
             for key, r in self.results.items()
@@ -234,13 +324,13 @@ def _observed(o: Operation) -> Any:
     return _NOTHING
 
 
-def _reduce(ops: list[Operation]) -> tuple[list[Operation], list[float]]:
+def _reduce(ops: list[Operation], cut: Cut = START) -> tuple[list[Operation], list[float]]:
     """The operations the search needs, each with its return time (inf: optional)."""
     alive = [o for o in ops if o.status == "ok" or (o.status == "info" and o.op != "get")]
     if all(o.status == "ok" for o in alive):  # the common case: nothing to reduce
         return alive, [o.complete_t if o.complete_t > o.invoke_t else o.invoke_t for o in alive]  # type: ignore[operator]
     kept = _drop_unobserved_info(alive)
-    return kept, _due_times(kept)
+    return kept, _due_times(kept, cut)
 
 
 def _observations(ops: list[Operation]) -> list[Any]:
@@ -280,11 +370,13 @@ def _drop_unobserved_info(ops: list[Operation]) -> list[Operation]:
     return [o for i, o in enumerate(ops) if not dropped[i]]
 
 
-def _due_times(ops: list[Operation]) -> list[float]:
+def _due_times(ops: list[Operation], cut: Cut = START) -> list[float]:
     """Each operation's return time: its completion, inf for an optional info write, or,
     for an info write that is the only writer of a value a required operation observes,
     that observer's return (it must have happened before it). Repeated to a fixpoint, as a
-    newly required info cas observes a value in turn."""
+    newly required info cas observes a value in turn. The value a cut left in the register
+    was written there before: it counts as one more writer of that value, so an info
+    write of the same value is not made required (a reader may have seen the cut's)."""
     inf = math.inf
     ret = [
         (o.complete_t if o.complete_t > o.invoke_t else o.invoke_t)  # type: ignore[operator]
@@ -294,6 +386,8 @@ def _due_times(ops: list[Operation]) -> list[float]:
     ]
     # Only a value written by exactly one operation, an info one, can make it required.
     writers = Counter(_written(o) for o in ops if o.op != "get")
+    if cut.written:
+        writers[cut.value] += 1
     single_info = {
         _written(o): i
         for i, o in enumerate(ops)
@@ -331,9 +425,11 @@ _ANY = -2  # need[] of a put: any state will do; new[] of a get: the state stays
 
 
 class _Search:
-    def __init__(self, ops: list[Operation], ret: list[float]) -> None:
+    def __init__(self, ops: list[Operation], ret: list[float], cut: Cut = START) -> None:
         self.ops = ops
         self.ret = ret
+        self.cut = cut
+        self.linearized: list[int] = []  # on success: the last CONTEXT ops, in order
         self.steps = 0
         self.reason = ""  # why the budget ran out: "steps", "time" or "memory"
         # The furthest point: (depth, last linearized op ids, pending op ids, stuck op, value)
@@ -351,6 +447,7 @@ class _Search:
         # Values as small ints (0: absent), so the model's state compares and hashes as one.
         ids: dict[str | None, int] = {None: 0}
         vid = ids.setdefault
+        start = vid(self.cut.value, len(ids))  # the register at the cut (0: absent)
         # Entries 1..2n in time order; 0 is the head, 2n+1 the tail. At equal times calls
         # come first (operations that touch are treated as concurrent): a stable sort of
         # calls 0..n-1 then returns n..2n-1 by time.
@@ -406,7 +503,7 @@ class _Search:
         # whether it was a read taken without a choice)
         stack: list[tuple[int, int, int, int, int, bool]] = []
         push, pop, remember = stack.append, stack.pop, cache.add
-        state = low = rest = opt_bits = 0
+        state, low, rest, opt_bits = start, 0, 0, 0
         # A read that fits is taken at once, without a choice point: it leaves the state as
         # it is, so if any order of what is left works, one that starts with it does
         # (nothing pending must precede it in real time, or its call would not be in the
@@ -499,6 +596,7 @@ class _Search:
                     if not forced:
                         break
                 e, cand, fresh = nxt[e], 0, False
+            self.linearized = [ent_op[entry[0]] for entry in stack[-CONTEXT:]]
             return True
         finally:
             self.steps = steps
@@ -533,6 +631,10 @@ class _Search:
         assert self.best is not None  # run() returned False, so it got stuck somewhere
         depth, done, pending, stuck, state = self.best
         ops = self.ops
+        # Counted and shown as if the prefix before the cut were still searched: it was,
+        # and it ended in the linearization the cut kept the end of.
+        context = [*self.cut.tail, *(ops[i] for i in done)][-CONTEXT:]
+        depth += self.cut.ops
         blocked = ops[stuck]
         window = [ops[i] for i in pending] + [blocked]
         processes = sorted({o.process for o in window if o.process is not None})
@@ -554,7 +656,7 @@ class _Search:
             evidence={
                 "key": key,
                 "value": state,
-                "linearized": [ops[i].summary() for i in done],
+                "linearized": [o.summary() for o in context],
                 "pending": [ops[i].summary() for i in pending],
                 "stuck": blocked.summary(),
             },

@@ -32,6 +32,7 @@ from labctl.checkers.base import (
     get_str,
     op_label,
 )
+from labctl.checkers.index_column import IndexColumn
 from protocols.base import events as ev
 
 
@@ -42,7 +43,7 @@ class LostWriteChecker(Checker):
     def __init__(self) -> None:
         super().__init__()
         self.applied: dict[str, dict[str, int]] = {}  # node -> request id -> first index
-        self.at_index: dict[str, dict[int, tuple[str, float]]] = {}  # node -> index -> (rid, t)
+        self.at_index: dict[str, IndexColumn] = {}  # node -> index -> (rid, t)
         self.top: dict[str, int] = {}  # node -> highest index applied
         self.leaders: dict[int, set[str]] = {}  # term -> nodes that became leader in it
         self.invoked_op: dict[str, str] = {}  # request id -> op, for completions without it
@@ -91,7 +92,10 @@ class LostWriteChecker(Checker):
             self.malformed += 1
             return []
         self.applied.setdefault(node, {}).setdefault(rid, index)
-        self.at_index.setdefault(node, {})[index] = (rid, t)
+        column = self.at_index.get(node)
+        if column is None:
+            column = self.at_index[node] = IndexColumn()
+        column.set(index, rid, t)
         self.top[node] = max(self.top.get(node, 0), index)
         if rec.get("from_snapshot"):
             self.snap_top[node] = max(self.snap_top.get(node, 0), index)
@@ -105,9 +109,14 @@ class LostWriteChecker(Checker):
         self.last_t = max(self.last_t, t)
         op = get_str(rec, "op")
         if kind == "invoke":
-            if op is not None:
+            # Only a write can be acknowledged and lost: a read's op and label would be kept
+            # for the whole run for nothing (its completion is not a write either way).
+            if op in WRITE_OPS:
                 self.invoked_op[rid] = op
                 self.invoked_label[rid] = op_label(rec)
+            elif op is not None:  # the id reused for a read: what it was is no write
+                self.invoked_op.pop(rid, None)
+                self.invoked_label.pop(rid, None)
             return []
         op = op or self.invoked_op.get(rid)
         if kind == "ok" and op in WRITE_OPS:
@@ -150,7 +159,8 @@ class LostWriteChecker(Checker):
                 if self._holds(leader, rid) or self.top.get(leader, 0) < index:
                     continue
                 missing.append(leader)
-                other = self.at_index.get(leader, {}).get(index)
+                column = self.at_index.get(leader)
+                other = column.get(index) if column is not None else None
                 if other is not None:
                     instead[leader] = other[0]
                     t_evidence = max(t_evidence, other[1])
