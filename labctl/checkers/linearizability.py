@@ -167,6 +167,10 @@ class LinearizabilityChecker(Checker):
         self.results: dict[str, KeyResult] = {}
         self.dirty: set[str] = set()  # keys with completions since the last live check
         self.reported: dict[str, Violation] = {}  # keys already found non-linearizable live
+        # key -> the newest record time when a live pass first found it non-linearizable:
+        # reported only once the records have moved HORIZON past that and a search still
+        # says so (a late invoke record can explain a read that looked impossible).
+        self.suspect: dict[str, float] = {}
         self.hard: set[str] = set()  # keys whose live search ran out of budget
         # key -> its kv operations since its last cut, in completion order
         self.history: dict[str, list[Operation]] = {}
@@ -210,7 +214,7 @@ class LinearizabilityChecker(Checker):
     def _try_cut(self, key: str) -> None:
         """Cut `key`'s history at its latest quiescent point, if the prefix before it is
         linearizable and ends in a known value; else leave it whole."""
-        if key in self.reported or key in self.hard or key in self.late:
+        if key in self.reported or key in self.suspect or key in self.hard or key in self.late:
             return  # its history is the evidence, or its verdict will not be a search's
         ops = self.history[key]
         opened = self._open({key}).get(key, [])
@@ -249,8 +253,13 @@ class LinearizabilityChecker(Checker):
 
         Sound on a prefix: an open operation may or may not have happened, at any time
         after its invoke, which is all the finished history could say about it too; and
-        completions only add constraints, so a violation found now stays a violation."""
+        completions only add constraints, so a violation found now stays a violation. But
+        records reach the supervisor from many clients and are not in time order: a
+        write's invoke can arrive after the reads that saw its value (seen: 50 ms late,
+        under load). So a violation is held as suspect until the records have moved
+        HORIZON past it, searched again then, and reported only if it still holds."""
         keys = self.dirty - self.reported.keys() - self.hard
+        keys |= {k for k, t in self.suspect.items() if self.newest >= t + qc.HORIZON}
         self.dirty = set()
         if not keys:
             return []
@@ -267,7 +276,13 @@ class LinearizabilityChecker(Checker):
             result = self._check(key, ops, self.online_budget)
             if result.status == "unknown":
                 self.hard.add(key)
-            if result.violation is not None:
+                self.suspect.pop(key, None)
+            if result.violation is None:
+                self.suspect.pop(key, None)  # the late records explained it
+            elif key not in self.suspect:
+                self.suspect[key] = self.newest
+            elif self.newest >= self.suspect[key] + qc.HORIZON:
+                del self.suspect[key]
                 self.reported[key] = result.violation
                 found.append(result.violation)
         return found
