@@ -39,8 +39,24 @@ from labctl.scenario.format import Scenario, Step
 from protocols.base import decode_options
 
 NEMESES = ("leader-churn", "majority-restart", "ring-flap", "pause-past-timeout",
-           "drift-at-bound")  # fmt: skip
+           "drift-at-bound", "link-cut", "slow-replies", "byzantine-leader")  # fmt: skip
 DURATION = 10.0
+
+
+def nemeses(protocol: str) -> tuple[str, ...]:
+    """The nemeses that mean something for `protocol`, by what it declares (never by which
+    mutation is on): clocks and leases only where it has a drift bound, lies only where it
+    has byzantine modes, pre-vote turned off only where it has the option."""
+    cls = protocols.get(protocol)
+    fields = set(getattr(cls.Options, "__struct_fields__", ()))
+    out = []
+    for name in NEMESES:
+        if name == "drift-at-bound" and "max_drift" not in fields:
+            continue
+        if name == "byzantine-leader" and not cls.byzantine_modes:
+            continue
+        out.append(name)
+    return tuple(out)
 
 
 def base_timeout(protocol: str, options: dict[str, Any]) -> float:
@@ -57,7 +73,11 @@ def generate(protocol: str, nodes: int, seed: int,
     """Explore run `seed`: chaos or one nemesis, chosen by the seed; the scenario, and the
     director that adds its faults as the run goes (leader churn, timed by the cluster)."""
     rng = random.Random(f"explore:{seed}")
-    which = rng.choice(("chaos", *NEMESES, *NEMESES[:1]))  # churn twice as often as the rest
+    menu = nemeses(protocol)
+    # The protocol's headline fault twice as often as the rest: leader churn, or for a
+    # protocol that tolerates liars, a lying leader.
+    headline = "byzantine-leader" if "byzantine-leader" in menu else menu[0]
+    which = rng.choice(("chaos", *menu, headline))
     if which == "chaos":
         sc = chaos.random_scenario(protocol, nodes, duration, seed)
         sc.name = f"explore-{protocol}-{seed}"
@@ -141,16 +161,77 @@ def generate(protocol: str, nodes: int, seed: int,
             step(t, fault="pause", node=rng.choice(["leader", rng.choice(replicas)]),
                  **{"for": round(hold, 4)})  # fmt: skip
             t += hold + timeout * rng.uniform(0.5, 4.0)
-    else:  # drift-at-bound
-        max_drift = float(options.get("max_drift", 0.05))
+    elif which == "link-cut":
+        # One link between the leader and one other node, both ways, for a few timeouts:
+        # the node cut off campaigns through the others, who still hear the leader. Few
+        # writes, so that its log is often as up to date as theirs when it asks.
+        rate = rng.choice((5, 10, 20))
         while t < end - 1.0:
-            node = rng.choice(["leader", rng.choice(replicas)])
-            drift = round(max_drift * rng.uniform(0.9, 0.999) * rng.choice((-1, 1)), 5)
-            step(t, fault="clock", node=node, drift=drift)
+            hold = timeout * rng.uniform(1.5, 5.0)
+            step(t, fault="partition", **{"from": "leader", "to": rng.choice(replicas)})
+            step(t + hold, fault="heal")
+            t += hold + timeout * rng.uniform(0.5, 3.0)
+    elif which == "slow-replies":
+        # What one node sends one other is delayed past a re-election (chaos delays are
+        # 5-80 ms, an election >= one timeout), while leaders are cut off and come back:
+        # replies of an older term arrive in a newer one. Without pre-vote half the time,
+        # where the protocol has it: terms then move at every timeout.
+        if "pre_vote" in set(getattr(cls.Options, "__struct_fields__", ())):
+            options["pre_vote"] = rng.random() < 0.5
+        while t < end - 1.0:
+            a, b = rng.sample(replicas, 2)
+            hold = timeout * rng.uniform(3.0, 8.0)
+            ms = round(timeout * 1000 * rng.uniform(1.5, 4.0))
+            delay = {"fault": "delay", "from": a, "to": b, "ms": ms}
+            step(t, **delay)
+            u = t + timeout * rng.uniform(0.0, 1.0)
+            while u < t + hold:
+                cut = timeout * rng.uniform(0.5, 2.0)
+                step(u, fault="isolate", node=rng.choice(["leader", rng.choice(replicas)]))
+                step(u + cut, fault="heal")  # what the delay holds still arrives late
+                step(u + cut, **delay)
+                u += cut + timeout * rng.uniform(0.2, 1.5)
+            step(t + hold, fault="heal")
+            t += hold + timeout * rng.uniform(0.5, 2.0)
+    elif which == "byzantine-leader":
+        # One replica lies, in each of the protocol's modes in turn (so never more than f
+        # liars, and the same one: the checkers set aside what a liar says, for the whole
+        # run). The leader is cut off again and again, so leadership moves round the
+        # replicas and the liar leads in some of its modes (an equivocating primary...).
+        modes = list(cls.byzantine_modes)
+        rng.shuffle(modes)
+        liar = rng.choice(replicas)
+        rate, clients = rng.choice((100, 200)), 8
+        for mode in modes:
+            if t >= end - 1.0:
+                break
+            phase_end = min(t + timeout * rng.uniform(5.0, 8.0), end - 0.5)
+            step(t, fault="byzantine", node=liar, mode=mode)
+            u = t + timeout * rng.uniform(0.3, 1.0)
+            while u < phase_end - timeout:
+                cut = timeout * rng.uniform(1.2, 2.0)
+                step(u, fault="isolate", node="leader")
+                step(u + cut, fault="heal")
+                u += cut + timeout * rng.uniform(0.3, 1.0)
+            step(phase_end, fault="byzantine", node=liar, mode="honest")
+            t = phase_end + timeout * rng.uniform(0.1, 0.5)
+    else:  # drift-at-bound
+        # A drift bound wide or narrow, and clocks just inside it: the followers fast, or
+        # the leader slow by no more than the bound allows (1 / (1 - d) <= 1 + max_drift);
+        # then the leader cut off, so the next one is elected while its lease is judged.
+        max_drift = rng.choice((float(options.get("max_drift", 0.05)), 0.2, 0.5))
+        options["max_drift"] = max_drift
+        while t < end - 1.0:
+            if rng.random() < 0.6:
+                node, drift = "followers", max_drift * rng.uniform(0.9, 0.999)
+            else:
+                node = "leader"
+                drift = -max_drift / (1 + max_drift) * rng.uniform(0.9, 0.999)
+            step(t, fault="clock", node=node, drift=round(drift, 5))
             hold = timeout * rng.uniform(1.0, 5.0)
             step(t + 0.01, fault="isolate", node="leader")
             step(t + hold, fault="heal")
-            step(t + hold + 0.01, fault="clock", node=node, drift=0)
+            step(t + hold + 0.01, fault="clock", node="all", drift=0)
             t += hold + timeout * rng.uniform(0.5, 3.0)
     steps.append((end, {"fault": "heal"}))
     sc = Scenario(
