@@ -1,9 +1,10 @@
 """`labctl sim explore`: generated fault schedules in virtual time, the first violation shrunk.
 
-Each run is a scenario built from its seed: half of them by the chaos generator
-(labctl/chaos.py, every fault kind), the others by one of the nemeses aimed at the
-classic bugs of consensus code, whose schedules random faults almost never produce
-(issue 21 measured why the hand-seeded bugs were missed):
+Each run is a scenario built from its seed: some by the chaos generator (labctl/chaos.py,
+every fault kind), the others by one of the nemeses aimed at the classic bugs of
+consensus code, whose schedules random faults almost never produce (issue 21 measured
+why the hand-seeded bugs were missed). Which nemeses a protocol is offered follows what
+it declares (`nemeses`: a drift bound, byzantine modes), never which mutation is on:
 
 - leader-churn: the leader cut off or killed again and again, for about an election
   timeout, under a heavy write load, with a follower kept far behind (killed, or cut off)
@@ -15,8 +16,18 @@ classic bugs of consensus code, whose schedules random faults almost never produ
   the same);
 - pause-past-timeout: the leader paused for just past the election timeout, then resumed
   (a zombie that thinks it still leads);
-- drift-at-bound: a clock drifting just inside the protocol's max_drift, then the leader
-  cut off (leases judged at the boundary).
+- drift-at-bound: a drift bound wide or narrow, clocks drifting just inside it (the
+  followers fast, or the leader slow), then the leader cut off (leases judged at the
+  boundary);
+- link-cut: one link between the leader and another node cut, with few writes: the node
+  cut off campaigns, up to date, through nodes that still hear the leader (the lease
+  that check-quorum's sticky votes back);
+- slow-replies: what the others send a candidate held past the next election
+  (labctl/late_replies.py; a fixed timetable elsewhere), pre-vote off: replies of an
+  older term arriving in a newer one;
+- byzantine-leader (protocols with byzantine modes, drawn twice as often there): one
+  replica lying in each mode in turn while leadership moves round (an equivocating
+  primary, a forger of certificates).
 
 A violating run is shrunk (`shrink`): steps dropped, pauses shortened, steps moved earlier,
 the run shortened, the write rate halved, fewer clients and nodes, as long as the same kind

@@ -94,7 +94,10 @@ def explore_one(protocol: str, mutation: str, budget_s: float, seed: int,
         outcome = explore.check(sc, director)
         row.runs += 1
         if outcome.kinds:
-            row.caught, row.kind, row.seed = True, outcome.kinds[0], run_seed
+            # The kind the mutation declares, when the run shows one (a split brain may
+            # show a lease overlap first): shrinking keeps that one.
+            kind = next((k for k in outcome.kinds if k in declared), outcome.kinds[0])
+            row.caught, row.kind, row.seed = True, kind, run_seed
             row.detail = str(outcome.first.get("detail", outcome.failure or ""))
             row.seconds = time.perf_counter() - started
             return row, outcome.scenario or sc
