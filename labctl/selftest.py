@@ -35,6 +35,7 @@ from labctl import explore, mutants
 from labctl.scenario.format import Scenario, set_mutation
 
 DURATION = 10.0  # virtual seconds per explore run
+SMALL_STEPS = 5  # fault steps a shrunk schedule should not exceed (issue 21's figure)
 
 
 @dataclass
@@ -199,11 +200,10 @@ def selftest(
         if probe is not None:
             row, found = probe_one(protocol or host, mutation,
                                    budget_s / 2 if protocol else budget_s, seed)  # fmt: skip
+        sizes = [4] if protocol and protocols.get(protocol).byzantine_tolerant else [3, 5]
         if protocol and found is None:
-            byz = protocols.get(protocol).byzantine_tolerant
             spent = row.seconds if row is not None else 0.0
-            row, found = explore_one(protocol, mutation, budget_s - spent, seed,
-                                     [4] if byz else [3, 5])  # fmt: skip
+            row, found = explore_one(protocol, mutation, budget_s - spent, seed, sizes)
         assert row is not None
         rows.append(row)
         if not mutation:
@@ -219,6 +219,17 @@ def selftest(
             continue
         small, _ = explore.shrink(found, row.kind, budget_s=shrink_s)
         row.steps = explore.fault_steps(small)
+        left = budget_s - row.seconds
+        if protocol and row.steps > SMALL_STEPS and left > 0 and found.nodes > min(sizes):
+            # Found at the larger size, and it stays large: what is left of the budget
+            # looks for it at the smallest size, and the smaller schedule is kept.
+            again, other = explore_one(protocol, mutation, left, (row.seed or seed) + 1,
+                                       [min(sizes)])  # fmt: skip
+            if other is not None and again.kind == row.kind:
+                smaller, _ = explore.shrink(other, row.kind, budget_s=shrink_s)
+                if explore.fault_steps(smaller) < row.steps:
+                    small, row.steps, row.seed = smaller, explore.fault_steps(smaller), again.seed
+                    row.runs += again.runs
         small.name = f"selftest-{row.protocol}-{mutation}"
         if out_dir is not None:
             path = out_dir / f"{small.name}.toml"
