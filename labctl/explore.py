@@ -10,8 +10,9 @@ it declares (`nemeses`: a drift bound, byzantine modes), never which mutation is
   timeout, under a heavy write load, with a follower kept far behind (killed, or cut off)
   and brought back now and then: new leaders inherit partially replicated entries of
   older terms and a follower more than a batch behind (Raft's Figure 8);
-- majority-restart: the leader killed, then a majority killed and restarted within an
-  election timeout while the election runs (a vote forgotten across a restart);
+- majority-restart: the leader cut off, then a majority killed (half the time by a power
+  loss: unsynced writes gone) and restarted within an election timeout while the
+  election runs (a vote forgotten across a restart, an acknowledgement never fsynced);
 - ring-flap: the majorities-ring partition on and off (each node sees a majority, no two
   the same);
 - pause-past-timeout: the leader paused for just past the election timeout, then resumed
@@ -158,8 +159,11 @@ def generate(protocol: str, nodes: int, seed: int,
             step(t, fault="isolate", node="leader")  # an election starts
             group = rng.sample(replicas, majority)
             at = t + timeout * rng.uniform(0.0, 1.5)
+            # Half the time the majority loses power together (correlated crashes,
+            # Alagappan et al. OSDI 2016): what each had not fsynced is gone.
+            power = {"power_loss": True} if rng.random() < 0.5 else {}
             for r in group:
-                step(at, fault="kill", node=r)
+                step(at, fault="kill", node=r, **power)
             step(at + timeout * rng.uniform(0.0, 1.0), fault="heal")
             for r in group:
                 step(at + timeout * rng.uniform(0.05, 1.0), fault="restart", node=r)
