@@ -17,9 +17,10 @@ from labctl.errors import LabError
 
 # A benchmark named for a protocol is about that one (raft: against PySyncObj; epaxos,
 # pbft: against raft); these names are benchmarks', run as `labctl.benchmarks.<name>.run`.
-PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak")
+PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "mutants")
 BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external", "all")
-# What `all` runs: everything but the soak (30 minutes per protocol; run it on its own).
+# What `all` runs: everything but the soak (30 minutes per protocol; run it on its own)
+# and mutants (up to 60 CPU seconds for each of 5 seeds of each mutation).
 ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external")
 
 
@@ -36,8 +37,9 @@ def bench(
     core: router hop (open and authenticated), forwarding rate, up/down; checkers; raft,
     epaxos, pbft: a protocol under load; sim: the simulator; soak: a lab's memory, files
     and event log under load and faults over LABCTL_SOAK_SECONDS per protocol; cli: wall
-    time of CLI calls; external: what the external-node adapter adds per hop; all: every
-    one but soak, in one JSON document with the load before and after."""
+    time of CLI calls; external: what the external-node adapter adds per hop; mutants:
+    time for sim explore to catch each named mutation (median of 5 seeds); all: every
+    one but soak and mutants, in one JSON document with the load before and after."""
     run_bench(what, json_out=json_out, quick=quick)
 
 
