@@ -17,9 +17,10 @@ from labctl.errors import LabError
 
 # A benchmark named for a protocol is about that one (raft: against PySyncObj; epaxos,
 # pbft: against raft); these names are benchmarks', run as `labctl.benchmarks.<name>.run`.
-PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace", "etcd")
+PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace", "etcd", "mutants")
 BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external", "all")
-# What `all` runs: everything but the soak (30 minutes per protocol; run it on its own).
+# What `all` runs: everything but the soak (30 minutes per protocol; run it on its own)
+# and mutants (up to 60 CPU seconds for each of 5 seeds of each mutation).
 ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external", "trace", "etcd")
 
 
@@ -38,8 +39,10 @@ def bench(
     and event log under load and faults over LABCTL_SOAK_SECONDS per protocol; cli: wall
     time of CLI calls; external: what the external-node adapter adds per hop; trace: the
     router and a Raft lab with and without the message trace; etcd: labctl's Raft and a
-    real etcd side by side (root); all: every one but soak (etcd skipped with the reason
-    without etcd or root), in one JSON document with the load before and after."""
+    real etcd side by side (root); mutants: time for sim explore to catch each named
+    mutation (median of 5 seeds); all: every one but soak and mutants (etcd skipped with
+    the reason without etcd or root), in one JSON document with the load before and
+    after."""
     run_bench(what, json_out=json_out, quick=quick)
 
 
@@ -69,7 +72,10 @@ def run_all(quick: bool = False) -> dict[str, Any]:
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "results": {},
         "errors": {},
-        "not_run": {"soak": "30 minutes per protocol: labctl bench soak"},
+        "not_run": {
+            "soak": "30 minutes per protocol: labctl bench soak",
+            "mutants": "up to 60 CPU seconds per seed and mutation: labctl bench mutants",
+        },
     }
     t0 = time.monotonic()
     for what in ALL:

@@ -15,7 +15,7 @@ def selftest(
         str | None, typer.Option("--protocol", "-p", help="One protocol (default: every one).")
     ] = None,
     budget: Annotated[
-        str, typer.Option("--budget", help="Simulator time per mutation before giving up.")
+        str, typer.Option("--budget", help="CPU time per mutation before giving up.")
     ] = "60s",
     mutation: Annotated[
         list[str] | None, typer.Option("--mutation", "-m", help="Only these (repeatable).")

@@ -20,6 +20,11 @@ Modes:
 - forge: claims results it did not compute: its prepares, commits and checkpoints carry
   wrong digests (re-signed by itself), its state transfer answers carry a wrong image, and
   its client replies a made-up value (Committed.reply cleared, its own ClientReply sent).
+  For each number it sees the primary assign (or assigns itself) it makes up a commit
+  certificate of another request at that number, the pre-prepare and the commits "from"
+  the others signed with nothing (it has only its own key), and sends it to every other
+  replica in an envelope it signs itself: one hop ahead of the real commits, taken as
+  proof by a replica that does not verify what a certificate holds.
 - delay-primary: as primary, holds each pre-prepare back for 0.8 x view_change_timeout,
   just under the backups' timer, so no view change triggers but every request is slow;
   as a backup it is honest. Held messages are sent when honesty is restored.
@@ -38,6 +43,7 @@ from protocols.pbft.auth import Signer
 from protocols.pbft.messages import (
     Checkpoint,
     Commit,
+    CommitProof,
     Prepare,
     PrePrepare,
     StateReply,
@@ -48,6 +54,8 @@ from protocols.pbft.options import Options
 MODES = ("silent", "equivocate", "forge", "delay-primary")
 DELAY_FRACTION = 0.8  # of view_change_timeout: just under the backups' timer
 MAX_ECHOED = 50_000  # (peer, view, seq, digest) an equivocator remembers answering
+MAX_FORGED = 50_000  # (view, seq) a forger remembers having made a certificate up for
+NO_SIG = b"\0" * 32  # what a forger puts where another replica's signature belongs
 
 
 class Replica(Protocol):
@@ -69,6 +77,7 @@ class Byzantine:
         self.mode: str | None = None
         self.held: list[tuple[float, str, msgspec.Struct]] = []  # delay-primary
         self.echoed: set[tuple[str, int, int, bytes]] = set()  # equivocate
+        self.forged: set[tuple[int, int]] = set()  # forge: certificates made up
         self.released: list[tuple[str, msgspec.Struct]] = []  # held, now due
 
     def set_mode(self, mode: str | None, out: Ready) -> None:
@@ -92,6 +101,9 @@ class Byzantine:
     # -- what arrives ---------------------------------------------------------------------
 
     def incoming(self, src: str, msg: Any, out: Ready) -> None:
+        if self.mode == "forge" and isinstance(msg, PrePrepare):
+            self._forge_proof(msg, out)
+            return
         if self.mode != "equivocate" or not isinstance(msg, (Prepare, Commit)):
             return
         key = (src, msg.view, msg.seq, msg.digest)
@@ -147,10 +159,14 @@ class Byzantine:
             return msg
 
         messages = []
+        proofs = Ready()
         for dst, msg in out.messages:
+            if isinstance(msg, PrePrepare) and msg.sender == me:
+                self._forge_proof(msg, proofs)  # as primary: of its own numbers too
             if id(msg) not in forged:
                 forged[id(msg)] = lie(msg)
             messages.append((dst, forged[id(msg)]))
+        messages.extend(proofs.messages)
         committed = []
         for c in out.committed:
             if c.reply:
@@ -167,6 +183,33 @@ class Byzantine:
             committed.append(c)
         out.messages = messages
         out.committed = committed
+
+    def _forge_proof(self, pp: PrePrepare, out: Ready) -> None:
+        """A made-up commit certificate of another request at `pp`'s number, to the rest."""
+        p = self.p
+        if (pp.view, pp.seq) in self.forged:
+            return
+        if len(self.forged) >= MAX_FORGED:
+            self.forged.clear()
+        self.forged.add((pp.view, pp.seq))
+        base = pp.command
+        cmd = Command(request_id=f"forged-{p.me}-{pp.view}-{pp.seq}",
+                      client=base.client if base else "c0", op="put",
+                      key=base.key if base and base.key else "x",
+                      value=f"forged-by-{p.me}")  # fmt: skip
+        fake = PrePrepare(pp.view, pp.seq, command_digest(cmd), pp.sender, cmd)
+        # Its own pre-prepare it can sign; the primary's and the others' commits it cannot.
+        fake = p.signer.sign(fake) if pp.sender == p.me else msgspec.structs.replace(
+            fake, sig=NO_SIG)  # fmt: skip
+        commits = tuple(
+            p.signer.sign(Commit(pp.view, pp.seq, fake.digest, r)) if r == p.me
+            else Commit(pp.view, pp.seq, fake.digest, r, sig=NO_SIG)
+            for r in p.replicas
+        )  # fmt: skip
+        proof = p.signer.sign(CommitProof(fake, commits, p.me))
+        for r in p.replicas:
+            if r not in (p.me, pp.sender):
+                out.send(r, proof)
 
     def _equivocate(self, out: Ready) -> None:
         p = self.p

@@ -23,7 +23,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="skip-verify",
         bug="certificates are accepted without checking the signatures of what they hold",
         source=f"{PAPER}, sections 4.4 and 4.5 (certificates of signed messages)",
-        violations=("split-brain", "divergence"),
+        # Every replica that believes the made-up certificate executes the same request
+        # nobody ordered: the replicas may agree, and clients read a value never written.
+        violations=("split-brain", "divergence", "nonlinearizable", "lost-write"),
         teaches="why every message inside a certificate is verified: a liar signs its own "
         "envelope and makes up the honest replicas' votes inside it",
     ),
