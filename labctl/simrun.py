@@ -115,12 +115,14 @@ class CheckingSink:
 
 
 def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None, director: Any = None,
-             trace: tr.TraceWriter | None = None) -> tuple[SimLab, str | None]:  # fmt: skip
+             trace: tr.TraceWriter | None = None,
+             status: bool = True) -> tuple[SimLab, str | None]:  # fmt: skip
     """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
     protocol that raised: in the lab its replica process would have died). A director
     (labctl/explore.py) sits in front of the sink and adds faults as the run goes; a
-    trace writer gets every message."""
-    lab = SimLab(plan_of(sc), director or sink, cpu, trace)
+    trace writer gets every message. `status`: the replicas' node.status telemetry, for
+    a record (the run is the same without it)."""
+    lab = SimLab(plan_of(sc), director or sink, cpu, trace, status)
     if director is not None:
         director.attach(lab)
     failure = None
