@@ -207,6 +207,7 @@ class SimLab(FaultsMixin, SimNet):
                          "recovered": len(node.disk)})  # fmt: skip
         if self.status_on:
             self.publishers[node.id] = _StatusPublisher()  # a new process publishes anew
+            node.status_touched = False  # its first batch books a turn
         super()._boot(node)
 
     def wal_image(self, node: str) -> bytes:
@@ -279,12 +280,9 @@ class SimLab(FaultsMixin, SimNet):
 
     # -- status telemetry -------------------------------------------------------------------
 
-    def _finish(self, node: SimNode, ready: Any) -> Any:
-        later = super()._finish(node, ready)
-        if self.status_on:
-            # As the replica after each batch: any input may move what status shows.
-            self.status_touched(node.id)
-        return later
+    def _touched(self, node: SimNode) -> None:
+        # As the replica after each batch: any input may move what status shows.
+        self.status_touched(node.id)
 
     def status_touched(self, node: str) -> None:
         """Something `node`'s status shows may have moved (a batch, a fault it carries
@@ -304,6 +302,7 @@ class SimLab(FaultsMixin, SimNet):
             return  # superseded by an earlier turn, or the process is gone since
         pub.booked = None
         n = self.nodes[node]
+        n.status_touched = False  # from now on, its next batch books the next turn
         if n.protocol is None:
             return
         if n.paused_until > self.now:
