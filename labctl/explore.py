@@ -319,7 +319,7 @@ def check(sc: Scenario, director: ChurnDirector | None = None) -> Outcome:
     sink = simrun.CheckingSink(sc)
     if director is not None:
         director.inner = sink
-    lab, failure = simrun.simulate(sc, sink, director=director, status=False)  # no record
+    lab, failure = simrun.simulate(sc, sink, director=director)
     kinds: list[str] = []
     for v in sink.violations:
         if v["kind"] not in kinds:
