@@ -48,7 +48,7 @@ import protocols
 from faults.targets import current_leader
 from labctl import chaos, simrun
 from labctl.late_replies import LateRepliesDirector
-from labctl.scenario.format import Scenario, Step
+from labctl.scenario.format import EXPLORE_HEADER, Scenario, Step
 from protocols.base import decode_options
 
 NEMESES = ("leader-churn", "majority-restart", "ring-flap", "pause-past-timeout",
@@ -644,6 +644,16 @@ def scenario_toml(sc: Scenario, comment: str = "") -> str:
 
 def _key(k: str) -> str:
     return k if k.replace("_", "").isalnum() else _toml_value(k)
+
+
+def finding_comment(protocol: str, seed: int, mutate: str | None, kind: str, path: Path) -> str:
+    """The header of a shrunk scenario file: who found what, and how to replay it (`labctl
+    scenario run` recognises it by its first line and says timing may not reproduce)."""
+    return (f"{EXPLORE_HEADER} -p {protocol} --seed {seed}"
+            + (f" --mutate {mutate}" if mutate else "")
+            + f"`: {kind}.\nReplay: labctl sim run {path}   (reproduces every time)\n"
+            f"On real processes: labctl scenario run {path}   (timing may differ: "
+            "the violation may not show)")  # fmt: skip
 
 
 def write_scenario(sc: Scenario, path: Path, comment: str = "") -> Path:

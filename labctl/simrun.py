@@ -115,12 +115,15 @@ class CheckingSink:
 
 
 def simulate(sc: Scenario, sink: CheckingSink, cpu: CPU | None = None, director: Any = None,
-             trace: tr.TraceWriter | None = None) -> tuple[SimLab, str | None]:  # fmt: skip
+             trace: tr.TraceWriter | None = None,
+             status: bool = False) -> tuple[SimLab, str | None]:  # fmt: skip
     """Run the scenario's plan into `sink`; the lab, and the failure if the run broke (a
     protocol that raised: in the lab its replica process would have died). A director
     (labctl/explore.py) sits in front of the sink and adds faults as the run goes; a
-    trace writer gets every message."""
-    lab = SimLab(plan_of(sc), director or sink, cpu, trace)
+    trace writer gets every message. `status`: the replicas' node.status telemetry, for
+    a run record's readers (report, dash); no checker judges it, and the run is the same
+    without it, so runs that keep no record (explore, bench) leave it off."""
+    lab = SimLab(plan_of(sc), director or sink, cpu, trace, status)
     if director is not None:
         director.attach(lab)
     failure = None
@@ -156,7 +159,7 @@ def execute(sc: Scenario, lab_dir: str | None, talk: bool = True,
     trace = tr.TraceWriter(tr.trace_path(run.path), tr.DEFAULT_CAP)
     started = time.perf_counter()
     try:
-        lab, failure = simulate(sc, sink, cpu, trace=trace)
+        lab, failure = simulate(sc, sink, cpu, trace=trace, status=True)
     finally:
         trace.close()
     wall = time.perf_counter() - started

@@ -44,6 +44,7 @@ from nodes.process import (
 )
 from nodes.process import true_now as true_time
 from nodes.state_machine import StateMachine, applied_row
+from nodes.status_publish import LATER, PUBLISH, STATUS_INTERVAL, decide
 from nodes.wal import WAL, WALCorrupt
 from nodes.wire import Codec, RecordCodec, WireError
 from protocols.base import (
@@ -62,13 +63,6 @@ from protocols.base import events as ev
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost on the hot path
 MAX_DRAIN = 512
 APPLIED_BATCH = ev.APPLIED + ".batch"  # messages folded into one batch (one fsync) at most
-STATUS_INTERVAL = 0.05  # status telemetry at most this often, and only when it changed
-# Status fields that move at idle (a heartbeat sends a message and renews the lease): a
-# change only there is published at most this often. Every node.status goes into
-# events.jsonl, and an idle 3-node Raft lab otherwise wrote 2 MB of them a minute.
-IDLE_STATUS_INTERVAL = 2.0
-_VOLATILE_STATUS = frozenset({"counters", "lease_expiry", "lease_expiry_true", "fsync_ms",
-                              "fsyncs"})  # fmt: skip
 PARENT_CHECK = 0.2
 # The cyclic garbage collector's full collections walk every live object: a replica's
 # history (EPaxos's instance space grows with every command) makes each one a pause of
@@ -471,13 +465,10 @@ class Replica:
             return
         s = self.status()
         self.status_dirty = False
-        last = self.last_status
-        if s == last:
-            return
-        if last is not None and t - self.last_status_t < IDLE_STATUS_INTERVAL and all(
-            s.get(k) == last.get(k) for k in s.keys() | last.keys() if k not in _VOLATILE_STATUS
-        ):
+        verdict = decide(s, self.last_status, t - self.last_status_t)
+        if verdict == LATER:
             self.status_dirty = True  # only counters moved: say it later
+        if verdict != PUBLISH:
             return
         self.last_status = s
         self.last_status_t = t

@@ -199,6 +199,10 @@ class SimNode:
     # marker, which outlives restarts), and the records it held after the corrupt one.
     damaged: bool = False
     damaged_tail: tuple[msgspec.Struct, ...] = ()
+    # False: the next batch tells the runtime (`SimNet._touched`) that what the node's
+    # status shows may have moved; the simulator's status telemetry clears it when it has
+    # published, so a node pays one call per status period, not one per batch.
+    status_touched: bool = True
 
     @property
     def alive(self) -> bool:
@@ -225,15 +229,10 @@ class SimEvent:
 # never delivered), src, dst, fate, the message.
 Tracer = Callable[[float, "float | None", str, str, str, msgspec.Struct], None]
 # A message in flight: (delivery time, sequence, src, dst, msg, dst incarnation, send
-# time). The network's own work (calls, wakes, fsync returns, ticks) rides the same queue
-# with an empty src.
-_Flight = tuple[float, int, str, str, msgspec.Struct, int, float]
-
-
-class _Call(msgspec.Struct):
-    """Not a message: a function the network calls at its time (`SimNet.at`)."""
-
-    fn: Callable[[], None]
+# time). The network's own work rides the same queue with an empty src: a call
+# (`SimNet.at`: the function in msg's place, dst empty too), or a node's wake, fsync
+# return or tick (dst the node, msg one of the markers below).
+_Flight = tuple[float, int, str, str, Any, int, float]
 
 
 class _Wake(msgspec.Struct):
@@ -249,7 +248,6 @@ class _Tick(msgspec.Struct):
     queue; a stale one finds the deadline moved and does nothing)."""
 
 
-_INTERNAL = frozenset({_Call, _Wake, _Synced, _Tick})
 _WAKE = _Wake()
 _SYNCED = _Synced()
 _TICK = _Tick()
@@ -383,12 +381,19 @@ class SimNet:
         """`_step` in a loop for timed mode, the simulator's hot loop (a few hundred
         thousand events a run): True as soon as `predicate` holds."""
         queue, pop, deliver = self._queue, heapq.heappop, self._deliver
+        if predicate is None:
+            while queue and queue[0][0] <= end:
+                flight = pop(queue)
+                if flight[0] > self.now:
+                    self.now = flight[0]
+                deliver(flight)
+            return False
         while queue and queue[0][0] <= end:
             flight = pop(queue)
             if flight[0] > self.now:
                 self.now = flight[0]
             deliver(flight)
-            if predicate is not None and predicate():
+            if predicate():
                 return True
         return False
 
@@ -434,18 +439,17 @@ class SimNet:
 
     def _deliver(self, flight: _Flight) -> None:
         t, seq, src, dst, msg, incarnation, sent = flight
-        kind = type(msg)
-        if kind in _INTERNAL:  # the network's own work, not a message
-            if kind is _Call:
-                msg.fn()  # type: ignore[attr-defined]
+        if not src:  # the network's own work, not a message
+            if not dst:
+                msg()  # a call (`at`)
                 return
             target = self.nodes[dst]
             if target.protocol is None or target.incarnation != incarnation:
                 return
-            if kind is _Wake:
+            if msg is _WAKE:
                 target.wake_at = None
                 self._wake(target)
-            elif kind is _Synced:
+            elif msg is _SYNCED:
                 self._synced(target)
             else:  # _Tick
                 if t == target.tick_at:
@@ -482,22 +486,36 @@ class SimNet:
         if self.tracer is not None:
             self.tracer(sent, self.now - sent, src, dst,
                         "duplicate" if duplicate else "delivered", msg)  # fmt: skip
+        now = self.now
         if self.timed:
-            if node.inbox or node.paused_until > self.now or node.busy_until > self.now:
+            if node.inbox or node.paused_until > now or node.busy_until > now:
                 node.inbox.append((src, msg))
                 self._schedule_wake(node)
                 return
-        elif node.paused_until > self.now:
+            # The hot path (most messages find their node idle): _input and _carry_out
+            # spelled out.
+            protocol = node.protocol
+            kind = type(msg)
+            if kind is ClientRequest:
+                ready = protocol.on_client(node.clock.now(now), src, msg)  # type: ignore[arg-type]
+            elif kind is ClientBundle:
+                ready = protocol.on_clients(node.clock.now(now), src, list(msg.requests))  # type: ignore[attr-defined]
+            else:
+                ready = protocol.on_message(node.clock.now(now), src, msg)
+            self._carry_out_timed(node, ready)
+            return
+        if node.paused_until > now:
             heapq.heappush(self._queue, (node.paused_until, seq, src, dst, msg, incarnation, sent))
             return
-        self._carry_out(node, self._input(node, node.clock.now(self.now), src, msg))
+        self._carry_out(node, self._input(node, node.clock.now(now), src, msg))
 
     def _input(self, node: SimNode, now: float, src: str, msg: msgspec.Struct) -> Ready:
         assert node.protocol is not None
-        if isinstance(msg, ClientRequest):
-            return node.protocol.on_client(now, src, msg)
-        if isinstance(msg, ClientBundle):
-            return node.protocol.on_clients(now, src, list(msg.requests))
+        kind = type(msg)
+        if kind is ClientRequest:
+            return node.protocol.on_client(now, src, msg)  # type: ignore[arg-type]
+        if kind is ClientBundle:
+            return node.protocol.on_clients(now, src, list(msg.requests))  # type: ignore[attr-defined]
         return node.protocol.on_message(now, src, msg)
 
     # -- timed mode: busy nodes, batches, fsyncs ----------------------------------------------
@@ -505,7 +523,7 @@ class SimNet:
     def at(self, t: float, fn: Callable[[], None]) -> None:
         """Call `fn()` when the network's true time reaches `t` (in order with everything
         else due then): how a runtime on the network schedules its own work."""
-        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), "", "", _Call(fn), 0, 0.0))
+        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), "", "", fn, 0, 0.0))
 
     def _schedule_wake(self, node: SimNode) -> None:
         t = max(node.paused_until, node.busy_until, self.now)
@@ -620,6 +638,9 @@ class SimNet:
     def _finish(self, node: SimNode, ready: Ready) -> Ready | None:
         """Carry out `ready` in the order of obligation; the batch answering its
         `want_snapshot`, if it asked for one (timed mode: parallel messages left already)."""
+        if not node.status_touched:
+            node.status_touched = True
+            self._touched(node)
         # 0. messages that may overtake this batch's fsync (a leader's own new entries):
         # a crash in the middle of the write below has sent them already.
         early = ready.compact is None
@@ -655,8 +676,10 @@ class SimNet:
             self._apply(node, c)
         if ready.committed:
             self._applied_batch(node)
-        node.reads.extend(ready.reads)
-        self._answer_reads(node)
+        if ready.reads:
+            node.reads.extend(ready.reads)
+        if node.reads:  # (reads wait for their index: any batch may let some go)
+            self._answer_reads(node)
         for dst, msg in ready.after:
             self._send(node.id, dst, msg)
         # 3b. records written after the answers without an fsync: durable with the
@@ -688,10 +711,14 @@ class SimNet:
         return later
 
     # Hooks for a runtime built on the network (sim/): what a node applied, per command
-    # (with the state machine's result) and per batch, and what a restore brought.
+    # (with the state machine's result) and per batch, what a restore brought, and that
+    # its status may have moved.
 
     def _applied(self, node: SimNode, c: Committed, result: Any) -> None:
         pass
+
+    def _touched(self, node: SimNode) -> None:
+        """A batch ran on a node whose `status_touched` was cleared."""
 
     def _applied_batch(self, node: SimNode) -> None:
         pass
@@ -825,6 +852,16 @@ class SimNet:
         target = self.nodes.get(dst)
         incarnation = target.incarnation if target is not None else 0
         lo, hi = self.latency
+        if copies == 1 and (rule is None or not (rule.delay or rule.jitter)):
+            # The common case, the loop below for one copy and no delay rule: the same draws.
+            t = now + (lo + (hi - lo) * rng.random())
+            if not self.reorder:
+                last = self._link_time.get(link, 0.0)
+                if last > t:
+                    t = last
+                self._link_time[link] = t
+            heapq.heappush(self._queue, (t, next(self._seq), src, dst, msg, incarnation, now))
+            return
         for copy in range(copies):
             # rng.uniform(lo, hi), spelled out: the same draw without its call.
             t = now + (lo + (hi - lo) * rng.random())

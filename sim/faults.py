@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -47,6 +48,7 @@ class FaultsMixin:
     rules: dict[tuple[str, str], Any]
     byzantine: dict[str, str]
     now: float
+    status_touched: Callable[[str], None]  # what the node's status shows may have moved
 
     def init_faults(self, rng: random.Random) -> None:
         self.fault_rng = rng  # roles "random", "majority"...: the supervisor's own stream
@@ -180,6 +182,7 @@ class FaultsMixin:
             else:
                 honest = fault.mode in ("", "honest")
                 self.set_byzantine(node, None if honest else fault.mode)
+            self.status_touched(node)  # as the replica marks its status after the fault
             kinds = self.node_faults.setdefault(node, {})
             kinds[kind] = msgspec.structs.replace(fault, node=node)
             if _is_neutral(fault):

@@ -36,6 +36,7 @@ from faults import trace as tr
 from nodes.broker import Broker
 from nodes.operations import Client
 from nodes.state_machine import StateMachine, applied_row
+from nodes.status_publish import IDLE_STATUS_INTERVAL, LATER, PUBLISH, STATUS_INTERVAL, decide
 from nodes.wal import Corruption, WALCorrupt, encode_records, recover
 from nodes.wire import RecordCodec
 from protocols.base import (
@@ -105,9 +106,21 @@ class _Driver:
         self.running = True
 
 
+class _StatusPublisher:
+    """One replica process's status telemetry (nodes/status_publish.py's rule): what it
+    published last and when, and the virtual time of its booked publishing turn."""
+
+    __slots__ = ("booked", "last", "last_t")
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] | None = None
+        self.last_t = -math.inf
+        self.booked: float | None = None
+
+
 class SimLab(FaultsMixin, SimNet):
     def __init__(self, plan: Plan, sink: Sink, cpu: CPU | None = None,
-                 trace: tr.TraceWriter | None = None) -> None:  # fmt: skip
+                 trace: tr.TraceWriter | None = None, status: bool = True) -> None:  # fmt: skip
         cpu = cpu or CPU()
         proto = protocols.get(plan.protocol)
         options = decode_options(proto.Options, dict(plan.options))
@@ -130,6 +143,11 @@ class SimLab(FaultsMixin, SimNet):
         # back (a node that refused to start on it keeps it, as the file stays).
         self.wal_images: dict[str, bytes] = {}
         self.init_faults(random.Random(f"{plan.seed}:supervisor"))
+        # node.status telemetry, as replicas publish it (a run with no record, explore's,
+        # has no use for it). It reads the nodes and draws nothing: on or off, the run is
+        # the same.
+        self.status_on = status
+        self.publishers: dict[str, _StatusPublisher] = {}
         self.trace = trace
         if trace is not None:
             self._wire = msgspec.msgpack.Encoder()  # the lab's wire (nodes/wire.py's Codec)
@@ -187,6 +205,9 @@ class SimLab(FaultsMixin, SimNet):
                              "detail": detail, "repairing": True})  # fmt: skip
         self.sink.event({"t": self.now, "src": node.id, "kind": "node.ready",
                          "recovered": len(node.disk)})  # fmt: skip
+        if self.status_on:
+            self.publishers[node.id] = _StatusPublisher()  # a new process publishes anew
+            node.status_touched = False  # its first batch books a turn
         super()._boot(node)
 
     def wal_image(self, node: str) -> bytes:
@@ -256,6 +277,46 @@ class SimLab(FaultsMixin, SimNet):
                              "request_id": msg.request_id, "accepted": accepted,
                              "order_id": msg.order.order_id if msg.order else None,
                              "highest": self.broker.highest})  # fmt: skip
+
+    # -- status telemetry -------------------------------------------------------------------
+
+    def _touched(self, node: SimNode) -> None:
+        # As the replica after each batch: any input may move what status shows.
+        self.status_touched(node.id)
+
+    def status_touched(self, node: str) -> None:
+        """Something `node`'s status shows may have moved (a batch, a fault it carries
+        out): book its publishing turn, STATUS_INTERVAL after the last status at the
+        earliest, unless one is booked by then."""
+        pub = self.publishers.get(node)
+        if pub is None:
+            return
+        t = max(self.now, pub.last_t + STATUS_INTERVAL)
+        if pub.booked is not None and pub.booked <= t:
+            return
+        pub.booked = t
+        self.at(t, lambda: self._publish_status(node, pub, t))
+
+    def _publish_status(self, node: str, pub: _StatusPublisher, booked: float) -> None:
+        if pub.booked != booked or self.publishers.get(node) is not pub:
+            return  # superseded by an earlier turn, or the process is gone since
+        pub.booked = None
+        n = self.nodes[node]
+        n.status_touched = False  # from now on, its next batch books the next turn
+        if n.protocol is None:
+            return
+        if n.paused_until > self.now:
+            return  # stopped: it says nothing; its first batch once resumed books a turn
+        s = self.node_status(node)
+        verdict = decide(s, pub.last, self.now - pub.last_t)
+        if verdict == LATER:  # only volatile fields moved: say it when the idle wait is over
+            t = pub.last_t + IDLE_STATUS_INTERVAL
+            pub.booked = t
+            self.at(t, lambda: self._publish_status(node, pub, t))
+        if verdict != PUBLISH:
+            return
+        pub.last, pub.last_t = s, self.now
+        self.sink.event({"t": self.now, "src": node, "kind": "node.status", **s})
 
     def node_status(self, node: str) -> dict[str, Any]:
         """What the replica's status telemetry says (its protocol's status and more)."""

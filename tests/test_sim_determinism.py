@@ -5,6 +5,7 @@ PYTHONHASHSEED."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -225,3 +226,40 @@ def test_a_busy_machine_changes_nothing_in_a_simulated_verdict(
         "perf_counter": staticmethod(time.perf_counter),
     }))  # fmt: skip
     assert run(tmp_path / "busy") == idle
+
+
+def test_status_telemetry_reads_the_run_and_changes_nothing_in_it(tmp_path: Path) -> None:
+    """node.status (every replica's, as `sim run` records it) only reads the nodes: without
+    it (explore's runs, which keep no record) every other event, the history and the
+    verdict are the same, byte for byte."""
+    from labctl import simrun
+    from labctl.scenario.format import load
+
+    path = tmp_path / "s.toml"
+    path.write_text(EVERYTHING)
+
+    class Recorder(simrun.CheckingSink):
+        def __init__(self) -> None:
+            super().__init__(load(path))
+            self.records: list[str] = []
+
+        def event(self, rec: dict) -> None:
+            self.records.append(json.dumps(rec, sort_keys=True))
+            super().event(rec)
+
+        def history(self, rec: dict) -> None:
+            self.records.append(json.dumps(rec, sort_keys=True))
+            super().history(rec)
+
+    sinks = []
+    for status in (True, False):
+        sink = Recorder()
+        simrun.simulate(load(path), sink, status=status)
+        sinks.append(sink)
+    with_status, without = sinks
+    published = [r for r in with_status.records if '"kind": "node.status"' in r]
+    assert {json.loads(r)["src"] for r in published} == {f"r{i}" for i in range(5)}
+    assert not any('"kind": "node.status"' in r for r in without.records)
+    rest = [r for r in with_status.records if '"kind": "node.status"' not in r]
+    assert rest == without.records
+    assert with_status.violations == without.violations == []

@@ -3,6 +3,7 @@ the run record is one `labctl check` reads like any other."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -102,6 +103,30 @@ def test_raft_under_the_same_cut_is_safe_and_check_agrees(cli: CLI) -> None:
     assert "frames traced" in html and "has no message trace" not in html
     assert re.search(r"never arrived \([^)]*dropped [1-9]", html), "no dropped arrows drawn"
     assert 'alt="space-time diagram" src="data:image/png;base64,' in html
+    _status_as_replicas_report_it(run)
+
+
+def _status_as_replicas_report_it(run: Path) -> None:
+    """The replicas' node.status telemetry, at a replica's pace (at most one per node per
+    STATUS_INTERVAL), is what the report's commit/applied panel draws: r0, cut off from
+    1.5 s to 5 s, commits nothing meanwhile and catches up after the heal."""
+    from labctl.report.data import load_run
+    from nodes.status_publish import STATUS_INTERVAL
+
+    lines = load_run(run).nodes
+    for r in ("r0", "r1", "r2"):
+        times = [t for t, _, _ in lines[r].status]
+        assert len(times) > 20, r
+        assert min(b - a for a, b in itertools.pairwise(times)) >= STATUS_INTERVAL - 1e-9, r
+
+    def commit_at(node: str, t: float) -> int:  # what the node's latest status said then
+        return [commit for at, commit, _ in lines[node].status if at <= t][-1]
+
+    cut = commit_at("r0", 2.0)
+    assert commit_at("r0", 4.9) == cut
+    assert lines["r0"].status[-1][1] > cut and lines["r0"].status[-1][2] > cut  # caught up
+    others = commit_at("r1", 4.9)
+    assert others > cut + 20  # the majority side went on committing
 
 
 def test_bad_input_exits_2_with_one_line(cli: CLI, tmp_path: Path) -> None:

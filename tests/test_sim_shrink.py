@@ -3,10 +3,13 @@ file it is written to replays the violation (in the simulator, every time)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from labctl import explore
-from labctl.scenario.format import load
+from labctl.scenario.format import explore_finding, load
+from labctl.scenario.library import find
+from tests.conftest import CLI
 
 # The seed's split brain (naive: the leader cut off promotes a second leader) buried in
 # steps that have nothing to do with it.
@@ -90,8 +93,6 @@ def test_irrelevant_steps_are_dropped_and_the_file_replays(tmp_path: Path) -> No
 
 
 def test_a_scenario_file_round_trips() -> None:
-    from labctl.scenario.library import find
-
     sc = load(find("pbft-equivocation"))
     text = explore.scenario_toml(sc)
     tmp = Path(__file__).parent / ".roundtrip.toml"
@@ -103,3 +104,22 @@ def test_a_scenario_file_round_trips() -> None:
     assert [(s.at, s.fault) for s in back.steps] == [(s.at, s.fault) for s in sc.steps]
     assert back.workload == sc.workload and back.expect == sc.expect
     assert (back.nodes, back.seed, back.duration) == (sc.nodes, sc.seed, sc.duration)
+
+
+def test_scenario_run_on_a_shrunk_file_says_timing_may_not_reproduce(cli: CLI) -> None:
+    """A file explore wrote (its header says so) replayed on real processes: `scenario run`
+    says first that virtual-time timing may not reproduce there, and then whether the
+    violation explore named showed (here it does: naive splits its brain under any cut)."""
+    from labctl.scenario.library import resolve
+
+    sc = resolve("split-brain", "naive")
+    path = cli.lab_dir / "found-naive-42.toml"
+    explore.write_scenario(sc, path, explore.finding_comment("naive", 42, None, "split-brain",
+                                                             path))  # fmt: skip
+    assert explore_finding(path) == "split-brain"
+    assert explore_finding(find("split-brain")) is None  # a file of one's own: nothing said
+    proc = cli.run("scenario", "run", str(path), "--json", check=False)
+    assert "virtual time" in proc.stderr and "timing may not reproduce" in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["explore_finding"] == {"kind": "split-brain", "reproduced": True}
+    assert "explore's split-brain showed on real processes" in proc.stderr

@@ -144,11 +144,7 @@ def explore_cmd(
         small.name = f"found-{protocol}-{run_seed}"
         small.description = f"explore found {kind} (seed {run_seed}), shrunk"
         path = out_dir / f"{small.name}.toml"
-        comment = (f"Found by `labctl sim explore -p {protocol} --seed {run_seed}`"
-                   + (f" --mutate {mutate}" if mutate else "")
-                   + f": {kind}.\nReplay: labctl sim run {path}   (reproduces every time)\n"
-                   f"On real processes: labctl scenario run {path}   (timing may differ: "
-                   "the violation may not show)")  # fmt: skip
+        comment = explore.finding_comment(protocol, run_seed, mutate, kind, path)
         explore.write_scenario(small, path, comment)
         code, summary = simrun.execute(_load(str(path)), lab_dir, talk=False)
         finding = {

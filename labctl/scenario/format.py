@@ -53,6 +53,31 @@ class ScenarioError(ValueError):
     """A scenario that does not validate: `file: key: what is wrong`."""
 
 
+# How the header `labctl sim explore` writes on the scenario it shrank begins (a comment
+# line "# Found by `labctl sim explore -p P --seed S`: KIND.", KIND the violation found).
+EXPLORE_HEADER = "Found by `labctl sim explore"
+_EXPLORE_KIND = re.compile(r":\s*([A-Za-z0-9_.-]+)\.\s*$")
+
+
+def explore_finding(path: str | Path | None) -> str | None:
+    """The violation kind a scenario file's explore header names (a schedule found and
+    shrunk in virtual time), "" if the header names none, None for any other file."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = [f.readline() for _ in range(8)]
+    except OSError:
+        return None
+    for line in head:
+        if not line.startswith("#"):
+            break
+        if line.lstrip("#").strip().startswith(EXPLORE_HEADER):
+            m = _EXPLORE_KIND.search(line.rstrip())
+            return m.group(1) if m else ""
+    return None
+
+
 @dataclass
 class Step:
     at: float

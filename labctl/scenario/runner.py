@@ -25,7 +25,7 @@ import zmq
 
 from labctl import api, labdir
 from labctl.errors import EXIT_LAB_FAILED, EXIT_NOT_MET, EXIT_OK, LabError
-from labctl.scenario.format import SAFETY_KEYS, Scenario
+from labctl.scenario.format import SAFETY_KEYS, Scenario, explore_finding
 from nodes.process import decode_dict
 
 PROGRESS_EVERY = 1.0
@@ -142,6 +142,11 @@ def execute(sc: Scenario, lab_dir: str | Path | None, say: Say = say) -> tuple[i
          f"{sc.duration:g}s")  # fmt: skip
     for warning in api.config_warnings(config):
         say(f"warning: {warning}")
+    found = explore_finding(sc.path)
+    if found is not None:
+        say(f"note: `labctl sim explore` found {found or 'this violation'} with this schedule in "
+            "virtual time (`labctl sim run` on the file reproduces it every time); on real "
+            "processes the timing may not reproduce, so it may not show here")  # fmt: skip
     lab: api.Lab | None = None
     failure: str | None = None
     run_dir: str | None = None
@@ -165,6 +170,14 @@ def execute(sc: Scenario, lab_dir: str | Path | None, say: Say = say) -> tuple[i
         run_dir = _latest_run(root / "runs", sc)
     summary = build_summary(sc, run_dir, failure, t0)
     summary["wall_s"] = round(time.monotonic() - started, 3)
+    if found is not None:
+        kinds = {v["kind"] for v in summary["violations"]}
+        shown = found in kinds if found else bool(kinds)
+        summary["explore_finding"] = {"kind": found or None, "reproduced": shown}
+        say(f"explore's {found or 'violation'} "
+            + ("showed on real processes in this run" if shown else
+               "did not show on real processes in this run (virtual-time timing did not "
+               "reproduce; run it again to see how often it does)"))  # fmt: skip
     if run_dir:
         Path(run_dir, "summary.json").write_text(json.dumps(summary, indent=2))
     if failure:
