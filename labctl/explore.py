@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import protocols
-from faults.targets import current_leader
 from labctl import chaos, simrun
+from labctl.director import Director, soon
 from labctl.late_replies import LateRepliesDirector
 from labctl.scenario.format import EXPLORE_HEADER, Scenario, Step
 from protocols.base import decode_options
@@ -81,7 +81,6 @@ def base_timeout(protocol: str, options: dict[str, Any]) -> float:
     return 0.3
 
 
-Director = Any  # ChurnDirector or LateRepliesDirector: a sink that schedules faults
 
 
 def generate(protocol: str, nodes: int, seed: int,
@@ -279,13 +278,7 @@ def sc_replicas(sc: Scenario) -> list[str]:
 # -- a nemesis that reacts --------------------------------------------------------------
 
 
-def _soon(t: float) -> float:
-    """A time just after `t` that a scenario file spells exactly (microseconds): a fault
-    the director fires "at once" fires then, so the written schedule replays it exactly."""
-    return float(f"{t + 2e-6:.6f}")
-
-
-class ChurnDirector:
+class ChurnDirector(Director):
     """Leader churn with partially replicated entries, timed by what the cluster does.
 
     The schedules that break Raft's commitment rule (paper Figure 8) need faults at
@@ -298,62 +291,34 @@ class ChurnDirector:
     point only once its own term's entry is on a majority, and then c cannot win; a leader
     that counted replicas for its old entries has applied entries c will overwrite.
 
-    It is a sink in front of the run's sink (it watches the records go by) and schedules
-    every fault on the simulator's clock, recording it: the run's schedule is then a plain
-    scenario (`steps`), which replays without the director and shrinks as any other."""
+    A Director (labctl/director.py): its run's schedule is a plain scenario (`steps`),
+    which replays without it and shrinks as any other."""
 
     def __init__(self, sink: Any, rng: random.Random, start: float, until: float) -> None:
-        self.inner = sink
-        self.rng = rng
-        self.start = start
-        self.until = until
-        self.steps: list[tuple[float, dict[str, Any]]] = []
-        self.phase = "idle"
-        self.lab: Any = None
+        super().__init__(sink, rng, start, until)
         self.old = self.candidate = ""
         self.voters: list[str] = []
         self.base = 0
-        self.deadline = 0.0
 
-    def attach(self, lab: Any) -> None:
-        self.lab = lab
-        lab.at(self.start, self._begin)
-
-    # the sink protocol: everything goes on to the run's own sink
-    def event(self, rec: dict[str, Any]) -> None:
-        self.inner.event(rec)
+    def watch(self, rec: dict[str, Any]) -> None:
         if self.phase != "idle":
             self._watch(rec)
 
-    def history(self, rec: dict[str, Any]) -> None:
-        self.inner.history(rec)
-
-    def check(self, t: float) -> None:
-        self.inner.check(t)
+    def tick(self, t: float) -> None:
         if self.phase not in ("idle", "settle") and t > self.deadline:
             self._give_up()
 
-    def say(self, text: str) -> None:
-        self.inner.say(text)
-
-    def _fault(self, at: float, **spec: Any) -> None:
-        at = round(at, 6)
-        self.steps.append((at, spec))
-        index = len(self.steps) - 1
-        self.lab.at(at, lambda: self.lab.fire_step(index, spec))
-
-    def _begin(self) -> None:
+    def begin(self) -> None:
         lab = self.lab
         if lab.now > self.until:
             return
-        status = {r: lab.node_status(r) for r in lab.ids}
-        leader = current_leader(list(lab.ids), status, lab.display)
+        leader, status = self.leader()
         if leader is None:
-            lab.at(lab.now + 0.05, self._begin)
+            lab.at(lab.now + 0.05, self.begin)
             return
         self.old, self.base = leader, int(status[leader].get("commit_index") or 0)
-        at = _soon(lab.now)
-        self._fault(at, fault="isolate", node=leader)
+        at = soon(lab.now)
+        self.fault(at, fault="isolate", node=leader)
         self.phase, self.deadline = "vote", at + 3.0
 
     def _watch(self, rec: dict[str, Any]) -> None:
@@ -364,27 +329,27 @@ class ChurnDirector:
             self.candidate = src
             self.voters = [r for r in self.lab.ids if r not in (self.old, src)
                            and self.lab.nodes[r].protocol is not None]  # fmt: skip
-            at = _soon(t)
+            at = soon(t)
             for r in self.voters:
-                self._fault(at, fault="kill", node=r)
-            self._fault(at, fault="isolate", node=src)
+                self.fault(at, fault="kill", node=r)
+            self.fault(at, fault="isolate", node=src)
             back = at + self.rng.uniform(0.005, 0.15)
             for r in self.voters:
-                self._fault(back, fault="restart", node=r)
-            self._fault(back, fault="heal", **{"from": self.old})
+                self.fault(back, fault="restart", node=r)
+            self.fault(back, fault="heal", **{"from": self.old})
             self.phase, self.deadline = "commit", at + 3.0
         elif self.phase == "commit" and kind == "applied" and src == self.old \
                 and isinstance(rec.get("index"), int) and rec["index"] > self.base:  # fmt: skip
             # The old leader applied past the old commit index: whoever acknowledged it
             # dies before the rest of the old leader's entries arrive; c is reconnected.
-            at = _soon(t)
+            at = soon(t)
             for r in self.voters:
-                self._fault(at, fault="kill", node=r)
-            self._fault(at, fault="isolate", node=self.old)
-            self._fault(at, fault="heal", **{"from": self.candidate})
+                self.fault(at, fault="kill", node=r)
+            self.fault(at, fault="isolate", node=self.old)
+            self.fault(at, fault="heal", **{"from": self.candidate})
             back = at + self.rng.uniform(0.005, 0.15)
             for r in self.voters:
-                self._fault(back, fault="restart", node=r)
+                self.fault(back, fault="restart", node=r)
             self._settle(at + self.rng.uniform(1.0, 2.0))
 
     def _settle(self, at: float) -> None:
@@ -393,14 +358,14 @@ class ChurnDirector:
         # violates keeps a schedule of one attempt (five faults), and the next run tries
         # again from its own seed.
         self.phase = "settle"
-        self._fault(at, fault="heal")
+        self.fault(at, fault="heal")
 
     def _give_up(self) -> None:
         """The cluster did not do what the next move waits for: undo, and start over."""
-        at = _soon(self.lab.now)
+        at = soon(self.lab.now)
         for r in self.voters:
             if self.lab.nodes[r].protocol is None:
-                self._fault(at, fault="restart", node=r)
+                self.fault(at, fault="restart", node=r)
         self._settle(at)
 
 
