@@ -37,11 +37,8 @@ dependencies, the fast path is lost and the Accept round is paid. The divergence
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -52,6 +49,7 @@ from labctl.benchmarks.labs import (
     bench_lab,
     loadgens,
     merged_latency,
+    quick_main,
     run_terminable,
     settle,
     stable_leader,
@@ -250,10 +248,7 @@ def checks(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="labctl.benchmarks.epaxos")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    print(json.dumps(run(quick=args.quick), indent=2))
+    quick_main("labctl.benchmarks.epaxos", run, argv)
 
 
 if __name__ == "__main__":

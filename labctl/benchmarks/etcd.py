@@ -34,18 +34,21 @@ missing, and `labctl bench all` skips this benchmark with that reason.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from labctl import api
-from labctl.benchmarks.labs import bench_lab, run_terminable, settle, stable_leader
+from labctl.benchmarks.labs import (
+    bench_lab,
+    quick_main,
+    run_terminable,
+    settle,
+    stable_leader,
+)
 from labctl.benchmarks.procs import Procs
 from labctl.benchmarks.procs import say as _say
 from labctl.benchmarks.raft import SEED_JITTER_MS, SEED_LINK_MS, failover, open_latency
@@ -222,10 +225,7 @@ def render(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="labctl.benchmarks.etcd")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    print(json.dumps(run(quick=args.quick), indent=2))
+    quick_main("labctl.benchmarks.etcd", run, argv)
 
 
 if __name__ == "__main__":

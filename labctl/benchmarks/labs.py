@@ -9,12 +9,14 @@ online checkers off; the divergence of a run is checked afterwards from its even
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -340,3 +342,11 @@ def merged_latency(results: list[dict[str, Any]]) -> dict[str, Any]:
     out = percentiles(samples, (50, 99))
     out["completed_per_s"] = round(sum(r["throughput"] for r in results), 1)
     return out
+
+
+def quick_main(prog: str, run: Callable[[bool], dict[str, Any]], argv: list[str] | None) -> None:
+    """`python -m labctl.benchmarks.<name> [--quick]`: the benchmark's JSON on stdout."""
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(run(args.quick), indent=2))

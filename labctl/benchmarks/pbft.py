@@ -19,10 +19,7 @@ on, through the fault router:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -31,6 +28,7 @@ from labctl.benchmarks.labs import (
     bench_lab,
     loadgens,
     merged_latency,
+    quick_main,
     replica_messages,
     run_terminable,
     stable_leader,
@@ -129,10 +127,7 @@ def growth(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="labctl.benchmarks.pbft")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    print(json.dumps(run(quick=args.quick), indent=2))
+    quick_main("labctl.benchmarks.pbft", run, argv)
 
 
 if __name__ == "__main__":

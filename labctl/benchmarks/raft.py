@@ -34,12 +34,9 @@ waited for a CPU while runnable are part of the result. Goals are in `goals`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -50,6 +47,7 @@ from labctl.benchmarks.labs import (
     applied_index,
     bench_lab,
     loadgens,
+    quick_main,
     run_terminable,
     stable_leader,
     sum_results,
@@ -426,10 +424,7 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="labctl.benchmarks.raft")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    print(json.dumps(run(quick=args.quick), indent=2))
+    quick_main("labctl.benchmarks.raft", run, argv)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ so the ratio is the figure to read, not the absolute numbers.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 from labctl.benchmarks.labs import (
     bench_lab,
     loadgens,
+    quick_main,
     run_terminable,
     stable_leader,
     sum_results,
@@ -52,6 +51,16 @@ def _pct(traced: float, untraced: float) -> float | None:
     return round(100 * (traced / untraced - 1), 1) if untraced else None
 
 
+def _medians(samples: dict[bool, list[dict[str, Any]]], key: str) -> tuple[float, float]:
+    """(traced, untraced) medians of one figure; samples without it are left out."""
+
+    def med(xs: list[Any]) -> float:
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else 0.0
+
+    return med([s[key] for s in samples[True]]), med([s[key] for s in samples[False]])
+
+
 def router_rounds(rounds: int, messages: int) -> dict[str, Any]:
     from labctl.benchmarks import router
 
@@ -62,11 +71,8 @@ def router_rounds(rounds: int, messages: int) -> dict[str, Any]:
         _say(f"  router, trace {'on ' if traced else 'off'}: {rate['msgs_per_s']:,} frames/s, "
              f"{rate['router_cpu_us_per_msg']} us CPU per frame")  # fmt: skip
 
-    def med(traced: bool, key: str) -> float:
-        return statistics.median(s[key] for s in samples[traced])
-
-    cpu_on, cpu_off = med(True, "router_cpu_us_per_msg"), med(False, "router_cpu_us_per_msg")
-    rate_on, rate_off = med(True, "msgs_per_s"), med(False, "msgs_per_s")
+    cpu_on, cpu_off = _medians(samples, "router_cpu_us_per_msg")
+    rate_on, rate_off = _medians(samples, "msgs_per_s")
     return {
         "messages": messages,
         "rounds": rounds,
@@ -108,13 +114,8 @@ def raft_rounds(rounds: int, warmup: float, duration: float) -> dict[str, Any]:
     finally:
         procs.kill_all()
 
-    def med(traced: bool, key: str) -> float:
-        xs = [s[key] for s in samples[traced] if s[key] is not None]
-        return statistics.median(xs) if xs else 0.0
-
-    w_on, w_off = med(True, "committed_per_s"), med(False, "committed_per_s")
-    c_on = med(True, "router_cpu_pct_per_1k_per_s")
-    c_off = med(False, "router_cpu_pct_per_1k_per_s")
+    w_on, w_off = _medians(samples, "committed_per_s")
+    c_on, c_off = _medians(samples, "router_cpu_pct_per_1k_per_s")
     return {
         "rounds": rounds,
         "window_s": duration,
@@ -145,10 +146,7 @@ def _run(quick: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="labctl.benchmarks.trace")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    print(json.dumps(run(quick=args.quick)))
+    quick_main("labctl.benchmarks.trace", run, argv)
 
 
 if __name__ == "__main__":
