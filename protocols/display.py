@@ -35,6 +35,9 @@ class Role(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     leads: bool = False
     # A node in this role is trying to lead (an election, a view change).
     candidate: bool = False
+    # A candidate that asks for pre-votes first, without raising its term (Raft's
+    # pre-vote, thesis 9.6): a `became_candidate` event with pre_vote set puts a node here.
+    pre_vote: bool = False
     glyph: str = "·"  # its one-character mark in the dashboard's timeline
     colour: str = "#a9c6de"  # its colour in pictures (labctl report): any CSS colour
     label: str = ""  # the legend's word for it (default: the name)
@@ -131,6 +134,21 @@ class Display(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def candidate_role(self) -> str | None:
         """The role a `became_candidate` event puts a node in."""
         return next((r.name for r in self.roles if r.candidate), None)
+
+    def role_after(self, event: dict[str, Any]) -> str | None:
+        """The role a role-change event puts its node in (None: not a role change, or a
+        role this protocol does not have); the dashboard and the report both fold events
+        by this one rule, before the node's next status report says its own word."""
+        kind = event.get("kind")
+        if kind == "became_leader":
+            return self.leader_role
+        if kind in ("stepped_down", "became_follower"):
+            return self.follower_role
+        if kind == "became_candidate":
+            pre = bool(event.get("pre_vote"))
+            exact = next((r.name for r in self.roles if r.candidate and r.pre_vote == pre), None)
+            return exact or self.candidate_role
+        return None
 
     @property
     def follower_role(self) -> str:

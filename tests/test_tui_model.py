@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from protocols.pbft import PbftProtocol
+from protocols.raft import RaftProtocol
 from tui import actions
 from tui.actions import ACTIONS
 from tui.fake import T0, FakeSource, demo_story
@@ -276,6 +277,18 @@ def test_pre_votes_name_the_term_they_ask_for() -> None:
         m.apply_event({"t": 101.0, "src": "r1", "kind": "became_candidate", "term": 1,
                        "pre_vote": True})  # fmt: skip
     assert m.events[-1].text == "r1 asked for pre-votes x3 (for term 2)"
+
+
+def test_a_node_asking_for_pre_votes_shows_as_pre_candidate_not_candidate() -> None:
+    m = LabModel()
+    raft = {"protocol": "raft", "display": RaftProtocol.display().to_doc()}
+    m.apply_status({**doc(node(0, "leader"), node(1, "follower")), **raft}, 100.0)
+    # A pre-candidate has not raised its term: calling it a candidate says it did.
+    m.apply_event({"t": 101.0, "src": "r1", "kind": "became_candidate", "term": 1,
+                   "pre_vote": True})  # fmt: skip
+    assert m.nodes["r1"]["role"] == "pre_candidate"
+    m.apply_event({"t": 101.2, "src": "r1", "kind": "became_candidate", "term": 2})
+    assert m.nodes["r1"]["role"] == "candidate"
 
 
 def test_pbft_says_primary_and_view() -> None:

@@ -333,14 +333,11 @@ class LabModel:
         node = self.nodes.get(src)
         # Role changes land in the table at once, before the next status report.
         if node is not None and node.get("state") != "stopped":
-            d = self.display
-            if kind == "became_leader" and d.leader_role:
-                node.update(role=d.leader_role, leader=src,
-                            term=event.get("term", node.get("term")))  # fmt: skip
-            elif kind == "stepped_down":
-                node["role"] = d.follower_role
-            elif kind == "became_candidate" and d.candidate_role:
-                node["role"] = d.candidate_role
+            role = self.display.role_after(event)
+            if role is not None and kind == "became_leader":
+                node.update(role=role, leader=src, term=event.get("term", node.get("term")))
+            elif role is not None and kind != "became_follower":
+                node["role"] = role
         target = self.nodes.get(str(event.get("node")))
         if target is not None:
             self._fold_process_event(kind, event, target)

@@ -162,11 +162,7 @@ def load_run(run_dir: Path | str) -> RunData:
     nodes = {r: NodeLine(r) for r in replicas}
     faults = _faults(events, t_end, replicas)
     display = _display(config, protocol)
-    # Role events say leader/follower/candidate; the protocol's status says its own words
-    # (PBFT: primary/backup/view_changing): one word per role.
-    words = {"leader": display.leader_role or "leader", "follower": display.follower_role,
-             "candidate": display.candidate_role or "candidate"}  # fmt: skip
-    _fold_nodes(nodes, events, faults, t_end, display.term_word, words)
+    _fold_nodes(nodes, events, faults, t_end, display)
     ops: dict[str, list[tuple[float, float, str]]] = {"ok": [], "fail": [], "info": []}
     invoked = 0
     for h in history:
@@ -351,10 +347,9 @@ def _fold_nodes(
     events: list[dict[str, Any]],
     faults: list[FaultBand],
     t_end: float,
-    word: str = "term",
-    roles: dict[str, str] | None = None,
+    display: Display = DEFAULT_DISPLAY,
 ) -> None:
-    roles = roles or {}
+    word = display.term_word
     changes: dict[str, list[tuple[float, str, int | None]]] = {n: [] for n in nodes}
     raw_leases: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes}
     for e in events:
@@ -374,7 +369,9 @@ def _fold_nodes(
             if isinstance(expiry, (int, float)) and expiry > e["t"]:
                 raw_leases[src].append((e["t"], float(expiry)))
         elif kind in ROLE_EVENTS:
-            changes[src].append((e["t"], roles.get(ROLE_EVENTS[kind], ROLE_EVENTS[kind]), term))
+            # Role events say leader/follower/candidate; the protocol's status says its own
+            # words (PBFT: primary/backup/view_changing): the display maps one to the other.
+            changes[src].append((e["t"], display.role_after(e) or ROLE_EVENTS[kind], term))
             how = e.get("how") or e.get("reason") or ""
             label = ROLE_EVENTS[kind] if kind != "stepped_down" else "stepped down"
             if term is not None:
