@@ -104,9 +104,16 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
         self.parent_pid: int | None = config.get("parent_pid")
         self.started = true_now()
         # The lab's secret: every socket of the lab asks for it (nodes/auth.py); children
-        # inherit it through the environment, never a command line.
-        self.secret = auth.create_secret(lab_dir)
-        os.environ.update(auth.child_env(self.secret))
+        # inherit it through the environment, never a command line. `open_endpoints` is
+        # for one thing only, `labctl bench raft` measuring what authentication costs: no
+        # CLI option or scenario key sets it.
+        self.open_endpoints = config.get("open_endpoints") is True
+        if self.open_endpoints:
+            self.secret: bytes | None = None
+            os.environ.pop(auth.ENV, None)
+        else:
+            self.secret = auth.create_secret(lab_dir)
+            os.environ.update(auth.child_env(self.secret))
         self.ctx = zmq.Context()
         self.zap = auth.serve(self.ctx, self.secret)
         self.control, self.control_ep = self._bind(zmq.ROUTER)
@@ -304,6 +311,7 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
             "seed": self.seed,
             "run_dir": str(self.run.path),
             "started_wall": time.time(),
+            **({"open_endpoints": True} if self.open_endpoints else {}),
         }
 
     # -- the loop ------------------------------------------------------------------------

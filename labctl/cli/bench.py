@@ -17,11 +17,12 @@ from labctl.errors import LabError
 
 # A benchmark named for a protocol is about that one (raft: against PySyncObj; epaxos,
 # pbft: against raft); these names are benchmarks', run as `labctl.benchmarks.<name>.run`.
-PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace", "etcd", "mutants")
+PER_MODULE = ("raft", "epaxos", "pbft", "sim", "soak", "trace", "auth", "etcd", "mutants")
 BENCHMARKS = ("core", "checkers", *PER_MODULE, "cli", "external", "all")
 # What `all` runs: everything but the soak (30 minutes per protocol; run it on its own)
 # and mutants (up to 60 CPU seconds for each of 5 seeds of each mutation).
-ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external", "trace", "etcd")
+ALL = ("core", "checkers", "raft", "epaxos", "pbft", "sim", "cli", "external", "trace", "auth",
+       "etcd")
 
 
 def bench(
@@ -38,7 +39,8 @@ def bench(
     epaxos, pbft: a protocol under load; sim: the simulator; soak: a lab's memory, files
     and event log under load and faults over LABCTL_SOAK_SECONDS per protocol; cli: wall
     time of CLI calls; external: what the external-node adapter adds per hop; trace: the
-    router and a Raft lab with and without the message trace; etcd: labctl's Raft and a
+    router and a Raft lab with and without the message trace; auth: the same with and
+    without the lab's authentication; etcd: labctl's Raft and a
     real etcd side by side (root); mutants: time for sim explore to catch each named
     mutation (median of 5 seeds); all: every one but soak and mutants (etcd skipped with
     the reason without etcd or root), in one JSON document with the load before and
