@@ -11,6 +11,7 @@ import time
 from collections.abc import Hashable
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.widget import Widget
 
 from tui.model import LabModel
@@ -57,9 +58,19 @@ class Panel(Widget):
     def render(self) -> RenderableType:
         width, height = self.content_size
         # Before the first layout the size is zero: guess from the screen, re-render later.
-        return self.render_model(
+        out = self.render_model(
             self.model, width or max(20, self.app.size.width - 4), height or self.app.size.height
         )
+        if height and isinstance(out, Text) and self.styles.height is not None:
+            # An auto-sized panel laid out for fewer lines than it now has (seen under load:
+            # the first status lands between a layout and the size it was computed from,
+            # and the nodes panel showed its header and no rows): ask for a layout pass.
+            # Only "too small" counts: a wrapped line makes the laid-out height larger
+            # than the line count, never smaller, so this cannot ask again and again.
+            lines = out.plain.count("\n") + 1
+            if self.styles.height.is_auto and lines > height:
+                self.call_after_refresh(self.refresh, layout=True)
+        return out
 
     def render_model(self, model: LabModel, width: int, height: int) -> RenderableType:
         raise NotImplementedError
