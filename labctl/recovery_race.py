@@ -20,12 +20,13 @@ command leader's index first):
    as PreAccepts, L hears no reply, and the others start recovering them;
 2. the moment a replica A starts recovering one of L's instances, what A sends is cut
    (its Prepare is already on the wire, the replies still reach it): A decides and its
-   Accept reaches nobody. Shortly after, A is cut off both ways, and L is let back to the
-   others (not to A);
+   Accept reaches nobody. Shortly after, if it did, A is cut off both ways, and L is let
+   back to the others (not to A);
 3. the moment another replica B's recovery of that instance sends its Accept, what B
    sends is cut: B hears the Accept replies, commits, and its Commit reaches nobody;
 4. the moment B decides, A is let back (to everyone but B): A's next attempt, or someone
-   else's, hears A's X and the others' Y;
+   else's, hears A's X and the others' Y. With five replicas or more the others are cut
+   from each other then: only A has a majority without B;
 5. a while later everything heals, and (time permitting) the next attempt starts.
 
 A protocol that compares vote ballots commits Y everywhere; one that cannot tell which
@@ -41,7 +42,7 @@ from typing import Any
 
 from labctl.director import Director, soon
 
-ATTEMPTS = 4  # per run: each one is four fault steps (and two heals)
+ATTEMPTS = 6  # per run: each one is four or five fault steps (and three heals)
 
 
 class RecoveryRaceDirector(Director):
@@ -55,11 +56,11 @@ class RecoveryRaceDirector(Director):
         self.instance: list[Any] = []
 
     def watch(self, rec: dict[str, Any]) -> None:
-        if self.phase in ("first", "second", "third"):
+        if self.phase in ("first", "accepting", "accepted", "second", "third", "race"):
             self._watch(rec)
 
     def tick(self, t: float) -> None:
-        if self.phase in ("first", "second", "third") and t > self.deadline:
+        if self.phase in ("first", "second", "third", "race") and t > self.deadline:
             self._settle(soon(self.lab.now))  # the cluster did not get there: undo, again
 
     def begin(self) -> None:
@@ -81,8 +82,8 @@ class RecoveryRaceDirector(Director):
                    **{"from": self._others(self.cut), "to": [self.cut]})  # fmt: skip
         self.phase, self.deadline = "first", at + 10 * self.timeout
 
-    def _others(self, node: str) -> list[str]:
-        return [r for r in self.lab.ids if r != node]
+    def _others(self, *nodes: str) -> list[str]:
+        return [r for r in self.lab.ids if r not in nodes]
 
     def _watch(self, rec: dict[str, Any]) -> None:
         kind, src = rec["kind"], rec["src"]
@@ -95,19 +96,22 @@ class RecoveryRaceDirector(Director):
             if kind != self.events["start"] or src == self.cut or instance[0] != leader:
                 return
             # A recovers one of L's instances: its Prepare is out; cut what it sends, so
-            # its Accept reaches nobody, then cut it off and let L back to the others.
+            # that its Accept reaches nobody (the replies still reach it).
             self.first, self.instance = src, instance
             at = soon(t)
             self.fault(at, fault="partition", oneway=True,
                        **{"from": [src], "to": self._others(src)})  # fmt: skip
-            later = at + self.rng.uniform(0.02, 0.08)
-            self.fault(later, fault="heal", to=[self.cut])  # (A's cut towards L too)
-            self.fault(later, fault="isolate", node=src)
-            self.phase, self.deadline = "second", at + 10 * self.timeout
+            self.phase = "accepting"
+            self.lab.at(at + self.rng.uniform(0.02, 0.08), self._accepted)
         elif instance != self.instance:
             return
+        elif self.phase == "race":
+            if kind == self.events["decided"]:  # A's X or the others' Y: the race is run
+                self.deadline = min(self.deadline, t + 2 * self.timeout)
         elif kind == self.events["decided"] and (src != self.second or "by" in rec):
             self._settle(soon(t))  # decided some other way: nothing to race
+        elif self.phase == "accepting" and kind == self.events["accept"] and src == self.first:
+            self.phase = "accepted"  # X accepted at A alone
         elif self.phase == "second" and kind == self.events["accept"] and src != self.first:
             # B, in a higher ballot, sends its Accept: it hears the replies, but its
             # Commit reaches nobody.
@@ -116,12 +120,27 @@ class RecoveryRaceDirector(Director):
                        **{"from": [src], "to": self._others(src)})  # fmt: skip
             self.phase, self.deadline = "third", t + 10 * self.timeout
         elif self.phase == "third" and kind == self.events["decided"] and src == self.second:
-            # B committed: A back, to race the others at recovering what they accepted.
+            # B committed: A back (to everyone but B), to race the others at recovering
+            # what they accepted. With five or more, the others are cut from each other:
+            # none of them has a majority without A, A has one with them.
             at = soon(t)
+            rest = self._others(self.first, src)
+            if len(rest) > 1:
+                self.fault(at, fault="partition", **{"from": rest, "to": rest})
             self.fault(at, fault="heal", **{"from": [self.first]})
-            self.phase = "race"
-            self.lab.at(at + self.timeout * self.rng.uniform(5.0, 10.0),
-                        lambda: self._settle(soon(self.lab.now)))  # fmt: skip
+            self.phase, self.deadline = "race", at + 10 * self.timeout
+
+    def _accepted(self) -> None:
+        """Some time after A's Prepare: if its Accept went out (to nobody), cut A off and
+        let L back to the others; if A decided otherwise, this attempt is over."""
+        if self.phase != "accepted":
+            if self.phase == "accepting":
+                self._settle(soon(self.lab.now))
+            return
+        at = soon(self.lab.now)
+        self.fault(at, fault="heal", to=[self.cut])  # (A's cut towards L too)
+        self.fault(at, fault="isolate", node=self.first)
+        self.phase, self.deadline = "second", at + 10 * self.timeout
 
     def _settle(self, at: float) -> None:
         self.phase = "settle"
