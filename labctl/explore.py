@@ -29,6 +29,11 @@ it declares (`nemeses`: a drift bound, byzantine modes), never which mutation is
 - byzantine-leader (protocols with byzantine modes, drawn twice as often there): one
   replica lying in each mode in turn while leadership moves round (an equivocating
   primary, a forger of certificates).
+- recovery-race (protocols that declare explicit-prepare recovery events, drawn twice
+  as often there): two recoveries of one instance, each cut off at its own moment so
+  that each sees a different subset of the replicas, then the first one back
+  (labctl/recovery_race.py): accepted replies with different attributes, whose vote
+  ballots alone tell the newer (Sutra 2019).
 
 A violating run is shrunk (`shrink`): steps dropped, pauses shortened, steps moved earlier,
 the run shortened, the write rate halved, fewer clients and nodes, as long as the same kind
