@@ -29,6 +29,11 @@ it declares (`nemeses`: a drift bound, byzantine modes), never which mutation is
 - byzantine-leader (protocols with byzantine modes, drawn twice as often there): one
   replica lying in each mode in turn while leadership moves round (an equivocating
   primary, a forger of certificates).
+- recovery-race (protocols that declare explicit-prepare recovery events, drawn twice
+  as often there): two recoveries of one instance, each cut off at its own moment so
+  that each sees a different subset of the replicas, then the first one back
+  (labctl/recovery_race.py): accepted replies with different attributes, whose vote
+  ballots alone tell the newer (Sutra 2019).
 
 A violating run is shrunk (`shrink`): steps dropped, pauses shortened, steps moved earlier,
 the run shortened, the write rate halved, fewer clients and nodes, as long as the same kind
@@ -48,18 +53,21 @@ import protocols
 from labctl import chaos, simrun
 from labctl.director import Director, soon
 from labctl.late_replies import LateRepliesDirector
+from labctl.recovery_race import RecoveryRaceDirector
 from labctl.scenario.format import EXPLORE_HEADER, Scenario, Step
 from protocols.base import decode_options
 
 NEMESES = ("leader-churn", "majority-restart", "ring-flap", "pause-past-timeout",
-           "drift-at-bound", "link-cut", "slow-replies", "byzantine-leader")  # fmt: skip
+           "drift-at-bound", "link-cut", "slow-replies", "byzantine-leader",
+           "recovery-race")  # fmt: skip
 DURATION = 10.0
 
 
 def nemeses(protocol: str) -> tuple[str, ...]:
     """The nemeses that mean something for `protocol`, by what it declares (never by which
     mutation is on): clocks and leases only where it has a drift bound, lies only where it
-    has byzantine modes, pre-vote turned off only where it has the option."""
+    has byzantine modes, pre-vote turned off only where it has the option, recoveries
+    raced only where it declares explicit-prepare recovery events."""
     cls = protocols.get(protocol)
     fields = set(getattr(cls.Options, "__struct_fields__", ()))
     out = []
@@ -67,6 +75,8 @@ def nemeses(protocol: str) -> tuple[str, ...]:
         if name == "drift-at-bound" and "max_drift" not in fields:
             continue
         if name == "byzantine-leader" and not cls.byzantine_modes:
+            continue
+        if name == "recovery-race" and not getattr(cls, "recovery_events", None):
             continue
         out.append(name)
     return tuple(out)
@@ -90,8 +100,9 @@ def generate(protocol: str, nodes: int, seed: int,
     rng = random.Random(f"explore:{seed}")
     menu = nemeses(protocol)
     # The protocol's headline fault twice as often as the rest: leader churn, or for a
-    # protocol that tolerates liars, a lying leader.
-    headline = "byzantine-leader" if "byzantine-leader" in menu else menu[0]
+    # protocol that tolerates liars, a lying leader, or for one that recovers instances
+    # by explicit prepare (leaderless: no leader to churn), racing recoveries.
+    headline = next((h for h in ("byzantine-leader", "recovery-race") if h in menu), menu[0])
     which = rng.choice(("chaos", *menu, headline))
     if which == "chaos":
         sc = chaos.random_scenario(protocol, nodes, duration, seed)
@@ -105,7 +116,7 @@ def generate(protocol: str, nodes: int, seed: int,
     timeout = base_timeout(protocol, options)
     replicas = [f"r{i}" for i in range(nodes)]
     steps: list[tuple[float, dict[str, Any]]] = []
-    rate = 120
+    rate, target = 120, "leader"
     end = duration - 3.0  # a calm tail, as chaos runs have: the final state can be judged
     t = rng.uniform(0.5, 1.5)
 
@@ -217,6 +228,12 @@ def generate(protocol: str, nodes: int, seed: int,
                 u += cut + timeout * rng.uniform(0.2, 1.5)
             step(t + hold, fault="heal")
             t += hold + timeout * rng.uniform(0.5, 2.0)
+    elif which == "recovery-race":
+        # Two recoveries of one instance, each cut off at its own moment so that each
+        # sees a different subset of the replicas (labctl/recovery_race.py). Writes to a
+        # few keys, so that attributes computed at different moments differ.
+        rate, target = rng.choice((100, 200, 400)), "any"  # every replica leads commands
+        director = RecoveryRaceDirector(None, rng, t, end - 1.0, timeout, cls.recovery_events)
     elif which == "byzantine-leader":
         # One replica lies, in each of the protocol's modes in turn (so never more than f
         # liars, and the same one: the checkers set aside what a liar says, for the whole
@@ -262,7 +279,7 @@ def generate(protocol: str, nodes: int, seed: int,
         name=f"explore-{protocol}-{seed}", path=f"<explore seed {seed}>",
         description=f"explore: {which} nemesis", protocol=protocol, nodes=nodes, seed=seed,
         duration=duration, options=options, fencing=True,
-        workload={"kind": "kv", "rate": rate, "clients": clients, "target": "leader",
+        workload={"kind": "kv", "rate": rate, "clients": clients, "target": target,
                   "reads": "log,quorum,lease", "keys": 5, "retries": 3, "timeout": 0.25},
         expect={"safe": True},
     )  # fmt: skip

@@ -1,6 +1,7 @@
-"""Explore's nemeses for the catalogue (labctl/explore.py, labctl/late_replies.py) and the
-PBFT forger's made-up certificates: what each one is offered to, that a reacting one
-leaves a plain schedule that replays, and that the lie is one only a mutation believes."""
+"""Explore's nemeses for the catalogue (labctl/explore.py, labctl/late_replies.py,
+labctl/recovery_race.py) and the PBFT forger's made-up certificates: what each one is
+offered to, that a reacting one leaves a plain schedule that replays, and that the lie
+is one only a mutation believes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def test_nemeses_follow_what_the_protocol_declares() -> None:
     assert "drift-at-bound" not in epaxos and "byzantine-leader" not in epaxos
     assert "byzantine-leader" in pbft and "drift-at-bound" not in pbft
     assert {"link-cut", "slow-replies"} <= raft & epaxos & pbft
+    # Racing recoveries only where the protocol declares explicit-prepare recovery events.
+    assert "recovery-race" in epaxos and "recovery-race" not in raft | pbft
 
 
 def _first(protocol: str, nemesis: str, nodes: int) -> int:
@@ -56,6 +59,25 @@ def test_late_replies_leave_a_schedule_that_replays_without_the_director() -> No
     assert "split-brain" in found.kinds and found.scenario is not None
     faults = {f["fault"] for _, f in director.steps}
     assert {"isolate", "delay", "partition", "heal"} <= faults
+    again = explore.check(found.scenario)
+    assert again.kinds == found.kinds
+
+
+def test_recovery_race_gives_two_recoveries_different_subsets_and_replays_without_it() -> None:
+    seed = _first("epaxos", "recovery-race", 3)
+    sc, director = explore.generate("epaxos", 3, seed)
+    assert director is not None and sc.workload and sc.workload["target"] == "any"
+    clean = explore.check(sc, director)
+    assert clean.kinds == [], clean.first  # correct EPaxos: the vote ballots tell them apart
+    steps = [f for _, f in director.steps]
+    # Each attempt: what L hears cut, then what A sends, A cut off, then what B sends.
+    oneway = [f for f in steps if f.get("oneway")]
+    assert len(oneway) >= 3 and {"isolate", "heal"} <= {f["fault"] for f in steps}
+    sc, director = explore.generate("epaxos", 3, seed)
+    sc.options["mutate"] = "single-ballot"
+    found = explore.check(sc, director)
+    # The first such run (seed 19 today): A's old X committed beside B's Y.
+    assert "divergence" in found.kinds and found.scenario is not None
     again = explore.check(found.scenario)
     assert again.kinds == found.kinds
 

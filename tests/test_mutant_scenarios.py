@@ -45,8 +45,6 @@ def test_every_protocol_mutation_has_its_scenario() -> None:
     have = {p.stem for p in FILES}
     for protocol in ("raft", "epaxos", "pbft"):
         for m in protocols.get(protocol).mutations:
-            if m.name == "single-ballot":
-                continue  # explore does not find it yet (see the issue 21 note)
             assert f"{protocol}-{m.name}" in have, m.name
 
 

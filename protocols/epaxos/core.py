@@ -73,7 +73,7 @@ from protocols.epaxos.messages import (
 )
 from protocols.epaxos.mutations import MUTATIONS
 from protocols.epaxos.options import Options
-from protocols.epaxos.recovery import Recovery
+from protocols.epaxos.recovery import RECOVERY_ACCEPT_EVENT, RECOVERY_EVENT, Recovery
 
 MAX_BACKOFF_DOUBLINGS = 4
 RESERVE_BLOCK = 16  # own instance numbers reserved by one durable record
@@ -100,6 +100,13 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
     # A 30 s chaos run executes a few thousand instances: checkpoint (and compact, and
     # restart from checkpoints) under faults.
     short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 200}
+    # Explicit-Prepare recovery, told by events whose data names the `instance` as
+    # [command leader's index, number]: one starts, its Accept goes out, the recoverer
+    # decides. Explore's recovery-race nemesis (labctl/recovery_race.py) times its link
+    # cuts by them; a protocol without this declaration is not offered it.
+    recovery_events: ClassVar[dict[str, str]] = {
+        "start": RECOVERY_EVENT, "accept": RECOVERY_ACCEPT_EVENT, "decided": RECOVERED_EVENT,
+    }
     # Leaderless: no role leads, so a fault's "leader" is the first running replica.
     roles = (Role("replica", glyph="·", label="running (every replica leads its own commands)"),)
     term_word: ClassVar[str] = "ballot"
@@ -503,6 +510,8 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
         self._vote(inst, ACCEPTED, lead.ballot, cmds, seq, deps, orig=False)
         if not lead.recovery:
             self.slow += 1
+        else:
+            self.out.event(RECOVERY_ACCEPT_EVENT, instance=list(iid), ballot=lead.ballot)
         if self.slow_peers == 0:
             self._commit(iid, cmds, seq, deps)
             return

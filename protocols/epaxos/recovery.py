@@ -57,6 +57,9 @@ from protocols.epaxos.messages import (
 from protocols.epaxos.options import Options
 
 RECOVERY_EVENT = "epaxos.recovery"  # data: instance, ballot (an instance's first attempt)
+# A recovery's Accept goes out (data: instance, ballot; every attempt that gets there):
+# explore's recovery-race nemesis times its cuts by it (labctl/recovery_race.py).
+RECOVERY_ACCEPT_EVENT = "epaxos.recovery_accept"
 
 
 def known_command(r: PrepareReply) -> Cmds:
