@@ -81,7 +81,8 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
     short_run_options: ClassVar[dict[str, Any]] = {"snapshot_threshold": 500,
                                                    "catch_up_entries": 100}  # fmt: skip
     # The default vocabulary and columns, and a pre-vote candidate campaigning too.
-    roles = (*DEFAULT_ROLES, Role(PRE_CANDIDATE, candidate=True, pre_vote=True, glyph="░", colour="#fcbf7f"))
+    roles = (*DEFAULT_ROLES,
+             Role(PRE_CANDIDATE, candidate=True, pre_vote=True, glyph="░", colour="#fcbf7f"))
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
