@@ -74,6 +74,8 @@ class LostWriteChecker(Checker):
         self.settled = 0  # writes applied everywhere at or below it are forgotten
         # request id -> record time it settled, for writes settled before their answer
         self.settled_early: dict[str, float] = {}
+        self.cut: dict[str, int] = {}  # node -> its column is counted in held_below to here
+        self.held_below: dict[str, int] = {}  # request id -> replicas holding it for good
 
     def _restarted(self, node: str) -> None:
         reach = self.snap_top.get(node, 0)
@@ -101,6 +103,8 @@ class LostWriteChecker(Checker):
             if kind == "node.starting":
                 self._restarted(node)
             settled = self.floor.on_event(rec)
+            if kind == ev.DURABLE_FLOOR and node in self.floor.promised:
+                self._scan(node, self.floor.promised[node])
             if settled is not None:
                 self._settle(settled)
             return []
@@ -134,14 +138,48 @@ class LostWriteChecker(Checker):
             self.snap_top[node] = max(self.snap_top.get(node, 0), index)
         return []
 
+    def _scan(self, node: str, floor: int) -> None:
+        """`node` holds what it applied up to `floor` for good: count it for each write
+        there. A write every replica holds so is settled, wherever each applied it (with
+        `ordering = "per_key"`, EPaxos, each replica numbers its own executions, so the
+        index-by-index pass of `_settle` never finds them all at one index)."""
+        cut = self.cut.get(node, 0)
+        column, applied = self.at_index.get(node), self.applied.get(node)
+        if floor <= cut or column is None or not applied:
+            return
+        held, replicas = self.held_below, len(self.floor.floors)
+        for i in range(max(cut, column.base - 1) + 1, floor + 1):
+            got = column.get(i)
+            if got is None or applied.get(got[0]) != i:
+                continue  # a read, a hole, or not where this write first took effect here
+            rid = got[0]
+            count = held.get(rid, 0) + 1
+            if count >= replicas:
+                self._settle_write(rid)
+            else:
+                held[rid] = count
+        self.cut[node] = floor
+
+    def _settle_write(self, rid: str) -> None:
+        """Every replica holds `rid` in a durable snapshot: forget it."""
+        if self.acked.pop(rid, None) is None:
+            # Settled before its answer (or its invoke) reached us: remembered, so an ok
+            # that comes later is not taken for a write nobody holds.
+            self.settled_early[rid] = self.last_t
+        self.invoked_op.pop(rid, None)
+        self.invoked_label.pop(rid, None)
+        self.held_below.pop(rid, None)
+        for a in self.applied.values():
+            a.pop(rid, None)
+        for b in self.before.values():
+            b.pop(rid, None)
+
     def _settle(self, settled: int) -> None:
         """Every replica holds what it applied up to `settled` in a durable snapshot: a
         write all of them applied there is held for good. Forget it, and the rows."""
         columns = [self.at_index.get(n) for n in self.floor.floors]
         applied = [self.applied.get(n, {}) for n in self.floor.floors]
-        acked, invoked_op, label, early = (
-            self.acked, self.invoked_op, self.invoked_label, self.settled_early
-        )
+        early = self.settled_early
         if all(c is not None for c in columns):
             for i in range(self.settled + 1, settled + 1):
                 rid = None
@@ -156,16 +194,7 @@ class LostWriteChecker(Checker):
                         break  # replicas disagree: nothing settles there
                 if rid is None or not any(rid in a for a in applied):
                     continue  # nobody applied a command there, or it is a read
-                if acked.pop(rid, None) is None:
-                    # Settled before its answer (or its invoke) reached us: remembered, so
-                    # an ok that comes later is not taken for a write nobody holds.
-                    early[rid] = self.last_t
-                invoked_op.pop(rid, None)
-                label.pop(rid, None)
-                for a in applied:
-                    a.pop(rid, None)
-                for b in self.before.values():
-                    b.pop(rid, None)
+                self._settle_write(rid)
         for c in columns:
             if c is not None:
                 c.drop_through(settled)
