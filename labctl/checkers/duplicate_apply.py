@@ -13,10 +13,17 @@ Only writes count: a get that reached the log twice changes nothing. A replica w
 index goes back restarted: its state machine starts empty and executes its log again,
 so what it executed from that index on is forgotten, not counted twice (EPaxos replays
 non-conflicting commands in another order than the first time).
+
+Bounded by the durable floor (labctl/checkers/durable_floor.py): of what a replica applied
+at or below the settled floor, only its last SESSION_WINDOW writes are kept, the window
+of the state machine's own session table (nodes/state_machine.py): a retry that reaches
+the log further behind its first apply is beyond what an exactly-once state machine
+recognises, and beyond what this checker remembers. Above the floor everything is kept.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -29,11 +36,16 @@ from labctl.checkers.base import (
     get_str,
     op_label,
 )
+from labctl.checkers.durable_floor import KINDS as FLOOR_KINDS
+from labctl.checkers.durable_floor import DurableFloor
+from nodes.state_machine import MAX_SESSIONS
 from protocols.base import events as ev
+
+SESSION_WINDOW = MAX_SESSIONS  # writes per replica kept below the settled floor
 
 
 class DuplicateApplyChecker(Checker):
-    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED})
+    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, *FLOOR_KINDS})
 
     def __init__(self, exactly_once: bool = False) -> None:
         super().__init__()
@@ -41,17 +53,36 @@ class DuplicateApplyChecker(Checker):
         self.first_index: dict[str, dict[str, int]] = {}  # node -> request id -> index
         self.last_index: dict[str, int] = {}  # node -> the index it applied last
         self.reported: set[str] = set()
+        self.order: dict[str, deque[str]] = {}  # node -> its first_index keys, oldest first
+        self.floor = DurableFloor()
+
+    def _forget(self, seen: dict[str, int], order: deque[str]) -> None:
+        """The oldest write beyond the window, if it is settled."""
+        rid = order[0]
+        at = seen.get(rid)
+        if at is None:
+            order.popleft()  # (a key the restart rule removed)
+        elif at <= self.floor.settled:
+            order.popleft()
+            del seen[rid]
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        if rec.get("kind") != ev.APPLIED:
+            self.floor.on_event(rec)
+            return []
         node, index = get_str(rec, "src"), get_int(rec, "index")
         rid, t, op = get_str(rec, "request_id"), get_float(rec, "t"), get_str(rec, "op")
         if node is None or index is None or rid is None or t is None or op is None:
             self.malformed += 1
             return []
-        seen = self.first_index.setdefault(node, {})
+        seen = self.first_index.get(node)
+        if seen is None:
+            seen = self.first_index[node] = {}
+            self.order[node] = deque()
         if index <= self.last_index.get(node, 0):
             # A restart: everything from `index` on is being executed again.
             self.first_index[node] = seen = {r: i for r, i in seen.items() if i < index}
+            self.order[node] = deque(seen)
         self.last_index[node] = index
         if op not in WRITE_OPS:
             return []
@@ -59,6 +90,10 @@ class DuplicateApplyChecker(Checker):
         first = seen.get(rid)
         if first is None:
             seen[rid] = index
+            order = self.order[node]
+            order.append(rid)
+            if len(order) > SESSION_WINDOW and self.floor.settled:
+                self._forget(seen, order)
         if rid in self.reported or first == index:
             return []  # already reported, or a restart replaying the same entry
         if not duplicate and first is None:

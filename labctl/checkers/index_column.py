@@ -5,7 +5,8 @@ is a list of request ids (shared strings) and an array of times, 16 bytes an ind
 a dict entry holding an (id, time) tuple and its float cost about 180 (measured on a Raft
 soak record, the largest table of the lost-write checker). Anything out of order (a
 snapshot's image reporting old indices, a gap) goes to a small dict beside the run. The
-newest write of an index wins, as with the dict.
+newest write of an index wins, as with the dict. Rows at or below a settled floor are
+dropped from the front (`drop_through`), so a column holds what is not settled yet.
 """
 
 from __future__ import annotations
@@ -68,3 +69,15 @@ class IndexColumn:
 
     def __len__(self) -> int:
         return sum(r is not None for r in self.rids) + len(self.other)
+
+    def drop_through(self, index: int) -> None:
+        """Forget every index up to `index` (settled: see durable_floor.py)."""
+        k = min(index - self.base + 1, len(self.rids))
+        if k > 0:
+            del self.rids[:k]
+            del self.times[:k]
+            self.base += k
+        if not self.rids:
+            self.base = index + 1
+        if self.other:
+            self.other = {i: v for i, v in self.other.items() if i > index}

@@ -16,6 +16,15 @@ snapshot's image reports the writes it covers as from_snapshot): what it had app
 before counts only if a snapshot it restored since reaches that far. A disk that lost
 acknowledged records (`fault disk --corrupt lose`) is thus seen in what the node holds
 now, not hidden by what it once applied.
+
+A write every replica applied at or below the settled floor (labctl/checkers/
+durable_floor.py: every replica holds it in a durable snapshot and never applies it
+again) cannot be lost any more by what the protocol does: it is settled and forgotten,
+with its index rows, so memory stays flat in a long run. One settled before its client
+heard back is remembered until the answer comes (or SETTLED_EARLY_FOR seconds of record
+time). Only writes are kept per replica (a read cannot be lost). What a disk does to a
+settled write afterwards (`--corrupt lose` of a snapshot record) is seen by divergence,
+which keeps a digest of the settled commands for a replica that applies them again.
 """
 
 from __future__ import annotations
@@ -32,12 +41,18 @@ from labctl.checkers.base import (
     get_str,
     op_label,
 )
+from labctl.checkers.durable_floor import KINDS as FLOOR_KINDS
+from labctl.checkers.durable_floor import DurableFloor
 from labctl.checkers.index_column import IndexColumn
 from protocols.base import events as ev
 
+SETTLED_EARLY_FOR = 60.0  # record seconds a write settled before its answer is remembered
+
 
 class LostWriteChecker(Checker):
-    kinds: ClassVar[frozenset[str]] = frozenset({ev.APPLIED, ev.BECAME_LEADER, "node.starting"})
+    kinds: ClassVar[frozenset[str]] = frozenset(
+        {ev.APPLIED, ev.BECAME_LEADER, "node.starting", *FLOOR_KINDS}
+    )
     reads_history: ClassVar[bool] = True
 
     def __init__(self) -> None:
@@ -55,6 +70,12 @@ class LostWriteChecker(Checker):
         # confirmed since; snap_top: the highest index a restored snapshot reported since.
         self.before: dict[str, dict[str, int]] = {}
         self.snap_top: dict[str, int] = {}
+        self.floor = DurableFloor()
+        self.settled = 0  # writes applied everywhere at or below it are forgotten
+        # request id -> record time it settled, for writes settled before their answer
+        self.settled_early: dict[str, float] = {}
+        self.cut: dict[str, int] = {}  # node -> its column is counted in held_below to here
+        self.held_below: dict[str, int] = {}  # request id -> replicas holding it for good
 
     def _restarted(self, node: str) -> None:
         reach = self.snap_top.get(node, 0)
@@ -77,10 +98,17 @@ class LostWriteChecker(Checker):
             self.malformed += 1
             return []
         self.last_t = max(self.last_t, t)
-        if rec.get("kind") == "node.starting":
-            self._restarted(node)
+        kind = rec.get("kind")
+        if kind in FLOOR_KINDS:
+            if kind == "node.starting":
+                self._restarted(node)
+            settled = self.floor.on_event(rec)
+            if kind == ev.DURABLE_FLOOR and node in self.floor.promised:
+                self._scan(node, self.floor.promised[node])
+            if settled is not None:
+                self._settle(settled)
             return []
-        if rec.get("kind") == ev.BECAME_LEADER:
+        if kind == ev.BECAME_LEADER:
             term = get_int(rec, "term")
             if term is None:
                 self.malformed += 1
@@ -91,15 +119,92 @@ class LostWriteChecker(Checker):
         if index is None or rid is None:
             self.malformed += 1
             return []
-        self.applied.setdefault(node, {}).setdefault(rid, index)
-        column = self.at_index.get(node)
-        if column is None:
-            column = self.at_index[node] = IndexColumn()
-        column.set(index, rid, t)
-        self.top[node] = max(self.top.get(node, 0), index)
+        applied = self.applied.get(node)
+        if applied is None:
+            applied = self.applied[node] = {}
+        if index > self.settled:
+            if rec.get("op") in WRITE_OPS:
+                applied.setdefault(rid, index)
+            column = self.at_index.get(node)
+            if column is None:
+                column = self.at_index[node] = IndexColumn()
+            column.set(index, rid, t)
+        elif rid in self.acked or rid in self.invoked_op:
+            # Settled there, but not this write (replicas disagreed at its index): kept.
+            applied.setdefault(rid, index)
+        if index > self.top.get(node, 0):
+            self.top[node] = index
         if rec.get("from_snapshot"):
             self.snap_top[node] = max(self.snap_top.get(node, 0), index)
         return []
+
+    def _scan(self, node: str, floor: int) -> None:
+        """`node` holds what it applied up to `floor` for good: count it for each write
+        there. A write every replica holds so is settled, wherever each applied it (with
+        `ordering = "per_key"`, EPaxos, each replica numbers its own executions, so the
+        index-by-index pass of `_settle` never finds them all at one index)."""
+        cut = self.cut.get(node, 0)
+        column, applied = self.at_index.get(node), self.applied.get(node)
+        if floor <= cut or column is None or not applied:
+            return
+        held, replicas = self.held_below, len(self.floor.floors)
+        for i in range(max(cut, column.base - 1) + 1, floor + 1):
+            got = column.get(i)
+            if got is None or applied.get(got[0]) != i:
+                continue  # a read, a hole, or not where this write first took effect here
+            rid = got[0]
+            count = held.get(rid, 0) + 1
+            if count >= replicas:
+                self._settle_write(rid)
+            else:
+                held[rid] = count
+        self.cut[node] = floor
+
+    def _settle_write(self, rid: str) -> None:
+        """Every replica holds `rid` in a durable snapshot: forget it."""
+        if self.acked.pop(rid, None) is None:
+            # Settled before its answer (or its invoke) reached us: remembered, so an ok
+            # that comes later is not taken for a write nobody holds.
+            self.settled_early[rid] = self.last_t
+        self.invoked_op.pop(rid, None)
+        self.invoked_label.pop(rid, None)
+        self.held_below.pop(rid, None)
+        for a in self.applied.values():
+            a.pop(rid, None)
+        for b in self.before.values():
+            b.pop(rid, None)
+
+    def _settle(self, settled: int) -> None:
+        """Every replica holds what it applied up to `settled` in a durable snapshot: a
+        write all of them applied there is held for good. Forget it, and the rows."""
+        columns = [self.at_index.get(n) for n in self.floor.floors]
+        applied = [self.applied.get(n, {}) for n in self.floor.floors]
+        early = self.settled_early
+        if all(c is not None for c in columns):
+            for i in range(self.settled + 1, settled + 1):
+                rid = None
+                for c in columns:
+                    got = c.get(i)  # type: ignore[union-attr]
+                    if got is None:
+                        continue  # a hole (a snapshot skipped it): its image holds it
+                    if rid is None:
+                        rid = got[0]
+                    elif got[0] != rid:
+                        rid = None
+                        break  # replicas disagree: nothing settles there
+                if rid is None or not any(rid in a for a in applied):
+                    continue  # nobody applied a command there, or it is a read
+                self._settle_write(rid)
+        for c in columns:
+            if c is not None:
+                c.drop_through(settled)
+        self.settled = settled
+        horizon = self.last_t - SETTLED_EARLY_FOR
+        while early:
+            rid, when = next(iter(early.items()))
+            if when >= horizon:
+                break
+            del early[rid]
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
         kind, rid, t = get_str(rec, "type"), get_str(rec, "request_id"), get_float(rec, "t")
@@ -118,7 +223,13 @@ class LostWriteChecker(Checker):
                 self.invoked_op.pop(rid, None)
                 self.invoked_label.pop(rid, None)
             return []
-        op = op or self.invoked_op.get(rid)
+        invoked = self.invoked_op.pop(rid, None)
+        op = op or invoked
+        if self.settled_early and self.settled_early.pop(rid, None) is not None:
+            self.invoked_label.pop(rid, None)
+            return []  # held for good by every replica: nothing to check at the end
+        if kind != "ok" or op not in WRITE_OPS:
+            self.invoked_label.pop(rid, None)  # not acknowledged: it cannot be lost
         if kind == "ok" and op in WRITE_OPS:
             reply = rec.get("reply")
             seq = get_int(rec, "seq")

@@ -52,6 +52,14 @@ hand: the records are the state as of that call, so whatever the batch persisted
 (`persist`, `persist_after`) is inside them and is dropped, and only what it persists
 after the call is appended after the rewrite. Merging keeps the same order: a later
 batch's compaction supersedes everything persisted before it, never what comes after.
+
+Durable floor: a protocol whose snapshots are durable says so with `durable_floor(index)`
+in the batch that compacts to a snapshot (or restores one it persisted, or starts from
+one): every command up to `index` is then on its disk in a snapshot and will never be
+applied again. The event leaves after the batch's writes (obligation 4 after 1), so it
+never runs ahead of the disk. The checkers forget their per-index rows below every
+node's floor; a protocol that never says one (`reports_durable_floor` off, the default,
+plugins included) keeps them all: the safe default, at the cost of memory in a long run.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from protocols.base.errors import ConfigError
+from protocols.base.events import DURABLE_FLOOR
 from protocols.base.wire import OPS, READ_MODES, ClientReply, ClientRequest, Command
 from protocols.display import DEFAULT_COLUMNS, DEFAULT_ROLES, Column, Display, Role
 
@@ -196,6 +205,11 @@ class Ready:
     def event(self, kind: str, **data: Any) -> None:
         self.events.append(Event(kind, data))
 
+    def durable_floor(self, index: int, replicas: tuple[str, ...]) -> None:
+        """Say this node's durable floor (see the module docstring): call it in the batch
+        that made the snapshot at `index` durable, and at start from one."""
+        self.events.append(Event(DURABLE_FLOOR, {"index": index, "replicas": list(replicas)}))
+
     def merge(self, later: Ready) -> Ready:
         """Fold a later batch into this one, keeping the order of obligation."""
         self.seal()
@@ -299,6 +313,9 @@ class Protocol(abc.ABC):
     # Can a replica whose WAL is corrupt rejoin and be repaired from its peers
     # (`NodeConfig.damaged`)? Without it such a replica refuses to start (nodes/wal.py).
     repairs_corruption: ClassVar[bool] = False
+    # Does the protocol say its durable floor (`Ready.durable_floor`)? Off: the checkers
+    # keep every per-index row for the whole run (always correct, linear memory).
+    reports_durable_floor: ClassVar[bool] = False
     min_nodes: ClassVar[int] = 1
     test_sizes: ClassVar[tuple[int, ...]] = (3, 5)
     # Every role name `status()["role"]` may report: which leads (counted as a leader,

@@ -21,7 +21,7 @@ instance, and attributes that do not cover an interfering one get a committed co
 
 from __future__ import annotations
 
-from protocols.base import Ready, SnapshotImage
+from protocols.base import NodeConfig, Ready, SnapshotImage
 from protocols.epaxos.execution import Executor
 from protocols.epaxos.instances import Conflicts, Instance, InstanceId
 from protocols.epaxos.messages import COMMITTED, Checkpoint, InstanceState, Reservation
@@ -35,6 +35,7 @@ class Checkpoints:
     the core's declared below. The core calls `_checkpoint` with the runtime's image."""
 
     # State owned by EPaxosProtocol (see core.py).
+    config: NodeConfig
     n: int
     idx: int
     peers: tuple[str, ...]
@@ -72,6 +73,7 @@ class Checkpoints:
             self.committed_upto[q] = max(self.committed_upto[q], c.compacted[q])
         self.next_inum = max(self.next_inum, c.compacted[self.idx] + 1)
         self.out.restore = SnapshotImage(c.applied, 0, c.image)
+        self.out.durable_floor(c.applied, self.config.replicas)
 
     def _in_checkpoint(self, q: int, j: int) -> bool:
         return j <= self.executor.floor[q] or (q, j) in self.checkpoint_above
@@ -116,6 +118,8 @@ class Checkpoints:
         record = Checkpoint(image.index, image.data, tuple(floor), tuple(above), tuple(compacted))
         kept: list[InstanceState] = [self.instances[i].record() for i in sorted(self.instances)]
         self.out.compact_to([record, Reservation(self.reserved_upto), *kept])
+        # Our execution positions up to the image's are in it: never executed again.
+        self.out.durable_floor(image.index, self.config.replicas)
         self.last_kept = len(kept)
         self.out.event(
             CHECKPOINT_EVENT, applied=image.index, compacted=compacted, kept=len(kept)

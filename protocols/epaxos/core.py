@@ -97,6 +97,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
     # The runtime's session table answers a request id applied twice from the table: a
     # client retry may open a second instance for the same request.
     exactly_once: ClassVar[bool] = True
+    reports_durable_floor: ClassVar[bool] = True  # every checkpoint (execution positions)
     # A 30 s chaos run executes a few thousand instances: checkpoint (and compact, and
     # restart from checkpoints) under faults.
     short_run_options: ClassVar[dict[str, Any]] = {"checkpoint_interval": 200}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from protocols.base import Command, Ready, SnapshotImage
+from protocols.base import Command, NodeConfig, Ready, SnapshotImage
 from protocols.pbft.auth import Signer
 from protocols.pbft.log import Log
 from protocols.pbft.messages import (
@@ -51,6 +51,7 @@ class Checkpoints:
 
     # State owned by PbftProtocol (core.py) and the ViewChanges mixin (viewchange.py).
     me: str
+    config: NodeConfig
     quorum: int
     opts: Options
     signer: Signer
@@ -177,6 +178,7 @@ class Checkpoints:
         # The compaction is the whole durable state: what this batch persisted so far is
         # part of it, and compact_to drops it.
         self.out.compact_to(self.durable_state())
+        self.out.durable_floor(index, self.config.replicas)
         self.out.event("pbft.checkpoint", seq=seq, digest=digest.hex()[:16])
         self._assign()  # the window moved: the primary may assign queued requests
 

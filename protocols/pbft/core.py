@@ -125,6 +125,7 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
     # The state machine's session table answers a request id committed twice (a request
     # re-proposed by a new primary, or retried after a restart) without applying it again.
     exactly_once: ClassVar[bool] = True
+    reports_durable_floor: ClassVar[bool] = True  # every stable checkpoint, once compacted
     test_sizes: ClassVar[tuple[int, ...]] = (4, 7)
     roles = (
         Role("primary", leads=True, glyph="▆", colour="#1d4e89"),
@@ -243,6 +244,7 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
             # The runtime's state machine starts empty: the checkpoint is its start.
             image = self.stable_image
             self.out.restore = SnapshotImage(self.stable_index, 0, image)
+            self.out.durable_floor(self.stable_index, self.config.replicas)
             self.own_checkpoints[self.stable_seq] = (self.stable_digest, image, self.stable_index)
         self.last_exec = self.commit_index = self.stable_seq
         self.exec_index = self.stable_index

@@ -73,6 +73,7 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
     # The runtime's state machine keeps the session table (paper section 8): a request
     # committed twice is applied once. Raft itself only has to stay safe when it happens.
     exactly_once: ClassVar[bool] = True
+    reports_durable_floor: ClassVar[bool] = True  # every snapshot, once compacted to it
     # A replica with a corrupt WAL rejoins as a follower that neither votes nor campaigns
     # until a leader has repaired it (see `repairing`).
     repairs_corruption: ClassVar[bool] = True
@@ -156,6 +157,7 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
             # The runtime's state machine starts empty; the snapshot is its starting point.
             s = self.snapshot
             self.out.restore = SnapshotImage(s.index, s.term, s.data)
+            self.out.durable_floor(s.index, self.config.replicas)
         # Commit is volatile (Figure 2): entries after the snapshot are applied again once
         # a leader tells us they are committed.
         self.commit = self.applied = self.log.snapshot_index
@@ -238,6 +240,7 @@ class RaftProtocol(Replication, Clients, BatchingProtocol):
             self.applied_bytes = 0
             self.snapshot = record
             self.out.compact_to(self.durable_state())
+            self.out.durable_floor(image.index, self.config.replicas)
         return self._finish()
 
     def durable_state(self) -> list[msgspec.Struct]:

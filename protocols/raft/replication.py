@@ -245,6 +245,7 @@ class Replication:
         self.out.compact_to(self.durable_state())
         self.commit = self.applied = m.index
         self.out.restore = SnapshotImage(m.index, m.snap_term, m.data)
+        self.out.durable_floor(m.index, self.config.replicas)
         self.out.send(src, AppendResponse(self.term, True, m.index, round=m.round))
 
     # -- applying -----------------------------------------------------------------------
