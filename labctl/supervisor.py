@@ -445,6 +445,7 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
         """Stop every child, run the whole-run checks, and leave a complete record, even if
         part of this fails (the record matters most when the lab broke)."""
         try:
+            self._stop_workload()  # first, while the data plane still answers them
             stop_all(list(self.children.values()))
             self._drain_telemetry()
             if self.checkers is not None and not self.checkers.finished:
