@@ -18,7 +18,9 @@ one the checkers' summary goes into) with the wall-clock fields dropped:
     python -m labctl.benchmarks.sim_equivalence --check /tmp/base.json     # after a change
 
 `--check` exits 1 and names each case whose fingerprint differs. Runs go in parallel
-(`--jobs`); each in its own lab dir under a temporary directory.
+(`--jobs`); each in its own lab dir under a temporary directory. To compare commits
+without touching a worktree: `git archive REV | tar -x -C DIR` and run it there with
+`PYTHONPATH=DIR`.
 """
 
 from __future__ import annotations
@@ -170,8 +172,10 @@ def fingerprint(case: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
             return key, _run_files(chaos.random_scenario(protocol, int(n), 12.0, int(seed)))
         return key, _explore(case[1], int(case[2]))
     except Exception as e:  # a scenario a protocol rejects: its error is its fingerprint
-        return key, {"error": f"{type(e).__name__}: {e}",
-                     "where": traceback.format_exc().splitlines()[-3:-1]}  # fmt: skip
+        # Paths relative to the checkout, so two checkouts of one commit agree.
+        where = traceback.format_exc().splitlines()[-3:-1]
+        return key, {"error": f"{type(e).__name__}: {e}".replace(f"{ROOT}/", ""),
+                     "where": [w.replace(f"{ROOT}/", "") for w in where]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
