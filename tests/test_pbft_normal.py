@@ -182,3 +182,19 @@ def test_votes_are_authenticated_by_their_own_sender() -> None:
     signer = net.proto("r0").signer  # type: ignore[attr-defined]
     assert prepares and all(isinstance(m, Prepare) and signer.verify(m) for m in prepares)
     assert commits and all(isinstance(m, Commit) and signer.verify(m) for m in commits)
+
+
+def test_a_message_verified_once_does_not_vouch_for_an_altered_copy() -> None:
+    # verify remembers messages that passed: a copy with a changed field but the same
+    # signature, or one claiming another lab key, must still be checked and refused.
+    import msgspec
+
+    from protocols.pbft.auth import Signer
+
+    signer = Signer("lab-key", "r0", ("r0", "r1"))
+    other_lab = Signer("other-key", "r1", ("r0", "r1"))
+    vote = Signer("lab-key", "r1", ("r0", "r1")).sign(Prepare(0, 1, b"d" * 32, "r1"))
+    assert signer.verify(vote) and signer.verify(msgspec.structs.replace(vote))
+    assert not signer.verify(msgspec.structs.replace(vote, seq=2))
+    assert not signer.verify(msgspec.structs.replace(vote, sender="r0"))
+    assert not other_lab.verify(vote)

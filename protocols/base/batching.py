@@ -42,7 +42,8 @@ class BatchingProtocol(Protocol):
         out = self.out
         self._seal(out)
         out.seal()
-        self.out = Ready()
+        # `self.out` stays this batch until the next input's `_begin` opens a fresh one
+        # (nothing writes to it between inputs): one Ready an input, not two.
         return out
 
     def _seal(self, out: Ready) -> None:

@@ -128,7 +128,7 @@ class SnapshotImage:
     data: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Ready:
     """One batch of outputs. Field order is the order the caller must carry them out."""
 
@@ -149,6 +149,40 @@ class Ready:
     # after it, `_overtakable` were written with persist_overtakable.
     _sealed: int = field(default=0, init=False, repr=False, compare=False)
     _overtakable: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __init__(
+        self,
+        parallel: list[tuple[str, msgspec.Struct]] | None = None,
+        persist: list[msgspec.Struct] | None = None,
+        messages: list[tuple[str, msgspec.Struct]] | None = None,
+        committed: list[Committed] | None = None,
+        reads: list[ReadReady] | None = None,
+        after: list[tuple[str, msgspec.Struct]] | None = None,
+        persist_after: list[msgspec.Struct] | None = None,
+        events: list[Event] | None = None,
+        next_deadline: float | None = None,
+        want_snapshot: bool = False,
+        restore: SnapshotImage | None = None,
+        compact: list[msgspec.Struct] | None = None,
+        barrier: bool = False,
+    ) -> None:
+        # Written out rather than the dataclass's default factories: every protocol input
+        # makes one, and list literals cost half of what eight factory calls do.
+        self.parallel = [] if parallel is None else parallel
+        self.persist = [] if persist is None else persist
+        self.messages = [] if messages is None else messages
+        self.committed = [] if committed is None else committed
+        self.reads = [] if reads is None else reads
+        self.after = [] if after is None else after
+        self.persist_after = [] if persist_after is None else persist_after
+        self.events = [] if events is None else events
+        self.next_deadline = next_deadline
+        self.want_snapshot = want_snapshot
+        self.restore = restore
+        self.compact = compact
+        self.barrier = barrier
+        self._sealed = 0
+        self._overtakable = 0
 
     def send(self, dst: str, msg: msgspec.Struct) -> None:
         self.messages.append((dst, msg))

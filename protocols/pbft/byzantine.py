@@ -76,6 +76,9 @@ class Byzantine:
         self.p = proto
         self.mode: str | None = None
         self.held: list[tuple[float, str, msgspec.Struct]] = []  # delay-primary
+        # The earliest release time in `held` (None: nothing held), kept as it changes:
+        # every input's batch asks for it (`deadline`), and held grows by the dozen.
+        self.held_first: float | None = None
         self.echoed: set[tuple[str, int, int, bytes]] = set()  # equivocate
         self.forged: set[tuple[int, int]] = set()  # forge: certificates made up
         self.released: list[tuple[str, msgspec.Struct]] = []  # held, now due
@@ -86,15 +89,17 @@ class Byzantine:
             for _, dst, msg in self.held:
                 out.send(dst, msg)  # honest (or another lie) again: let them go
             self.held = []
+            self.held_first = None
         self.echoed.clear()
 
     def deadline(self) -> float | None:
-        return min((t for t, _, _ in self.held), default=None)
+        return self.held_first
 
     def tick(self, now: float, out: Ready) -> None:
         due = [h for h in self.held if h[0] <= now]
         if due:
             self.held = [h for h in self.held if h[0] > now]
+            self.held_first = min((t for t, _, _ in self.held), default=None)
             # Sent after `rewrite`, which would otherwise hold them all over again.
             self.released.extend((dst, msg) for _, dst, msg in due)
 
@@ -140,6 +145,8 @@ class Byzantine:
             for dst, msg in out.messages:
                 if isinstance(msg, PrePrepare) and msg.sender == self.p.me:
                     self.held.append((until, dst, msg))
+                    if self.held_first is None or until < self.held_first:
+                        self.held_first = until
                 else:
                     keep.append((dst, msg))
             out.messages = keep

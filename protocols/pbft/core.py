@@ -285,7 +285,8 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
         else:
             if isinstance(msg, VIEW_MESSAGES) and msg.view > self.seen_views.get(src, 0):
                 self.seen_views[src] = msg.view
-            self.byz.incoming(src, msg, self.out)
+            if self.byz.mode is not None:
+                self.byz.incoming(src, msg, self.out)
             self._dispatch(src, msg)
         return self._finish()
 
@@ -335,11 +336,13 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
         return self._finish()
 
     def _seal(self, out: Ready) -> None:
-        self.byz.rewrite(self.now, out)  # a liar's batch: what it sends instead
+        byz = self.byz
+        if byz.mode is not None or byz.released:  # (an honest replica's every batch)
+            byz.rewrite(self.now, out)  # a liar's batch: what it sends instead
         deadline = min(
             self.vc_deadline, self.status_deadline, self.fetch_deadline, self.batch_deadline
         )
-        held = self.byz.deadline()
+        held = byz.deadline()
         if held is not None:
             deadline = min(deadline, held)
         out.next_deadline = deadline if deadline != INF else None
@@ -562,9 +565,12 @@ class PbftProtocol(ViewChanges, Checkpoints, BatchingProtocol):
         key = (pp.view, pp.digest)
         if not slot.prepared_in(pp.view):
             primary = self.primary(pp.view)
-            votes = [p for s, p in sorted(slot.prepares.get(key, {}).items()) if s != primary]
-            if len(votes) < self.quorum - 1:  # 2f prepares: with the pre-prepare, a quorum
+            got = slot.prepares.get(key)
+            # 2f prepares from backups: with the pre-prepare, a quorum. Counted before the
+            # sort, as most votes arrive while the slot is short of one.
+            if got is None or len(got) - (primary in got) < self.quorum - 1:
                 return
+            votes = [p for s, p in sorted(got.items()) if s != primary]
             cert = PreparedCert(pp, tuple(votes[: self.quorum - 1]))
             slot.set_cert(cert)
             self.out.persist.append(cert)
