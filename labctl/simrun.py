@@ -14,6 +14,7 @@ expectations and the exit codes are `scenario run`'s (labctl/scenario/runner.py'
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -53,10 +54,13 @@ class CheckingSink:
     def __init__(self, sc: Scenario, run: RunDir | None = None, talk: bool = False) -> None:
         # No wall clock in a simulated run's verdicts: the search is bounded in steps
         # (SIM_LIN_STEPS a key at the end, about the real lab's 20 s) and memory only.
+        # The records are built here, not decoded: a request id or a node's name is one
+        # string object in every record that names it, so the checkers need not intern
+        # them (runner._SHARED); the workload's keys are made per operation, interned below.
         self.checkers = CheckerSet(CheckerConfig.from_lab(
             {"protocol": sc.protocol},
             lin_wall_clock=False, lin_seconds=None, lin_budget=SIM_LIN_STEPS,
-        ))  # fmt: skip
+        ), share=False)  # fmt: skip
         self.run = run
         self.talk = talk
         self.violations: list[dict[str, Any]] = []
@@ -68,14 +72,23 @@ class CheckingSink:
         self.now = rec["t"]
         if self.run is not None:
             self.run.event(rec)
-        if not self.checkers.finished and rec["kind"] != "violation":
-            self._report(self.checkers.on_event(rec))
+        checkers = self.checkers
+        if not checkers.finished and rec["kind"] != "violation":
+            found = checkers.on_event(rec)
+            if found:
+                self._report(found)
 
     def history(self, rec: dict[str, Any]) -> None:
+        key = rec.get("key")
+        if key.__class__ is str:
+            rec["key"] = sys.intern(key)  # type: ignore[arg-type]
         if self.run is not None:
             self.run.history(rec)
-        if not self.checkers.finished:
-            self._report(self.checkers.on_history(rec))
+        checkers = self.checkers
+        if not checkers.finished:
+            found = checkers.on_history(rec)
+            if found:
+                self._report(found)
 
     def check(self, t: float) -> None:
         """The sim's tick (every virtual second): the linearizability search, spaced as

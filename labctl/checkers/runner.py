@@ -34,7 +34,12 @@ from labctl.checkers.zombie_write import ZombieWriteChecker
 class CheckerSet:
     """Every checker, fed one record at a time."""
 
-    def __init__(self, config: CheckerConfig | Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: CheckerConfig | Mapping[str, Any] | None = None, share: bool = True
+    ) -> None:
+        """`share`: intern the strings of each record the checkers keep (see _SHARED); off
+        for a caller whose records already share them (the simulator's are built in this
+        process, not decoded line by line)."""
         if config is None:
             config = CheckerConfig()
         elif not isinstance(config, CheckerConfig):
@@ -59,13 +64,25 @@ class CheckerSet:
         self.checkers.append(self.maelstrom)
         if config.linearizability:
             self.checkers.append(self.linearizability)
+        # kind -> its readers, in self.checkers' order (the order of the violations one
+        # record completes). A kind some checker reads only when a field is there (`gated`)
+        # has two lists instead, with and without that checker.
         self.by_kind: dict[str, list[Checker]] = {}
-        for c in self.checkers:
-            for kind in c.kinds:
-                self.by_kind.setdefault(kind, []).append(c)
+        self.gated: dict[str, tuple[str, list[Checker], list[Checker]]] = {}
+        kinds = sorted({kind for c in self.checkers for kind in c.kinds})
+        for kind in kinds:
+            readers = [c for c in self.checkers if kind in c.kinds]
+            fields = {c.gates[kind] for c in readers if kind in c.gates}
+            if not fields:
+                self.by_kind[kind] = readers
+                continue
+            (field,) = fields  # one gate per kind: all the runner looks up
+            ungated = [c for c in readers if kind not in c.gates]
+            self.gated[kind] = (field, readers, ungated)
         self.history_readers = [c for c in self.checkers if c.reads_history]
+        self.share = share
         self.violations: list[Violation] = []  # everything found so far, in order found
-        self.counts = {"events": 0, "history": 0}
+        self.n_events = self.n_history = 0  # records fed
         # Nodes told to lie (a byzantine fault): what they say they applied, led or leased
         # proves nothing about the protocol, whose safety is about the honest replicas. A
         # node stays excluded after it is made honest again: its state is whatever it was.
@@ -74,9 +91,13 @@ class CheckerSet:
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
         """One events.jsonl record; the violations it completes."""
-        self._check_open()
-        _share(rec)
-        self.counts["events"] += 1
+        # This runs for every record of a run: the common path is a few lookups and the
+        # calls to the checkers that read the kind, nothing built unless one finds something.
+        if self.finished:
+            self._check_open()
+        if self.share:
+            _share(rec)
+        self.n_events += 1
         kind = rec.get("kind")
         if kind == "fault" and rec.get("fault") == "byzantine":
             node, mode = rec.get("node"), rec.get("mode")
@@ -85,19 +106,34 @@ class CheckerSet:
         if self.byzantine and rec.get("src") in self.byzantine:
             return []
         handlers = self.by_kind.get(kind)  # type: ignore[arg-type]
-        if not handlers:
-            return []
-        found = [v for c in handlers for v in c.on_event(rec)]
-        self.violations.extend(found)
+        if handlers is None:
+            gate = self.gated.get(kind)  # type: ignore[arg-type]
+            if gate is None:
+                return []
+            handlers = gate[1] if gate[0] in rec else gate[2]
+        found: list[Violation] = []
+        for c in handlers:
+            v = c.on_event(rec)
+            if v:
+                found += v
+        if found:
+            self.violations.extend(found)
         return found
 
     def on_history(self, rec: Mapping[str, Any]) -> list[Violation]:
         """One history.jsonl record; the violations it completes."""
-        self._check_open()
-        _share(rec)
-        self.counts["history"] += 1
-        found = [v for c in self.history_readers for v in c.on_history(rec)]
-        self.violations.extend(found)
+        if self.finished:
+            self._check_open()
+        if self.share:
+            _share(rec)
+        self.n_history += 1
+        found: list[Violation] = []
+        for c in self.history_readers:
+            v = c.on_history(rec)
+            if v:
+                found += v
+        if found:
+            self.violations.extend(found)
         return found
 
     def check_online(self) -> list[Violation]:
@@ -137,7 +173,11 @@ class CheckerSet:
             "safe": not self.violations,
             "violations": [v.to_dict() for v in self.violations],
             "counts": dict(Counter(v.kind for v in self.violations)),
-            "records": {**self.counts, "malformed": self.malformed},
+            "records": {
+                "events": self.n_events,
+                "history": self.n_history,
+                "malformed": self.malformed,
+            },
             "linearizability": {
                 "checked": self.config.linearizability,
                 "keys": len(lin),

@@ -23,6 +23,7 @@ from protocols.base import events as ev
 
 class SplitBrainChecker(Checker):
     kinds: ClassVar[frozenset[str]] = frozenset({ev.BECAME_LEADER, ev.APPLIED})
+    gates: ClassVar[Mapping[str, str]] = {ev.APPLIED: "view"}
 
     def __init__(self) -> None:
         super().__init__()
