@@ -291,6 +291,9 @@ class Supervisor(FaultsMixin, TelemetryMixin, WorkloadMixin):
                 raise StartupError(f"{what} did not become ready within {timeout:g}s")
             for c in self.children.values():
                 if c.state == "starting" and not c.alive():
+                    # Mark it stopped before saying so: a status asked for next must not
+                    # still show the dead child as running (status shows starting so).
+                    self._check_children()
                     raise StartupError(
                         f"{c.name} exited during start "
                         f"(code {c.proc.returncode if c.proc else '?'}): "
