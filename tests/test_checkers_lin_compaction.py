@@ -171,3 +171,65 @@ def test_cut_histories_give_the_whole_history_verdict(ops: list[tuple[Any, ...]]
         assert {k: v[2] and v[2].kind for k, v in got.items()} == {
             k: v[2] and v[2].kind for k, v in whole.items()
         }
+
+
+def _open_loop(
+    n: int, rate: float, seed: int, lo: float = 0.001, hi: float = 0.005, key: str = "x"
+) -> list[tuple[Any, ...]]:
+    """n linearizable operations on `key` arriving at `rate` a second from many clients,
+    as a busy lab's workload makes them: each takes 1 to 5 ms and takes effect at a
+    random point inside its call, a get reading the value last put before that point."""
+    rng = random.Random(seed)
+    made, t = [], 0.0
+    for i in range(n):
+        t += rng.expovariate(rate)
+        ret = t + lo + rng.random() * (hi - lo)
+        made.append((t + rng.random() * (ret - t), t, ret, i))
+    ops: list[tuple[Any, ...]] = []
+    last = None
+    for _, call, ret, i in sorted(made):
+        if rng.random() < 0.5:
+            last = f"v{i}"
+            ops.append((f"c{i % 64}", "put", call, ret, "ok", last, None, key))
+        else:
+            ops.append((f"c{i % 64}", "get", call, ret, "ok", last, None, key))
+    return ops
+
+
+def test_a_busy_key_whose_latest_quiescent_point_ends_in_overlapping_writes_is_cut() -> None:
+    # 200 operations a second on one key, 5 to 20 ms each: the latest quiescent point
+    # often follows two writes at once (its value unknown). The checker cuts at an
+    # earlier point instead of waiting for a luckier moment.
+    ops = _open_loop(30_000, rate=200.0, seed=3, lo=0.005, hi=0.02)
+    checker = _feed(_records(ops))
+    end = max(o[3] for o in ops)
+    recent = sum(1 for o in ops if o[3] > end - qc.HORIZON - 1.0)  # not yet cuttable
+    assert len(checker.history["x"]) <= recent + 2 * qc.TRY_EVERY
+    assert checker.compacted >= 30_000 - len(checker.history["x"])
+    assert checker.finish() == []
+    assert (checker.results["x"].status, checker.results["x"].ops) == ("ok", 30_000)
+
+
+def test_a_key_whose_live_search_once_ran_out_of_budget_is_still_cut() -> None:
+    # A busy moment (the live search's budget is half a second of wall time) leaves a key
+    # "hard", waiting for the end. It is still cut as it grows, and searched live again:
+    # left whole, a soak's busy keys grew by every operation until `labctl down`.
+    from labctl.checkers.linearizability import Budget
+
+    records = _records(_sequential(20_000))
+    checker = LinearizabilityChecker(wall_clock=False)
+    normal = checker.online_budget
+    checker.online_budget = Budget(steps=1)  # the busy moment
+    for rec in records[:6000]:
+        checker.on_history(rec)
+    checker.check_online()
+    assert "x" in checker.hard
+    checker.online_budget = normal
+    for n, rec in enumerate(records[6000:]):
+        checker.on_history(rec)
+        if n % 1000 == 0:
+            checker.check_online()
+    assert "x" not in checker.hard
+    assert len(checker.history["x"]) <= qc.TRY_EVERY + 600
+    assert checker.finish() == []
+    assert (checker.results["x"].status, checker.results["x"].ops) == ("ok", 20_000)

@@ -212,23 +212,25 @@ class LinearizabilityChecker(Checker):
         return out
 
     def _try_cut(self, key: str) -> None:
-        """Cut `key`'s history at its latest quiescent point, if the prefix before it is
-        linearizable and ends in a known value; else leave it whole."""
-        if key in self.reported or key in self.suspect or key in self.hard or key in self.late:
+        """Cut `key`'s history at its latest quiescent point whose prefix ends in a known
+        value, if that prefix is linearizable; else leave it whole. A key whose live
+        search ran out of budget (`hard`) is cut too: the prefix's search is smaller, and
+        once cut the key is searched live again."""
+        if key in self.reported or key in self.suspect or key in self.late:
             return  # its history is the evidence, or its verdict will not be a search's
         ops = self.history[key]
         opened = self._open({key}).get(key, [])
         limit = min([self.newest - qc.HORIZON, *(o.invoke_t for o in opened)])
-        t = qc.split_point(ops, limit)
-        if t is None:
-            return
-        prefix = [o for o in ops if o.invoke_t <= t]
         cut = self.cuts.get(key, START)
-        kept, ret = _reduce(prefix, cut)
-        if any(r == math.inf for r in ret):
-            return  # an info write stays optional: the end value is not known
-        known, last = qc.last_writer(kept, ret)
-        if not known:
+        for t in qc.split_points(ops, limit):
+            prefix = [o for o in ops if o.invoke_t <= t]
+            kept, ret = _reduce(prefix, cut)
+            if any(r == math.inf for r in ret):
+                continue  # an info write stays optional: the end value is not known
+            known, last = qc.last_writer(kept, ret)
+            if known:
+                break
+        else:
             return
         search = _Search(kept, ret, cut)
         if search.run(self.online_budget) is not True:
@@ -242,6 +244,9 @@ class LinearizabilityChecker(Checker):
         tail = (*cut.tail, *(kept[i] for i in search.linearized))[-CONTEXT:]
         value, written = (cut.value, cut.written) if last is None else (_written(last), True)
         self.cuts[key] = Cut(t=t, value=value, written=written, ops=cut.ops + len(kept), tail=tail)
+        if key in self.hard:
+            self.hard.discard(key)
+            self.dirty.add(key)  # what is left is searched live again
 
     def _check(self, key: str, ops: list[Operation], budget: Budget) -> KeyResult:
         if key in self.late:

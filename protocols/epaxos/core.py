@@ -335,7 +335,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
             msg = Prepare(lead.ballot, replica, inum)
         else:
             msg = TryPreAccept(lead.ballot, replica, inum, *self._attrs(lead))
-            missing = [p for p in lead.targets if p not in lead.replies and p != self.me]
+            missing = [p for p in sorted(lead.targets) if p not in lead.replies and p != self.me]
         for p in missing:
             self.out.send(p, msg)
 
