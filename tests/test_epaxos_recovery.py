@@ -303,3 +303,54 @@ def test_a_replica_cut_off_for_hundreds_of_instances_catches_up_after_the_heal()
     assert net.run_until(lambda: len(net.kv("r0")) == 401, 10.0), len(net.kv("r0"))
     assert agreement_problems(net) == []
     net.check()
+
+
+def test_a_resent_pre_accept_keeps_the_leaders_attributes_so_recovery_keeps_the_order() -> None:
+    """Found by `labctl sim explore -p epaxos` (seed 203495): a command leader cut off from
+    its replies resent PreAccept with the union of the replies it had, and replicas that
+    first heard of the command from the resend took those for the leader's own attributes.
+    Recovery then saw two sets of "original" attributes, picked the one that missed a
+    committed interfering command, and two replicas executed the pair in different orders."""
+    m = Manual(5)  # thrifty: r0's fast quorum is r1, r2; r2's is r3, r4
+    m.client("r0", put("a", value="1"))
+    m.client("r2", put("b", value="2"))
+    # b fast-commits at r2 over r3 and r4, who never heard of a.
+    m.deliver("PreAccept", src="r2")
+    m.deliver("PreAcceptReply", dst="r2")
+    # (b's Commits wait in the outbox: delivered with the recovery's messages below.)
+    assert m.replicas["r2"].fast == 1
+    # a reaches r1 (knows nothing: same attributes) and r2 (knows b: more deps); only r2's
+    # reply gets back to r0, which is then cut off from every reply.
+    m.deliver("PreAccept", src="r0")
+    m.deliver("PreAcceptReply", src="r2", dst="r0")
+    m.drop(dst="r0")
+    first = m.replicas["r1"].instances[(0, 1)]
+    # r0's resend timer: the PreAccept goes again to those that did not answer.
+    m.now += 1.0
+    p = m.replicas["r0"]
+    m._take("r0", p.on_tick(m.now))
+    resent = [msg for s, _, msg in m.outbox if s == "r0" and isinstance(msg, PreAccept)]
+    assert resent, "the command leader resends its PreAccept"
+    assert all((x.seq, x.deps) == (first.seq, first.deps) for x in resent)
+    m.deliver("PreAccept", src="r0")
+    m.drop(dst="r0")
+    # r3 and r4 know b, so their votes for a differ from the leader's: not its own.
+    assert not m.replicas["r3"].instances[(0, 1)].orig
+    # r4 recovers a without r0; every message but those to r0 is delivered.
+    m.recover("r4", (0, 1))
+    for _ in range(20):
+        m.drop(dst="r0")
+        if not m.outbox:
+            break
+        for kind in ("Prepare", "PrepareReply", "TryPreAccept", "TryPreAcceptReply",
+                     "PreAccept", "PreAcceptReply", "Accept", "AcceptReply", "Commit"):  # fmt: skip
+            m.deliver(kind)
+    m.client("r1", put("c", value="3"))  # nothing stays blocked: a later write executes
+    a = m.replicas["r4"].instances[(0, 1)]
+    b = m.replicas["r4"].instances[(2, 1)]
+    assert a.status == COMMITTED and b.status == COMMITTED
+    # Interfering commands: at least one depends on the other, so one order everywhere.
+    assert a.deps[2] >= 1 or b.deps[0] >= 1, (a.deps, b.deps)
+    assert committed_attributes({i: m.replicas[i] for i in m.ids if i != "r0"}) == []
+    orders = {i: [r for r in m.applied[i] if r in ("a", "b")] for i in m.ids if i != "r0"}
+    assert len({tuple(o) for o in orders.values()}) == 1, orders

@@ -328,7 +328,9 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
             if len(lead.replies) >= self.slow_peers:
                 self._accept_phase(iid, lead, lead.cmds, lead.seq, lead.deps)
                 return
-            msg: msgspec.Struct = PreAccept(lead.ballot, replica, inum, *self._attrs(lead))
+            msg: msgspec.Struct = PreAccept(
+                lead.ballot, replica, inum, lead.cmds, lead.sent_seq, lead.sent_deps
+            )
         elif lead.phase == "accept":
             msg = Accept(lead.ballot, replica, inum, *self._attrs(lead))
         elif lead.phase == "prepare":
@@ -422,7 +424,7 @@ class EPaxosProtocol(Recovery, CatchUp, Checkpoints, BatchingProtocol):
         self._vote(inst, PREACCEPTED, 0, cmds, seq, deps, orig=True, fence=False)
         self.inflight.add(iid)
         self.proposed_here.add(iid)
-        self.leading[iid] = Lead(0, "preaccept", False, cmds, seq, deps)
+        self.leading[iid] = Lead(0, "preaccept", False, cmds, seq, deps, seq, deps)
         if self.fast_peers == 0:
             self._commit(iid, cmds, seq, deps)  # a single replica is its own quorum
             return

@@ -21,6 +21,15 @@ class Lead:
     cmds: Cmds = ()
     seq: int = 0
     deps: Deps = ()
+    # The attributes this ballot's PreAccept carried. `seq`/`deps` grow into the union of
+    # the replies; a resend must carry these instead: at ballot 0 a replica that first
+    # hears of the instance from a resend marks its vote as the command leader's own
+    # (`orig`), and recovery takes such votes for attributes a fast quorum may have
+    # committed. Resending the union gave one instance two sets of "original" attributes,
+    # recovery picked the wrong one, and two interfering commands committed with neither
+    # depending on the other (sim explore, epaxos seed 203495).
+    sent_seq: int = 0
+    sent_deps: Deps = ()
     deadline: float = math.inf  # a recovery attempt past it starts over, higher
     fast: bool = True  # the fast path is allowed (ballot 0 only)
     all_equal: bool = True

@@ -243,6 +243,7 @@ class Recovery:
             if getattr(r, "cmds", None) == cmds and len(r.deps) == self.n:
                 seq, deps = max(seq, r.seq), tuple(map(max, deps, r.deps))
         lead.phase, lead.cmds, lead.seq, lead.deps = "preaccept", cmds, seq, deps
+        lead.sent_seq, lead.sent_deps = seq, deps
         lead.replies, lead.fast = {}, False
         self._vote(inst, PREACCEPTED, lead.ballot, cmds, seq, deps, orig=False)
         if self.slow_peers == 0:
