@@ -17,6 +17,7 @@ the role the protocol declares leads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -417,15 +418,29 @@ def up(
     finally:
         log.close()
     deadline = time.monotonic() + UP_TIMEOUT
-    while time.monotonic() < deadline:
-        state = labdir.read_state(path)
-        if state is not None and state.get("supervisor_pid") == proc.pid:
-            return Lab(path, state)
-        if proc.poll() is not None:
-            raise LabFailed(
-                _last_error(path / "supervisor.log", proc.returncode), proc.returncode or 3
-            )
-        time.sleep(0.01)  # polling a file the supervisor writes once; nothing to wake on
+    try:
+        while time.monotonic() < deadline:
+            state = labdir.read_state(path)
+            if state is not None and state.get("supervisor_pid") == proc.pid:
+                return Lab(path, state)
+            if proc.poll() is not None:
+                raise LabFailed(
+                    _last_error(path / "supervisor.log", proc.returncode), proc.returncode or 3
+                )
+            time.sleep(0.01)  # polling a file the supervisor writes once; nothing to wake on
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted while the lab starts (Ctrl-C, or a benchmark's SIGTERM): the caller
+        # has no Lab to take down, so the half-started one goes now, before the caller
+        # removes its dir (left alone, it wrote its record into the removed dir).
+        # SIGTERM: the supervisor stops its children as on `labctl down` (they run in
+        # sessions of their own, so killing its group would orphan them).
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                kill_group(proc.pid)
+        raise
     kill_group(proc.pid)
     raise LabFailed(f"the lab did not start within {UP_TIMEOUT:g}s; see {path / 'supervisor.log'}")
 

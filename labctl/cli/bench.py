@@ -51,7 +51,11 @@ def bench(
 def run_bench(what: str, json_out: bool = False, quick: bool = False) -> None:
     if what not in BENCHMARKS:
         raise LabError(f"unknown benchmark {what!r} (available: {', '.join(BENCHMARKS)})")
-    result = run_all(quick) if what == "all" else measure(what, quick)
+    from labctl.benchmarks.labs import run_terminable
+
+    # SIGTERM unwinds every benchmark like an exception, so each takes its labs down and
+    # removes its temporary dirs (the soak and the PBFT and sim ones left them behind).
+    result = run_terminable(lambda q: run_all(q) if what == "all" else measure(what, q), quick)
     if json_out:
         print_json(result)
     elif what == "cli":
