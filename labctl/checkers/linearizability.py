@@ -167,9 +167,10 @@ class LinearizabilityChecker(Checker):
         self.results: dict[str, KeyResult] = {}
         self.dirty: set[str] = set()  # keys with completions since the last live check
         self.reported: dict[str, Violation] = {}  # keys already found non-linearizable live
-        # key -> the newest record time when a live pass first found it non-linearizable:
-        # reported only once the records have moved HORIZON past that and a search still
-        # says so (a late invoke record can explain a read that looked impossible).
+        # key -> the time of the violation a live pass last found in it (the return of the
+        # operation no linearization allows): reported only once the records have moved
+        # HORIZON past that time and a search still finds it (a late invoke record can
+        # explain a read that looked impossible).
         self.suspect: dict[str, float] = {}
         self.hard: set[str] = set()  # keys whose live search ran out of budget
         # key -> its kv operations since its last cut, in completion order
@@ -261,8 +262,12 @@ class LinearizabilityChecker(Checker):
         completions only add constraints, so a violation found now stays a violation. But
         records reach the supervisor from many clients and are not in time order: a
         write's invoke can arrive after the reads that saw its value (seen: 50 ms late,
-        under load). So a violation is held as suspect until the records have moved
-        HORIZON past it, searched again then, and reported only if it still holds."""
+        under load, and 1.7 s in an overloaded soak). So a violation is reported only when
+        the records have moved HORIZON past the violation's own time; a younger one is
+        held as suspect and searched again then. The wait is the violation's, not the
+        key's: with one client's records always late, every search of a key met another
+        read explained a moment later, and a per-key timer reported whichever was current
+        when it ran out."""
         keys = self.dirty - self.reported.keys() - self.hard
         keys |= {k for k, t in self.suspect.items() if self.newest >= t + qc.HORIZON}
         self.dirty = set()
@@ -282,14 +287,15 @@ class LinearizabilityChecker(Checker):
             if result.status == "unknown":
                 self.hard.add(key)
                 self.suspect.pop(key, None)
-            if result.violation is None:
+            v = result.violation
+            if v is None:
                 self.suspect.pop(key, None)  # the late records explained it
-            elif key not in self.suspect:
-                self.suspect[key] = self.newest
-            elif self.newest >= self.suspect[key] + qc.HORIZON:
-                del self.suspect[key]
-                self.reported[key] = result.violation
-                found.append(result.violation)
+            elif self.newest >= v.t + qc.HORIZON:
+                self.suspect.pop(key, None)
+                self.reported[key] = v
+                found.append(v)
+            else:
+                self.suspect[key] = v.t
         return found
 
     def finish(self, deadline: float | None = None) -> list[Violation]:
