@@ -429,11 +429,14 @@ def up(
                 )
             time.sleep(0.01)  # polling a file the supervisor writes once; nothing to wake on
     except (KeyboardInterrupt, SystemExit):
-        # Interrupted while the lab starts (Ctrl-C, or a benchmark's SIGTERM): the caller
-        # has no Lab to take down, so the half-started one goes now, before the caller
-        # removes its dir (left alone, it wrote its record into the removed dir).
-        # SIGTERM: the supervisor stops its children as on `labctl down` (they run in
-        # sessions of their own, so killing its group would orphan them).
+        # Interrupted while the lab starts (Ctrl-C, or a benchmark's SIGTERM). Once its
+        # state is written the caller can find it and take it down (`Lab.find(...).down()`,
+        # as the CLI does, saying so); before that nobody can, so it goes now: left alone,
+        # it wrote its record into the dir a benchmark had just removed. SIGTERM: the
+        # supervisor stops its children as on `labctl down` (they run in sessions of their
+        # own, so killing its group would orphan them).
+        if labdir.read_state(path) is not None:
+            raise
         with contextlib.suppress(psutil.Error):
             proc.terminate()
             try:

@@ -30,6 +30,7 @@ from labctl import api
 from labctl.benchmarks.procs import Procs, say
 from labctl.checkers.base import protocol_orders_per_key
 from labctl.checkers.divergence import DivergenceChecker
+from labctl.errors import LabError
 from protocols.base import events as ev
 
 
@@ -66,7 +67,13 @@ def bench_lab(
     lab = None
     try:
         # Foreground mode: the lab dies with this process, even if it is SIGKILLed.
-        lab = api.up(Path(tmp) / "lab", config, foreground_pid=os.getpid())
+        try:
+            lab = api.up(Path(tmp) / "lab", config, foreground_pid=os.getpid())
+        except BaseException:
+            # Interrupted while it started (SIGTERM): down what got as far as running.
+            with contextlib.suppress(LabError):
+                api.Lab.find(Path(tmp) / "lab").down()
+            raise
         yield lab
     finally:
         if lab is not None:
