@@ -193,12 +193,20 @@ def fuzz(cli: CLI, protocol: str, n: int, seed: int) -> dict[str, dict[str, int]
                 if sock.poll(1000):
                     answers += _fails(codec, sock.recv_multipart())
         sock.close()
-        malformed = wait_until(
-            lambda c=control, b=before, m=sent - expected_answers: (
-                (d := _replica_counters(c)["malformed"] - b) >= m and d
-            ),
-            timeout=30,
-        )
+        try:
+            malformed = wait_until(
+                lambda c=control, b=before, m=sent - expected_answers: (
+                    (d := _replica_counters(c)["malformed"] - b) >= m and d
+                ),
+                timeout=30,
+            )
+        except AssertionError as e:  # say what was missing (seen once, at load 5, in CI-like runs)
+            counters = _replica_counters(control)
+            raise AssertionError(
+                f"{name}: {counters['malformed'] - before} of {sent - expected_answers} "
+                f"malformed data inputs counted ({answers} of {expected_answers} answered); "
+                f"replica counters {counters}; router {_ask(router_ctl, 'stats')}"
+            ) from e
         report[f"{name} data"] = {"sent": sent, "answered_fail": answers, "malformed": malformed,
                                   "counted": answers + malformed}  # fmt: skip
 
