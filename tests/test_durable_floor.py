@@ -219,3 +219,50 @@ def test_a_majority_losing_records_after_snapshots_is_caught_as_without_floors(
     kinds = {k for k, _ in found}
     assert {"lost-write", "divergence"} <= kinds, kinds
     assert found == _verdict(_NoFloors(load(path)), path)
+
+
+def test_a_node_told_to_lie_no_longer_holds_the_rows() -> None:
+    """A byzantine node's records are ignored from the fault on, its floors too: the last
+    floor it said honestly held every row of a PBFT run with one liar, for good."""
+    checkers = _set()
+    checkers.on_event({"t": 0.0, "src": "supervisor", "kind": "fault", "fault": "byzantine",
+                       "node": "r2", "mode": "forge"})  # fmt: skip
+    for i in range(1, 201):
+        for n in NODES:
+            checkers.on_event(
+                {"t": i, "src": n, "kind": ev.APPLIED, "index": i, "term": 1,
+                 "request_id": f"w{i}", "op": "put", "key": "k", "value": str(i)}
+            )  # fmt: skip
+    for n in NODES:  # r2's floor is a liar's: ignored
+        checkers.on_event(
+            {"t": 300, "src": n, "kind": ev.DURABLE_FLOOR, "index": 150, "replicas": list(NODES)}
+        )
+    div, lost, _ = _checkers(checkers)
+    assert div.settled == 150 and len(div.agreed) == 50
+    assert lost.floor.settled == 150
+
+
+def test_pbft_decisions_per_sequence_number_are_released_below_the_floor() -> None:
+    from labctl.checkers.split_brain import SplitBrainChecker
+
+    nodes = ["r0", "r1", "r2", "r3"]
+    checker = SplitBrainChecker()
+
+    def decide(node: str, index: int, rid: str) -> list[Any]:
+        return checker.on_event(
+            {"t": index * 0.001, "src": node, "kind": ev.APPLIED, "index": index, "view": 0,
+             "request_id": rid, "op": "put", "key": "k", "value": rid}
+        )  # fmt: skip
+
+    for i in range(1, 20_001):
+        for n in nodes:
+            assert decide(n, i, f"w{i}") == []
+        if i % 1000 == 0:
+            for n in nodes:
+                checker.on_event({"t": i * 0.001, "src": n, "kind": ev.DURABLE_FLOOR,
+                                  "index": i - 500, "replicas": nodes})  # fmt: skip
+    assert len(checker.decided) <= 1500 and len(checker.labels) <= 1500
+    # Two requests decided at one sequence number above the floor: still split brain.
+    decide("r0", 20_001, "a")
+    found = decide("r1", 20_001, "b")
+    assert [v.kind for v in found] == ["split-brain"]

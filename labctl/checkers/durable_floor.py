@@ -20,6 +20,10 @@ Conservative on purpose:
   checksum sees);
 - the settled floor only rises: what was forgotten stays forgotten. What a replica whose
   floor was voided applies below it again cannot be compared (`below_floor` counts it).
+
+A replica told to lie (a byzantine fault) leaves the minimum for good: the checkers ignore
+everything it says from then on (labctl/checkers/runner.py), its floors too, so the floor
+it said last held every row of the run (a PBFT run with one liar kept all of them).
 """
 
 from __future__ import annotations
@@ -31,14 +35,14 @@ from labctl.checkers.base import get_int, get_str
 from protocols.base import events as ev
 
 RESTATE = frozenset({ev.WAL_CORRUPT, "node.starting"})
-KINDS = frozenset({ev.DURABLE_FLOOR, *RESTATE})
+KINDS = frozenset({ev.DURABLE_FLOOR, *RESTATE, "fault"})  # fault: a byzantine one
 MAX_REPLICAS = 256  # a floor event naming more is not a lab's (a bound on what we keep)
 
 
 class DurableFloor:
     """Every replica's floor; `settled` is the minimum, once it has risen."""
 
-    __slots__ = ("floors", "promised", "settled")
+    __slots__ = ("excluded", "floors", "promised", "settled")
 
     def __init__(self) -> None:
         self.floors: dict[str, int] = {}  # replica -> its floor (0: none, or voided)
@@ -46,14 +50,17 @@ class DurableFloor:
         # replica -> the floor it said since its last start (and no corrupt WAL since):
         # what its disk holds now, as far as we know
         self.promised: dict[str, int] = {}
+        self.excluded: set[str] = set()  # told to lie: not waited for
 
     def on_event(self, rec: Mapping[str, Any]) -> int | None:
         """A floor, node.starting or wal_corrupt record: the new settled floor when it
         rose, else None (a record that is not well formed changes nothing)."""
-        node = get_str(rec, "src")
-        if node is None:
-            return None
         kind = rec.get("kind")
+        if kind == "fault":
+            return self._byzantine(rec)
+        node = get_str(rec, "src")
+        if node is None or node in self.excluded:
+            return None
         if kind in RESTATE:
             # A new process, or a disk that is not what it wrote: the floor stands again
             # only once the node says it again (a start from a snapshot does at once; a
@@ -69,11 +76,25 @@ class DurableFloor:
             return None
         floors = self.floors
         for r in replicas:
-            if r not in floors:
+            if r not in floors and r not in self.excluded:
                 floors[r] = 0
         floors[node] = max(floors.get(node, 0), index)
         self.promised[node] = floors[node]
-        low = min(floors.values())
+        return self._rise()
+
+    def _byzantine(self, rec: Mapping[str, Any]) -> int | None:
+        node, mode = rec.get("node"), rec.get("mode")
+        if rec.get("fault") != "byzantine" or not isinstance(node, str):
+            return None
+        if mode in (None, "", "honest"):
+            return None
+        self.excluded.add(node)
+        self.floors.pop(node, None)
+        self.promised.pop(node, None)
+        return self._rise()
+
+    def _rise(self) -> int | None:
+        low = min(self.floors.values(), default=0)
         if low > self.settled:
             self.settled = low
             return low
@@ -81,5 +102,5 @@ class DurableFloor:
 
     def saw(self, node: str) -> None:
         """`node` applies commands: it has a floor too, 0 until it says one."""
-        if node not in self.floors:
+        if node not in self.floors and node not in self.excluded:
             self.floors[node] = 0

@@ -93,6 +93,11 @@ class LostWriteChecker(Checker):
         return index is not None and index <= self.snap_top.get(node, 0)
 
     def on_event(self, rec: Mapping[str, Any]) -> list[Violation]:
+        if rec.get("kind") == "fault":  # only a byzantine one matters: the floor's
+            settled = self.floor.on_event(rec)
+            if settled is not None:
+                self._settle(settled)
+            return []
         node, t = get_str(rec, "src"), get_float(rec, "t")
         if node is None or t is None:
             self.malformed += 1
